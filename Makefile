@@ -1,0 +1,45 @@
+# hal9-lab: the two commands are `make lab` and `make test`; `make help` lists the rest.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+PROFILE ?= smoke
+FUZZTIME ?= 10s
+
+.PHONY: help build lab test vet unit fuzz gate dashboards alerts bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+build: ## build bin/hal9 and bin/hal9-lab
+	$(GO) build -o $(BIN)/hal9 ./cmd/hal9
+	$(GO) build -o $(BIN)/hal9-lab ./cmd/hal9-lab
+
+lab: build ## the lab run: all backends that can be had, the smoke profile, a report in reports/runs/
+	$(BIN)/hal9-lab run --profile $(PROFILE)
+
+test: vet unit fuzz alerts ## vet, race-enabled tests, a short fuzz run, promtool checks
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -timeout 9m ./...
+
+fuzz: ## short fuzz run of request decoding (FUZZTIME=10s)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSignalRequest$$' -fuzztime $(FUZZTIME) ./server
+
+gate: build ## nightly performance gate against the stored baseline (exit 99 on regression)
+	$(BIN)/hal9-lab gate --profile nightly
+
+dashboards: ## regenerate dashboards/*.json from the Go generator
+	$(GO) run ./dashboards/cmd/gen -out dashboards
+
+alerts: ## promtool check and test the alert and recording rules
+	promtool check rules alerts/*.rules.yml
+	promtool test rules alerts/tests/*.yml
+
+bench: ## Go benchmarks of the server and the engine
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN) data

@@ -1,0 +1,134 @@
+// Package store defines HAL9's persistence: users, API keys, neurons,
+// signals with their hop traces, and neuron memories with full-text search.
+// Implementations live in subpackages, one per database (sqlite, postgres),
+// and all of them pass the contract suite in storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every implementation returns (wrapped) so callers can map them to
+// HTTP statuses without knowing the database.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique key (username, email, id) is already taken.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: the database cannot be reached right now; retry later.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// User is an account that can log in.
+type User struct {
+	ID           string
+	Username     string
+	Email        string
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+// APIKey authenticates a user without a password. Only its hash is stored;
+// Prefix (the first characters of the key) lets a user tell keys apart.
+type APIKey struct {
+	ID         string
+	UserID     string
+	Name       string
+	Prefix     string
+	Hash       string
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero when never used
+}
+
+// Neuron is the persisted identity and state of one neuron.
+type Neuron struct {
+	ID        string
+	Layer     string // "L1".."L5"
+	State     string // "active", "degraded", "stopped"
+	UpdatedAt time.Time
+}
+
+// Signal statuses.
+const (
+	SignalPending   = "pending"
+	SignalProcessed = "processed"
+	SignalFailed    = "failed"
+)
+
+// Signal is one request that travelled through the neuron hierarchy.
+type Signal struct {
+	ID          string
+	UserID      string // empty for API-key-less internal use
+	Layer       string // entry layer, "L1".."L5"
+	NeuronID    string // entry neuron
+	Content     string
+	Output      string
+	Status      string // SignalPending, SignalProcessed, SignalFailed
+	Error       string
+	TokensIn    int
+	TokensOut   int
+	CostUSD     float64
+	DurationMS  float64
+	CreatedAt   time.Time // also the partition key in PostgreSQL
+	CompletedAt time.Time // zero while pending
+}
+
+// Hop is one neuron's part in a signal's trace.
+type Hop struct {
+	SignalID   string
+	Seq        int // 0-based order in the trace
+	NeuronID   string
+	Layer      string
+	Cache      string // "hit" or "miss"
+	TokensIn   int
+	TokensOut  int
+	CostUSD    float64
+	DurationMS float64
+	Error      string
+}
+
+// Memory is what a neuron remembers of a processed signal; searchable.
+type Memory struct {
+	ID        int64
+	NeuronID  string
+	Layer     string
+	SignalID  string
+	Content   string
+	CreatedAt time.Time
+	Rank      float64 // search relevance, higher is better; 0 outside search
+}
+
+// Store is HAL9's persistence. Every method is safe for concurrent use.
+type Store interface {
+	// Migrate applies the embedded migrations; idempotent.
+	Migrate(ctx context.Context) error
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases connections; acknowledged writes are durable before it returns.
+	Close() error
+
+	CreateUser(ctx context.Context, u User) error // ErrConflict on duplicate username or email
+	UserByID(ctx context.Context, id string) (User, error)
+	UserByUsername(ctx context.Context, username string) (User, error)
+
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	APIKeyByHash(ctx context.Context, hash string) (APIKey, error)
+	ListAPIKeys(ctx context.Context, userID string) ([]APIKey, error)
+	DeleteAPIKey(ctx context.Context, userID, id string) error // ErrNotFound when not the user's
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+
+	UpsertNeurons(ctx context.Context, ns []Neuron) error
+	ListNeurons(ctx context.Context) ([]Neuron, error)
+
+	// SaveSignal inserts or replaces a signal (matched by ID and CreatedAt)
+	// together with its hops and memories, in one transaction. An async
+	// signal is saved pending first and saved again when it completes.
+	SaveSignal(ctx context.Context, s Signal, hops []Hop, mems []Memory) error
+	// GetSignal returns the signal and its hops ordered by Seq.
+	GetSignal(ctx context.Context, id string) (Signal, []Hop, error)
+
+	// SearchMemories runs a full-text query; results best first.
+	SearchMemories(ctx context.Context, query string, limit int) ([]Memory, error)
+}
