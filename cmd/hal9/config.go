@@ -1,0 +1,154 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/server"
+)
+
+// secretFlags are never printed.
+var secretFlags = map[string]bool{"jwt-secret": true, "anthropic-api-key": true}
+
+// urlFlags have their passwords redacted when printed.
+var urlFlags = map[string]bool{"database-url": true, "redis-url": true}
+
+// envName is the variable of a flag: --llm-error-rate → HAL9_LLM_ERROR_RATE.
+func envName(flagName string) string {
+	return "HAL9_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newFlagSet defines every serve flag on cfg (pre-filled with defaults).
+func newFlagSet(name string, cfg *server.Config, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	d := server.DefaultConfig()
+	*cfg = d
+	fs.StringVar(&cfg.Addr, "addr", d.Addr, "API listen address (host:port)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", d.AdminAddr, "admin listen address: /metrics, /debug/pprof, /health, /readyz")
+	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory for the default SQLite database (created if missing)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "sqlite://PATH or postgres://user:pass@host:5432/db (default sqlite://<data-dir>/hal9.db)")
+	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", d.DBMaxConns, "PostgreSQL pool: maximum connections")
+	fs.IntVar(&cfg.DBMinConns, "db-min-conns", d.DBMinConns, "PostgreSQL pool: connections kept open")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "Redis second cache tier, redis://host:6379/0 (off when empty)")
+	fs.IntVar(&cfg.RedisPoolSize, "redis-pool-size", d.RedisPoolSize, "Redis connection pool size (0: 10 per CPU)")
+	fs.StringVar(&cfg.CacheStrategy, "cache-strategy", d.CacheStrategy, "record caching: aside, through or behind")
+	fs.IntVar(&cfg.CacheMaxEntries, "cache-max-entries", d.CacheMaxEntries, "process cache: maximum entries")
+	fs.Int64Var(&cfg.CacheMaxBytes, "cache-max-bytes", d.CacheMaxBytes, "process cache: maximum bytes of values")
+	fs.DurationVar(&cfg.L1TTL, "l1-ttl", d.L1TTL, "response cache TTL of layer L1 (L2 10m, L3 5m, L4 2m are fixed)")
+	fs.DurationVar(&cfg.L5TTL, "l5-ttl", d.L5TTL, "response cache TTL of layer L5")
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret for access and refresh tokens (random at start when empty)")
+	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", d.BcryptCost, "bcrypt cost of password hashes (4..31; each +1 doubles login CPU)")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", d.RateLimit, "requests per second per client (user, API key, or IP); 0 turns it off")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown: time to drain in-flight requests")
+	fs.IntVar(&cfg.AsyncWorkers, "async-workers", d.AsyncWorkers, "workers processing ?async=true signals")
+	fs.IntVar(&cfg.AsyncQueue, "async-queue", d.AsyncQueue, "async signals queued before 503 queue_full")
+	fs.StringVar(&cfg.LLM, "llm", d.LLM, "LLM provider: sim (simulated) or anthropic (Messages API)")
+	fs.StringVar(&cfg.LLMModel, "llm-model", d.LLMModel, "model name (its family sets the price: opus, sonnet, haiku)")
+	fs.DurationVar(&cfg.LLMTimeout, "llm-timeout", d.LLMTimeout, "timeout of one LLM call")
+	fs.StringVar(&cfg.AnthropicURL, "anthropic-url", d.AnthropicURL, "base URL of the Messages API")
+	fs.StringVar(&cfg.AnthropicAPIKey, "anthropic-api-key", "", "Anthropic API key (or ANTHROPIC_API_KEY)")
+	fs.Float64Var(&cfg.LLMLatencyScale, "llm-latency-scale", d.LLMLatencyScale, "simulated LLM: latency multiplier (0: no latency)")
+	fs.Float64Var(&cfg.LLMErrorRate, "llm-error-rate", d.LLMErrorRate, "simulated LLM: share of calls failing, 0..1")
+	fs.IntVar(&cfg.LLMRateLimitRPM, "llm-rate-limit-rpm", d.LLMRateLimitRPM, "simulated LLM: requests per minute before 429s (0: unlimited)")
+	fs.Int64Var(&cfg.LLMSeed, "llm-seed", d.LLMSeed, "simulated LLM: seed of latency and injected errors (same seed, same run)")
+	fs.StringVar(&cfg.Topology, "topology", d.Topology, `neurons per layer, "L1=3,L2=2" (others keep 2) or a YAML file (layers: {L1: 3})`)
+	fs.StringVar(&cfg.PyroscopeURL, "pyroscope-url", "", "send continuous profiles to this pyroscope URL (off when empty)")
+	fs.StringVar(&cfg.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	return fs
+}
+
+// parseConfig reads HAL9_* variables, then the flags (a flag wins over its
+// variable). getenv is os.LookupEnv in production.
+func parseConfig(name string, args []string, getenv func(string) (string, bool), out io.Writer) (server.Config, *flag.FlagSet, error) {
+	var cfg server.Config
+	fs := newFlagSet(name, &cfg, out)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "usage: hal9 %s [flags]\n\nEvery flag can also be set by its environment variable (the flag wins).\n\n", name)
+		fs.VisitAll(func(f *flag.Flag) {
+			def := f.DefValue
+			if def == "" {
+				def = `""`
+			}
+			fmt.Fprintf(out, "  --%s  (%s, default %s)\n      %s\n", f.Name, envName(f.Name), def, f.Usage)
+		})
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := envName(f.Name)
+		v, ok := getenv(env)
+		if !ok && f.Name == "anthropic-api-key" {
+			env = "ANTHROPIC_API_KEY"
+			v, ok = getenv(env)
+		}
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			shown := v
+			if secretFlags[f.Name] {
+				shown = "REDACTED"
+			}
+			errs = append(errs, fmt.Errorf("environment variable %s=%q: %v (it sets --%s)", env, shown, cleanFlagErr(err), f.Name))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return cfg, fs, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, fs, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fs, fmt.Errorf("unexpected argument %q; flags start with --, see hal9 %s --help", fs.Arg(0), name)
+	}
+	return cfg, fs, nil
+}
+
+// cleanFlagErr turns strconv's "parse error" wording into something short.
+func cleanFlagErr(err error) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "invalid syntax"), strings.Contains(s, "parse error"):
+		return "not a valid value of the expected type"
+	case strings.Contains(s, "missing unit in duration"), strings.Contains(s, "invalid duration"):
+		return "not a duration; write it like 30s, 5m or 1h"
+	case strings.Contains(s, "out of range"):
+		return "value out of range"
+	}
+	return s
+}
+
+// effectiveConfig renders the flags as a JSON object (flag name → value),
+// secrets redacted and the database default filled in.
+func effectiveConfig(fs *flag.FlagSet, cfg server.Config) ([]byte, error) {
+	m := map[string]any{}
+	fs.VisitAll(func(f *flag.Flag) {
+		var v any = f.Value.String()
+		if g, ok := f.Value.(flag.Getter); ok {
+			v = g.Get()
+		}
+		if d, ok := v.(time.Duration); ok {
+			v = d.String()
+		}
+		switch {
+		case secretFlags[f.Name]:
+			if f.Value.String() != "" {
+				v = "REDACTED"
+			}
+		case urlFlags[f.Name]:
+			v = server.RedactURL(f.Value.String())
+		}
+		m[f.Name] = v
+	})
+	m["database-url"] = server.RedactURL(cfg.EffectiveDatabaseURL())
+	if cfg.JWTSecret == "" {
+		m["jwt-secret"] = "(random at start)"
+	}
+	return json.MarshalIndent(m, "", "  ")
+}

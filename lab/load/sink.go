@@ -1,0 +1,357 @@
+package load
+
+import (
+	"math"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// sink collects every sample of a run into sharded aggregates.
+type sink struct {
+	metrics []*Metric // frozen registry, by id
+	byName  map[string]*Metric
+	shards  []*shard
+	next    atomic.Uint32
+	prom    *promMetrics
+
+	httpReqs, httpDur, httpFailed, httpWaiting, dataSent, dataRecv *Metric
+	iterations, iterDur, iterResp, checks, dropped                 *Metric
+
+	// Gauges are written by the engine alone, once a second.
+	gmu    sync.Mutex
+	gauges map[stateKey]*agg
+
+	secMu   sync.Mutex // serialises tick's reads of shard.sec
+	started time.Time
+}
+
+func newSink(reg *Registry, prom *promMetrics) *sink {
+	ms := reg.freeze()
+	s := &sink{metrics: ms, byName: map[string]*Metric{}, prom: prom, gauges: map[stateKey]*agg{}}
+	for _, m := range ms {
+		s.byName[m.Name] = m
+	}
+	n := 2 * runtime.GOMAXPROCS(0)
+	n = min(max(n, 2), 16)
+	s.shards = make([]*shard, n)
+	for i := range s.shards {
+		s.shards[i] = newShard(len(ms))
+	}
+	s.httpReqs, s.httpDur, s.httpFailed = s.byName[MetricHTTPReqs], s.byName[MetricHTTPReqDuration], s.byName[MetricHTTPReqFailed]
+	s.httpWaiting, s.dataSent, s.dataRecv = s.byName[MetricHTTPReqWaiting], s.byName[MetricDataSent], s.byName[MetricDataReceived]
+	s.iterations, s.iterDur, s.iterResp = s.byName[MetricIterations], s.byName[MetricIterDuration], s.byName[MetricIterResponse]
+	s.checks, s.dropped = s.byName[MetricChecks], s.byName[MetricDropped]
+	return s
+}
+
+// recorder is one VU's handle on the sink: a shard and cached series, so
+// a request costs one map lookup without a lock and one short lock.
+type recorder struct {
+	s        *sink
+	sh       *shard
+	scenario string
+	http     map[Tags]*httpSeries
+	iter     *iterSeries
+	checks   map[string]*checkSeries
+}
+
+type checkSeries struct {
+	agg        *agg
+	pass, fail prometheus.Counter
+}
+
+type httpSeries struct {
+	reqs, dur, wait, failed, sent, recv *agg
+	promReqs, promFailed                prometheus.Counter
+	promDur                             prometheus.Observer
+}
+
+type iterSeries struct {
+	iters, dur, resp, dropped *agg
+	promIters, promDropped    prometheus.Counter
+	promResp                  prometheus.Observer
+}
+
+func (s *sink) recorder(scenario string) *recorder {
+	sh := s.shards[int(s.next.Add(1))%len(s.shards)]
+	r := &recorder{s: s, sh: sh, scenario: scenario, http: map[Tags]*httpSeries{}, checks: map[string]*checkSeries{}}
+	t := Tags{Scenario: scenario}
+	sh.mu.Lock()
+	r.iter = &iterSeries{
+		iters: sh.lookup(s.iterations, t), dur: sh.lookup(s.iterDur, t),
+		resp: sh.lookup(s.iterResp, t), dropped: sh.lookup(s.dropped, t),
+	}
+	sh.mu.Unlock()
+	r.iter.promIters = s.prom.iterations.WithLabelValues(scenario)
+	r.iter.promDropped = s.prom.dropped.WithLabelValues(scenario)
+	r.iter.promResp = s.prom.irt.WithLabelValues(scenario)
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// httpSample records one request: http_reqs, http_req_duration,
+// http_req_waiting, http_req_failed, data_sent, data_received.
+func (r *recorder) httpSample(t Tags, dur, wait time.Duration, failed bool, sent, recv int64) {
+	hs := r.http[t]
+	if hs == nil {
+		hs = r.newHTTPSeries(t)
+	}
+	f := 0.0
+	if failed {
+		f = 1
+	}
+	d := ms(dur)
+	r.sh.mu.Lock()
+	hs.reqs.add(Counter, 1)
+	hs.dur.add(Trend, d)
+	hs.wait.add(Trend, ms(wait))
+	hs.failed.add(Rate, f)
+	hs.sent.add(Counter, float64(sent))
+	hs.recv.add(Counter, float64(recv))
+	sec := &r.sh.sec
+	sec.reqs++
+	if failed {
+		sec.fails++
+	}
+	recordHist(sec.dur, d)
+	r.sh.mu.Unlock()
+	hs.promReqs.Inc()
+	if failed {
+		hs.promFailed.Inc()
+	}
+	hs.promDur.Observe(dur.Seconds())
+}
+
+func (r *recorder) newHTTPSeries(t Tags) *httpSeries {
+	s := r.s
+	// data_sent/received are kept per scenario only: their sub-metrics by
+	// route are rarely wanted and this halves the series count.
+	ts := Tags{Scenario: t.Scenario}
+	r.sh.mu.Lock()
+	hs := &httpSeries{
+		reqs: r.sh.lookup(s.httpReqs, t), dur: r.sh.lookup(s.httpDur, t), wait: r.sh.lookup(s.httpWaiting, t),
+		failed: r.sh.lookup(s.httpFailed, t), sent: r.sh.lookup(s.dataSent, ts), recv: r.sh.lookup(s.dataRecv, ts),
+	}
+	r.sh.mu.Unlock()
+	hs.promReqs = s.prom.httpReqs.WithLabelValues(t.Scenario, t.Op, t.Status)
+	hs.promFailed = s.prom.httpFailed.WithLabelValues(t.Scenario, t.Op)
+	hs.promDur = s.prom.httpDur.WithLabelValues(t.Scenario, t.Op)
+	r.http[t] = hs
+	return hs
+}
+
+// iteration records a completed iteration.
+func (r *recorder) iteration(dur, resp time.Duration) {
+	it := r.iter
+	rm := ms(resp)
+	r.sh.mu.Lock()
+	it.iters.add(Counter, 1)
+	it.dur.add(Trend, ms(dur))
+	it.resp.add(Trend, rm)
+	r.sh.sec.iters++
+	recordHist(r.sh.sec.irt, rm)
+	r.sh.mu.Unlock()
+	it.promIters.Inc()
+	it.promResp.Observe(resp.Seconds())
+}
+
+// droppedIteration records an iteration that never started.
+func (r *recorder) droppedIteration(n int64) {
+	r.sh.mu.Lock()
+	r.iter.dropped.add(Counter, float64(n))
+	r.sh.sec.dropped += n
+	r.sh.mu.Unlock()
+	r.iter.promDropped.Add(float64(n))
+}
+
+// check records a named check.
+func (r *recorder) check(name string, ok bool) {
+	cs := r.checks[name]
+	if cs == nil {
+		r.sh.mu.Lock()
+		cs = &checkSeries{agg: r.sh.lookup(r.s.checks, Tags{Scenario: r.scenario, Check: name})}
+		r.sh.mu.Unlock()
+		cs.pass = r.s.prom.checks.WithLabelValues(name, "pass")
+		cs.fail = r.s.prom.checks.WithLabelValues(name, "fail")
+		r.checks[name] = cs
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	r.sh.mu.Lock()
+	cs.agg.add(Rate, v)
+	r.sh.mu.Unlock()
+	if ok {
+		cs.pass.Inc()
+	} else {
+		cs.fail.Inc()
+	}
+}
+
+// custom records a sample of a custom (or any non-gauge) metric.
+func (r *recorder) custom(m *Metric, v float64) {
+	if m.Type == Gauge {
+		r.s.gauge(m, Tags{}, v)
+		return
+	}
+	r.sh.mu.Lock()
+	r.sh.lookup(m, Tags{Scenario: r.scenario}).add(m.Type, v)
+	if m.id < len(r.sh.sec.counters) {
+		switch m.Type {
+		case Counter:
+			r.sh.sec.counters[m.id] += v
+		case Rate:
+			r.sh.sec.rates[m.id][0]++
+			if v != 0 {
+				r.sh.sec.rates[m.id][1]++
+			}
+		}
+	}
+	r.sh.mu.Unlock()
+}
+
+func (s *sink) gauge(m *Metric, t Tags, v float64) {
+	s.gmu.Lock()
+	k := stateKey{m.Name, t}
+	a := s.gauges[k]
+	if a == nil {
+		a = newAgg(Gauge)
+		s.gauges[k] = a
+	}
+	a.add(Gauge, v)
+	s.gmu.Unlock()
+}
+
+// snapshot merges all shards into a state.
+func (s *sink) snapshot() *state {
+	st := newState()
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		for k, a := range sh.series {
+			st.addSeries(s.metrics[k.metric], k.tags, a, false)
+		}
+		sh.mu.Unlock()
+	}
+	s.gmu.Lock()
+	for k, a := range s.gauges {
+		st.addSeries(s.byName[k.metric], k.tags, a, false)
+	}
+	s.gmu.Unlock()
+	return st
+}
+
+// Point is one second of the run's time series, for charts. Latencies are
+// milliseconds; P50..P99 are http_req_duration's, IRT* are
+// iteration_response_time's.
+type Point struct {
+	T          int64              `json:"t"`  // seconds since the test started (end of the interval)
+	TS         int64              `json:"ts"` // Unix milliseconds at the end of the interval
+	Reqs       int64              `json:"reqs"`
+	Errors     int64              `json:"errors"`
+	Iterations int64              `json:"iterations"`
+	Dropped    int64              `json:"dropped"`
+	Planned    float64            `json:"planned"` // iterations the open-model scenarios planned in this second
+	P50        float64            `json:"p50"`
+	P95        float64            `json:"p95"`
+	P99        float64            `json:"p99"`
+	IRTP50     float64            `json:"irt_p50"`
+	IRTP99     float64            `json:"irt_p99"`
+	VUs        int                `json:"vus"`
+	Custom     map[string]float64 `json:"custom,omitempty"` // counters: sum in the second; rates: share
+}
+
+// tick takes the current second's data out of every shard.
+func (s *sink) tick(now time.Time, vus int) Point {
+	s.secMu.Lock()
+	defer s.secMu.Unlock()
+	dur, irt := newHist(), newHist()
+	p := Point{T: int64(math.Round(now.Sub(s.started).Seconds())), TS: now.UnixMilli(), VUs: vus}
+	counters := make([]float64, len(s.metrics))
+	rates := make([][2]int64, len(s.metrics))
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		sec := &sh.sec
+		p.Reqs += sec.reqs
+		p.Errors += sec.fails
+		p.Iterations += sec.iters
+		p.Dropped += sec.dropped
+		dur.Merge(sec.dur)
+		irt.Merge(sec.irt)
+		for i := range counters {
+			counters[i] += sec.counters[i]
+			rates[i][0] += sec.rates[i][0]
+			rates[i][1] += sec.rates[i][1]
+			sec.counters[i] = 0
+			sec.rates[i] = [2]int64{}
+		}
+		sec.reqs, sec.fails, sec.iters, sec.dropped = 0, 0, 0, 0
+		sec.dur.Reset()
+		sec.irt.Reset()
+		sh.mu.Unlock()
+	}
+	p.P50, p.P95, p.P99 = histPct(dur, 50), histPct(dur, 95), histPct(dur, 99)
+	p.IRTP50, p.IRTP99 = histPct(irt, 50), histPct(irt, 99)
+	for i, m := range s.metrics {
+		if !custom(m.Name) {
+			continue
+		}
+		switch m.Type {
+		case Counter:
+			if p.Custom == nil {
+				p.Custom = map[string]float64{}
+			}
+			p.Custom[m.Name] = counters[i]
+		case Rate:
+			if p.Custom == nil {
+				p.Custom = map[string]float64{}
+			}
+			if rates[i][0] > 0 {
+				p.Custom[m.Name] = float64(rates[i][1]) / float64(rates[i][0])
+			} else {
+				p.Custom[m.Name] = 0
+			}
+		}
+	}
+	return p
+}
+
+var builtin = func() map[string]bool {
+	b := map[string]bool{}
+	for _, m := range NewRegistry().list {
+		b[m.Name] = true
+	}
+	return b
+}()
+
+func custom(name string) bool { return !builtin[name] }
+
+func statusTag(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	case 204:
+		return "204"
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 404:
+		return "404"
+	case 429:
+		return "429"
+	case 500:
+		return "500"
+	case 503:
+		return "503"
+	}
+	return strconv.Itoa(code)
+}

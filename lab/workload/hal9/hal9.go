@@ -1,0 +1,572 @@
+// Package hal9 is the HAL9 traffic mix of seed 002 as a load workload:
+// 40 % signal submissions (layers L2–L4), 20 % status, 20 % neuron queries
+// (list, then one), 15 % auth flows (register → login → profile) and 5 %
+// metrics, with checks against the server's real response shapes and
+// custom metrics read from its X-HAL9-* headers.
+package hal9
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/load"
+)
+
+// Config is the workload section of a scenario file (kind: hal9).
+type Config struct {
+	Kind string `yaml:"kind"`
+	// Mix weights the operations; when mix is given, operations it leaves
+	// out get 0. Default: seed 002's 40/20/20/15/5.
+	Mix *Mix `yaml:"mix"`
+	// RepeatRatio is the share of signals whose content comes from a hot
+	// set of HotSet contents, drawn Zipf-like (a few very popular, a long
+	// tail), so the server's cache hit rate follows it; the rest are
+	// unique and always miss. Default 0.6.
+	RepeatRatio *float64 `yaml:"repeat_ratio"`
+	HotSet      int      `yaml:"hot_set"` // default 200
+	// ZipfS is the Zipf exponent s > 1 of the hot set (default 1.2).
+	ZipfS float64 `yaml:"zipf_s"`
+	// ThinkTime is slept at the end of each iteration (the original test
+	// used 1 s). Leave it 0 for arrival-rate scenarios.
+	ThinkTime time.Duration `yaml:"think_time"`
+	// Layers are the entry layers of signals, chosen uniformly (default
+	// L2, L3, L4).
+	Layers []string `yaml:"layers"`
+	// SharedUser makes every VU use one user, logged in once in setup:
+	// one rate-limit identity for the whole test (the ratelimit scenario).
+	SharedUser bool `yaml:"shared_user"`
+}
+
+// Mix are the operation weights (any scale: 40/20/20/15/5 or 0.4/…).
+type Mix struct {
+	Signal  float64 `yaml:"signal"`
+	Status  float64 `yaml:"status"`
+	Neurons float64 `yaml:"neurons"`
+	Auth    float64 `yaml:"auth"`
+	Metrics float64 `yaml:"metrics"`
+}
+
+// DefaultMix is seed 002's traffic mix.
+var DefaultMix = Mix{Signal: 40, Status: 20, Neurons: 20, Auth: 15, Metrics: 5}
+
+var validLayers = map[string]bool{"L1": true, "L2": true, "L3": true, "L4": true, "L5": true}
+
+// Decode reads and validates the workload section of a scenario file.
+func Decode(spec load.WorkloadSpec) (Config, error) {
+	var c Config
+	if spec.Node != nil {
+		if err := load.DecodeStrict(spec.File, spec.Node, "workload", &c); err != nil {
+			return c, err
+		}
+	}
+	return c, c.normalize(spec.File)
+}
+
+func (c *Config) normalize(file string) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%s: workload (hal9): %s", file, fmt.Sprintf(format, a...))
+	}
+	if c.Mix == nil {
+		m := DefaultMix
+		c.Mix = &m
+	}
+	m := c.Mix
+	for _, w := range []float64{m.Signal, m.Status, m.Neurons, m.Auth, m.Metrics} {
+		if w < 0 {
+			return bad("mix weights must not be negative")
+		}
+	}
+	if m.Signal+m.Status+m.Neurons+m.Auth+m.Metrics <= 0 {
+		return bad("mix: at least one of signal, status, neurons, auth, metrics must be positive")
+	}
+	if c.RepeatRatio == nil {
+		r := 0.6
+		c.RepeatRatio = &r
+	}
+	if *c.RepeatRatio < 0 || *c.RepeatRatio > 1 {
+		return bad("repeat_ratio must be between 0 and 1, got %v", *c.RepeatRatio)
+	}
+	if c.HotSet == 0 {
+		c.HotSet = 200
+	}
+	if c.HotSet < 1 {
+		return bad("hot_set must be at least 1")
+	}
+	if c.ZipfS == 0 {
+		c.ZipfS = 1.2
+	}
+	if c.ZipfS <= 1 {
+		return bad("zipf_s must be greater than 1, got %v", c.ZipfS)
+	}
+	if c.ThinkTime < 0 {
+		return bad("think_time must not be negative")
+	}
+	if len(c.Layers) == 0 {
+		c.Layers = []string{"L2", "L3", "L4"}
+	}
+	for _, l := range c.Layers {
+		if !validLayers[l] {
+			return bad("layers: %q is not a layer; use L1..L5", l)
+		}
+	}
+	return nil
+}
+
+// Workload implements load.Workload.
+type Workload struct {
+	cfg     Config
+	cum     [5]float64 // cumulative mix weights
+	runID   string
+	seed    int64
+	hot     []string
+	metrics struct {
+		cacheHit, signalHit, cost, tokens *load.Metric
+	}
+	shared struct {
+		token string
+	}
+}
+
+// The operations, also the values of the "op" tag.
+const (
+	OpSignal  = "signal"
+	OpStatus  = "status"
+	OpNeurons = "neurons"
+	OpAuth    = "auth"
+	OpMetrics = "metrics"
+	OpSetup   = "setup" // each VU's own register + login
+)
+
+var ops = [5]string{OpSignal, OpStatus, OpNeurons, OpAuth, OpMetrics}
+
+// Custom metric names. hal9_cache_hit counts one sample per forward hop of
+// each signal's trace (1 when the hop's cache is "hit", at any tier or
+// coalesced in flight; 0 when "miss"), so its rate is hits / (hits +
+// misses) over LLM-cached hops: the server's per-layer cache_hit_rate of
+// GET /api/v1/metrics, and, with Prometheus, the hits over hits+misses of
+// hal9_cache_requests_total counted once per hop (not once per tier
+// looked at). hal9_signal_cache_hit counts one sample per signal
+// response: 1 when X-HAL9-Cache is "hit" (every hop hit), 0 for "miss"
+// and "partial". hal9_llm_cost_usd and hal9_llm_tokens add the
+// X-HAL9-Cost-USD and X-HAL9-Tokens headers of every signal response
+// (failed ones too: their hops were billed), which is what the LLM
+// billed: the increase of hal9_llm_cost_dollars_total and
+// hal9_llm_tokens_total.
+const (
+	MetricCacheHit       = "hal9_cache_hit"
+	MetricSignalCacheHit = "hal9_signal_cache_hit"
+	MetricCost           = "hal9_llm_cost_usd"
+	MetricTokens         = "hal9_llm_tokens"
+)
+
+// New builds the workload.
+func New(cfg Config) (*Workload, error) {
+	if err := cfg.normalize("workload"); err != nil {
+		return nil, err
+	}
+	w := &Workload{cfg: cfg}
+	m := cfg.Mix
+	acc := 0.0
+	for i, v := range []float64{m.Signal, m.Status, m.Neurons, m.Auth, m.Metrics} {
+		acc += v
+		w.cum[i] = acc
+	}
+	return w, nil
+}
+
+// Setup registers the custom metrics, builds the hot set, and logs the
+// shared user in when SharedUser is set.
+func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
+	var err error
+	reg := func(name string, t load.MetricType) *load.Metric {
+		m, e := env.Metrics.New(name, t, load.Default)
+		if e != nil && err == nil {
+			err = e
+		}
+		return m
+	}
+	w.metrics.cacheHit = reg(MetricCacheHit, load.Rate)
+	w.metrics.signalHit = reg(MetricSignalCacheHit, load.Rate)
+	w.metrics.cost = reg(MetricCost, load.Counter)
+	w.metrics.tokens = reg(MetricTokens, load.Counter)
+	if err != nil {
+		return err
+	}
+	w.runID, w.seed = sanitize(env.RunID), env.Seed
+	// The hot set is the same in every run with the same seed, so caches
+	// warmed by one run are hit by the next one (as production's are).
+	rng := rand.New(rand.NewPCG(uint64(env.Seed), 0x9a19))
+	w.hot = make([]string, w.cfg.HotSet)
+	for i := range w.hot {
+		w.hot[i] = fmt.Sprintf("hot signal %d: %s", i, phrase(rng))
+	}
+	if w.cfg.SharedUser {
+		tok, err := setupUser(ctx, env.HTTP, env.Target, "lab_"+w.runID+"_shared")
+		if err != nil {
+			return fmt.Errorf("shared user: %w", err)
+		}
+		w.shared.token = tok
+	}
+	return nil
+}
+
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() > 20 {
+		return b.String()[:20]
+	}
+	return b.String()
+}
+
+var words = strings.Fields(`plan route deploy cache neuron layer signal budget latency rollout
+	review scale queue index shard replica strategy vision tactic design implement measure
+	alert profile memory search cost token model breaker pool`)
+
+func phrase(rng *rand.Rand) string {
+	n := 6 + rng.IntN(10)
+	p := make([]string, n)
+	for i := range p {
+		p[i] = words[rng.IntN(len(words))]
+	}
+	return strings.Join(p, " ")
+}
+
+const password = "lab-password-8+"
+
+// setupUser registers and logs in a user without recording samples.
+func setupUser(ctx context.Context, c *http.Client, target, user string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"username": user, "email": user + "@lab.invalid", "password": password})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(target, "/")+"/api/v1/auth/register", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := c.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("register: %w", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated && res.StatusCode != http.StatusConflict {
+		return "", fmt.Errorf("register: status %d, want 201", res.StatusCode)
+	}
+	body, _ = json.Marshal(map[string]string{"username": user, "password": password})
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(target, "/")+"/api/v1/auth/login", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	res, err = c.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("login: %w", err)
+	}
+	defer res.Body.Close()
+	var t tokenResponse
+	if res.StatusCode != http.StatusOK || json.NewDecoder(res.Body).Decode(&t) != nil || t.AccessToken == "" {
+		return "", fmt.Errorf("login: status %d, want 200 with access_token", res.StatusCode)
+	}
+	return t.AccessToken, nil
+}
+
+// NewVU implements load.Workload.
+func (w *Workload) NewVU(id int) (load.VU, error) {
+	v := &vu{w: w, id: id, rng: rand.New(rand.NewPCG(uint64(w.seed), uint64(id)))}
+	v.zipf = rand.NewZipf(v.rng, w.cfg.ZipfS, 1, uint64(len(w.hot)-1))
+	v.json = http.Header{"Content-Type": {"application/json"}}
+	v.auth = http.Header{}
+	if w.cfg.SharedUser {
+		v.setToken(w.shared.token)
+	}
+	return v, nil
+}
+
+type vu struct {
+	w       *Workload
+	id      int
+	rng     *rand.Rand
+	zipf    *rand.Zipf
+	token   string
+	json    http.Header // Content-Type only
+	auth    http.Header // Authorization (+ Content-Type)
+	neurons []string
+	n       int
+}
+
+func (v *vu) setToken(t string) {
+	v.token = t
+	v.auth = http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + t}}
+}
+
+// Iteration implements load.VU: one operation of the mix, then think time.
+func (v *vu) Iteration(ctx context.Context, it *load.Iter) error {
+	v.n++
+	var err error
+	if v.token == "" {
+		err = v.login(ctx, it)
+	}
+	if err == nil {
+		switch v.pick() {
+		case OpSignal:
+			err = v.signal(ctx, it)
+		case OpStatus:
+			err = v.status(ctx, it)
+		case OpNeurons:
+			err = v.neuronQuery(ctx, it)
+		case OpAuth:
+			err = v.authFlow(ctx, it)
+		case OpMetrics:
+			err = v.metrics(ctx, it)
+		}
+	}
+	if serr := load.Sleep(ctx, v.w.cfg.ThinkTime); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (v *vu) pick() string {
+	x := v.rng.Float64() * v.w.cum[4]
+	for i, c := range v.w.cum {
+		if x < c {
+			return ops[i]
+		}
+	}
+	return ops[4]
+}
+
+// login is the VU's own register + login, once (again after a 401).
+func (v *vu) login(ctx context.Context, it *load.Iter) error {
+	user := fmt.Sprintf("lab_%s_vu%d", v.w.runID, v.id)
+	if _, err := v.register(ctx, it, OpSetup, user); err != nil {
+		return err
+	}
+	tok, err := v.doLogin(ctx, it, OpSetup, user)
+	if err != nil {
+		return err
+	}
+	v.setToken(tok)
+	return nil
+}
+
+type userJSON struct {
+	ID        string `json:"id"`
+	Username  string `json:"username"`
+	Email     string `json:"email"`
+	CreatedAt string `json:"created_at"`
+}
+
+type tokenResponse struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	ExpiresIn    int       `json:"expires_in"`
+	User         *userJSON `json:"user"`
+}
+
+var errFailed = errors.New("request failed")
+
+func (v *vu) register(ctx context.Context, it *load.Iter, op, user string) (bool, error) {
+	body, _ := json.Marshal(map[string]string{"username": user, "email": user + "@lab.invalid", "password": password})
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/register", Body: body, Header: v.json, Op: op})
+	if err != nil {
+		return false, err
+	}
+	if op == OpSetup && res.Status == http.StatusConflict {
+		return true, nil // this VU registered in an earlier login
+	}
+	var out struct {
+		User *userJSON `json:"user"`
+	}
+	ok := res.Status == http.StatusCreated && json.Unmarshal(res.Body, &out) == nil &&
+		out.User != nil && out.User.ID != "" && out.User.Username == user && out.User.Email != "" && out.User.CreatedAt != ""
+	if !it.Check("register: 201 with user {id, username, email, created_at}", ok) {
+		return false, fmt.Errorf("register %s: status %d: %w", user, res.Status, errFailed)
+	}
+	return true, nil
+}
+
+func (v *vu) doLogin(ctx context.Context, it *load.Iter, op, user string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"username": user, "password": password})
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/login", Body: body, Header: v.json, Op: op})
+	if err != nil {
+		return "", err
+	}
+	var t tokenResponse
+	ok := res.Status == http.StatusOK && json.Unmarshal(res.Body, &t) == nil &&
+		t.AccessToken != "" && t.RefreshToken != "" && t.ExpiresIn > 0 && t.User != nil && t.User.Username == user
+	if !it.Check("login: 200 with access_token, refresh_token, expires_in, user", ok) {
+		return "", fmt.Errorf("login %s: status %d: %w", user, res.Status, errFailed)
+	}
+	return t.AccessToken, nil
+}
+
+type hop struct {
+	NeuronID   string   `json:"neuron_id"`
+	Layer      string   `json:"layer"`
+	Direction  string   `json:"direction"`
+	Cache      string   `json:"cache"`
+	TokensIn   *int     `json:"tokens_in"`
+	TokensOut  *int     `json:"tokens_out"`
+	CostUSD    *float64 `json:"cost_usd"`
+	DurationMS *float64 `json:"duration_ms"`
+}
+
+type signalResponse struct {
+	SignalID   string   `json:"signal_id"`
+	Layer      string   `json:"layer"`
+	Output     *string  `json:"output"`
+	Trace      []hop    `json:"trace"`
+	CostUSD    *float64 `json:"cost_usd"`
+	DurationMS *float64 `json:"duration_ms"`
+}
+
+func (v *vu) content() string {
+	if v.rng.Float64() < *v.w.cfg.RepeatRatio {
+		return v.w.hot[v.zipf.Uint64()]
+	}
+	return fmt.Sprintf("unique signal %s-%d-%d: %s", v.w.runID, v.id, v.n, phrase(v.rng))
+}
+
+func (v *vu) signal(ctx context.Context, it *load.Iter) error {
+	layer := v.w.cfg.Layers[v.rng.IntN(len(v.w.cfg.Layers))]
+	body, _ := json.Marshal(map[string]string{"content": v.content(), "layer": layer})
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals", Body: body, Header: v.auth, Op: OpSignal})
+	if err != nil {
+		return err
+	}
+	// cost and tokens come on failed responses too
+	if c := res.Header.Get("X-HAL9-Cost-USD"); c != "" {
+		if f, err := strconv.ParseFloat(c, 64); err == nil {
+			it.Add(v.w.metrics.cost, f)
+		}
+	}
+	if t := res.Header.Get("X-HAL9-Tokens"); t != "" {
+		if n, err := strconv.ParseFloat(t, 64); err == nil {
+			it.Add(v.w.metrics.tokens, n)
+		}
+	}
+	if res.Status == http.StatusUnauthorized && !v.w.cfg.SharedUser {
+		v.token = "" // expired: log in again next iteration
+	}
+	if !it.Check("signal: 200", res.Status == http.StatusOK) {
+		return nil // http_req_failed has it
+	}
+	var s signalResponse
+	shape := json.Unmarshal(res.Body, &s) == nil && s.SignalID != "" && s.Layer == layer && s.Output != nil &&
+		len(s.Trace) > 0 && s.CostUSD != nil && s.DurationMS != nil
+	hits, total := 0, 0
+	for _, h := range s.Trace {
+		if h.NeuronID == "" || h.Layer == "" || h.TokensIn == nil || h.TokensOut == nil || h.CostUSD == nil || h.DurationMS == nil {
+			shape = false
+		}
+		if h.Cache == "" || (h.Direction != "" && h.Direction != "forward") {
+			continue
+		}
+		total++
+		hit := h.Cache == "hit"
+		if hit {
+			hits++
+		}
+		it.Add(v.w.metrics.cacheHit, b2f(hit))
+	}
+	it.Check("signal: body has signal_id, layer, output, trace[], cost_usd, duration_ms", shape)
+	hdr := res.Header.Get("X-HAL9-Cache")
+	it.Check("signal: X-HAL9-Cache, X-HAL9-Cost-USD, X-HAL9-Tokens headers",
+		hdr != "" && res.Header.Get("X-HAL9-Cost-USD") != "" && res.Header.Get("X-HAL9-Tokens") != "")
+	want := "partial"
+	switch {
+	case total > 0 && hits == total:
+		want = "hit"
+	case hits == 0:
+		want = "miss"
+	}
+	it.Check("signal: X-HAL9-Cache agrees with the trace", hdr == want)
+	it.Add(v.w.metrics.signalHit, b2f(hdr == "hit"))
+	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (v *vu) status(ctx context.Context, it *load.Iter) error {
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/status", Header: v.auth, Op: OpStatus})
+	if err != nil {
+		return err
+	}
+	if res.Status == http.StatusTooManyRequests {
+		it.Check("429 has Retry-After", res.Header.Get("Retry-After") != "")
+	}
+	var s struct {
+		Status string `json:"status"`
+	}
+	it.Check("status: 200 with status", res.Status == http.StatusOK && json.Unmarshal(res.Body, &s) == nil && s.Status != "")
+	return nil
+}
+
+func (v *vu) neuronQuery(ctx context.Context, it *load.Iter) error {
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/neurons", Header: v.auth, Op: OpNeurons})
+	if err != nil {
+		return err
+	}
+	var list struct {
+		Neurons []struct {
+			ID    string `json:"id"`
+			Layer string `json:"layer"`
+		} `json:"neurons"`
+	}
+	ok := res.Status == http.StatusOK && json.Unmarshal(res.Body, &list) == nil && len(list.Neurons) > 0
+	if !it.Check("neurons: 200 with a non-empty list", ok) {
+		return nil
+	}
+	n := list.Neurons[v.rng.IntN(len(list.Neurons))]
+	res, err = it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/neurons/" + n.ID,
+		Name: "/api/v1/neurons/{id}", Header: v.auth, Op: OpNeurons})
+	if err != nil {
+		return err
+	}
+	var one struct {
+		ID string `json:"id"`
+	}
+	it.Check("neuron: 200 with the same id", res.Status == http.StatusOK && json.Unmarshal(res.Body, &one) == nil && one.ID == n.ID)
+	return nil
+}
+
+func (v *vu) authFlow(ctx context.Context, it *load.Iter) error {
+	user := fmt.Sprintf("lab_%s_%d_%d", v.w.runID, v.id, v.n)
+	if ok, err := v.register(ctx, it, OpAuth, user); !ok || err != nil {
+		return nil // recorded as a failed check and request
+	}
+	tok, err := v.doLogin(ctx, it, OpAuth, user)
+	if err != nil {
+		return nil
+	}
+	h := http.Header{"Authorization": {"Bearer " + tok}}
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/auth/profile", Header: h, Op: OpAuth})
+	if err != nil {
+		return err
+	}
+	var p struct {
+		User *userJSON `json:"user"`
+	}
+	it.Check("profile: 200 with the user", res.Status == http.StatusOK && json.Unmarshal(res.Body, &p) == nil &&
+		p.User != nil && p.User.Username == user)
+	return nil
+}
+
+func (v *vu) metrics(ctx context.Context, it *load.Iter) error {
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/metrics", Header: v.auth, Op: OpMetrics})
+	if err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	it.Check("metrics: 200 with signals", res.Status == http.StatusOK && json.Unmarshal(res.Body, &m) == nil && m["signals"] != nil)
+	return nil
+}

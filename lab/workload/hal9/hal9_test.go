@@ -1,0 +1,290 @@
+package hal9
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/load"
+)
+
+// fakeServer answers with exactly the shapes of the server issue (issue
+// 2) and counts what it billed, so the workload's checks and custom
+// metrics can be compared with the server side.
+type fakeServer struct {
+	mu           sync.Mutex
+	users        map[string]string // username → id
+	tokens       map[string]string // token → username
+	seen         map[string]bool   // layer|content → cached
+	hits, misses int
+	cost         float64
+	tokensBilled int
+	ops          map[string]int
+	registerCode int // 201; the original's test expected 200
+}
+
+func newFake() *fakeServer {
+	return &fakeServer{users: map[string]string{}, tokens: map[string]string{}, seen: map[string]bool{},
+		ops: map[string]int{}, registerCode: http.StatusCreated}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeServer) user(name string) map[string]any {
+	return map[string]any{"id": f.users[name], "username": name, "email": name + "@lab.invalid", "created_at": "2025-06-13T00:00:00Z"}
+}
+
+func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ops[r.Method+" "+r.URL.Path]++
+	authed := func() (string, bool) {
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		u, ok := f.tokens[tok]
+		if !ok {
+			writeJSON(w, 401, map[string]any{"error": map[string]string{"code": "unauthorized", "message": "no"}})
+		}
+		return u, ok
+	}
+	switch {
+	case r.Method == "POST" && r.URL.Path == "/api/v1/auth/register":
+		var req struct{ Username, Email, Password string }
+		json.NewDecoder(r.Body).Decode(&req)
+		if _, taken := f.users[req.Username]; taken {
+			writeJSON(w, 409, map[string]any{"error": map[string]string{"code": "conflict", "message": "taken"}})
+			return
+		}
+		f.users[req.Username] = fmt.Sprintf("u%d", len(f.users)+1)
+		writeJSON(w, f.registerCode, map[string]any{"user": f.user(req.Username)})
+	case r.Method == "POST" && r.URL.Path == "/api/v1/auth/login":
+		var req struct{ Username, Password string }
+		json.NewDecoder(r.Body).Decode(&req)
+		if _, ok := f.users[req.Username]; !ok || req.Password != password {
+			writeJSON(w, 401, map[string]any{"error": map[string]string{"code": "unauthorized", "message": "bad"}})
+			return
+		}
+		tok := fmt.Sprintf("tok%d", len(f.tokens)+1)
+		f.tokens[tok] = req.Username
+		writeJSON(w, 200, map[string]any{"access_token": tok, "refresh_token": "r" + tok, "token_type": "Bearer",
+			"expires_in": 900, "user": f.user(req.Username)})
+	case r.Method == "GET" && r.URL.Path == "/api/v1/auth/profile":
+		if u, ok := authed(); ok {
+			writeJSON(w, 200, map[string]any{"user": f.user(u)})
+		}
+	case r.Method == "POST" && r.URL.Path == "/api/v1/signals":
+		if _, ok := authed(); !ok {
+			return
+		}
+		var req struct{ Content, Layer string }
+		json.NewDecoder(r.Body).Decode(&req)
+		top, _ := strconv.Atoi(strings.TrimPrefix(req.Layer, "L"))
+		var trace []map[string]any
+		cost, toks, hits, n := 0.0, 0, 0, 0
+		for l := top; l >= 1; l-- {
+			layer := "L" + strconv.Itoa(l)
+			key := layer + "|" + req.Content
+			hop := map[string]any{"neuron_id": layer + "-0", "layer": layer, "direction": "forward", "duration_ms": 1.5}
+			n++
+			if f.seen[key] {
+				hits++
+				f.hits++
+				hop["cache"], hop["tier"], hop["tokens_in"], hop["tokens_out"], hop["cost_usd"] = "hit", "process", 0, 0, 0.0
+			} else {
+				f.seen[key] = true
+				f.misses++
+				c := 0.001 * float64(l)
+				hop["cache"], hop["tokens_in"], hop["tokens_out"], hop["cost_usd"] = "miss", 10*l, 20*l, c
+				cost += c
+				toks += 30 * l
+			}
+			trace = append(trace, hop)
+		}
+		f.cost += cost
+		f.tokensBilled += toks
+		cache := "partial"
+		if hits == n {
+			cache = "hit"
+		} else if hits == 0 {
+			cache = "miss"
+		}
+		w.Header().Set("X-HAL9-Cache", cache)
+		w.Header().Set("X-HAL9-Cost-USD", strconv.FormatFloat(cost, 'f', -1, 64))
+		w.Header().Set("X-HAL9-Tokens", strconv.Itoa(toks))
+		writeJSON(w, 200, map[string]any{"signal_id": "s1", "layer": req.Layer, "neuron_id": req.Layer + "-0", "status": "processed",
+			"output": "ok", "cache": cache, "trace": trace, "tokens_in": 1, "tokens_out": 2, "cost_usd": cost, "duration_ms": 3.0})
+	case r.Method == "GET" && r.URL.Path == "/api/v1/status":
+		writeJSON(w, 200, map[string]any{"status": "ok", "neurons_total": 2})
+	case r.Method == "GET" && r.URL.Path == "/api/v1/neurons":
+		writeJSON(w, 200, map[string]any{"neurons": []map[string]any{{"id": "L1-0", "layer": "L1"}, {"id": "L2-0", "layer": "L2"}}, "count": 2})
+	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/api/v1/neurons/"):
+		writeJSON(w, 200, map[string]any{"id": strings.TrimPrefix(r.URL.Path, "/api/v1/neurons/"), "layer": "L1"})
+	case r.Method == "GET" && r.URL.Path == "/api/v1/metrics":
+		writeJSON(w, 200, map[string]any{"signals": map[string]any{"processed": 1}})
+	default:
+		writeJSON(w, 404, map[string]any{"error": map[string]string{"code": "not_found", "message": r.URL.Path}})
+	}
+}
+
+func run(t *testing.T, f *fakeServer, cfg Config, iterations int) *load.Result {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	w, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := &load.Plan{Name: "hal9", Scenarios: []load.Scenario{{Name: "s", Executor: load.ConstantArrivalRate,
+		Rate: float64(iterations), Duration: time.Second, PreAllocatedVUs: 4}}}
+	res, err := load.Run(context.Background(), plan, load.Options{Target: srv.URL, Workload: w, RunID: "t", Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestWorkloadAgainstDocumentedShapes(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	res := run(t, f, Config{}, 300)
+	s := res.Summary
+	for _, c := range s.RootGroup.Checks {
+		if c.Fails > 0 {
+			t.Errorf("check %q failed %d times", c.Name, c.Fails)
+		}
+	}
+	if len(s.RootGroup.Checks) < 10 {
+		t.Errorf("only %d checks: %+v", len(s.RootGroup.Checks), s.RootGroup.Checks)
+	}
+	if v := s.Metrics["http_req_failed"].Values; v["passes"] != 0 {
+		t.Errorf("failed requests: %v", v)
+	}
+	// the mix: 300 iterations, 40/20/20/15/5 (binomial: ±4σ)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := map[string]float64{
+		"POST /api/v1/signals": 120, "GET /api/v1/status": 60, "GET /api/v1/neurons": 60,
+		"GET /api/v1/auth/profile": 45, "GET /api/v1/metrics": 15,
+	}
+	for op, n := range want {
+		sd := math.Sqrt(300 * n / 300 * (1 - n/300))
+		if got := float64(f.ops[op]); math.Abs(got-n) > 4*sd+1 {
+			t.Errorf("%s: %v requests, want about %v", op, got, n)
+		}
+	}
+	// every VU registered and logged in once, plus one per auth flow
+	vus := int(s.Metrics["vus_max"].Values["max"])
+	if got := f.ops["POST /api/v1/auth/register"]; got != vus+f.ops["GET /api/v1/auth/profile"] {
+		t.Errorf("%d registers for %d VUs and %d auth flows", got, vus, f.ops["GET /api/v1/auth/profile"])
+	}
+	// client-side custom metrics equal what the server billed, exactly
+	hit := s.Metrics[MetricCacheHit].Values
+	if hit["passes"] != float64(f.hits) || hit["fails"] != float64(f.misses) {
+		t.Errorf("hal9_cache_hit %v, server hits %d misses %d", hit, f.hits, f.misses)
+	}
+	if c := s.Metrics[MetricCost].Values["count"]; math.Abs(c-f.cost) > 1e-9 {
+		t.Errorf("hal9_llm_cost_usd %v, server billed %v", c, f.cost)
+	}
+	if n := s.Metrics[MetricTokens].Values["count"]; n != float64(f.tokensBilled) {
+		t.Errorf("hal9_llm_tokens %v, server billed %v", n, f.tokensBilled)
+	}
+	if f.hits == 0 {
+		t.Error("repeat_ratio 0.6 produced no cache hits")
+	}
+	if s.Metrics["http_req_duration{op:signal}"] != nil {
+		t.Error("sub-metrics appear only for thresholds")
+	}
+}
+
+// The original HAL9 load test expected 200 from register; the server
+// answers 201. A server that answered 200 must fail our check.
+func TestWorkloadCatchesWrongShapes(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	f.registerCode = http.StatusOK
+	res := run(t, f, Config{Mix: &Mix{Auth: 1}}, 20)
+	var reg *load.Check
+	for i, c := range res.Summary.RootGroup.Checks {
+		if strings.HasPrefix(c.Name, "register") {
+			reg = &res.Summary.RootGroup.Checks[i]
+		}
+	}
+	if reg == nil || reg.Passes != 0 || reg.Fails == 0 {
+		t.Fatalf("register check = %+v", reg)
+	}
+	if res.Summary.Hal9Lab.Scenarios["s"].Errors == 0 {
+		t.Error("a VU that cannot log in should report iteration errors")
+	}
+}
+
+func TestRepeatRatioControlsHits(t *testing.T) {
+	t.Parallel()
+	zero, one := 0.0, 1.0
+	for _, c := range []struct {
+		ratio   *float64
+		lo, hi  float64
+		hotSize int
+	}{{&zero, 0, 0, 10}, {&one, 0.7, 1, 10}} {
+		f := newFake()
+		res := run(t, f, Config{Mix: &Mix{Signal: 1}, RepeatRatio: c.ratio, HotSet: c.hotSize, Layers: []string{"L2"}}, 100)
+		r := res.Summary.Metrics[MetricSignalCacheHit].Values["rate"]
+		if r < c.lo || r > c.hi {
+			t.Errorf("repeat_ratio %v: signal hit rate %v, want in [%v, %v]", *c.ratio, r, c.lo, c.hi)
+		}
+	}
+}
+
+func TestSharedUser(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	res := run(t, f, Config{Mix: &Mix{Signal: 1, Status: 1}, SharedUser: true}, 40)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ops["POST /api/v1/auth/register"] != 1 || f.ops["POST /api/v1/auth/login"] != 1 {
+		t.Errorf("shared user: %d registers, %d logins", f.ops["POST /api/v1/auth/register"], f.ops["POST /api/v1/auth/login"])
+	}
+	if res.Summary.Metrics["http_req_failed"].Values["passes"] != 0 {
+		t.Error("requests failed")
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
+	base := "name: x\nscenarios: {a: {executor: constant-vus, vus: 1, duration: 1s}}\nworkload:\n  kind: hal9\n"
+	tests := []struct{ yaml, want string }{
+		{"  mix: {signals: 3}\n", "w.yaml:5: workload.mix.signals: unknown key"},
+		{"  repeat_ratio: 1.5\n", "repeat_ratio must be between 0 and 1"},
+		{"  layers: [L2, L9]\n", `"L9" is not a layer`},
+		{"  think_time: soon\n", "w.yaml:5: workload.think_time"},
+		{"  mix: {signal: 0}\n", "at least one of signal"},
+		{"  mix: {signal: -1, status: 2}\n", "must not be negative"},
+		{"  zipf_s: 1\n", "zipf_s must be greater than 1"},
+		{"  thinktime: 1s\n", "workload.thinktime: unknown key (known keys here: kind, mix, repeat_ratio"},
+	}
+	for _, tt := range tests {
+		p, err := load.ParseScenario("w.yaml", []byte(base+tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Decode(p.Workload)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+	p, _ := load.ParseScenario("w.yaml", []byte(base+"  mix: {signal: 1}\n  think_time: 250ms\n"))
+	c, err := Decode(p.Workload)
+	if err != nil || c.Mix.Signal != 1 || c.Mix.Status != 0 || c.ThinkTime != 250*time.Millisecond || *c.RepeatRatio != 0.6 {
+		t.Errorf("decoded %+v, %v", c, err)
+	}
+}

@@ -1,0 +1,448 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hal9-lab/hal9-lab/server/cache"
+	"github.com/hal9-lab/hal9-lab/server/llm"
+	"github.com/hal9-lab/hal9-lab/server/neuron"
+	"github.com/hal9-lab/hal9-lab/server/store"
+	"github.com/hal9-lab/hal9-lab/server/store/postgres"
+	"github.com/hal9-lab/hal9-lab/server/store/sqlite"
+	"github.com/hal9-lab/hal9-lab/server/telemetry"
+)
+
+// App is a wired server: store, cache tiers, LLM guard, neurons, HTTP
+// handlers, and the two listeners. Open builds it, Listen binds, Serve runs
+// until the context ends and then shuts down gracefully.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	Registry *prometheus.Registry
+	Store    store.Store
+	Server   *Server
+	Router   *neuron.Router
+	Guard    *llm.Guard
+	Process  *cache.Process
+	Redis    *cache.Redis // nil without --redis-url
+
+	signalRecords *cache.Records
+	neuronRecords *cache.Records
+	stopProfiling func() error
+	bgCancel      context.CancelFunc
+	bg            sync.WaitGroup
+
+	apiLn, adminLn   net.Listener
+	apiSrv, adminSrv *http.Server
+	closeOnce        sync.Once
+}
+
+// OpenStore opens the database of the URL (creating the SQLite directory)
+// and applies migrations.
+func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	raw := cfg.EffectiveDatabaseURL()
+	driver, path, err := ParseDatabaseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch driver {
+	case "sqlite":
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("create data directory %s: %w", dir, err)
+			}
+		}
+		st, err := sqlite.Open(ctx, path)
+		if err != nil { // not a typed nil in the interface
+			return nil, err
+		}
+		return st, nil
+	default:
+		st, err := postgres.Open(ctx, raw, postgres.Options{
+			MaxConns: int32(cfg.DBMaxConns), MinConns: int32(cfg.DBMinConns), Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+}
+
+// Open validates cfg and wires everything; nothing listens yet.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	topo, _ := cfg.ParseTopology()
+	a := &App{cfg: cfg, log: log, Registry: telemetry.NewRegistry(telemetry.Build{Version: cfg.Version})}
+	defer func() {
+		if err != nil {
+			a.Close(context.Background())
+		}
+	}()
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.bgCancel = cancel
+
+	if cfg.PyroscopeURL != "" {
+		a.stopProfiling, err = telemetry.StartProfiling(telemetry.ProfilingOptions{
+			ServerURL: cfg.PyroscopeURL, Version: cfg.Version, Instance: cfg.Addr, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// Store.
+	a.Store, err = OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := a.Store.(interface{ Collector() prometheus.Collector }); ok {
+		a.Registry.MustRegister(c.Collector())
+	}
+	if pg, ok := a.Store.(*postgres.Store); ok {
+		a.bg.Add(1)
+		go func() { defer a.bg.Done(); pg.RunMaintenance(bgCtx, time.Hour) }()
+	}
+
+	// Cache tiers: process, then Redis when configured.
+	cm := cache.NewMetrics(a.Registry)
+	a.Process, err = cache.NewProcess(cache.ProcessOptions{MaxEntries: int64(cfg.CacheMaxEntries), MaxBytes: cfg.CacheMaxBytes}, cm)
+	if err != nil {
+		return nil, fmt.Errorf("process cache: %w", err)
+	}
+	tiers := []cache.Tier{a.Process}
+	if cfg.RedisURL != "" {
+		a.Redis, err = cache.NewRedis(ctx, cfg.RedisURL, cache.RedisOptions{PoolSize: cfg.RedisPoolSize}, cm)
+		if err != nil {
+			return nil, err
+		}
+		a.Registry.MustRegister(a.Redis.Collector())
+		if herr := a.Redis.Healthy(ctx); herr != nil {
+			log.Warn("redis is not answering; serving from the process tier until it does", "redis", RedactURL(cfg.RedisURL), "error", herr)
+		}
+	}
+	layered := cache.NewLayered(cm, tiers...)
+	if a.Redis != nil {
+		layered = cache.NewLayered(cm, a.Process, a.Redis)
+	}
+	strategy, _ := cache.ParseStrategy(cfg.CacheStrategy)
+	a.signalRecords, err = cache.NewRecords(strategy, layered, nil, cache.WriteBehindOptions{}, cm)
+	if err != nil {
+		return nil, err
+	}
+	a.neuronRecords, err = cache.NewRecords(strategy, layered, cache.SinkFunc(a.writeNeurons), cache.WriteBehindOptions{}, cm)
+	if err != nil {
+		return nil, err
+	}
+
+	// LLM: provider → guard (timeout, breakers, metrics, ledger).
+	lm := llm.NewMetrics(a.Registry)
+	ledger := llm.NewLedger(llm.Budgets{}, lm, log)
+	var provider llm.Provider
+	switch cfg.LLM {
+	case "anthropic":
+		provider = llm.NewAnthropic(llm.AnthropicOptions{BaseURL: cfg.AnthropicURL, APIKey: cfg.AnthropicAPIKey, Model: cfg.LLMModel})
+	default:
+		provider = llm.NewSimulated(llm.SimOptions{Model: cfg.LLMModel, LatencyScale: cfg.LLMLatencyScale,
+			ErrorRate: cfg.LLMErrorRate, RateLimitRPM: cfg.LLMRateLimitRPM, Seed: cfg.LLMSeed})
+	}
+	a.Guard = llm.NewGuard(provider, llm.GuardOptions{Timeout: cfg.LLMTimeout, Metrics: lm, Ledger: ledger,
+		Logger: log, DefaultModel: cfg.LLMModel})
+
+	// Neurons.
+	ttls := cache.DefaultTTLs()
+	ttls["L1"], ttls["L5"] = cfg.L1TTL, cfg.L5TTL
+	states := a.Guard.BreakerStates
+	a.Router, err = neuron.NewRouter(neuron.Options{
+		Topology: topo, Provider: a.Guard, Cache: layeredCache{layered}, Key: cache.LLMKey, TTLs: ttls,
+		Model: cfg.LLMModel, Metrics: neuron.NewMetrics(a.Registry), Logger: log,
+		BreakerState: func(layer string) string { return states()["llm_"+layer] },
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.Registry.MustRegister(a.Router.Collector())
+	if err := a.Store.UpsertNeurons(ctx, a.neuronStates()); err != nil {
+		return nil, fmt.Errorf("persist neurons: %w", err)
+	}
+	a.bg.Add(1)
+	go func() { defer a.bg.Done(); a.publishNeuronStates(bgCtx, 5*time.Second) }()
+
+	// Auth.
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret)
+		log.Warn("no --jwt-secret (HAL9_JWT_SECRET) set: using a random secret; tokens will not survive a restart or work across instances")
+	}
+	authn, err := newAuthenticator(a.Store, secret, cfg.BcryptCost, a.Registry)
+	if err != nil {
+		return nil, err
+	}
+
+	var redisHealth func(context.Context) error
+	if a.Redis != nil {
+		redisHealth = a.Redis.Healthy
+	}
+	a.Server, err = New(Deps{
+		Store: a.Store, Auth: authn, Router: a.Router,
+		Costs: ledger.Snapshot, Breakers: a.Guard.BreakerStates, RedisHealth: redisHealth,
+		Signals:  signalRecords{a.signalRecords},
+		Search:   layered,
+		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit,
+		AsyncWorkers: cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, Version: cfg.Version,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// layeredCache adapts *cache.Layered to neuron.Cache.
+type layeredCache struct{ l *cache.Layered }
+
+func (c layeredCache) GetOrLoad(ctx context.Context, layer, key string, ttl time.Duration, load func(context.Context) ([]byte, error)) ([]byte, neuron.CacheResult, error) {
+	b, r, err := c.l.GetOrLoad(ctx, layer, key, ttl, load)
+	return b, neuron.CacheResult{Hit: r.Hit, Tier: r.Tier, Coalesced: r.Coalesced}, err
+}
+
+// signalRecords adapts *cache.Records to SignalRecords: completed signals
+// are cached by the strategy (aside: invalidate, through: set, behind: set
+// later); pending ones are never cached.
+type signalRecords struct{ r *cache.Records }
+
+type signalRecord struct {
+	Signal store.Signal `json:"signal"`
+	Hops   []store.Hop  `json:"hops"`
+}
+
+func (s signalRecords) Saved(ctx context.Context, sig store.Signal, hops []store.Hop) {
+	b, err := json.Marshal(signalRecord{sig, hops})
+	if err != nil {
+		return
+	}
+	s.r.Put(ctx, cache.Record{Key: cache.SignalKey(sig.ID), Value: b})
+}
+
+func (s signalRecords) Get(ctx context.Context, id string) (store.Signal, []store.Hop, bool) {
+	// Lookup only: a miss is read from the store by the handler and not
+	// written back here, so a pending signal never sits in the cache.
+	b, _, err := s.r.Get(ctx, cache.SignalKey(id), 0, func(context.Context) ([]byte, error) { return nil, cache.ErrMiss })
+	if err != nil {
+		return store.Signal{}, nil, false
+	}
+	var rec signalRecord
+	if json.Unmarshal(b, &rec) != nil {
+		return store.Signal{}, nil, false
+	}
+	return rec.Signal, rec.Hops, true
+}
+
+func (a *App) neuronStates() []store.Neuron {
+	now := time.Now().UTC()
+	var ns []store.Neuron
+	for _, n := range a.Router.Neurons() {
+		ns = append(ns, store.Neuron{ID: n.ID, Layer: n.Layer, State: n.State, UpdatedAt: now})
+	}
+	return ns
+}
+
+// publishNeuronStates writes neuron-state records when a state changes
+// (and once a minute), through the cache strategy: behind batches them into
+// the store, aside and through write the store at once.
+func (a *App) publishNeuronStates(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := map[string]string{}
+	lastAll := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		all := time.Since(lastAll) > time.Minute
+		if all {
+			lastAll = time.Now()
+		}
+		for _, n := range a.neuronStates() {
+			if !all && last[n.ID] == n.State {
+				continue
+			}
+			last[n.ID] = n.State
+			b, _ := json.Marshal(n)
+			if err := a.neuronRecords.Put(ctx, cache.Record{Key: cache.NeuronStateKey(n.ID), Value: b, Data: n}); err != nil {
+				a.log.Warn("write neuron state", "neuron", n.ID, "error", err)
+			}
+		}
+	}
+}
+
+func (a *App) writeNeurons(ctx context.Context, recs []cache.Record) error {
+	ns := make([]store.Neuron, 0, len(recs))
+	for _, r := range recs {
+		if n, ok := r.Data.(store.Neuron); ok {
+			ns = append(ns, n)
+		}
+	}
+	return a.Store.UpsertNeurons(ctx, ns)
+}
+
+// Listen binds the API and admin listeners (":0" picks free ports).
+func (a *App) Listen() error {
+	var err error
+	if a.apiLn, err = net.Listen("tcp", a.cfg.Addr); err != nil {
+		return fmt.Errorf("listen on --addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.Addr, err)
+	}
+	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
+		a.apiLn.Close()
+		return fmt.Errorf("listen on --admin-addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.AdminAddr, err)
+	}
+	return nil
+}
+
+// APIAddr and AdminAddr are the bound addresses (after Listen).
+func (a *App) APIAddr() string   { return a.apiLn.Addr().String() }
+func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
+
+// Serve serves until ctx ends, then shuts down: readiness 503 at once, the
+// API stops accepting and drains in-flight requests (up to
+// --shutdown-timeout), async signals finish, write-behind flushes, the
+// admin listener stops, the store closes. It returns nil after a clean
+// shutdown.
+func (a *App) Serve(ctx context.Context) error {
+	if a.apiLn == nil {
+		if err := a.Listen(); err != nil {
+			return err
+		}
+	}
+	a.apiSrv = &http.Server{Handler: a.Server.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	a.adminSrv = &http.Server{Handler: a.Server.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 2)
+	go func() { errc <- a.apiSrv.Serve(a.apiLn) }()
+	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
+	a.log.Info("hal9 serving", "addr", a.APIAddr(), "admin_addr", a.AdminAddr(),
+		"database", RedactURL(a.cfg.EffectiveDatabaseURL()), "redis", RedactURL(a.cfg.RedisURL),
+		"cache_strategy", a.cfg.CacheStrategy, "llm", a.cfg.LLM, "model", a.cfg.LLMModel, "version", a.cfg.Version)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			serveErr = fmt.Errorf("serve: %w", err)
+		}
+	}
+	return errors.Join(serveErr, a.Shutdown())
+}
+
+// Shutdown runs the graceful shutdown sequence (see Serve).
+func (a *App) Shutdown() error {
+	start := time.Now()
+	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
+	a.Server.BeginShutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if a.apiSrv != nil {
+		if err := a.apiSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain API requests: %w", err))
+			a.apiSrv.Close()
+		}
+	}
+	if err := a.Server.DrainAsync(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if a.adminSrv != nil {
+		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+		a.adminSrv.Shutdown(actx)
+		acancel()
+	}
+	errs = append(errs, a.Close(ctx))
+	err := errors.Join(errs...)
+	a.log.Info("shut down", "took_ms", time.Since(start).Milliseconds(), "error", err)
+	return err
+}
+
+// Close releases everything Open made (idempotent): background tasks stop,
+// write-behind flushes within ctx, Redis and the store close.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	a.closeOnce.Do(func() {
+		if a.bgCancel != nil {
+			a.bgCancel()
+		}
+		a.bg.Wait()
+		if a.Server != nil {
+			a.Server.DrainAsync(ctx)
+		}
+		if a.neuronRecords != nil && a.Store != nil && a.Router != nil {
+			// The final states, then flush (behind) everything queued.
+			for _, n := range a.neuronStates() {
+				b, _ := json.Marshal(n)
+				a.neuronRecords.Put(ctx, cache.Record{Key: cache.NeuronStateKey(n.ID), Value: b, Data: n})
+			}
+		}
+		for _, r := range []*cache.Records{a.signalRecords, a.neuronRecords} {
+			if r != nil {
+				if err := r.Close(ctx); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if a.Redis != nil {
+			a.Redis.Close()
+		}
+		if a.Process != nil {
+			a.Process.Close()
+		}
+		if a.Store != nil {
+			if err := a.Store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close store: %w", err))
+			}
+		}
+		if a.stopProfiling != nil {
+			if err := a.stopProfiling(); err != nil {
+				a.log.Warn("stop profiling", "error", err)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Migrate opens the store of cfg, applies migrations and closes it.
+func Migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
+	st, err := OpenStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Migrate(ctx)
+}
+
+// RandomSecret is a hex string of n random bytes.
+func RandomSecret(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

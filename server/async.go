@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hal9-lab/hal9-lab/server/neuron"
+	"github.com/hal9-lab/hal9-lab/server/store"
+)
+
+// asyncPool processes ?async=true signals with a fixed number of workers
+// and a bounded queue. A signal is saved pending before the 202, so a crash
+// leaves it visible (pending) rather than lost; drain finishes the queue on
+// shutdown.
+type asyncPool struct {
+	s     *Server
+	jobs  chan asyncJob
+	slots chan struct{} // one per queued or running job
+
+	mu     sync.RWMutex
+	closed bool
+	wg     sync.WaitGroup
+	ctx    context.Context // canceled when the drain deadline passes
+	cancel context.CancelFunc
+
+	queued   prometheus.GaugeFunc
+	rejected prometheus.Counter
+}
+
+type asyncJob struct {
+	sig store.Signal
+	in  neuron.Input
+}
+
+func newAsyncPool(s *Server, workers, queue int) *asyncPool {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &asyncPool{
+		s: s, jobs: make(chan asyncJob, queue), slots: make(chan struct{}, queue),
+		ctx: ctx, cancel: cancel,
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hal9_async_rejections_total",
+			Help: "Async signals refused with 503 queue_full.",
+		}),
+	}
+	p.queued = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hal9_async_queue_length",
+		Help: "Async signals queued or being processed.",
+	}, func() float64 { return float64(len(p.slots)) })
+	for range workers {
+		p.wg.Add(1)
+		go p.work()
+	}
+	return p
+}
+
+func (p *asyncPool) collectors() []prometheus.Collector {
+	return []prometheus.Collector{p.queued, p.rejected}
+}
+
+func (p *asyncPool) work() {
+	defer p.wg.Done()
+	for j := range p.jobs {
+		p.run(j)
+		<-p.slots
+	}
+}
+
+func (p *asyncPool) run(j asyncJob) {
+	s := p.s
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Minute)
+	defer cancel()
+	res, perr := s.d.Router.Process(ctx, j.in)
+	sig := j.sig
+	complete(&sig, res, perr)
+	hops, mems := records(sig, res)
+	// The final save must happen even when the drain deadline cut the work.
+	if err := s.save(context.WithoutCancel(ctx), sig, hops, mems); err != nil {
+		s.log.Error("save async signal", "signal_id", sig.ID, "error", err)
+	}
+	if perr != nil {
+		s.log.Warn("async signal failed", "signal_id", sig.ID, "error", perr)
+	}
+}
+
+// enqueue reserves a slot, saves the signal pending, and queues it.
+func (p *asyncPool) enqueue(ctx context.Context, j asyncJob) (*apiError, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Msg: "the server is shutting down; send the signal to another instance", RetryAfter: 5 * time.Second}, nil
+	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		p.rejected.Inc()
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeQueueFull,
+			Msg: fmt.Sprintf("the async queue is full (%d signals); retry shortly or send without async", cap(p.slots)), RetryAfter: time.Second}, nil
+	}
+	if err := p.s.save(ctx, j.sig, nil, nil); err != nil {
+		<-p.slots
+		return nil, err
+	}
+	p.jobs <- j // never blocks: a slot is held
+	return nil, nil
+}
+
+// drain refuses new jobs and waits for the queued ones; at ctx's end the
+// remaining work is canceled (and saved failed) and drain waits for that.
+func (p *asyncPool) drain(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.jobs)
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		p.cancel()
+		<-done
+		return fmt.Errorf("drain async signals: %w", ctx.Err())
+	}
+}
+
+func (s *Server) acceptAsync(w http.ResponseWriter, r *http.Request, sig store.Signal, in neuron.Input) {
+	e, err := s.async.enqueue(r.Context(), asyncJob{sig: sig, in: in})
+	if err != nil {
+		s.storeError(w, r, "save pending signal", err)
+		return
+	}
+	if e != nil {
+		e.write(w)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/signals/"+sig.ID)
+	writeJSON(w, http.StatusAccepted, map[string]string{"signal_id": sig.ID, "status": store.SignalPending})
+}

@@ -1,0 +1,470 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hal9-lab/hal9-lab/server/store"
+	"github.com/hal9-lab/hal9-lab/server/store/sqlite"
+)
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type fixture struct {
+	svc   *Service
+	st    *sqlite.Store
+	clock *clock
+	reg   *prometheus.Registry
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "auth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	reg := prometheus.NewPedanticRegistry()
+	svc, err := NewService(st, Options{Secret: secret, BcryptCost: bcrypt.MinCost, Now: clk.Now}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{svc: svc, st: st, clock: clk, reg: reg}
+}
+
+func (f *fixture) failures(reason string) float64 {
+	return testutil.ToFloat64(f.svc.failures.WithLabelValues(reason))
+}
+
+// expectFailure runs fn and checks the error and that exactly the given
+// reason counter moved by one (or none when reason is "").
+func (f *fixture) expectFailure(t *testing.T, name string, want error, reason string, fn func() error) {
+	t.Helper()
+	before := map[string]float64{}
+	for _, r := range reasons {
+		before[r] = f.failures(r)
+	}
+	err := fn()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: error %v, want %v", name, err, want)
+	}
+	for _, r := range reasons {
+		d := f.failures(r) - before[r]
+		if w := map[bool]float64{true: 1, false: 0}[r == reason]; d != w {
+			t.Fatalf("%s: hal9_auth_failures_total{reason=%q} moved by %v, want %v", name, r, d, w)
+		}
+	}
+}
+
+func TestNewServiceErrors(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cases := []struct {
+		name string
+		st   store.Store
+		opts Options
+		want string
+	}{
+		{"short secret", st, Options{Secret: []byte("short")}, "at least 32"},
+		{"no secret", st, Options{}, "at least 32"},
+		{"bcrypt cost too low", st, Options{Secret: secret, BcryptCost: 2}, "bcrypt cost"},
+		{"bcrypt cost too high", st, Options{Secret: secret, BcryptCost: 40}, "bcrypt cost"},
+		{"negative ttl", st, Options{Secret: secret, AccessTTL: -time.Second}, "lifetimes"},
+		{"nil store", nil, Options{Secret: secret}, "nil store"},
+	}
+	for _, c := range cases {
+		if _, err := NewService(c.st, c.opts, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: NewService = %v, want an error mentioning %q", c.name, err, c.want)
+		}
+	}
+	// Registering twice on one registry reuses the counter.
+	reg := prometheus.NewRegistry()
+	for i := 0; i < 2; i++ {
+		if _, err := NewService(st, Options{Secret: secret, BcryptCost: bcrypt.MinCost}, reg); err != nil {
+			t.Fatalf("NewService #%d on the same registry: %v", i+1, err)
+		}
+	}
+}
+
+func TestRegisterValidation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cases := []struct {
+		name, user, email, pass string
+		want                    []error
+		field                   string
+	}{
+		{"short username", "ab", "a@example.com", "password1", []error{ErrInvalidInput}, "username"},
+		{"long username", strings.Repeat("a", 65), "a@example.com", "password1", []error{ErrInvalidInput}, "username"},
+		{"space in username", "a b c", "a@example.com", "password1", []error{ErrInvalidInput}, "username"},
+		{"non-ascii username", "josé", "a@example.com", "password1", []error{ErrInvalidInput}, "username"},
+		{"empty email", "alice", "", "password1", []error{ErrInvalidInput}, "email"},
+		{"not an email", "alice", "alice", "password1", []error{ErrInvalidInput}, "email"},
+		{"display name", "alice", "Alice <a@example.com>", "password1", []error{ErrInvalidInput}, "email"},
+		{"no dot in domain", "alice", "a@localhost", "password1", []error{ErrInvalidInput}, "email"},
+		{"short password", "alice", "a@example.com", "1234567", []error{ErrInvalidInput, ErrWeakPassword}, "password"},
+		{"long password", "alice", "a@example.com", strings.Repeat("x", 73), []error{ErrInvalidInput}, "password"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := f.svc.Register(ctx, c.user, c.email, c.pass)
+			for _, w := range c.want {
+				if !errors.Is(err, w) {
+					t.Fatalf("Register: %v, want %v", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), c.field+":") {
+				t.Fatalf("error %q does not name the field %q", err, c.field)
+			}
+			if c.name == "long password" && errors.Is(err, ErrWeakPassword) {
+				t.Fatal("a too-long password is not a weak one")
+			}
+		})
+	}
+	// Boundaries that are fine.
+	if _, err := f.svc.Register(ctx, "a.b-c_9", "Edge@Example.com", "12345678"); err != nil {
+		t.Fatalf("valid edge input rejected: %v", err)
+	}
+	if _, err := f.svc.Register(ctx, strings.Repeat("z", 64), "z@example.com", strings.Repeat("p", 72)); err != nil {
+		t.Fatalf("64-char username / 72-byte password rejected: %v", err)
+	}
+}
+
+func TestRegisterAndLogin(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u, err := f.svc.Register(ctx, "alice", "Alice@Example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.ID == "" || u.Email != "alice@example.com" || u.PasswordHash == "correct horse" || !strings.HasPrefix(u.PasswordHash, "$2") {
+		t.Fatalf("registered user: %+v", u)
+	}
+	_, err = f.svc.Register(ctx, "alice", "other@example.com", "correct horse")
+	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "username") {
+		t.Fatalf("duplicate username: %v, want ErrConflict naming username", err)
+	}
+	_, err = f.svc.Register(ctx, "alice2", "ALICE@example.com", "correct horse")
+	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "email") {
+		t.Fatalf("duplicate email (other case): %v, want ErrConflict naming email", err)
+	}
+
+	tok, lu, err := f.svc.Login(ctx, "alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lu.ID != u.ID || tok.AccessToken == "" || tok.RefreshToken == "" || tok.ExpiresIn != 900 {
+		t.Fatalf("Login = %+v, %+v", tok, lu)
+	}
+
+	cases := []struct {
+		name, user, pass string
+		want             error
+		reason           string
+	}{
+		{"wrong password", "alice", "wrong horse", ErrInvalidCredentials, ReasonBadPassword},
+		{"unknown user", "bob", "correct horse", ErrInvalidCredentials, ReasonUnknownUser},
+		{"overlong password", "alice", strings.Repeat("x", 100), ErrInvalidCredentials, ReasonBadPassword},
+		{"empty username", "", "x", ErrInvalidInput, ""},
+		{"empty password", "alice", "", ErrInvalidInput, ""},
+	}
+	for _, c := range cases {
+		f.expectFailure(t, c.name, c.want, c.reason, func() error {
+			_, _, err := f.svc.Login(ctx, c.user, c.pass)
+			return err
+		})
+	}
+}
+
+func request(headers ...string) *http.Request {
+	r := httptest.NewRequest("GET", "/api/v1/auth/profile", nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Header.Set(headers[i], headers[i+1])
+	}
+	return r
+}
+
+func TestTokens(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u, err := f.svc.Register(ctx, "carol", "carol@example.com", "password1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := f.svc.Login(ctx, "carol", "password1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := f.svc.Authenticate(request("Authorization", "Bearer "+tok.AccessToken))
+	if err != nil || p.UserID != u.ID || p.Username != "carol" || p.Method != MethodToken {
+		t.Fatalf("Authenticate(access) = %+v, %v", p, err)
+	}
+	if _, err := f.svc.Authenticate(request("Authorization", "bearer  "+tok.AccessToken)); err != nil {
+		t.Fatalf("lower-case scheme: %v", err)
+	}
+
+	forge := func(method jwt.SigningMethod, key any, mutate func(*claims)) string {
+		now := f.clock.Now()
+		c := claims{TokenType: TypeAccess, RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: DefaultIssuer, Subject: u.ID, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Minute))}}
+		if mutate != nil {
+			mutate(&c)
+		}
+		s, err := jwt.NewWithClaims(method, c).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	parts := strings.Split(tok.AccessToken, ".")
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"someone-else","token_type":"access"}`)) + "." + parts[2]
+
+	cases := []struct {
+		name   string
+		req    *http.Request
+		want   error
+		reason string
+	}{
+		{"no credentials", request(), ErrMissingCredentials, ReasonMissing},
+		{"empty bearer", request("Authorization", "Bearer "), ErrMissingCredentials, ReasonMissing},
+		{"basic scheme", request("Authorization", "Basic YTpi"), ErrInvalidToken, ReasonInvalidToken},
+		{"garbage", request("Authorization", "Bearer not.a.jwt"), ErrInvalidToken, ReasonInvalidToken},
+		{"refresh as access", request("Authorization", "Bearer "+tok.RefreshToken), ErrInvalidToken, ReasonWrongType},
+		{"tampered payload", request("Authorization", "Bearer "+tampered), ErrInvalidToken, ReasonInvalidToken},
+		{"other secret", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, []byte("another-secret-another-secret-xx"), nil)), ErrInvalidToken, ReasonInvalidToken},
+		{"alg none", request("Authorization", "Bearer "+forge(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil)), ErrInvalidToken, ReasonInvalidToken},
+		{"alg HS512", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS512, secret, nil)), ErrInvalidToken, ReasonInvalidToken},
+		{"other issuer", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) { c.Issuer = "evil" })), ErrInvalidToken, ReasonInvalidToken},
+		{"no expiry", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) { c.ExpiresAt = nil })), ErrInvalidToken, ReasonInvalidToken},
+		{"no type", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) { c.TokenType = "" })), ErrInvalidToken, ReasonWrongType},
+		{"issued in the future", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) {
+			c.IssuedAt = jwt.NewNumericDate(f.clock.Now().Add(time.Hour))
+		})), ErrInvalidToken, ReasonInvalidToken},
+	}
+	for _, c := range cases {
+		f.expectFailure(t, c.name, c.want, c.reason, func() error { _, err := f.svc.Authenticate(c.req); return err })
+	}
+
+	// Refresh: only refresh tokens.
+	f.expectFailure(t, "refresh with an access token", ErrInvalidToken, ReasonWrongType, func() error {
+		_, err := f.svc.Refresh(ctx, tok.AccessToken)
+		return err
+	})
+	f.expectFailure(t, "refresh with nothing", ErrMissingCredentials, ReasonMissing, func() error {
+		_, err := f.svc.Refresh(ctx, "")
+		return err
+	})
+	ghost, err := f.svc.sign(store.User{ID: "ghost", Username: "ghost"}, TypeRefresh, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expectFailure(t, "refresh for a user that is gone", ErrInvalidToken, ReasonUnknownUser, func() error {
+		_, err := f.svc.Refresh(ctx, ghost)
+		return err
+	})
+
+	// Expiry with the injected clock: the access token dies after 15 minutes,
+	// the refresh token lives on and mints a new pair.
+	f.clock.Advance(15*time.Minute - time.Second)
+	if _, err := f.svc.AuthenticateToken(tok.AccessToken); err != nil {
+		t.Fatalf("access token at 14m59s: %v", err)
+	}
+	f.clock.Advance(2 * time.Second)
+	f.expectFailure(t, "expired access token", ErrTokenExpired, ReasonExpired, func() error {
+		_, err := f.svc.AuthenticateToken(tok.AccessToken)
+		return err
+	})
+	if !errors.Is(ErrTokenExpired, ErrInvalidToken) {
+		t.Fatal("ErrTokenExpired must also be an ErrInvalidToken")
+	}
+	fresh, err := f.svc.Refresh(ctx, tok.RefreshToken)
+	if err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if fresh.AccessToken == tok.AccessToken || fresh.RefreshToken == tok.RefreshToken {
+		t.Fatal("Refresh returned the old tokens")
+	}
+	if p, err := f.svc.AuthenticateToken(fresh.AccessToken); err != nil || p.UserID != u.ID {
+		t.Fatalf("refreshed access token: %+v, %v", p, err)
+	}
+	f.clock.Advance(7 * 24 * time.Hour)
+	f.expectFailure(t, "expired refresh token", ErrTokenExpired, ReasonExpired, func() error {
+		_, err := f.svc.Refresh(ctx, tok.RefreshToken)
+		return err
+	})
+}
+
+func TestAPIKeyLifecycle(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	alice, err := f.svc.Register(ctx, "alice", "alice@example.com", "password1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := f.svc.Register(ctx, "bob", "bob@example.com", "password1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, bad := range []string{"", "   ", strings.Repeat("n", 101)} {
+		if _, _, err := f.svc.CreateAPIKey(ctx, alice.ID, bad); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "name:") {
+			t.Errorf("CreateAPIKey(name %q) = %v, want ErrInvalidInput naming name", bad, err)
+		}
+	}
+	if _, _, err := f.svc.CreateAPIKey(ctx, "nobody", "ci"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateAPIKey for an unknown user = %v, want store.ErrNotFound", err)
+	}
+
+	key, k, err := f.svc.CreateAPIKey(ctx, alice.ID, "ci runner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, APIKeyPrefix))
+	if !strings.HasPrefix(key, "hal9_") || err != nil || len(raw) != 32 {
+		t.Fatalf("key %q: want hal9_ + base64url of 32 bytes (%v)", key, err)
+	}
+	if k.Hash != HashAPIKey(key) || len(k.Hash) != 64 || strings.Contains(k.Hash, key) || k.Prefix != key[:11] {
+		t.Fatalf("stored key %+v does not match %q", k, key)
+	}
+	key2, _, err := f.svc.CreateAPIKey(ctx, alice.ID, "laptop")
+	if err != nil || key2 == key {
+		t.Fatalf("second key: %q, %v", key2, err)
+	}
+
+	// Both headers work; the key's use is recorded, at most once a minute.
+	p, err := f.svc.Authenticate(request("X-API-Key", key))
+	if err != nil || p.UserID != alice.ID || p.Method != MethodAPIKey || p.APIKeyID != k.ID {
+		t.Fatalf("Authenticate(X-API-Key) = %+v, %v", p, err)
+	}
+	stored, err := f.st.APIKeyByHash(ctx, k.Hash)
+	if err != nil || !stored.LastUsedAt.Equal(f.clock.Now()) {
+		t.Fatalf("LastUsedAt after use = %v (%v), want %v", stored.LastUsedAt, err, f.clock.Now())
+	}
+	f.clock.Advance(10 * time.Second)
+	if _, err := f.svc.Authenticate(request("Authorization", "Bearer "+key)); err != nil {
+		t.Fatalf("Authenticate(Bearer key): %v", err)
+	}
+	if again, _ := f.st.APIKeyByHash(ctx, k.Hash); !again.LastUsedAt.Equal(stored.LastUsedAt) {
+		t.Fatalf("LastUsedAt rewritten after 10s: %v", again.LastUsedAt)
+	}
+	f.clock.Advance(time.Minute)
+	if _, err := f.svc.Authenticate(request("X-API-Key", key)); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := f.st.APIKeyByHash(ctx, k.Hash); !again.LastUsedAt.Equal(f.clock.Now()) {
+		t.Fatalf("LastUsedAt not refreshed after a minute: %v", again.LastUsedAt)
+	}
+
+	list, err := f.svc.ListAPIKeys(ctx, alice.ID)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("ListAPIKeys = %d keys, %v", len(list), err)
+	}
+	if list, _ := f.svc.ListAPIKeys(ctx, bob.ID); len(list) != 0 {
+		t.Fatalf("bob sees %d keys", len(list))
+	}
+
+	if err := f.svc.DeleteAPIKey(ctx, bob.ID, k.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("bob deleting alice's key: %v, want store.ErrNotFound", err)
+	}
+	if err := f.svc.DeleteAPIKey(ctx, alice.ID, k.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	bad := []struct {
+		name, key string
+	}{
+		{"revoked", key},
+		{"malformed", "hal9_short"},
+		{"wrong prefix", "abcd_" + key[5:]},
+		{"unknown", APIKeyPrefix + base64.RawURLEncoding.EncodeToString(make([]byte, 32))},
+	}
+	for _, c := range bad {
+		f.expectFailure(t, c.name+" key", ErrInvalidToken, ReasonBadAPIKey, func() error {
+			_, err := f.svc.Authenticate(request("X-API-Key", c.key))
+			return err
+		})
+	}
+	if _, err := f.svc.Authenticate(request("X-API-Key", key2)); err != nil {
+		t.Fatalf("the other key stopped working: %v", err)
+	}
+}
+
+func TestFailureMetricExported(t *testing.T) {
+	f := newFixture(t)
+	n, err := testutil.GatherAndCount(f.reg, "hal9_auth_failures_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(reasons) {
+		t.Fatalf("hal9_auth_failures_total has %d series at start, want one per reason (%d)", n, len(reasons))
+	}
+}
+
+func TestStoreOutageIsNotAnAuthFailure(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.svc.Register(ctx, "dave", "dave@example.com", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := f.svc.CreateAPIKey(ctx, mustUser(t, f, "dave").ID, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st.Close()
+	before := 0.0
+	for _, r := range reasons {
+		before += f.failures(r)
+	}
+	if _, _, err := f.svc.Login(ctx, "dave", "password1"); err == nil || errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("Login with the store down: %v, want the store's error, not bad credentials", err)
+	}
+	if _, err := f.svc.Authenticate(request("X-API-Key", key)); err == nil || errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("API key with the store down: %v, want the store's error, not an invalid key", err)
+	}
+	after := 0.0
+	for _, r := range reasons {
+		after += f.failures(r)
+	}
+	if after != before {
+		t.Fatalf("a store outage counted %v auth failures", after-before)
+	}
+}
+
+func mustUser(t *testing.T, f *fixture, name string) store.User {
+	t.Helper()
+	u, err := f.st.UserByUsername(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -1,0 +1,287 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/server/store"
+)
+
+// Authenticator is what the HTTP layer needs from server/auth; app.go
+// adapts *auth.Service to it (auth_adapter.go).
+type Authenticator interface {
+	Register(ctx context.Context, username, email, password string) (store.User, error)
+	Login(ctx context.Context, username, password string) (Tokens, store.User, error)
+	Refresh(ctx context.Context, refreshToken string) (Tokens, error)
+	Authenticate(r *http.Request) (Principal, error)
+	CreateAPIKey(ctx context.Context, userID, name string) (string, store.APIKey, error)
+	ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey, error)
+	DeleteAPIKey(ctx context.Context, userID, id string) error
+}
+
+// Tokens are a login's or refresh's answer.
+type Tokens struct {
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    int // seconds
+}
+
+// Principal is the authenticated caller.
+type Principal struct {
+	UserID   string
+	Username string
+	APIKeyID string // set when the request used X-API-Key
+}
+
+func (p *Principal) limitKey() string {
+	if p.APIKeyID != "" {
+		return "key:" + p.APIKeyID
+	}
+	return "user:" + p.UserID
+}
+
+// Auth errors the adapter maps server/auth's errors to; the message of the
+// wrapped error is shown to the client.
+var (
+	ErrInvalidCredentials = errors.New("invalid username or password")
+	ErrInvalidToken       = errors.New("invalid or expired token")
+	ErrMissingCredentials = errors.New("missing credentials")
+	ErrWeakPassword       = errors.New("weak password")
+	ErrInvalidInput       = errors.New("invalid input")
+)
+
+// requireAuth authenticates the request (Bearer token or X-API-Key) and
+// puts the principal into the request state; 401 otherwise.
+func (s *Server) requireAuth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.d.Auth.Authenticate(r)
+		if err != nil {
+			switch {
+			case errors.Is(err, store.ErrUnavailable):
+				s.storeError(w, r, "authenticate", err)
+			case errors.Is(err, ErrMissingCredentials):
+				w.Header().Set("WWW-Authenticate", `Bearer realm="hal9"`)
+				writeError(w, http.StatusUnauthorized, CodeUnauthorized,
+					"authentication required: send Authorization: Bearer <access_token> (from POST /api/v1/auth/login) or X-API-Key: <key>")
+			case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrInvalidCredentials):
+				w.Header().Set("WWW-Authenticate", `Bearer realm="hal9", error="invalid_token"`)
+				writeError(w, http.StatusUnauthorized, CodeUnauthorized,
+					"the access token or API key is invalid or expired; log in again or use POST /api/v1/auth/refresh")
+			default:
+				s.storeError(w, r, "authenticate", err)
+			}
+			return
+		}
+		stateFrom(r.Context()).principal = &p
+		next(w, r)
+	}
+}
+
+// UserJSON is a user as the API shows it (never the password hash).
+type UserJSON struct {
+	ID        string    `json:"id"`
+	Username  string    `json:"username"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func userJSON(u store.User) UserJSON {
+	return UserJSON{ID: u.ID, Username: u.Username, Email: u.Email, CreatedAt: u.CreatedAt}
+}
+
+type registerRequest struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	var req registerRequest
+	if e := decodeJSON(r.Header.Get("Content-Type"), r.Body, &req); e != nil {
+		e.write(w)
+		return
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"username", req.Username}, {"email", req.Email}, {"password", req.Password}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "missing "+strings.Join(missing, ", ")+"; register needs username, email and password (8+ characters)")
+		return
+	}
+	u, err := s.d.Auth.Register(r.Context(), req.Username, req.Email, req.Password)
+	if err != nil {
+		s.authError(w, r, "register", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"user": userJSON(u)})
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// TokenResponse is the answer of login (with user) and refresh.
+type TokenResponse struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	TokenType    string    `json:"token_type"`
+	ExpiresIn    int       `json:"expires_in"`
+	User         *UserJSON `json:"user,omitempty"`
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if e := decodeJSON(r.Header.Get("Content-Type"), r.Body, &req); e != nil {
+		e.write(w)
+		return
+	}
+	if req.Username == "" || req.Password == "" {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "username and password are required")
+		return
+	}
+	t, u, err := s.d.Auth.Login(r.Context(), req.Username, req.Password)
+	if err != nil {
+		s.authError(w, r, "login", err)
+		return
+	}
+	uj := userJSON(u)
+	writeJSON(w, http.StatusOK, TokenResponse{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
+		TokenType: "Bearer", ExpiresIn: t.ExpiresIn, User: &uj})
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if e := decodeJSON(r.Header.Get("Content-Type"), r.Body, &req); e != nil {
+		e.write(w)
+		return
+	}
+	if req.RefreshToken == "" {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "refresh_token is required: the refresh_token from POST /api/v1/auth/login")
+		return
+	}
+	t, err := s.d.Auth.Refresh(r.Context(), req.RefreshToken)
+	if err != nil {
+		s.authError(w, r, "refresh", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TokenResponse{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
+		TokenType: "Bearer", ExpiresIn: t.ExpiresIn})
+}
+
+func (s *Server) profile(w http.ResponseWriter, r *http.Request) {
+	p := stateFrom(r.Context()).principal
+	u, err := s.userOf(r.Context(), p)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "the account of this token no longer exists")
+			return
+		}
+		s.storeError(w, r, "read profile", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(u)})
+}
+
+func (s *Server) userOf(ctx context.Context, p *Principal) (store.User, error) {
+	return s.d.Store.UserByID(ctx, p.UserID)
+}
+
+type apiKeyRequest struct {
+	Name string `json:"name"`
+}
+
+// APIKeyJSON is an API key as listed (never the key or its hash).
+type APIKeyJSON struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Prefix     string     `json:"prefix"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+func apiKeyJSON(k store.APIKey) APIKeyJSON {
+	out := APIKeyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt}
+	if !k.LastUsedAt.IsZero() {
+		t := k.LastUsedAt
+		out.LastUsedAt = &t
+	}
+	return out
+}
+
+func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request) {
+	p := stateFrom(r.Context()).principal
+	var req apiKeyRequest
+	if e := decodeJSON(r.Header.Get("Content-Type"), r.Body, &req); e != nil {
+		e.write(w)
+		return
+	}
+	if strings.TrimSpace(req.Name) == "" || len(req.Name) > 100 {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "name is required: 1..100 characters to tell the key apart")
+		return
+	}
+	key, k, err := s.d.Auth.CreateAPIKey(r.Context(), p.UserID, req.Name)
+	if err != nil {
+		s.authError(w, r, "create api key", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"key": key, "api_key": apiKeyJSON(k),
+		"note": "store the key now: only its hash is kept"})
+}
+
+func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request) {
+	p := stateFrom(r.Context()).principal
+	ks, err := s.d.Auth.ListAPIKeys(r.Context(), p.UserID)
+	if err != nil {
+		s.authError(w, r, "list api keys", err)
+		return
+	}
+	out := make([]APIKeyJSON, len(ks))
+	for i, k := range ks {
+		out[i] = apiKeyJSON(k)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"api_keys": out, "count": len(out)})
+}
+
+func (s *Server) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
+	p := stateFrom(r.Context()).principal
+	id := r.PathValue("id")
+	if err := s.d.Auth.DeleteAPIKey(r.Context(), p.UserID, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no API key %q of yours; GET /api/v1/auth/api-keys lists them", clip(id, 64)))
+			return
+		}
+		s.authError(w, r, "delete api key", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// authError maps the auth errors to answers.
+func (s *Server) authError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	switch {
+	case errors.Is(err, ErrInvalidCredentials):
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid username or password")
+	case errors.Is(err, ErrInvalidToken):
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "the refresh token is invalid or expired; log in again")
+	case errors.Is(err, ErrWeakPassword):
+		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, ErrInvalidInput):
+		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, CodeConflict, strings.TrimPrefix(err.Error(), store.ErrConflict.Error()+": ")+"; log in or pick another")
+	default:
+		s.storeError(w, r, what, err)
+	}
+}

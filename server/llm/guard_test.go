@@ -1,0 +1,332 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// scripted is a fake Provider that returns the next scripted error (nil:
+// success) or blocks until ctx ends for errBlock.
+type scripted struct {
+	mu    sync.Mutex
+	errs  []error
+	calls int
+}
+
+var errBlock = errors.New("block until ctx ends")
+
+func (s *scripted) push(errs ...error) {
+	s.mu.Lock()
+	s.errs = append(s.errs, errs...)
+	s.mu.Unlock()
+}
+
+func (s *scripted) Complete(ctx context.Context, req Request) (Response, error) {
+	s.mu.Lock()
+	s.calls++
+	var err error
+	if len(s.errs) > 0 {
+		err, s.errs = s.errs[0], s.errs[1:]
+	}
+	s.mu.Unlock()
+	if err == errBlock {
+		<-ctx.Done()
+		return Response{}, ctx.Err()
+	}
+	if err != nil {
+		return Response{}, err
+	}
+	return Response{Text: "ok", TokensIn: 100, TokensOut: 50, CostUSD: Cost(req.Model, 100, 50)}, nil
+}
+
+func repeat(err error, n int) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
+
+// fastBreaker: millisecond durations so transitions happen within a test.
+var fastBreaker = BreakerOptions{Interval: time.Minute, Buckets: 1, OpenFor: 30 * time.Millisecond}
+
+func call(g *Guard, layer string) error {
+	_, err := g.Complete(context.Background(), Request{Layer: layer, Prompt: "p"})
+	return err
+}
+
+// waitState polls BreakerStates (which also advances open → half-open)
+// until want or a bounded deadline.
+func waitState(t *testing.T, g *Guard, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.BreakerStates()[name] != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: state %q, want %q", name, g.BreakerStates()[name], want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestGuardBreakerTransitions(t *testing.T) {
+	apiErr := &APIError{Status: 503}
+	m := NewMetrics(prometheus.NewRegistry())
+	p := &scripted{}
+	g := NewGuard(p, GuardOptions{Breaker: fastBreaker, Metrics: m})
+	gauge := func() float64 { return testutil.ToFloat64(m.BreakerState.WithLabelValues("llm_L2")) }
+
+	// closed: 4 failures keep it closed, the 5th opens it.
+	p.push(repeat(apiErr, 5)...)
+	for i := range 4 {
+		if err := call(g, "L2"); !errors.As(err, new(*APIError)) {
+			t.Fatalf("call %d: %v, want APIError", i, err)
+		}
+		if s := g.BreakerStates()["llm_L2"]; s != "closed" {
+			t.Fatalf("after %d failures: %s, want closed", i+1, s)
+		}
+	}
+	_ = call(g, "L2")
+	if s := g.BreakerStates()["llm_L2"]; s != "open" || gauge() != 2 {
+		t.Fatalf("after 5 failures: %s gauge %v, want open 2", s, gauge())
+	}
+	// open: refused at once, provider not called.
+	before := p.calls
+	if err := call(g, "L2"); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("open breaker: %v, want ErrCircuitOpen", err)
+	}
+	if p.calls != before {
+		t.Fatal("open breaker called the provider")
+	}
+	// other layers are independent.
+	if err := call(g, "L1"); err != nil {
+		t.Fatalf("L1 while L2 open: %v", err)
+	}
+
+	// half-open after OpenFor; 3 successes close it.
+	waitState(t, g, "llm_L2", "half-open")
+	if gauge() != 1 {
+		t.Fatalf("half-open gauge %v, want 1", gauge())
+	}
+	for i := range 3 {
+		if err := call(g, "L2"); err != nil {
+			t.Fatalf("half-open success %d: %v", i, err)
+		}
+	}
+	if s := g.BreakerStates()["llm_L2"]; s != "closed" || gauge() != 0 {
+		t.Fatalf("after 3 successes: %s gauge %v, want closed 0", s, gauge())
+	}
+
+	// half-open → open on one failure.
+	p.push(repeat(apiErr, 5)...)
+	for range 5 {
+		_ = call(g, "L2")
+	}
+	waitState(t, g, "llm_L2", "half-open")
+	p.push(apiErr)
+	_ = call(g, "L2")
+	if s := g.BreakerStates()["llm_L2"]; s != "open" || gauge() != 2 {
+		t.Fatalf("failure in half-open: %s gauge %v, want open 2", s, gauge())
+	}
+	if n := testutil.ToFloat64(m.Requests.WithLabelValues(DefaultModel, "L2", OutcomeCircuitOpen)); n != 1 {
+		t.Fatalf("circuit_open outcomes %v, want 1", n)
+	}
+}
+
+func TestGuardCountsTimeoutsApartFromAPIErrors(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	p := &scripted{}
+	g := NewGuard(p, GuardOptions{Timeout: 20 * time.Millisecond, Breaker: fastBreaker, Metrics: m})
+	p.push(errBlock, errBlock, &APIError{Status: 500}, &APIError{Status: 529, Message: "overloaded"})
+
+	var timeouts, apis int
+	for range 4 {
+		err := call(g, "L3")
+		switch {
+		case errors.Is(err, ErrTimeout):
+			timeouts++
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Fatal("ErrTimeout must not look like the caller's deadline")
+			}
+		case errors.As(err, new(*APIError)):
+			apis++
+		default:
+			t.Fatalf("unexpected %v", err)
+		}
+	}
+	if timeouts != 2 || apis != 2 {
+		t.Fatalf("timeouts %d api errors %d, want 2 and 2", timeouts, apis)
+	}
+	for _, c := range []struct {
+		vec  *prometheus.CounterVec
+		lbl  []string
+		want float64
+	}{
+		{m.Requests, []string{DefaultModel, "L3", OutcomeTimeout}, 2},
+		{m.Requests, []string{DefaultModel, "L3", OutcomeError}, 2},
+		{m.BreakerFailures, []string{"llm_L3", "timeout"}, 2},
+		{m.BreakerFailures, []string{"llm_L3", "api_error"}, 2},
+	} {
+		if got := testutil.ToFloat64(c.vec.WithLabelValues(c.lbl...)); got != c.want {
+			t.Errorf("%v = %v, want %v", c.lbl, got, c.want)
+		}
+	}
+	// 4 failures: still closed; the 5th (a timeout) opens: both kinds count.
+	p.push(errBlock)
+	_ = call(g, "L3")
+	if s := g.BreakerStates()["llm_L3"]; s != "open" {
+		t.Fatalf("after 2 timeouts + 2 API errors + 1 timeout: %s, want open", s)
+	}
+}
+
+func TestGuardExcludesRateLimitsAndCallerCancellation(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	p := &scripted{}
+	g := NewGuard(p, GuardOptions{Breaker: fastBreaker, Metrics: m})
+	p.push(repeat(&RateLimitError{RetryAfter: time.Second}, 10)...)
+	for range 10 {
+		err := call(g, "L4")
+		if !errors.Is(err, ErrRateLimited) {
+			t.Fatalf("%v, want ErrRateLimited", err)
+		}
+		if d, ok := RetryAfter(err); !ok || d != time.Second {
+			t.Fatalf("RetryAfter = %v %v, want 1s", d, ok)
+		}
+	}
+	// caller cancellation: neither a timeout nor a failure.
+	for range 6 {
+		p.push(errBlock)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		_, err := g.Complete(ctx, Request{Layer: "L4"})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrTimeout) {
+			t.Fatalf("caller deadline: %v, want context.DeadlineExceeded", err)
+		}
+	}
+	if s := g.BreakerStates()["llm_L4"]; s != "closed" {
+		t.Fatalf("after 10 rate limits and 6 cancellations: %s, want closed", s)
+	}
+	if n := testutil.ToFloat64(m.Requests.WithLabelValues(DefaultModel, "L4", OutcomeRateLimited)); n != 10 {
+		t.Fatalf("rate_limited = %v, want 10", n)
+	}
+	if n := testutil.ToFloat64(m.Requests.WithLabelValues(DefaultModel, "L4", OutcomeCanceled)); n != 6 {
+		t.Fatalf("canceled = %v, want 6", n)
+	}
+}
+
+func TestGuardRejectsUnknownLayer(t *testing.T) {
+	g := NewGuard(&scripted{}, GuardOptions{})
+	for _, layer := range []string{"", "L0", "L6", "l1"} {
+		if err := call(g, layer); !errors.Is(err, ErrUnknownLayer) || !strings.Contains(err.Error(), "L1") {
+			t.Errorf("layer %q: %v, want ErrUnknownLayer naming the valid ones", layer, err)
+		}
+	}
+}
+
+func TestGuardCostAccounting(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	ledger := NewLedger(Budgets{}, m, nil)
+	sim := NewSimulated(SimOptions{Seed: 7, ErrorRate: 0.2})
+	g := NewGuard(sim, GuardOptions{Metrics: m, Ledger: ledger})
+
+	var sum float64
+	var in, out int
+	ok := 0
+	for i := range 300 {
+		layer := Layers[i%5]
+		resp, err := g.Complete(context.Background(), Request{Layer: layer, NeuronID: "n", Prompt: strings.Repeat("x", i)})
+		if err != nil {
+			continue
+		}
+		ok++
+		if resp.CostUSD <= 0 {
+			t.Fatalf("call %d: cost %v, want > 0 (the original never recorded cost)", i, resp.CostUSD)
+		}
+		sum += resp.CostUSD
+		in += resp.TokensIn
+		out += resp.TokensOut
+	}
+	if ok == 0 || ok == 300 {
+		t.Fatalf("%d of 300 succeeded; want some failures injected and some successes", ok)
+	}
+	const eps = 1e-9
+	if got := testutil.ToFloat64(m.Cost.WithLabelValues(DefaultModel)); abs(got-sum) > eps {
+		t.Fatalf("cost counter %v, sum of responses %v", got, sum)
+	}
+	if got := ledger.Snapshot().TotalUSD; abs(got-sum) > eps {
+		t.Fatalf("ledger total %v, sum of responses %v", got, sum)
+	}
+	if got := testutil.ToFloat64(m.Tokens.WithLabelValues(DefaultModel, "input")); got != float64(in) {
+		t.Fatalf("input tokens %v, want %d", got, in)
+	}
+	if got := testutil.ToFloat64(m.Tokens.WithLabelValues(DefaultModel, "output")); got != float64(out) {
+		t.Fatalf("output tokens %v, want %d", got, out)
+	}
+	if n := testutil.CollectAndCount(m.Duration); n != 5 {
+		t.Fatalf("duration series %d, want one per layer", n)
+	}
+	// every metric name of the contract is exported.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"hal9_llm_requests_total", "hal9_llm_request_duration_seconds", "hal9_llm_tokens_total",
+		"hal9_llm_cost_dollars_total", "hal9_circuit_breaker_state", "hal9_llm_budget_dollars", "hal9_llm_budget_warnings_total"} {
+		if !names[n] {
+			t.Errorf("metric %s not exported", n)
+		}
+	}
+}
+
+func TestGuardEnforcedBudget(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	ledger := NewLedger(Budgets{HourlyUSD: 0.01, Enforce: true}, m, nil)
+	g := NewGuard(NewSimulated(SimOptions{}), GuardOptions{Metrics: m, Ledger: ledger, DefaultModel: "claude-opus-4"})
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		_, err = g.Complete(context.Background(), Request{Layer: "L5", Prompt: "plan"})
+	}
+	if !errors.Is(err, ErrBudgetExceeded) {
+		t.Fatalf("%v, want ErrBudgetExceeded", err)
+	}
+	if n := testutil.ToFloat64(m.Requests.WithLabelValues("claude-opus-4", "L5", OutcomeBudgetExceeded)); n != 1 {
+		t.Fatalf("budget_exceeded outcomes %v, want 1", n)
+	}
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
+
+func TestGuardSimulatedRateLimit(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	g := NewGuard(NewSimulated(SimOptions{RateLimitRPM: 6}), GuardOptions{Metrics: m, Breaker: fastBreaker})
+	if err := call(g, "L1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := call(g, "L1"); !errors.Is(err, ErrRateLimited) {
+			t.Fatalf("%v, want ErrRateLimited", err)
+		}
+	}
+	if n := testutil.ToFloat64(m.Requests.WithLabelValues(DefaultModel, "L1", OutcomeRateLimited)); n != 10 {
+		t.Fatalf("rate_limited %v, want 10", n)
+	}
+	if s := g.BreakerStates()["llm_L1"]; s != "closed" {
+		t.Fatalf("429s opened the breaker: %s", s)
+	}
+}

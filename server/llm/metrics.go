@@ -1,0 +1,106 @@
+package llm
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a call, the values of the outcome label.
+const (
+	OutcomeOK             = "ok"
+	OutcomeError          = "error"           // API or transport error
+	OutcomeTimeout        = "timeout"         // the Guard's per-call timeout
+	OutcomeRateLimited    = "rate_limited"    // 429 / simulated RPM limit
+	OutcomeCircuitOpen    = "circuit_open"    // refused by the breaker
+	OutcomeCanceled       = "canceled"        // the caller's context ended first
+	OutcomeBudgetExceeded = "budget_exceeded" // only with Budgets.Enforce
+)
+
+// Metrics are the LLM side's Prometheus metrics. Create one per registry.
+type Metrics struct {
+	Requests        *prometheus.CounterVec   // hal9_llm_requests_total{model,layer,outcome}
+	Duration        *prometheus.HistogramVec // hal9_llm_request_duration_seconds{model,layer}
+	Tokens          *prometheus.CounterVec   // hal9_llm_tokens_total{model,direction}
+	Cost            *prometheus.CounterVec   // hal9_llm_cost_dollars_total{model}
+	BreakerState    *prometheus.GaugeVec     // hal9_circuit_breaker_state{breaker}
+	BreakerFailures *prometheus.CounterVec   // hal9_circuit_breaker_failures_total{breaker,kind}
+	Budget          *prometheus.GaugeVec     // hal9_llm_budget_dollars{window}: the configured limit
+	Spend           *prometheus.GaugeVec     // hal9_llm_spend_dollars{window}: spend in the rolling window
+	BudgetWarnings  *prometheus.CounterVec   // hal9_llm_budget_warnings_total{window}
+}
+
+// DurationBuckets suit 5 ms (cached-fast L1) to 60 s (twice the timeout).
+var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not
+// registered). Registering on a registry that already holds them reuses the
+// registered collectors, so two components can share one registry.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hal9_llm_requests_total",
+			Help: "LLM calls by model, layer and outcome (ok, error, timeout, rate_limited, circuit_open, canceled, budget_exceeded).",
+		}, []string{"model", "layer", "outcome"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hal9_llm_request_duration_seconds",
+			Help:    "Duration of LLM calls that reached the provider.",
+			Buckets: DurationBuckets,
+		}, []string{"model", "layer"}),
+		Tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hal9_llm_tokens_total",
+			Help: "LLM tokens by model and direction (input, output).",
+		}, []string{"model", "direction"}),
+		Cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hal9_llm_cost_dollars_total",
+			Help: "LLM cost in US dollars from the price table.",
+		}, []string{"model"}),
+		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hal9_circuit_breaker_state",
+			Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+		}, []string{"breaker"}),
+		BreakerFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hal9_circuit_breaker_failures_total",
+			Help: "Failures counted by a circuit breaker, by kind (timeout, api_error, other).",
+		}, []string{"breaker", "kind"}),
+		Budget: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hal9_llm_budget_dollars",
+			Help: "Configured LLM cost budget per window (hour, day).",
+		}, []string{"window"}),
+		Spend: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hal9_llm_spend_dollars",
+			Help: "LLM spend in the rolling window (hour, day), updated on every call.",
+		}, []string{"window"}),
+		BudgetWarnings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hal9_llm_budget_warnings_total",
+			Help: "Budget warnings logged (80 % and 100 % crossings) per window.",
+		}, []string{"window"}),
+	}
+	if reg != nil {
+		m.Requests = register(reg, m.Requests)
+		m.Duration = register(reg, m.Duration)
+		m.Tokens = register(reg, m.Tokens)
+		m.Cost = register(reg, m.Cost)
+		m.BreakerState = register(reg, m.BreakerState)
+		m.BreakerFailures = register(reg, m.BreakerFailures)
+		m.Budget = register(reg, m.Budget)
+		m.Spend = register(reg, m.Spend)
+		m.BudgetWarnings = register(reg, m.BudgetWarnings)
+	}
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// the same descriptor.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err) // a programming error: conflicting metric definitions
+	}
+	return c
+}

@@ -1,0 +1,239 @@
+// Package server is HAL9's HTTP side: routes, middleware, handlers, the
+// admin listener, the async signal workers, and the wiring of store, cache,
+// LLM and neurons behind them (app.go), with graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hal9-lab/hal9-lab/server/cache"
+	"github.com/hal9-lab/hal9-lab/server/llm"
+	"github.com/hal9-lab/hal9-lab/server/neuron"
+	"github.com/hal9-lab/hal9-lab/server/store"
+)
+
+// Deps are what the HTTP layer is built from; app.go wires the real ones.
+type Deps struct {
+	Store  store.Store
+	Auth   Authenticator
+	Router *neuron.Router
+	// Costs returns the ledger's totals (nil: zeros).
+	Costs func() llm.CostSnapshot
+	// Breakers returns breaker states by name (nil: none).
+	Breakers func() map[string]string
+	// RedisHealth is nil without Redis; an error makes readiness "degraded".
+	RedisHealth func(ctx context.Context) error
+	// Signals caches signal records (cache-aside reads, write-through or
+	// write-behind writes); nil reads and writes the store directly.
+	Signals SignalRecords
+	// Search caches memory search results (cache-aside); nil: no cache.
+	Search searchCache
+	// Registry serves /metrics; the server registers its own metrics on it.
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
+	RateLimit float64 // per client identity per second; 0 off
+	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024).
+	AsyncWorkers, AsyncQueue int
+	Version                  string
+}
+
+// SignalRecords is the signal-record cache in front of the store.
+type SignalRecords interface {
+	// Save writes a completed signal (write-through or write-behind for
+	// the cached record; the store write itself is always synchronous).
+	Saved(ctx context.Context, s store.Signal, hops []store.Hop)
+	// Get returns a cached record, ok false on a miss.
+	Get(ctx context.Context, id string) (store.Signal, []store.Hop, bool)
+}
+
+// searchCache is the part of *cache.Layered the search handler uses.
+type searchCache interface {
+	GetOrLoad(ctx context.Context, layer, key string, ttl time.Duration,
+		load func(context.Context) ([]byte, error)) ([]byte, cache.Result, error)
+}
+
+// Server holds the handlers.
+type Server struct {
+	d       Deps
+	log     *slog.Logger
+	metrics *httpMetrics
+	rl      *rateLimiter
+	async   *asyncPool
+	started time.Time
+
+	shuttingDown atomic.Bool
+	sent         atomic.Int64 // signals accepted (sync and async)
+	api          http.Handler
+	admin        http.Handler
+}
+
+// New builds the API and admin handlers.
+func New(d Deps) (*Server, error) {
+	if d.Store == nil || d.Router == nil || d.Auth == nil {
+		return nil, errors.New("server: Store, Router and Auth are required")
+	}
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.AsyncWorkers <= 0 {
+		d.AsyncWorkers = 8
+	}
+	if d.AsyncQueue <= 0 {
+		d.AsyncQueue = 1024
+	}
+	s := &Server{d: d, log: d.Logger, started: time.Now()}
+	s.metrics = newHTTPMetrics(d.Registry)
+	s.rl = newRateLimiter(d.RateLimit, s.metrics.rejected)
+	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncQueue)
+	d.Registry.MustRegister(s.async.collectors()...)
+
+	rt := newRoutes()
+	// Public.
+	rt.handle("GET /health", s.health)
+	rt.handle("GET /readyz", s.readyz)
+	rt.handle("POST /api/v1/auth/register", s.limit(s.register))
+	rt.handle("POST /api/v1/auth/login", s.limit(s.login))
+	rt.handle("POST /api/v1/auth/refresh", s.limit(s.refresh))
+	rt.handle("GET /api/v1/status", s.limit(s.status))
+	rt.handle("GET /api/v1/neurons", s.limit(s.listNeurons))
+	rt.handle("GET /api/v1/neurons/{id}", s.limit(s.getNeuron))
+	rt.handle("GET /api/v1/neurons/{id}/health", s.limit(s.neuronHealth))
+	rt.handle("GET /api/v1/metrics", s.limit(s.metricsSnapshot))
+	// Authenticated: writes and user data.
+	rt.handle("POST /api/v1/signals", s.requireAuth(s.limit(s.postSignal)))
+	rt.handle("GET /api/v1/signals/{id}", s.requireAuth(s.limit(s.getSignal)))
+	rt.handle("GET /api/v1/auth/profile", s.requireAuth(s.limit(s.profile)))
+	rt.handle("POST /api/v1/auth/api-keys", s.requireAuth(s.limit(s.createAPIKey)))
+	rt.handle("GET /api/v1/auth/api-keys", s.requireAuth(s.limit(s.listAPIKeys)))
+	rt.handle("DELETE /api/v1/auth/api-keys/{id}", s.requireAuth(s.limit(s.deleteAPIKey)))
+	rt.handle("GET /api/v1/memories/search", s.requireAuth(s.limit(s.searchMemories)))
+	mux := rt.build()
+
+	s.api = requestID(d.Logger, recoverer(s.metrics.instrument(bodyLimit(mux))))
+	s.admin = s.adminHandler()
+	return s, nil
+}
+
+// Handler is the API (no metrics, no pprof).
+func (s *Server) Handler() http.Handler { return s.api }
+
+// AdminHandler serves /metrics, /debug/pprof/*, /health and /readyz.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// BeginShutdown turns readiness to 503 at once.
+func (s *Server) BeginShutdown() { s.shuttingDown.Store(true) }
+
+// DrainAsync stops taking async signals and waits (until ctx ends) for the
+// queued ones to finish; those cut off by ctx are saved as failed.
+func (s *Server) DrainAsync(ctx context.Context) error { return s.async.drain(ctx) }
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.d.Registry, promhttp.HandlerOpts{
+		Registry:          s.d.Registry, // promhttp_metric_handler_errors_total
+		EnableOpenMetrics: true,
+	}))
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// routes registers handlers and adds, for every path, a method-less
+// pattern that answers 405 with Allow, plus a catch-all 404: http.ServeMux
+// would otherwise answer both in plain text.
+type routes struct {
+	mux     *http.ServeMux
+	methods map[string][]string // path → methods
+	order   []string
+}
+
+func newRoutes() *routes {
+	return &routes{mux: http.NewServeMux(), methods: map[string][]string{}}
+}
+
+func (rt *routes) handle(pattern string, h http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	if _, ok := rt.methods[path]; !ok {
+		rt.order = append(rt.order, path)
+	}
+	rt.methods[path] = append(rt.methods[path], method)
+	rt.mux.HandleFunc(pattern, h)
+}
+
+func (rt *routes) build() *http.ServeMux {
+	for _, path := range rt.order {
+		ms := rt.methods[path]
+		for _, m := range ms {
+			if m == http.MethodGet {
+				ms = append(ms, http.MethodHead)
+			}
+		}
+		sort.Strings(ms)
+		allow := strings.Join(ms, ", ")
+		rt.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+				r.Method+" is not allowed on "+path+"; use "+allow)
+		})
+	}
+	rt.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, CodeNotFound,
+			"no route "+r.Method+" "+clip(r.URL.Path, 200)+"; the API is under /api/v1 (see docs/server.md)")
+	})
+	return rt.mux
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": s.d.Version})
+}
+
+// readyz: 503 when shutting down or the store does not answer, 200
+// "degraded" when Redis is down or a layer has no active neuron (the server
+// still answers, more slowly or with LLM errors), 200 "ready" otherwise.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	var fatal, degraded []string
+	if s.shuttingDown.Load() {
+		fatal = append(fatal, "shutting down")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.d.Store.Ping(ctx); err != nil {
+		fatal = append(fatal, "store: "+err.Error())
+	}
+	if s.d.RedisHealth != nil {
+		if err := s.d.RedisHealth(ctx); err != nil {
+			degraded = append(degraded, "redis: "+err.Error())
+		}
+	}
+	if up, down := s.d.Router.Up(); !up {
+		degraded = append(degraded, "no active neuron in layer "+strings.Join(down, ", "))
+	}
+	switch {
+	case len(fatal) > 0:
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": append(fatal, degraded...)})
+	case len(degraded) > 0:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "reasons": degraded})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+	}
+}

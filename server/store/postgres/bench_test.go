@@ -1,0 +1,101 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
+	"github.com/hal9-lab/hal9-lab/server/store"
+)
+
+// BenchmarkHopInserts writes one signal with 5 or 50 hops, four ways:
+//
+//	row:        BEGIN; upsert signal; delete hops; one INSERT per hop; COMMIT (hops+4 round trips)
+//	copy:       BEGIN; upsert signal; delete hops; COPY hops; COMMIT
+//	batch:      one pgx.Batch (upsert, delete, INSERT per hop) in its implicit transaction: 1 round trip
+//	savesignal: the store's SaveSignal (batch, plus replacing memories and stale copies)
+//
+// Run: go test -run '^$' -bench HopInserts ./server/store/postgres/
+func BenchmarkHopInserts(b *testing.B) {
+	url := infratest.PostgresURL(b)
+	ctx := context.Background()
+	s, err := Open(ctx, url, Options{MaxConns: 4, MinConns: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+
+	run := map[string]func(sg store.Signal, hops []store.Hop) error{
+		"row": func(sg store.Signal, hops []store.Hop) error {
+			return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, sqlUpsertSignal, signalArgs(sg)...); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM signal_hops WHERE signal_id = $1`, sg.ID); err != nil {
+					return err
+				}
+				for _, h := range hops {
+					if _, err := tx.Exec(ctx, sqlInsertHop, hopArgs(sg.ID, h)...); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+		"copy": func(sg store.Signal, hops []store.Hop) error {
+			return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, sqlUpsertSignal, signalArgs(sg)...); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM signal_hops WHERE signal_id = $1`, sg.ID); err != nil {
+					return err
+				}
+				_, err := tx.CopyFrom(ctx, pgx.Identifier{"signal_hops"},
+					[]string{"signal_id", "seq", "neuron_id", "layer", "cache", "tokens_in", "tokens_out", "cost_usd", "duration_ms", "error"},
+					pgx.CopyFromSlice(len(hops), func(i int) ([]any, error) { return hopArgs(sg.ID, hops[i]), nil }))
+				return err
+			})
+		},
+		"batch": func(sg store.Signal, hops []store.Hop) error {
+			bt := &pgx.Batch{}
+			bt.Queue(sqlUpsertSignal, signalArgs(sg)...)
+			bt.Queue(`DELETE FROM signal_hops WHERE signal_id = $1`, sg.ID)
+			for _, h := range hops {
+				bt.Queue(sqlInsertHop, hopArgs(sg.ID, h)...)
+			}
+			return s.pool.SendBatch(ctx, bt).Close()
+		},
+		"savesignal": func(sg store.Signal, hops []store.Hop) error { return s.SaveSignal(ctx, sg, hops, nil) },
+	}
+	for _, n := range []int{5, 50} {
+		for _, mode := range []string{"row", "copy", "batch", "savesignal"} {
+			b.Run(fmt.Sprintf("hops=%d/%s", n, mode), func(b *testing.B) {
+				hops := make([]store.Hop, n)
+				for i := range hops {
+					hops[i] = store.Hop{Seq: i, NeuronID: "n", Layer: "L2", Cache: "miss", TokensIn: 10, TokensOut: 20, CostUSD: 0.0001, DurationMS: 3}
+				}
+				now := time.Now().UTC()
+				for i := 0; b.Loop(); i++ {
+					sg := store.Signal{ID: fmt.Sprintf("%s-%d-%d", mode, n, i), Layer: "L2", NeuronID: "n", Content: "bench",
+						Status: store.SignalProcessed, CreatedAt: now, CompletedAt: now}
+					if err := run[mode](sg, hops); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func signalArgs(sg store.Signal) []any {
+	return []any{sg.ID, sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
+		sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, sg.CreatedAt, nullTime(sg.CompletedAt)}
+}
+
+func hopArgs(signalID string, h store.Hop) []any {
+	return []any{signalID, int32(h.Seq), h.NeuronID, h.Layer, h.Cache, int32(h.TokensIn), int32(h.TokensOut), h.CostUSD, h.DurationMS, h.Error}
+}

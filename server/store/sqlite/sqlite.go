@@ -1,0 +1,518 @@
+// Package sqlite is the embedded store.Store: one file, WAL journal, FTS5
+// search, no server to run. It is HAL9's default backend.
+//
+// Concurrency: SQLite allows one writer at a time. Instead of letting many
+// connections fight over the write lock (SQLITE_BUSY under load), the store
+// keeps two pools: a writer pool of exactly one connection, through which
+// every write transaction queues in Go, and a reader pool that WAL lets read
+// in parallel with that writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/hal9-lab/hal9-lab/server/store"
+	"github.com/hal9-lab/hal9-lab/server/store/internal/ftsquery"
+	"github.com/hal9-lab/hal9-lab/server/store/internal/poolmetrics"
+)
+
+// DefaultSearchLimit applies when SearchMemories gets limit <= 0;
+// MaxSearchLimit caps larger limits.
+const (
+	DefaultSearchLimit = 20
+	MaxSearchLimit     = 1000
+)
+
+// Store is a store.Store on one SQLite file.
+type Store struct {
+	path   string
+	writer *sql.DB // exactly one connection: writes queue here, not on SQLITE_BUSY
+	reader *sql.DB // WAL readers, in parallel with the writer
+
+	stmts     map[string]*sql.Stmt
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file at path and applies the
+// migrations. Every acknowledged write survives a crash: synchronous=FULL
+// syncs the WAL on each commit (NORMAL would only survive an application
+// crash, not a power loss or a kernel panic).
+func Open(ctx context.Context, path string) (*Store, error) {
+	switch {
+	case path == "":
+		return nil, errors.New("open sqlite store: empty path; give a file such as ./data/hal9.db")
+	case path == ":memory:" || strings.HasPrefix(path, "file::memory:"):
+		return nil, fmt.Errorf("open sqlite store %s: in-memory databases are not supported (the reader and writer pools would see different databases); use a file in a temporary directory", path)
+	case strings.ContainsAny(path, "?#"):
+		return nil, fmt.Errorf("open sqlite store %s: the path must not contain '?' or '#'", path)
+	}
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+
+	s := &Store{path: path, writer: writer}
+	// The writer creates the file and switches it to WAL before any reader opens.
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, mapErr(err))
+	}
+	reader, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0)*2)
+	reader.SetMaxOpenConns(n)
+	reader.SetMaxIdleConns(n)
+	s.reader = reader
+
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// The hot paths, prepared once per connection (database/sql re-prepares a
+// statement on each pooled connection that runs it).
+var queries = map[string]struct {
+	write bool
+	sql   string
+}{
+	"userByID":       {false, `SELECT id, username, email, password_hash, created_at FROM users WHERE id = ?`},
+	"userByUsername": {false, `SELECT id, username, email, password_hash, created_at FROM users WHERE username = ?`},
+	"apiKeyByHash":   {false, `SELECT id, user_id, name, prefix, hash, created_at, last_used_at FROM api_keys WHERE hash = ?`},
+	"touchAPIKey":    {true, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`},
+	"getSignal": {false, `SELECT id, user_id, layer, neuron_id, content, output, status, error, tokens_in, tokens_out,
+		cost_usd, duration_ms, created_at, completed_at FROM signals WHERE id = ?`},
+	"getHops": {false, `SELECT signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out, cost_usd, duration_ms, error
+		FROM signal_hops WHERE signal_id = ? ORDER BY seq`},
+	"upsertSignal": {true, `INSERT INTO signals (id, user_id, layer, neuron_id, content, output, status, error,
+		tokens_in, tokens_out, cost_usd, duration_ms, created_at, completed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, layer = excluded.layer, neuron_id = excluded.neuron_id,
+		content = excluded.content, output = excluded.output, status = excluded.status, error = excluded.error,
+		tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out, cost_usd = excluded.cost_usd,
+		duration_ms = excluded.duration_ms, created_at = excluded.created_at, completed_at = excluded.completed_at`},
+	"deleteHops":     {true, `DELETE FROM signal_hops WHERE signal_id = ?`},
+	"deleteMemories": {true, `DELETE FROM memories WHERE signal_id = ?`},
+	"insertHop": {true, `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
+		cost_usd, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+	"insertMemory": {true, `INSERT INTO memories (neuron_id, layer, signal_id, content, created_at) VALUES (?, ?, ?, ?, ?)`},
+	"search": {false, `SELECT m.id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at, -bm25(memories_fts)
+		FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid
+		WHERE memories_fts MATCH ? ORDER BY bm25(memories_fts), m.id DESC LIMIT ?`},
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	s.stmts = make(map[string]*sql.Stmt, len(queries))
+	for name, q := range queries {
+		db := s.reader
+		if q.write {
+			db = s.writer
+		}
+		st, err := db.PrepareContext(ctx, q.sql)
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", name, err)
+		}
+		s.stmts[name] = st
+	}
+	return nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Ping checks that the file can be read.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.reader.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping sqlite %s: %w", s.path, mapErr(err))
+	}
+	var one int
+	if err := s.reader.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("ping sqlite %s: %w", s.path, mapErr(err))
+	}
+	return nil
+}
+
+// Close closes both pools. Every acknowledged write is already durable
+// (synchronous=FULL); the last connection to close also checkpoints the WAL
+// into the main file. Safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		var errs []error
+		if s.reader != nil {
+			errs = append(errs, s.reader.Close())
+		}
+		errs = append(errs, s.writer.Close())
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("close sqlite store %s: %w", s.path, err)
+		}
+	})
+	return s.closeErr
+}
+
+// Collector exports the two pools' statistics, summed, as hal9_db_pool_*
+// with db="sqlite". database/sql does not count acquisitions, so
+// hal9_db_pool_acquires_total is PostgreSQL-only; empty_acquires_total is
+// database/sql's WaitCount.
+func (s *Store) Collector() prometheus.Collector {
+	return poolmetrics.New("sqlite", func() poolmetrics.Stats {
+		w, r := s.writer.Stats(), s.reader.Stats()
+		waits := w.WaitCount + r.WaitCount
+		return poolmetrics.Stats{
+			Acquired:           int64(w.InUse + r.InUse),
+			Idle:               int64(w.Idle + r.Idle),
+			Total:              int64(w.OpenConnections + r.OpenConnections),
+			Max:                int64(w.MaxOpenConnections + r.MaxOpenConnections),
+			EmptyAcquires:      &waits,
+			AcquireWaitSeconds: (w.WaitDuration + r.WaitDuration).Seconds(),
+		}
+	})
+}
+
+// micros stores times as microseconds since the epoch; the zero time is NULL.
+func micros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+// mapErr turns driver errors into the store's sentinel errors, keeping the
+// original text for logs.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", store.ErrConflict, err)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return fmt.Errorf("%w: referenced record: %v", store.ErrNotFound, err)
+		}
+		switch se.Code() & 0xff { // primary result code
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
+			return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+	}
+	return err
+}
+
+// ctxErr prefers the context's error: a query interrupted because the
+// client went away must read as context.Canceled, not as a database fault.
+func ctxErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+func wrap(ctx context.Context, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sqlite %s: %w", what, ctxErr(ctx, mapErr(err)))
+}
+
+// inTx runs fn in one write transaction (BEGIN IMMEDIATE via _txlock).
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(r scanner) (store.User, error) {
+	var u store.User
+	var created sql.NullInt64
+	err := r.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &created)
+	u.CreatedAt = fromMicros(created)
+	return u, err
+}
+
+// CreateUser inserts u; ErrConflict when the id, username or email is taken.
+func (s *Store) CreateUser(ctx context.Context, u store.User) error {
+	_, err := s.writer.ExecContext(ctx,
+		`INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+		u.ID, u.Username, u.Email, u.PasswordHash, micros(u.CreatedAt))
+	return wrap(ctx, "create user "+u.Username, err)
+}
+
+// UserByID returns the user or ErrNotFound.
+func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
+	u, err := scanUser(s.stmts["userByID"].QueryRowContext(ctx, id))
+	return u, wrap(ctx, "user "+id, err)
+}
+
+// UserByUsername returns the user or ErrNotFound.
+func (s *Store) UserByUsername(ctx context.Context, username string) (store.User, error) {
+	u, err := scanUser(s.stmts["userByUsername"].QueryRowContext(ctx, username))
+	return u, wrap(ctx, "user "+username, err)
+}
+
+func scanKey(r scanner) (store.APIKey, error) {
+	var k store.APIKey
+	var created, used sql.NullInt64
+	err := r.Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Hash, &created, &used)
+	k.CreatedAt, k.LastUsedAt = fromMicros(created), fromMicros(used)
+	return k, err
+}
+
+// CreateAPIKey inserts k; ErrConflict on a duplicate id or hash, ErrNotFound
+// when the user does not exist.
+func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
+	_, err := s.writer.ExecContext(ctx,
+		`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.UserID, k.Name, k.Prefix, k.Hash, micros(k.CreatedAt), micros(k.LastUsedAt))
+	return wrap(ctx, "create api key "+k.ID, err)
+}
+
+// APIKeyByHash returns the key with that hash or ErrNotFound.
+func (s *Store) APIKeyByHash(ctx context.Context, hash string) (store.APIKey, error) {
+	k, err := scanKey(s.stmts["apiKeyByHash"].QueryRowContext(ctx, hash))
+	return k, wrap(ctx, "api key by hash", err)
+}
+
+// ListAPIKeys returns the user's keys, oldest first.
+func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey, error) {
+	rows, err := s.reader.QueryContext(ctx,
+		`SELECT id, user_id, name, prefix, hash, created_at, last_used_at FROM api_keys
+		 WHERE user_id = ? ORDER BY created_at, id`, userID)
+	if err != nil {
+		return nil, wrap(ctx, "list api keys", err)
+	}
+	defer rows.Close()
+	var out []store.APIKey
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, wrap(ctx, "list api keys", err)
+		}
+		out = append(out, k)
+	}
+	return out, wrap(ctx, "list api keys", rows.Err())
+}
+
+// DeleteAPIKey deletes the user's key; ErrNotFound when the key does not
+// exist or belongs to someone else.
+func (s *Store) DeleteAPIKey(ctx context.Context, userID, id string) error {
+	res, err := s.writer.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID)
+	return wrap(ctx, "delete api key "+id, affected(res, err))
+}
+
+// TouchAPIKey records when the key was last used; ErrNotFound when unknown.
+func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
+	res, err := s.stmts["touchAPIKey"].ExecContext(ctx, micros(at), id)
+	return wrap(ctx, "touch api key "+id, affected(res, err))
+}
+
+// affected turns "no row changed" into ErrNotFound.
+func affected(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// UpsertNeurons inserts or updates the neurons in one transaction.
+func (s *Store) UpsertNeurons(ctx context.Context, ns []store.Neuron) error {
+	if len(ns) == 0 {
+		return nil
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO neurons (id, layer, state, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET layer = excluded.layer, state = excluded.state, updated_at = excluded.updated_at`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, n := range ns {
+			if _, err := st.ExecContext(ctx, n.ID, n.Layer, n.State, micros(n.UpdatedAt)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap(ctx, "upsert neurons", err)
+}
+
+// ListNeurons returns every neuron ordered by id.
+func (s *Store) ListNeurons(ctx context.Context) ([]store.Neuron, error) {
+	rows, err := s.reader.QueryContext(ctx, `SELECT id, layer, state, updated_at FROM neurons ORDER BY id`)
+	if err != nil {
+		return nil, wrap(ctx, "list neurons", err)
+	}
+	defer rows.Close()
+	var out []store.Neuron
+	for rows.Next() {
+		var n store.Neuron
+		var upd sql.NullInt64
+		if err := rows.Scan(&n.ID, &n.Layer, &n.State, &upd); err != nil {
+			return nil, wrap(ctx, "list neurons", err)
+		}
+		n.UpdatedAt = fromMicros(upd)
+		out = append(out, n)
+	}
+	return out, wrap(ctx, "list neurons", rows.Err())
+}
+
+// SaveSignal inserts or replaces the signal, its hops and its memories in
+// one transaction; hops and memories from an earlier save are replaced.
+func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Hop, mems []store.Memory) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, s.stmts["upsertSignal"]).ExecContext(ctx,
+			sg.ID, sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
+			sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt)); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, s.stmts["deleteHops"]).ExecContext(ctx, sg.ID); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, s.stmts["deleteMemories"]).ExecContext(ctx, sg.ID); err != nil {
+			return err
+		}
+		if len(hops) > 0 {
+			ins := tx.StmtContext(ctx, s.stmts["insertHop"])
+			for _, h := range hops {
+				if _, err := ins.ExecContext(ctx, sg.ID, h.Seq, h.NeuronID, h.Layer, h.Cache, h.TokensIn, h.TokensOut,
+					h.CostUSD, h.DurationMS, h.Error); err != nil {
+					return err
+				}
+			}
+		}
+		if len(mems) > 0 {
+			ins := tx.StmtContext(ctx, s.stmts["insertMemory"])
+			for _, m := range mems {
+				at := m.CreatedAt
+				if at.IsZero() {
+					at = time.Now()
+				}
+				if _, err := ins.ExecContext(ctx, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return wrap(ctx, "save signal "+sg.ID, err)
+}
+
+// GetSignal returns the signal and its hops ordered by Seq, or ErrNotFound.
+func (s *Store) GetSignal(ctx context.Context, id string) (store.Signal, []store.Hop, error) {
+	var sg store.Signal
+	var created, completed sql.NullInt64
+	err := s.stmts["getSignal"].QueryRowContext(ctx, id).Scan(&sg.ID, &sg.UserID, &sg.Layer, &sg.NeuronID,
+		&sg.Content, &sg.Output, &sg.Status, &sg.Error, &sg.TokensIn, &sg.TokensOut, &sg.CostUSD, &sg.DurationMS,
+		&created, &completed)
+	if err != nil {
+		return store.Signal{}, nil, wrap(ctx, "signal "+id, err)
+	}
+	sg.CreatedAt, sg.CompletedAt = fromMicros(created), fromMicros(completed)
+
+	rows, err := s.stmts["getHops"].QueryContext(ctx, id)
+	if err != nil {
+		return store.Signal{}, nil, wrap(ctx, "hops of signal "+id, err)
+	}
+	defer rows.Close()
+	var hops []store.Hop
+	for rows.Next() {
+		var h store.Hop
+		if err := rows.Scan(&h.SignalID, &h.Seq, &h.NeuronID, &h.Layer, &h.Cache, &h.TokensIn, &h.TokensOut,
+			&h.CostUSD, &h.DurationMS, &h.Error); err != nil {
+			return store.Signal{}, nil, wrap(ctx, "hops of signal "+id, err)
+		}
+		hops = append(hops, h)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Signal{}, nil, wrap(ctx, "hops of signal "+id, err)
+	}
+	return sg, hops, nil
+}
+
+// SearchMemories finds memories containing every word of query, best first
+// (BM25). Operators and punctuation in query are treated as separators, so
+// no input is a syntax error; a query without words returns nothing.
+func (s *Store) SearchMemories(ctx context.Context, query string, limit int) ([]store.Memory, error) {
+	match := ftsquery.FTS5(query)
+	if match == "" {
+		return nil, ctx.Err()
+	}
+	limit = clampLimit(limit)
+	rows, err := s.stmts["search"].QueryContext(ctx, match, limit)
+	if err != nil {
+		return nil, wrap(ctx, "search memories", err)
+	}
+	defer rows.Close()
+	var out []store.Memory
+	for rows.Next() {
+		var m store.Memory
+		var created sql.NullInt64
+		if err := rows.Scan(&m.ID, &m.NeuronID, &m.Layer, &m.SignalID, &m.Content, &created, &m.Rank); err != nil {
+			return nil, wrap(ctx, "search memories", err)
+		}
+		m.CreatedAt = fromMicros(created)
+		out = append(out, m)
+	}
+	return out, wrap(ctx, "search memories", rows.Err())
+}
+
+func clampLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultSearchLimit
+	}
+	return min(limit, MaxSearchLimit)
+}

@@ -1,0 +1,158 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hal9-lab/hal9-lab/server/store"
+	"github.com/hal9-lab/hal9-lab/server/store/storetest"
+)
+
+func openAt(t *testing.T, path string) store.Store {
+	t.Helper()
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t,
+		func(t *testing.T) store.Store { return openAt(t, filepath.Join(t.TempDir(), "hal9.db")) },
+		storetest.WithReopen(func(t *testing.T) storetest.Opener {
+			path := filepath.Join(t.TempDir(), "hal9.db")
+			return func(t *testing.T) store.Store { return openAt(t, path) }
+		}),
+	)
+}
+
+func TestOpenBadPath(t *testing.T) {
+	cases := []struct{ path, want string }{
+		{"", "empty path"},
+		{":memory:", "in-memory"},
+		{"a?b.db", "must not contain"},
+		{filepath.Join(t.TempDir(), "missing-dir", "x.db"), "open sqlite store"},
+	}
+	for _, c := range cases {
+		s, err := Open(context.Background(), c.path)
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open(%q) succeeded, want an error", c.path)
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Open(%q) = %v, want it to mention %q", c.path, err, c.want)
+		}
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, c := range []struct{ pragma, want string }{
+		{"journal_mode", "wal"}, {"synchronous", "2"}, {"foreign_keys", "1"}, {"busy_timeout", "10000"},
+	} {
+		var got string
+		if err := s.writer.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("writer PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+		if err := s.reader.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("reader PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+	if _, err := s.reader.Exec(`DELETE FROM users`); err == nil {
+		t.Error("the reader pool accepted a write; it must be query_only")
+	}
+}
+
+func TestNewerSchemaIsRejected(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "n.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.writer.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'future', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(context.Background(), path); err == nil || !strings.Contains(err.Error(), "newer hal9") {
+		t.Fatalf("Open on a newer schema: %v, want an error asking for a newer hal9", err)
+	}
+}
+
+func TestClosedStoreErrors(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := s.Ping(context.Background()); err == nil {
+		t.Fatal("Ping on a closed store succeeded")
+	}
+	if _, err := s.UserByID(context.Background(), "x"); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UserByID on a closed store: %v, want a non-NotFound error", err)
+	}
+}
+
+func TestCollector(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "m.db"))
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.(*Store).Collector())
+	n, err := testutil.GatherAndCount(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 6 { // acquires_total is PostgreSQL-only
+		t.Fatalf("got %d series, want 6", n)
+	}
+	want := `
+# HELP hal9_db_pool_max_conns Maximum connections the pool may open.
+# TYPE hal9_db_pool_max_conns gauge
+hal9_db_pool_max_conns{db="sqlite"} ` + strconv.Itoa(1+s.(*Store).reader.Stats().MaxOpenConnections) + `
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "hal9_db_pool_max_conns"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkSaveSignal: one processed signal with 5 hops and a memory, the
+// write every synchronous POST /api/v1/signals makes (synchronous=FULL:
+// an fsync per commit, so the disk sets the pace).
+func BenchmarkSaveSignal(b *testing.B) {
+	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	hops := make([]store.Hop, 5)
+	for i := range hops {
+		hops[i] = store.Hop{Seq: i, NeuronID: "n", Layer: "L2", Cache: "miss", TokensIn: 10, TokensOut: 20}
+	}
+	for i := 0; b.Loop(); i++ {
+		sg := store.Signal{ID: "b-" + strconv.Itoa(i), Layer: "L2", NeuronID: "n", Content: "bench",
+			Status: store.SignalProcessed, CreatedAt: time.Now()}
+		mem := []store.Memory{{NeuronID: "n", Layer: "L2", Content: "benchmark memory " + strconv.Itoa(i)}}
+		if err := s.SaveSignal(ctx, sg, hops, mem); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

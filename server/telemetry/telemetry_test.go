@@ -1,0 +1,115 @@
+package telemetry
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestNewRegistry(t *testing.T) {
+	reg := NewRegistry(Build{Version: "1.2.3", Revision: "abc"})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+		if mf.GetName() == "hal9_build_info" {
+			lbl := map[string]string{}
+			for _, lp := range mf.GetMetric()[0].GetLabel() {
+				lbl[lp.GetName()] = lp.GetValue()
+			}
+			if lbl["version"] != "1.2.3" || lbl["revision"] != "abc" || !strings.HasPrefix(lbl["goversion"], "go") {
+				t.Fatalf("build info labels = %v", lbl)
+			}
+		}
+	}
+	for _, want := range []string{"hal9_build_info", "go_goroutines", "go_memstats_alloc_bytes", "process_cpu_seconds_total"} {
+		if !names[want] {
+			t.Errorf("missing %s", want)
+		}
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	tests := []struct {
+		level   string
+		logs    bool // does an info line appear?
+		wantErr bool
+	}{
+		{"info", true, false},
+		{"DEBUG", true, false},
+		{"warn", false, false},
+		{"error", false, false},
+		{"loud", false, true},
+	}
+	for _, tt := range tests {
+		var buf bytes.Buffer
+		l, err := NewLogger(&buf, tt.level)
+		if tt.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "debug, info, warn or error") {
+				t.Errorf("%s: err = %v", tt.level, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Info("hello", "k", 1)
+		if got := buf.Len() > 0; got != tt.logs {
+			t.Errorf("%s: logged = %v", tt.level, got)
+		}
+		if tt.logs {
+			var m map[string]any
+			if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["msg"] != "hello" {
+				t.Errorf("%s: not JSON: %q", tt.level, buf.String())
+			}
+		}
+	}
+}
+
+func TestStartProfilingBadURL(t *testing.T) {
+	for _, u := range []string{"", "localhost:4040", "ftp://x", "http://"} {
+		if _, err := StartProfiling(ProfilingOptions{ServerURL: u}); err == nil {
+			t.Errorf("%q: no error", u)
+		}
+	}
+}
+
+func TestStartProfilingUploads(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	var query string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		query = r.URL.RawQuery
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	stop, err := StartProfiling(ProfilingOptions{ServerURL: srv.URL, Version: "v9", Instance: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for i := range 200000 {
+		x += i % 7
+	}
+	_ = x
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(paths) == 0 || paths[0] != "/ingest" {
+		t.Fatalf("uploads = %v", paths)
+	}
+	if !strings.Contains(query, "hal9") || !strings.Contains(query, "v9") {
+		t.Fatalf("query = %s", query)
+	}
+}
