@@ -95,10 +95,11 @@ func overview() (dashboard.Dashboard, error) {
 		}, thresholds: steps(6, 14.4), links: []link{runbook("HAL9LatencyBudgetBurn"), runbook("HAL9LatencyBudgetBurnSlow")}})
 
 	bd.row("Saturation")
-	bd.add(panel{title: "In-flight requests", width: 8, unit: "short",
-		description: "Requests being served per instance. HAL9TooManyConnections fires above 8,000 (seed 000's active-connection limit).",
-		queries:     []q{{`hal9_http_inflight_requests{` + sel + `}`, "{{instance}}"}},
-		thresholds:  steps(6000, 8000), links: []link{runbook("HAL9TooManyConnections")}})
+	bd.add(panel{title: "Connections and in-flight requests", width: 8, unit: "short",
+		description: "Open client connections (idle keep-alive ones included) and requests being served, per instance. HAL9TooManyConnections fires above 8,000 open connections (seed 000's active-connection limit).",
+		queries: []q{{`hal9_http_open_connections{` + sel + `}`, "{{instance}} connections"},
+			{`hal9_http_inflight_requests{` + sel + `}`, "{{instance}} in flight"}},
+		thresholds: steps(6000, 8000), links: []link{runbook("HAL9TooManyConnections")}})
 	bd.add(panel{title: "CPU", width: 8, unit: "percentunit", min: f(0),
 		description: "Process CPU time per second divided by GOMAXPROCS (the CPUs the Go runtime may use, which follows the container's CPU limit). HAL9HighCPU fires above 80 % for 5 minutes.",
 		queries:     []q{{`rate(process_cpu_seconds_total{` + sel + `}[$__rate_interval]) / go_sched_gomaxprocs_threads{` + sel + `}`, "{{instance}}"}},

@@ -335,7 +335,7 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 	}
 	a.apiSrv = &http.Server{Handler: a.Server.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		IdleTimeout: 120 * time.Second, ConnState: a.Server.ConnState, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.adminSrv = &http.Server{Handler: a.Server.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)

@@ -130,6 +130,7 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	conns    prometheus.Gauge
 	rejected prometheus.Counter
 }
 
@@ -151,12 +152,16 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Name: "hal9_http_inflight_requests",
 			Help: "API requests being served now.",
 		}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hal9_http_open_connections",
+			Help: "Client connections open on the API listener, idle keep-alive ones included.",
+		}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hal9_ratelimit_rejections_total",
 			Help: "Requests refused with 429 by the per-client rate limit.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight, m.rejected)
+	reg.MustRegister(m.requests, m.duration, m.inflight, m.conns, m.rejected)
 	return m
 }
 
@@ -180,6 +185,17 @@ func knownMethod(m string) string {
 		return m
 	}
 	return "OTHER"
+}
+
+// connState counts open API connections; it is the API http.Server's
+// ConnState hook (seed 000 alerts on more than 8,000).
+func (m *httpMetrics) connState(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		m.conns.Inc()
+	case http.StateClosed, http.StateHijacked:
+		m.conns.Dec()
+	}
 }
 
 // instrument records the request's route, method, code and duration. The

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"sort"
@@ -130,6 +131,9 @@ func New(d Deps) (*Server, error) {
 
 // Handler is the API (no metrics, no pprof).
 func (s *Server) Handler() http.Handler { return s.api }
+
+// ConnState is the API http.Server's connection hook (open-connection gauge).
+func (s *Server) ConnState(c net.Conn, state http.ConnState) { s.metrics.connState(c, state) }
 
 // AdminHandler serves /metrics, /debug/pprof/*, /health and /readyz.
 func (s *Server) AdminHandler() http.Handler { return s.admin }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -408,5 +409,32 @@ func TestPyroscopeWired(t *testing.T) {
 		}
 	default:
 		t.Fatal("no profile uploaded on shutdown")
+	}
+}
+
+// TestOpenConnectionsGauge: the API listener counts open connections,
+// keep-alive ones included, and forgets them when they close.
+func TestOpenConnectionsGauge(t *testing.T) {
+	a := startApp(t, nil)
+	tr := &http.Transport{}
+	c := &http.Client{Transport: tr}
+	for i := 0; i < 3; i++ {
+		r, err := c.Get(a.api + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	if v := sum(a.scrape(), "hal9_http_open_connections", nil); v != 1 {
+		t.Fatalf("open connections with one idle keep-alive connection = %v, want 1", v)
+	}
+	tr.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for sum(a.scrape(), "hal9_http_open_connections", nil) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("open connections did not return to 0 after the client closed its connection")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
