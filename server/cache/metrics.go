@@ -1,7 +1,7 @@
 package cache
 
 import (
-	"errors"
+	"github.com/hal9-lab/hal9-lab/server/telemetry"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -80,32 +80,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		m.Requests = register(reg, m.Requests)
-		m.WriteErrors = register(reg, m.WriteErrors)
-		m.Evictions = register(reg, m.Evictions)
-		m.Expired = register(reg, m.Expired)
-		m.Entries = register(reg, m.Entries)
-		m.Bytes = register(reg, m.Bytes)
-		m.Coalesced = register(reg, m.Coalesced)
-		m.WBFlushed = register(reg, m.WBFlushed)
-		m.WBDropped = register(reg, m.WBDropped)
-		m.WBFlushErrors = register(reg, m.WBFlushErrors)
-		m.WBQueue = register(reg, m.WBQueue)
+		m.Requests = telemetry.Register(reg, m.Requests)
+		m.WriteErrors = telemetry.Register(reg, m.WriteErrors)
+		m.Evictions = telemetry.Register(reg, m.Evictions)
+		m.Expired = telemetry.Register(reg, m.Expired)
+		m.Entries = telemetry.Register(reg, m.Entries)
+		m.Bytes = telemetry.Register(reg, m.Bytes)
+		m.Coalesced = telemetry.Register(reg, m.Coalesced)
+		m.WBFlushed = telemetry.Register(reg, m.WBFlushed)
+		m.WBDropped = telemetry.Register(reg, m.WBDropped)
+		m.WBFlushErrors = telemetry.Register(reg, m.WBFlushErrors)
+		m.WBQueue = telemetry.Register(reg, m.WBQueue)
 	}
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // conflicting metric definitions: a programming error
-	}
-	return c
 }
 
 func (m *Metrics) request(tier, layer, result string) {

@@ -110,6 +110,14 @@ func NewGuard(p Provider, opts GuardOptions) *Guard {
 			}
 		}
 	}
+	if opts.Metrics != nil {
+		// Zero series for the default model, so cost and token panels read
+		// $0 on a fresh server instead of "No data".
+		opts.Metrics.Cost.WithLabelValues(opts.DefaultModel)
+		for _, dir := range []string{"input", "output"} {
+			opts.Metrics.Tokens.WithLabelValues(opts.DefaultModel, dir)
+		}
+	}
 	return g
 }
 

@@ -1,7 +1,7 @@
 package llm
 
 import (
-	"errors"
+	"github.com/hal9-lab/hal9-lab/server/telemetry"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -77,30 +77,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"window"}),
 	}
 	if reg != nil {
-		m.Requests = register(reg, m.Requests)
-		m.Duration = register(reg, m.Duration)
-		m.Tokens = register(reg, m.Tokens)
-		m.Cost = register(reg, m.Cost)
-		m.BreakerState = register(reg, m.BreakerState)
-		m.BreakerFailures = register(reg, m.BreakerFailures)
-		m.Budget = register(reg, m.Budget)
-		m.Spend = register(reg, m.Spend)
-		m.BudgetWarnings = register(reg, m.BudgetWarnings)
+		m.Requests = telemetry.Register(reg, m.Requests)
+		m.Duration = telemetry.Register(reg, m.Duration)
+		m.Tokens = telemetry.Register(reg, m.Tokens)
+		m.Cost = telemetry.Register(reg, m.Cost)
+		m.BreakerState = telemetry.Register(reg, m.BreakerState)
+		m.BreakerFailures = telemetry.Register(reg, m.BreakerFailures)
+		m.Budget = telemetry.Register(reg, m.Budget)
+		m.Spend = telemetry.Register(reg, m.Spend)
+		m.BudgetWarnings = telemetry.Register(reg, m.BudgetWarnings)
 	}
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// the same descriptor.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a programming error: conflicting metric definitions
-	}
-	return c
 }
