@@ -22,7 +22,7 @@ import (
 )
 
 const loadUsage = `usage: hal9-lab load SCENARIO.yaml --target URL [flags]
-       hal9-lab load merge [--summary-export FILE] SUMMARY.json...
+       hal9-lab load merge SUMMARY.json... [--summary-export FILE]
 
 Runs a scenario file against a running server and prints a k6-style summary.
 Exit status 99 when a threshold failed (k6's convention), 1 on errors.
@@ -49,18 +49,9 @@ func runLoad(ctx context.Context, args []string) error {
 		fmt.Fprintln(fs.Output(), loadUsage)
 		fs.PrintDefaults()
 	}
-	// flags may come before or after the scenario file
-	var files []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(files) != 1 {
 		fs.Usage()
@@ -72,8 +63,8 @@ func runLoad(ctx context.Context, args []string) error {
 	if !strings.HasPrefix(*target, "http://") && !strings.HasPrefix(*target, "https://") {
 		return fmt.Errorf("load: --target %q must be an http:// or https:// URL", *target)
 	}
-	if *scale <= 0 {
-		return fmt.Errorf("load: --scale %v must be positive", *scale)
+	if !(*scale > 0 && *scale <= load.MaxScale) {
+		return fmt.Errorf("load: --scale %v must be in (0, %d] (0.1 is a tenth of the plan)", *scale, load.MaxScale)
 	}
 	seg, err := load.ParseSegment(*segment)
 	if err != nil {
@@ -81,6 +72,10 @@ func runLoad(ctx context.Context, args []string) error {
 	}
 	plan, wl, err := workload.Load(files[0])
 	if err != nil {
+		return err
+	}
+	// Output paths are checked before the run, not found unwritable after it.
+	if err := checkOutputs(*export, *out); err != nil {
 		return err
 	}
 	level := slog.LevelWarn
@@ -145,14 +140,22 @@ func finishLoad(s *load.Summary, export, out string, aborted bool) error {
 func runLoadMerge(args []string) error {
 	fs := flag.NewFlagSet("load merge", flag.ContinueOnError)
 	export := fs.String("summary-export", "", "write the merged summary JSON to this file")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: hal9-lab load merge SUMMARY.json... [--summary-export FILE]\n\nflags (before or after the files):")
+		fs.PrintDefaults()
+	}
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() < 1 {
+	if len(files) < 1 {
 		return errors.New("load merge: give the summary files of the segments")
 	}
+	if err := checkOutputs(*export, ""); err != nil {
+		return err
+	}
 	var sums []*load.Summary
-	for _, f := range fs.Args() {
+	for _, f := range files {
 		s, err := load.ReadSummary(f)
 		if err != nil {
 			return err
@@ -164,4 +167,65 @@ func runLoadMerge(args []string) error {
 		return err
 	}
 	return finishLoad(m, *export, "", false)
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments, which it returns in order ("--" ends flags).
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		// flag.Parse stops at "--" and drops it: everything after is positional.
+		if n := len(rest) - fs.NArg(); n > 0 && rest[n-1] == "--" {
+			return append(pos, fs.Args()...), nil
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+}
+
+// checkOutputs makes sure the summary files can be written before the
+// test runs: --summary-export's directory must exist and be writable;
+// --out is created if missing and must be writable.
+func checkOutputs(export, out string) error {
+	if export != "" {
+		if fi, err := os.Stat(export); err == nil && fi.IsDir() {
+			return fmt.Errorf("load: --summary-export %s is a directory; give a file name (or use --out DIR)", export)
+		}
+		if err := writableDir(filepath.Dir(export)); err != nil {
+			return fmt.Errorf("load: --summary-export %s: %w", export, err)
+		}
+	}
+	if out != "" {
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return fmt.Errorf("load: --out %s: cannot create the directory: %w", out, err)
+		}
+		if err := writableDir(out); err != nil {
+			return fmt.Errorf("load: --out %s: %w", out, err)
+		}
+	}
+	return nil
+}
+
+// writableDir checks dir exists and a file can be created in it.
+func writableDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s does not exist (create it first): %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".hal9-lab-write-test-*")
+	if err != nil {
+		return fmt.Errorf("directory %s is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -69,6 +69,22 @@ func TestRunLoad(t *testing.T) {
 		filepath.Join(dir, "seg1.json"), filepath.Join(dir, "seg2.json")}); err != nil {
 		t.Fatalf("merge: %v", err)
 	}
+	// flags after the files, as for load
+	if err := runLoad(ctx, []string{"merge", filepath.Join(dir, "seg1.json"), filepath.Join(dir, "seg2.json"),
+		"--summary-export", filepath.Join(dir, "m2.json")}); err != nil {
+		t.Fatalf("merge, flag last: %v", err)
+	}
+	if s, err := load.ReadSummary(filepath.Join(dir, "m2.json")); err != nil || s.Metrics["http_reqs"].Values["count"] != 40 {
+		t.Fatalf("merged summary (flag last): %v", err)
+	}
+
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, c := range []struct {
 		args []string
@@ -81,6 +97,12 @@ func TestRunLoad(t *testing.T) {
 		{[]string{ok, "--target", srv.URL, "--scale", "-1"}, "--scale"},
 		{[]string{filepath.Join(dir, "missing.yaml"), "--target", srv.URL}, "read scenario file"},
 		{[]string{"merge"}, "give the summary files"},
+		{[]string{ok, "--target", srv.URL, "--scale", "1e9"}, "--scale 1e+09 must be in (0, 100]"},
+		{[]string{ok, "--target", deadURL}, "workload setup: target unreachable: GET " + deadURL + "/"},
+		{[]string{ok, "--target", srv.URL, "--summary-export", filepath.Join(dir, "nonexistent", "s.json")}, "--summary-export " + filepath.Join(dir, "nonexistent", "s.json") + ": directory " + filepath.Join(dir, "nonexistent") + " does not exist"},
+		{[]string{ok, "--target", srv.URL, "--summary-export", dir}, "is a directory"},
+		{[]string{ok, "--target", srv.URL, "--out", filepath.Join(notDir, "sub")}, "--out " + filepath.Join(notDir, "sub") + ": cannot create the directory"},
+		{[]string{"merge", filepath.Join(dir, "seg1.json"), "--summary-export", filepath.Join(dir, "nope", "m.json")}, "does not exist"},
 	} {
 		if err := runLoad(ctx, c.args); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: err = %v, want %q", c.args, err, c.want)

@@ -35,6 +35,60 @@ const (
 	DefaultMaxWait = 5 * time.Second
 )
 
+// Limits on what one executor may ask for: past them a typo (vus:
+// 100000000, rate: 1e9) would exhaust memory or spin the scheduler long
+// after the deadline instead of failing with an error.
+const (
+	MaxVUsPerExecutor = 100_000   // vus, startVUs, preAllocatedVUs, maxVUs, ramping-vus targets
+	MaxRatePerSecond  = 1_000_000 // rate, startRate, arrival-rate targets, per second
+	MaxScale          = 100       // --scale / Options.Scale
+)
+
+// checkLimits reports the first option of s over MaxVUsPerExecutor or
+// MaxRatePerSecond as (key, message); key is "" when all are within.
+func (s *Scenario) checkLimits() (key, msg string) {
+	vus := func(k string, n int) bool {
+		if n > MaxVUsPerExecutor {
+			key, msg = k, fmt.Sprintf("%d VUs is over the limit of %d per executor", n, MaxVUsPerExecutor)
+			return true
+		}
+		return false
+	}
+	unit := s.TimeUnit
+	if unit <= 0 {
+		unit = DefaultTimeUnit
+	}
+	rate := func(k string, r float64) bool {
+		if ps := r / unit.Seconds(); ps > MaxRatePerSecond {
+			key, msg = k, fmt.Sprintf("%.4g iterations/s is over the limit of %d per executor", ps, MaxRatePerSecond)
+			return true
+		}
+		return false
+	}
+	if vus("vus", s.VUs) || vus("startVUs", s.StartVUs) || vus("preAllocatedVUs", s.PreAllocatedVUs) || vus("maxVUs", s.MaxVUs) {
+		return key, msg
+	}
+	if s.Executor == ConstantArrivalRate || s.Executor == RampingArrivalRate {
+		if rate("rate", s.Rate) || rate("startRate", s.StartRate) {
+			return key, msg
+		}
+	}
+	for i, st := range s.Stages {
+		k := fmt.Sprintf("stages[%d].target", i)
+		switch s.Executor {
+		case RampingVUs:
+			if st.Target > MaxVUsPerExecutor && vus(k, int(math.Min(st.Target, math.MaxInt32))) {
+				return key, msg
+			}
+		case RampingArrivalRate:
+			if rate(k, st.Target) {
+				return key, msg
+			}
+		}
+	}
+	return "", ""
+}
+
 // Scenario is one named k6 scenario: an executor and its options. Only
 // the options of its executor may be set (the file loader enforces it).
 type Scenario struct {
@@ -105,6 +159,9 @@ func (s *Scenario) Validate() error {
 			}
 		}
 		return nil
+	}
+	if key, msg := s.checkLimits(); key != "" {
+		return bad("%s: %s", key, msg)
 	}
 	switch s.Executor {
 	case ConstantVUs:

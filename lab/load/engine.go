@@ -104,8 +104,8 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 	if opts.Scale == 0 {
 		opts.Scale = 1
 	}
-	if opts.Scale < 0 || math.IsNaN(opts.Scale) || math.IsInf(opts.Scale, 0) {
-		return nil, fmt.Errorf("run: scale %v must be a positive number", opts.Scale)
+	if opts.Scale < 0 || opts.Scale > MaxScale || math.IsNaN(opts.Scale) || math.IsInf(opts.Scale, 0) {
+		return nil, fmt.Errorf("run: scale %v must be in (0, %d]", opts.Scale, MaxScale)
 	}
 	if opts.Segment.Count > 1 && (opts.Segment.Index < 1 || opts.Segment.Index > opts.Segment.Count) {
 		return nil, fmt.Errorf("run: segment %d/%d is not valid", opts.Segment.Index, opts.Segment.Count)
@@ -127,6 +127,9 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 	offset, maxConns := 0, 0
 	for _, s := range plan.Scenarios {
 		s = s.Scaled(opts.Scale)
+		if key, msg := s.checkLimits(); key != "" {
+			return nil, fmt.Errorf("run: scenario %q at scale %g: %s: %s; use a smaller --scale", s.Name, opts.Scale, key, msg)
+		}
 		e.runs = append(e.runs, &scenarioRun{cfg: s, idOffset: offset, e: e})
 		offset += s.MaxVUCount()
 		maxConns += opts.Segment.share(s.MaxVUCount())
@@ -310,7 +313,7 @@ func (e *engine) checkAbort(ths []*compiled) string {
 		if st == nil {
 			st = e.sink.snapshot()
 		}
-		if r := c.evaluate(st, el); !r.OK {
+		if r := c.evaluate(st, el); !r.OK && r.Message == "" { // no samples yet is no reason to abort
 			return fmt.Sprintf("threshold %s: %s failed (observed %.4g) and has abortOnFail", r.Metric, r.Expr, r.Observed)
 		}
 	}
@@ -646,6 +649,16 @@ func (r *scenarioRun) runOpen(ctx, schedCtx, hardCtx context.Context, start time
 			}
 		}
 		if ctx.Err() != nil {
+			break
+		}
+		if schedCtx.Err() != nil {
+			// Past the scenario's end (the scheduler fell behind a rate it
+			// cannot keep up with): the rest of the plan can only be
+			// dropped, so count it in one step instead of walking it.
+			if n := (r.rs.Count() - j + step - 1) / step; n > 0 {
+				r.rec.droppedIteration(n)
+				r.dropped.Add(n)
+			}
 			break
 		}
 		if idle.Load() <= 0 && allocated < maxVUs {

@@ -325,6 +325,9 @@ func TestRunErrors(t *testing.T) {
 		{"no workload", &Plan{Scenarios: ok}, Options{}, "no workload"},
 		{"bad executor", &Plan{Scenarios: []Scenario{{Name: "x", Executor: "per-vu-iterations"}}}, Options{Workload: wl}, "unknown executor"},
 		{"no vus", &Plan{Scenarios: []Scenario{{Name: "x", Executor: ConstantVUs, Duration: time.Second}}}, Options{Workload: wl}, "vus must be at least 1"},
+		{"too many vus in Go", &Plan{Scenarios: []Scenario{{Name: "x", Executor: ConstantVUs, VUs: 100_000_000, Duration: time.Second}}}, Options{Workload: wl}, "vus: 100000000 VUs is over the limit of 100000 per executor"},
+		{"scale too large", &Plan{Scenarios: ok}, Options{Workload: wl, Scale: 1e9}, "scale 1e+09 must be in (0, 100]"},
+		{"scale over the VU limit", &Plan{Scenarios: []Scenario{{Name: "x", Executor: ConstantVUs, VUs: 50_000, Duration: time.Second}}}, Options{Workload: wl, Scale: 4}, `scenario "x" at scale 4: vus: 200000 VUs is over the limit`},
 		{"setup fails", &Plan{Scenarios: ok}, Options{Workload: &fakeWorkload{setup: func(*Env) error { return fmt.Errorf("boom") }}}, "workload setup: boom"},
 	}
 	for _, tt := range tests {
@@ -466,4 +469,31 @@ func mustVec(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 	}
 	t.Fatalf("no %s%v", name, labels)
 	return nil
+}
+
+// TestRateBeyondCapacityEndsOnTime: at the highest rate allowed, with one
+// VU that cannot keep up, the scheduler falls behind; past the deadline
+// the rest of the plan is counted as dropped at once, and every planned
+// iteration is either started or dropped.
+func TestRateBeyondCapacityEndsOnTime(t *testing.T) {
+	t.Parallel()
+	wl := &fakeWorkload{fn: sleepIter(time.Millisecond)}
+	plan := &Plan{Name: "fast", Scenarios: []Scenario{{Name: "s", Executor: ConstantArrivalRate, Rate: MaxRatePerSecond,
+		Duration: time.Second, PreAllocatedVUs: 1, MaxVUs: 1, MaxWait: 10 * time.Millisecond, GracefulStop: time.Second}}}
+	start := time.Now()
+	res, err := Run(context.Background(), plan, Options{Workload: wl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// generous: the point is not minutes (walking 10⁹ iterations did that)
+	if el := time.Since(start); el > 30*time.Second {
+		t.Errorf("run took %v", el)
+	}
+	sc := res.Summary.Hal9Lab.Scenarios["s"]
+	if sc.PlannedIterations != MaxRatePerSecond || sc.Started+sc.Dropped != sc.PlannedIterations || sc.Dropped == 0 {
+		t.Errorf("planned %d, started %d, dropped %d: want started+dropped = planned", sc.PlannedIterations, sc.Started, sc.Dropped)
+	}
+	if d := counterOf(t, res.Summary, MetricDropped); int64(d) != sc.Dropped {
+		t.Errorf("dropped_iterations = %v, scenario dropped %d", d, sc.Dropped)
+	}
 }

@@ -192,10 +192,13 @@ type Tags struct {
 	Method   string
 	Status   string // HTTP status code; "0" when no response came
 	Check    string // checks only: the check's name
+	// ExpectedResponse is "true" when a response came with an expected
+	// status (k6's default: 200..399), "false" otherwise (http_* only).
+	ExpectedResponse string
 }
 
 // TagKeys are the tag names usable in sub-metric selectors.
-var TagKeys = []string{"scenario", "op", "name", "method", "status", "check"}
+var TagKeys = []string{"scenario", "op", "name", "method", "status", "check", "expected_response"}
 
 func (t Tags) get(key string) (string, bool) {
 	switch key {
@@ -211,6 +214,8 @@ func (t Tags) get(key string) (string, bool) {
 		return t.Status, true
 	case "check":
 		return t.Check, true
+	case "expected_response":
+		return t.ExpectedResponse, true
 	}
 	return "", false
 }
@@ -229,6 +234,8 @@ func (t *Tags) set(key, v string) bool {
 		t.Status = v
 	case "check":
 		t.Check = v
+	case "expected_response":
+		t.ExpectedResponse = v
 	default:
 		return false
 	}
@@ -424,6 +431,11 @@ func (s *state) addSeries(m *Metric, tags Tags, a *agg, segments bool) {
 // selectAgg merges the series of metric name whose tags match every
 // key:value of filter (a sub-metric), or all of them for an empty filter.
 func (s *state) selectAgg(name string, filter map[string]string) (*agg, *Metric) {
+	if name == MetricHTTPReqDuration && len(filter) == 0 {
+		// k6: the bare http_req_duration is http_req_duration{expected_response:true},
+		// so failures (fast 500s, refused connections) cannot make latency look good.
+		filter = expectedOnly
+	}
 	m := s.metrics[name]
 	if m == nil {
 		return nil, nil
@@ -445,6 +457,8 @@ func (s *state) selectAgg(name string, filter map[string]string) (*agg, *Metric)
 	}
 	return out, m
 }
+
+var expectedOnly = map[string]string{"expected_response": "true"}
 
 func matches(t Tags, filter map[string]string) bool {
 	for k, v := range filter {

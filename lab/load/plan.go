@@ -195,6 +195,7 @@ func parseScenarioOptions(file, name string, n *yaml.Node) (Scenario, error) {
 		return s, nodeErr(file, exNode, path+".executor", "unknown executor %q; use one of %s", ex, strings.Join(executors, ", "))
 	}
 	s.Executor = ex
+	nodes := map[string]*yaml.Node{} // value nodes by key, for limit errors
 	ok2 := map[string]bool{}
 	for _, k := range append(append([]string{}, commonKeys...), allowed...) {
 		ok2[k] = true
@@ -206,6 +207,7 @@ func parseScenarioOptions(file, name string, n *yaml.Node) (Scenario, error) {
 			sort.Strings(all)
 			return nodeErr(file, k, p, "unknown key for executor %s (its keys: %s)", ex, strings.Join(all, ", "))
 		}
+		nodes[key] = v
 		var err error
 		switch key {
 		case "executor":
@@ -238,7 +240,21 @@ func parseScenarioOptions(file, name string, n *yaml.Node) (Scenario, error) {
 		}
 		return err
 	})
-	return s, err
+	if err != nil {
+		return s, err
+	}
+	if key, msg := s.checkLimits(); key != "" {
+		n := nodes[key]
+		if i := strings.Index(key, "["); i > 0 { // stages[i].target: the stage's line
+			var idx int
+			fmt.Sscanf(key[i:], "[%d]", &idx)
+			if st := nodes["stages"]; st != nil && idx < len(st.Content) {
+				n = st.Content[idx]
+			}
+		}
+		return s, nodeErr(file, n, path+"."+key, "%s", msg)
+	}
+	return s, nil
 }
 
 func parseStages(file string, n *yaml.Node, path string) ([]Stage, error) {

@@ -89,6 +89,12 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"threshold key", "name: x\nworkload: {kind: hal9}\nscenarios: {a: {executor: constant-vus, vus: 1, duration: 1s}}\nthresholds:\n  http_reqs:\n    - {threshold: count>1, abortOnFial: true}\n", "bad.yaml:6: thresholds.http_reqs[0].abortOnFial: unknown key"},
 		{"scenarios not a map", "name: x\nworkload: {kind: hal9}\nscenarios: [a, b]\n", "bad.yaml:3: scenarios: want a mapping"},
 		{"duplicate", "name: x\nname: y\n", "bad.yaml:2: name: duplicate key"},
+		{"too many vus", "name: x\nworkload: {kind: hal9}\nscenarios:\n  a:\n    executor: constant-vus\n    vus: 100000000\n    duration: 5s\n", "bad.yaml:6: scenarios.a.vus: 100000000 VUs is over the limit of 100000 per executor"},
+		{"too many maxVUs", "name: x\nworkload: {kind: hal9}\nscenarios:\n  a:\n    executor: constant-arrival-rate\n    rate: 5\n    duration: 3s\n    maxVUs: 200000\n", "bad.yaml:8: scenarios.a.maxVUs: 200000 VUs is over the limit"},
+		{"ramp target too high", "name: x\nworkload: {kind: hal9}\nscenarios:\n  a:\n    executor: ramping-vus\n    stages:\n      - {duration: 5s, target: 10}\n      - {duration: 5s, target: 1e7}\n", "bad.yaml:8: scenarios.a.stages[1].target: 10000000 VUs is over the limit"},
+		{"rate too high", "name: x\nworkload: {kind: hal9}\nscenarios:\n  a:\n    executor: constant-arrival-rate\n    rate: 1e9\n    duration: 2s\n    preAllocatedVUs: 1\n", "bad.yaml:6: scenarios.a.rate: 1e+09 iterations/s is over the limit of 1000000 per executor"},
+		{"rate per ms too high", "name: x\nworkload: {kind: hal9}\nscenarios:\n  a:\n    executor: constant-arrival-rate\n    rate: 5000\n    timeUnit: 1ms\n    duration: 2s\n    preAllocatedVUs: 1\n", "bad.yaml:6: scenarios.a.rate: 5e+06 iterations/s is over the limit"},
+		{"arrival target too high", "name: x\nworkload: {kind: hal9}\nscenarios:\n  a:\n    executor: ramping-arrival-rate\n    maxVUs: 3\n    stages:\n      - {duration: 5s, target: 2e6}\n", "bad.yaml:8: scenarios.a.stages[0].target: 2e+06 iterations/s is over the limit"},
 		{"not yaml", "name: [x\n", "bad.yaml"},
 	}
 	for _, tt := range tests {

@@ -96,8 +96,15 @@ func (s *sink) recorder(scenario string) *recorder {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // httpSample records one request: http_reqs, http_req_duration,
-// http_req_waiting, http_req_failed, data_sent, data_received.
+// http_req_waiting, http_req_failed, data_sent, data_received. A request
+// that got no response (status "0") has no duration or waiting time: it
+// counts in http_reqs and http_req_failed only, so a dead target cannot
+// produce fast-looking latencies. t.ExpectedResponse is set from failed.
 func (r *recorder) httpSample(t Tags, dur, wait time.Duration, failed bool, sent, recv int64) {
+	t.ExpectedResponse = "true"
+	if failed {
+		t.ExpectedResponse = "false"
+	}
 	hs := r.http[t]
 	if hs == nil {
 		hs = r.newHTTPSeries(t)
@@ -106,11 +113,14 @@ func (r *recorder) httpSample(t Tags, dur, wait time.Duration, failed bool, sent
 	if failed {
 		f = 1
 	}
+	timed := t.Status != "0"
 	d := ms(dur)
 	r.sh.mu.Lock()
 	hs.reqs.add(Counter, 1)
-	hs.dur.add(Trend, d)
-	hs.wait.add(Trend, ms(wait))
+	if timed {
+		hs.dur.add(Trend, d)
+		hs.wait.add(Trend, ms(wait))
+	}
 	hs.failed.add(Rate, f)
 	hs.sent.add(Counter, float64(sent))
 	hs.recv.add(Counter, float64(recv))
@@ -118,14 +128,17 @@ func (r *recorder) httpSample(t Tags, dur, wait time.Duration, failed bool, sent
 	sec.reqs++
 	if failed {
 		sec.fails++
+	} else {
+		recordHist(sec.dur, d) // the time series' p50..p99 follow the bare http_req_duration
 	}
-	recordHist(sec.dur, d)
 	r.sh.mu.Unlock()
 	hs.promReqs.Inc()
 	if failed {
 		hs.promFailed.Inc()
 	}
-	hs.promDur.Observe(dur.Seconds())
+	if timed {
+		hs.promDur.Observe(dur.Seconds())
+	}
 }
 
 func (r *recorder) newHTTPSeries(t Tags) *httpSeries {

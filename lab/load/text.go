@@ -80,6 +80,11 @@ func WriteText(w io.Writer, s *Summary) error {
 			b.WriteString("  thresholds: all passed\n")
 		} else {
 			b.WriteString("  thresholds: FAILED\n")
+			for _, t := range h.Thresholds {
+				if t.Message != "" {
+					fmt.Fprintf(&b, "    ✗ %s %s: %s\n", t.Metric, t.Expr, t.Message)
+				}
+			}
 		}
 	}
 	_, err := io.WriteString(w, b.String())

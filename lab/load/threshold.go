@@ -31,6 +31,9 @@ type ThresholdResult struct {
 	Expr     string  `json:"expr"`
 	OK       bool    `json:"ok"`
 	Observed float64 `json:"observed"`
+	// Message says why a threshold failed without a value: its trend or
+	// rate had no samples, so it cannot be evaluated.
+	Message string `json:"message,omitempty"`
 }
 
 type compiled struct {
@@ -183,16 +186,21 @@ func ValidateThresholds(ts []Threshold) error {
 	return nil
 }
 
-// observe computes the aggregation over the state.
-func (c *compiled) observe(st *state, dur time.Duration) float64 {
+// observe computes the aggregation over the state; ok is false when a
+// trend or rate has no samples (its aggregations are undefined, not 0).
+// Counters and gauges with no samples are 0, a real value.
+func (c *compiled) observe(st *state, dur time.Duration) (v float64, ok bool) {
 	a, m := st.selectAgg(c.name, c.filter)
 	if a == nil {
-		return 0
+		return 0, false
+	}
+	if a.count == 0 && (m.Type == Trend || m.Type == Rate) {
+		return 0, false
 	}
 	if c.agg == "p" {
-		return pct(a, c.q)
+		return pct(a, c.q), true
 	}
-	return values(m, a, dur)[c.agg]
+	return values(m, a, dur)[c.agg], true
 }
 
 func (c *compiled) holds(v float64) bool {
@@ -214,7 +222,13 @@ func (c *compiled) holds(v float64) bool {
 }
 
 func (c *compiled) evaluate(st *state, dur time.Duration) ThresholdResult {
-	v := c.observe(st, dur)
+	v, ok := c.observe(st, dur)
+	if !ok {
+		// k6 leaves such a threshold passing; a load test whose latency
+		// threshold saw no request (dead target, misspelt tag) must not pass.
+		return ThresholdResult{Metric: c.Metric, Expr: c.Expr, OK: false,
+			Message: fmt.Sprintf("no samples for %s: the threshold cannot be evaluated", c.Metric)}
+	}
 	return ThresholdResult{Metric: c.Metric, Expr: c.Expr, OK: c.holds(v), Observed: v}
 }
 

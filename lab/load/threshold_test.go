@@ -1,6 +1,10 @@
 package load
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +108,93 @@ func TestThresholdErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "x.yaml:3") || !strings.Contains(err.Error(), tt.expr) {
 			t.Errorf("%s %q: error %q, want it to name the source, the expression and %q", tt.metric, tt.expr, err, tt.want)
+		}
+	}
+}
+
+// TestDeadTargetFailsThresholds: requests that got no response add no
+// http_req_duration/http_req_waiting samples, so a latency threshold
+// against a dead target has no samples and fails with a message instead
+// of passing on a made-up 40 µs; so does one on a misspelt tag.
+func TestDeadTargetFailsThresholds(t *testing.T) {
+	t.Parallel()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	wl := &fakeWorkload{fn: func(ctx context.Context, it *Iter) error {
+		_, err := it.HTTP.Do(ctx, &Request{Method: "GET", Path: "/x", Op: "get"})
+		if err == nil {
+			return errors.New("a dead target answered")
+		}
+		return Sleep(ctx, 20*time.Millisecond)
+	}}
+	plan := &Plan{Name: "dead", Scenarios: []Scenario{{Name: "s", Executor: ConstantVUs, VUs: 2, Duration: time.Second}},
+		Thresholds: []Threshold{
+			{Metric: "http_req_duration", Expr: "p(95)<500", AbortOnFail: true}, // no samples yet must not abort
+			{Metric: "http_req_waiting", Expr: "avg<500"},
+			{Metric: "http_req_duration{op:nosuch}", Expr: "p(95)<500"},
+			{Metric: "http_reqs", Expr: "count>0"},
+		}}
+	res, err := Run(context.Background(), plan, Options{Target: deadURL, Workload: wl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ThresholdsOK || res.ExitCode() != 99 || res.Aborted {
+		t.Errorf("ok %v exit %d aborted %v, want a failed, unaborted run", res.ThresholdsOK, res.ExitCode(), res.Aborted)
+	}
+	want := map[string]string{
+		"http_req_duration":            "no samples for http_req_duration: the threshold cannot be evaluated",
+		"http_req_waiting":             "no samples for http_req_waiting: the threshold cannot be evaluated",
+		"http_req_duration{op:nosuch}": "no samples for http_req_duration{op:nosuch}: the threshold cannot be evaluated",
+		"http_reqs":                    "",
+	}
+	for _, r := range res.Thresholds {
+		if r.Message != want[r.Metric] || r.OK != (want[r.Metric] == "") {
+			t.Errorf("%s %s: ok %v message %q, want %q", r.Metric, r.Expr, r.OK, r.Message, want[r.Metric])
+		}
+	}
+	if f := res.Summary.Metrics[MetricHTTPReqFailed]; f == nil || f.Values["rate"] != 1 {
+		t.Errorf("http_req_failed = %+v, want rate 1", f)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, res.Summary); err != nil || !strings.Contains(b.String(), "✗ http_req_duration{op:nosuch} p(95)<500: no samples") {
+		t.Errorf("text summary does not say why:\n%s", b.String())
+	}
+}
+
+// TestExpectedResponseTag: the bare http_req_duration is k6's
+// http_req_duration{expected_response:true}; failed responses stay
+// selectable under expected_response:false.
+func TestExpectedResponseTag(t *testing.T) {
+	t.Parallel()
+	s := newSink(NewRegistry(), mustProm())
+	r := s.recorder("main")
+	for i := 0; i < 10; i++ {
+		r.httpSample(Tags{Scenario: "main", Op: "a", Status: "200"}, 100*time.Millisecond, 50*time.Millisecond, false, 1, 1)
+		r.httpSample(Tags{Scenario: "main", Op: "a", Status: "500"}, time.Millisecond, time.Millisecond, true, 1, 1)
+		r.httpSample(Tags{Scenario: "main", Op: "a", Status: "0"}, 40*time.Microsecond, 0, true, 0, 0)
+	}
+	st := s.snapshot()
+	for _, tt := range []struct {
+		metric, expr string
+		ok           bool
+	}{
+		{"http_req_duration", "min==100", true},
+		{"http_req_duration{expected_response:true}", "min==100", true},
+		{"http_req_duration{expected_response:false}", "max==1", true}, // the 500s; no-response requests have no duration
+		{"http_req_duration{op:a}", "min==1", true},                    // a sub-metric by other tags holds every response
+		{"http_req_waiting", "min==1", true},                           // not 0: no-response requests have no waiting time
+		{"http_reqs", "count==30", true},
+		{"http_reqs{expected_response:false}", "count==20", true},
+		{"http_req_failed", "rate<0.67", true},
+		{"http_req_failed", "rate<0.66", false},
+	} {
+		c, err := Threshold{Metric: tt.metric, Expr: tt.expr}.compile(st.metrics)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.metric, tt.expr, err)
+		}
+		if r := c.evaluate(st, time.Second); r.OK != tt.ok {
+			t.Errorf("%s %s = %v (observed %v, %s), want %v", tt.metric, tt.expr, r.OK, r.Observed, r.Message, tt.ok)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/workload/internal/wlutil"
 )
 
 // Config is the workload section of a scenario file (kind: hal9).
@@ -60,18 +61,14 @@ var validLayers = map[string]bool{"L1": true, "L2": true, "L3": true, "L4": true
 
 // Decode reads and validates the workload section of a scenario file.
 func Decode(spec load.WorkloadSpec) (Config, error) {
-	var c Config
-	if spec.Node != nil {
-		if err := load.DecodeStrict(spec.File, spec.Node, "workload", &c); err != nil {
-			return c, err
-		}
-	}
-	return c, c.normalize(spec.File)
+	return wlutil.Decode[Config](spec)
 }
 
-func (c *Config) normalize(file string) error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%s: workload (hal9): %s", file, fmt.Sprintf(format, a...))
+// Normalize validates the config and fills its defaults; errors name the
+// file and line of the offending key.
+func (c *Config) Normalize(pos wlutil.Pos) error {
+	bad := func(key, format string, a ...any) error {
+		return fmt.Errorf("%s: workload.%s: %s", pos.At(key), key, fmt.Sprintf(format, a...))
 	}
 	if c.Mix == nil {
 		m := DefaultMix
@@ -80,40 +77,41 @@ func (c *Config) normalize(file string) error {
 	m := c.Mix
 	for _, w := range []float64{m.Signal, m.Status, m.Neurons, m.Auth, m.Metrics} {
 		if w < 0 {
-			return bad("mix weights must not be negative")
+			return bad("mix", "weights must not be negative")
 		}
 	}
 	if m.Signal+m.Status+m.Neurons+m.Auth+m.Metrics <= 0 {
-		return bad("mix: at least one of signal, status, neurons, auth, metrics must be positive")
+		return bad("mix", "at least one of signal, status, neurons, auth, metrics must be positive")
 	}
 	if c.RepeatRatio == nil {
 		r := 0.6
 		c.RepeatRatio = &r
 	}
 	if *c.RepeatRatio < 0 || *c.RepeatRatio > 1 {
-		return bad("repeat_ratio must be between 0 and 1, got %v", *c.RepeatRatio)
+		return bad("repeat_ratio", "must be between 0 and 1, got %v", *c.RepeatRatio)
 	}
-	if c.HotSet == 0 {
+	// Omitted means the default; an explicit 0 is a mistake, not "default".
+	if c.HotSet == 0 && !pos.Has("hot_set") {
 		c.HotSet = 200
 	}
 	if c.HotSet < 1 {
-		return bad("hot_set must be at least 1")
+		return bad("hot_set", "must be at least 1, got %d (omit it for the default 200)", c.HotSet)
 	}
-	if c.ZipfS == 0 {
+	if c.ZipfS == 0 && !pos.Has("zipf_s") {
 		c.ZipfS = 1.2
 	}
 	if c.ZipfS <= 1 {
-		return bad("zipf_s must be greater than 1, got %v", c.ZipfS)
+		return bad("zipf_s", "must be greater than 1, got %v (omit it for the default 1.2)", c.ZipfS)
 	}
 	if c.ThinkTime < 0 {
-		return bad("think_time must not be negative")
+		return bad("think_time", "must not be negative")
 	}
 	if len(c.Layers) == 0 {
 		c.Layers = []string{"L2", "L3", "L4"}
 	}
 	for _, l := range c.Layers {
 		if !validLayers[l] {
-			return bad("layers: %q is not a layer; use L1..L5", l)
+			return bad("layers", "%q is not a layer; use L1..L5", l)
 		}
 	}
 	return nil
@@ -168,7 +166,7 @@ const (
 
 // New builds the workload.
 func New(cfg Config) (*Workload, error) {
-	if err := cfg.normalize("workload"); err != nil {
+	if err := cfg.Normalize(wlutil.Pos{File: "workload"}); err != nil {
 		return nil, err
 	}
 	w := &Workload{cfg: cfg}
@@ -197,6 +195,11 @@ func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
 	w.metrics.cost = reg(MetricCost, load.Counter)
 	w.metrics.tokens = reg(MetricTokens, load.Counter)
 	if err != nil {
+		return err
+	}
+	// An unreachable or non-HAL9 target is a setup error (exit 1), not a
+	// run of failed requests.
+	if err := wlutil.Probe(ctx, env.HTTP, env.Target, "/health", true); err != nil {
 		return err
 	}
 	w.runID, w.seed = sanitize(env.RunID), env.Seed

@@ -59,6 +59,8 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return u, ok
 	}
 	switch {
+	case r.Method == "GET" && r.URL.Path == "/health":
+		writeJSON(w, 200, map[string]string{"status": "ok"})
 	case r.Method == "POST" && r.URL.Path == "/api/v1/auth/register":
 		var req struct{ Username, Email, Password string }
 		json.NewDecoder(r.Body).Decode(&req)
@@ -264,12 +266,15 @@ func TestDecodeErrors(t *testing.T) {
 	base := "name: x\nscenarios: {a: {executor: constant-vus, vus: 1, duration: 1s}}\nworkload:\n  kind: hal9\n"
 	tests := []struct{ yaml, want string }{
 		{"  mix: {signals: 3}\n", "w.yaml:5: workload.mix.signals: unknown key"},
-		{"  repeat_ratio: 1.5\n", "repeat_ratio must be between 0 and 1"},
-		{"  layers: [L2, L9]\n", `"L9" is not a layer`},
+		{"  repeat_ratio: 1.5\n", "w.yaml:5: workload.repeat_ratio: must be between 0 and 1"},
+		{"  layers: [L2, L9]\n", `w.yaml:5: workload.layers: "L9" is not a layer`},
 		{"  think_time: soon\n", "w.yaml:5: workload.think_time"},
 		{"  mix: {signal: 0}\n", "at least one of signal"},
 		{"  mix: {signal: -1, status: 2}\n", "must not be negative"},
-		{"  zipf_s: 1\n", "zipf_s must be greater than 1"},
+		{"  zipf_s: 1\n", "w.yaml:5: workload.zipf_s: must be greater than 1"},
+		{"  repeat_ratio: 0.5\n  zipf_s: 0\n", "w.yaml:6: workload.zipf_s: must be greater than 1, got 0"},
+		{"  hot_set: 0\n", "w.yaml:5: workload.hot_set: must be at least 1, got 0 (omit it for the default 200)"},
+		{"  hot_set: -3\n", "w.yaml:5: workload.hot_set: must be at least 1"},
 		{"  thinktime: 1s\n", "workload.thinktime: unknown key (known keys here: kind, mix, repeat_ratio"},
 	}
 	for _, tt := range tests {
@@ -284,7 +289,39 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	p, _ := load.ParseScenario("w.yaml", []byte(base+"  mix: {signal: 1}\n  think_time: 250ms\n"))
 	c, err := Decode(p.Workload)
-	if err != nil || c.Mix.Signal != 1 || c.Mix.Status != 0 || c.ThinkTime != 250*time.Millisecond || *c.RepeatRatio != 0.6 {
+	if err != nil || c.Mix.Signal != 1 || c.Mix.Status != 0 || c.ThinkTime != 250*time.Millisecond || *c.RepeatRatio != 0.6 || c.HotSet != 200 || c.ZipfS != 1.2 {
 		t.Errorf("decoded %+v, %v", c, err)
+	}
+}
+
+// TestSetupProbesTarget: a dead target, or one that is not a HAL9 server,
+// is a setup error naming the URL, before any load starts.
+func TestSetupProbesTarget(t *testing.T) {
+	t.Parallel()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	notHAL9 := httptest.NewServer(http.NotFoundHandler())
+	defer notHAL9.Close()
+	for _, tt := range []struct{ target, want string }{
+		{deadURL, "target unreachable: GET " + deadURL + "/health"},
+		{notHAL9.URL, "target not healthy: GET " + notHAL9.URL + "/health answered 404"},
+	} {
+		p, err := load.ParseScenario("w.yaml", []byte("name: x\nscenarios: {a: {executor: constant-vus, vus: 1, duration: 1s}}\nworkload:\n  kind: hal9\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Decode(p.Workload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = load.Run(context.Background(), p, load.Options{Target: tt.target, Workload: w})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want %q", tt.target, err, tt.want)
+		}
 	}
 }

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/workload/internal/wlutil"
 )
 
 // Config is the workload section of a scenario file (kind: http).
@@ -36,21 +39,17 @@ type Request struct {
 
 // Decode reads and validates the workload section of a scenario file.
 func Decode(spec load.WorkloadSpec) (Config, error) {
-	var c Config
-	if spec.Node != nil {
-		if err := load.DecodeStrict(spec.File, spec.Node, "workload", &c); err != nil {
-			return c, err
-		}
-	}
-	return c, c.normalize(spec.File)
+	return wlutil.Decode[Config](spec)
 }
 
-func (c *Config) normalize(file string) error {
-	bad := func(i int, format string, a ...any) error {
-		return fmt.Errorf("%s: workload.requests[%d]: %s", file, i, fmt.Sprintf(format, a...))
+// Normalize validates the config and fills its defaults; errors name the
+// file and line of the offending key.
+func (c *Config) Normalize(pos wlutil.Pos) error {
+	bad := func(i int, key, format string, a ...any) error {
+		return fmt.Errorf("%s: workload.requests[%d]: %s", pos.At("requests", strconv.Itoa(i), key), i, fmt.Sprintf(format, a...))
 	}
 	if len(c.Requests) == 0 {
-		return fmt.Errorf("%s: workload (http): requests: at least one {method, path, weight} is required", file)
+		return fmt.Errorf("%s: workload.requests: at least one {method, path, weight} is required", pos.At("requests"))
 	}
 	for i := range c.Requests {
 		r := &c.Requests[i]
@@ -58,24 +57,27 @@ func (c *Config) normalize(file string) error {
 			r.Method = http.MethodGet
 		}
 		r.Method = strings.ToUpper(r.Method)
+		if !validMethod(r.Method) {
+			return bad(i, "method", "method %q is not an HTTP method; use one of %s", r.Method, strings.Join(methods, ", "))
+		}
 		if !strings.HasPrefix(r.Path, "/") {
-			return bad(i, "path %q must start with /", r.Path)
+			return bad(i, "path", "path %q must start with /", r.Path)
 		}
 		if r.Weight == 0 {
 			r.Weight = 1
 		}
 		if r.Weight < 0 {
-			return bad(i, "weight must be positive")
+			return bad(i, "weight", "weight must be positive")
 		}
 		if r.Expect != 0 && (r.Expect < 100 || r.Expect > 599) {
-			return bad(i, "expect %d is not an HTTP status", r.Expect)
+			return bad(i, "expect", "expect %d is not an HTTP status", r.Expect)
 		}
 		if r.Name == "" {
 			r.Name = r.Path
 		}
 	}
 	if c.ThinkTime < 0 {
-		return fmt.Errorf("%s: workload.think_time must not be negative", file)
+		return fmt.Errorf("%s: workload.think_time must not be negative", pos.At("think_time"))
 	}
 	return nil
 }
@@ -90,7 +92,7 @@ type Workload struct {
 
 // New builds the workload.
 func New(cfg Config) (*Workload, error) {
-	if err := cfg.normalize("workload"); err != nil {
+	if err := cfg.Normalize(wlutil.Pos{File: "workload"}); err != nil {
 		return nil, err
 	}
 	w := &Workload{cfg: cfg}
@@ -116,10 +118,19 @@ func New(cfg Config) (*Workload, error) {
 }
 
 // Setup implements load.Workload.
-func (w *Workload) Setup(_ context.Context, env *load.Env) error {
+// It probes the target first (GET of the base URL; any HTTP response will
+// do): an unreachable target is a setup error, not a run of failures.
+func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
 	w.seed = env.Seed
-	return nil
+	return wlutil.Probe(ctx, env.HTTP, env.Target, "/", false)
 }
+
+// methods are the ones a workload may send: RFC 9110's and PATCH. Any
+// token would be legal HTTP, but a typo (GTE) would run a whole test of
+// 405s, so only these are accepted.
+var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
+
+func validMethod(m string) bool { return slices.Contains(methods, m) }
 
 // NewVU implements load.Workload.
 func (w *Workload) NewVU(id int) (load.VU, error) {

@@ -74,8 +74,10 @@ func TestDecodeErrors(t *testing.T) {
 	t.Parallel()
 	base := "name: x\nscenarios: {a: {executor: constant-vus, vus: 1, duration: 1s}}\nworkload:\n  kind: http\n"
 	for _, tt := range []struct{ yaml, want string }{
-		{"", "requests: at least one"},
-		{"  requests: [{path: a}]\n", `path "a" must start with /`},
+		{"", "h.yaml:4: workload.requests: at least one"},
+		{"  requests: [{path: a}]\n", `h.yaml:5: workload.requests[0]: path "a" must start with /`},
+		{"  requests:\n    - {path: /a}\n    - method: FOO BAR\n      path: /b\n", `h.yaml:7: workload.requests[1]: method "FOO BAR" is not an HTTP method; use one of GET, HEAD`},
+		{"  requests: [{method: GTE, path: /a}]\n", `method "GTE" is not an HTTP method`},
 		{"  requests: [{path: /a, wieght: 2}]\n", "h.yaml:5: workload.requests[0].wieght: unknown key"},
 		{"  requests: [{path: /a, expect: 99}]\n", "expect 99 is not an HTTP status"},
 	} {
@@ -86,5 +88,36 @@ func TestDecodeErrors(t *testing.T) {
 		if _, err := Decode(p.Workload); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: err = %v, want %q", tt.yaml, err, tt.want)
 		}
+	}
+}
+
+// TestSetupProbesTarget: an unreachable target is a setup error; any
+// HTTP answer (even 404) counts as reachable.
+func TestSetupProbesTarget(t *testing.T) {
+	t.Parallel()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	alive := httptest.NewServer(http.NotFoundHandler())
+	defer alive.Close()
+	p, err := load.ParseScenario("h.yaml", []byte("name: x\nscenarios: {a: {executor: constant-vus, vus: 1, duration: 1s}}\nworkload:\n  kind: http\n  requests: [{path: /a}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Decode(p.Workload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &load.Env{Target: deadURL, HTTP: http.DefaultClient}
+	if err := w.Setup(context.Background(), env); err == nil || !strings.Contains(err.Error(), "target unreachable: GET "+deadURL+"/") {
+		t.Errorf("dead target: err = %v", err)
+	}
+	env.Target = alive.URL
+	if err := w.Setup(context.Background(), env); err != nil {
+		t.Errorf("live target answering 404: %v", err)
 	}
 }
