@@ -91,6 +91,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	topo, _ := cfg.ParseTopology()
+	startedAt := time.Now()
 	a := &App{cfg: cfg, log: log, Registry: telemetry.NewRegistry(telemetry.Build{Version: cfg.Version})}
 	defer func() {
 		if err != nil {
@@ -116,6 +117,14 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 	}
 	if c, ok := a.Store.(interface{ Collector() prometheus.Collector }); ok {
 		a.Registry.MustRegister(c.Collector())
+	}
+	// Async signals still pending from before this process started were
+	// cut by a crash or kill: no worker will ever finish them. Fail them so
+	// clients polling GET /api/v1/signals/{id} learn to resubmit.
+	if n, err := a.Store.FailPendingSignals(ctx, startedAt); err != nil {
+		return nil, fmt.Errorf("fail signals left pending by an earlier run: %w", err)
+	} else if n > 0 {
+		log.Warn("signals left pending by an earlier run marked failed", "count", n, "error_text", store.InterruptedError)
 	}
 	if pg, ok := a.Store.(*postgres.Store); ok {
 		a.bg.Add(1)
@@ -225,8 +234,9 @@ func (c layeredCache) GetOrLoad(ctx context.Context, layer, key string, ttl time
 }
 
 // signalRecords adapts *cache.Records to SignalRecords: completed signals
-// are cached by the strategy (aside: invalidate, through: set, behind: set
-// later); pending ones are never cached.
+// are cached by the strategy on write (aside: invalidate, through: set,
+// behind: set later) and, under every strategy, filled on a read miss;
+// pending ones are never cached.
 type signalRecords struct{ r *cache.Records }
 
 type signalRecord struct {
@@ -242,9 +252,23 @@ func (s signalRecords) Saved(ctx context.Context, sig store.Signal, hops []store
 	s.r.Put(ctx, cache.Record{Key: cache.SignalKey(sig.ID), Value: b})
 }
 
+// Fill caches a completed signal the handler read from the store after a
+// miss: Records.Get with a load that returns the record misses again (or
+// hits a concurrent fill) and backfills the tiers.
+func (s signalRecords) Fill(ctx context.Context, sig store.Signal, hops []store.Hop) {
+	if sig.Status == store.SignalPending {
+		return
+	}
+	b, err := json.Marshal(signalRecord{sig, hops})
+	if err != nil {
+		return
+	}
+	_, _, _ = s.r.Get(ctx, cache.SignalKey(sig.ID), 0, func(context.Context) ([]byte, error) { return b, nil })
+}
+
 func (s signalRecords) Get(ctx context.Context, id string) (store.Signal, []store.Hop, bool) {
-	// Lookup only: a miss is read from the store by the handler and not
-	// written back here, so a pending signal never sits in the cache.
+	// Lookup only: on a miss the handler reads the store and calls Fill for
+	// a completed signal, so a pending signal never sits in the cache.
 	b, _, err := s.r.Get(ctx, cache.SignalKey(id), 0, func(context.Context) ([]byte, error) { return nil, cache.ErrMiss })
 	if err != nil {
 		return store.Signal{}, nil, false

@@ -28,6 +28,9 @@ type asyncPool struct {
 	ctx    context.Context // canceled when the drain deadline passes
 	cancel context.CancelFunc
 
+	// retryDelays are the waits between attempts of a failed final save.
+	retryDelays []time.Duration
+
 	queued   prometheus.GaugeFunc
 	rejected prometheus.Counter
 }
@@ -42,6 +45,7 @@ func newAsyncPool(s *Server, workers, queue int) *asyncPool {
 	p := &asyncPool{
 		s: s, jobs: make(chan asyncJob, queue), slots: make(chan struct{}, queue),
 		ctx: ctx, cancel: cancel,
+		retryDelays: []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 1600 * time.Millisecond},
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hal9_async_rejections_total",
 			Help: "Async signals refused with 503 queue_full.",
@@ -78,13 +82,31 @@ func (p *asyncPool) run(j asyncJob) {
 	sig := j.sig
 	complete(&sig, res, perr)
 	hops, mems := records(sig, res)
-	// The final save must happen even when the drain deadline cut the work.
-	if err := s.save(context.WithoutCancel(ctx), sig, hops, mems); err != nil {
-		s.log.Error("save async signal", "signal_id", sig.ID, "error", err)
+	// The final save must happen even when the drain deadline cut the work;
+	// a failed one is retried with backoff, else the signal would stay
+	// pending until the next start fails it.
+	if err := p.saveFinal(context.WithoutCancel(ctx), sig, hops, mems); err != nil {
+		s.log.Error("save async signal: it stays pending until the next start marks it failed",
+			"signal_id", sig.ID, "attempts", len(p.retryDelays)+1, "error", err)
 	}
 	if perr != nil {
 		s.log.Warn("async signal failed", "signal_id", sig.ID, "error", perr)
 	}
+}
+
+// saveFinal saves a finished async signal, retrying after each of
+// p.retryDelays on failure.
+func (p *asyncPool) saveFinal(ctx context.Context, sig store.Signal, hops []store.Hop, mems []store.Memory) error {
+	err := p.s.save(ctx, sig, hops, mems)
+	for i, d := range p.retryDelays {
+		if err == nil {
+			return nil
+		}
+		p.s.log.Warn("save async signal failed; retrying", "signal_id", sig.ID, "attempt", i+1, "retry_in", d, "error", err)
+		time.Sleep(d)
+		err = p.s.save(ctx, sig, hops, mems)
+	}
+	return err
 }
 
 // enqueue reserves a slot, saves the signal pending, and queues it.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/store"
 )
 
@@ -60,6 +61,16 @@ func (s *Server) requireAuth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.d.Auth.Authenticate(r)
 		if err != nil {
+			// A failed authentication is charged to the client IP's
+			// bucket: otherwise a flood of bad keys or tokens is never
+			// limited (the per-identity limit runs after auth).
+			if s.rl != nil && !errors.Is(err, store.ErrUnavailable) {
+				if ok, wait := s.rl.allow("ip:" + clientIP(r)); !ok {
+					writeRetry(w, http.StatusTooManyRequests, CodeRateLimited,
+						fmt.Sprintf("too many failed authentications from this address (limit %g requests per second); retry after the Retry-After delay with valid credentials", float64(s.rl.limit)), wait)
+					return
+				}
+			}
 			switch {
 			case errors.Is(err, store.ErrUnavailable):
 				s.storeError(w, r, "authenticate", err)
@@ -69,8 +80,7 @@ func (s *Server) requireAuth(next http.HandlerFunc) http.HandlerFunc {
 					"authentication required: send Authorization: Bearer <access_token> (from POST /api/v1/auth/login) or X-API-Key: <key>")
 			case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrInvalidCredentials):
 				w.Header().Set("WWW-Authenticate", `Bearer realm="hal9", error="invalid_token"`)
-				writeError(w, http.StatusUnauthorized, CodeUnauthorized,
-					"the access token or API key is invalid or expired; log in again or use POST /api/v1/auth/refresh")
+				writeError(w, http.StatusUnauthorized, CodeUnauthorized, authFailure(err))
 			default:
 				s.storeError(w, r, "authenticate", err)
 			}
@@ -269,12 +279,33 @@ func (s *Server) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // authError maps the auth errors to answers.
+// authFailure is the 401 message of a rejected access token or API key:
+// auth's precise reason (expired, a refresh token used as an access token,
+// malformed or unknown API key, bad signature) and how to fix it.
+func authFailure(err error) string {
+	reason := err.Error()
+	var hint string
+	switch {
+	case errors.Is(err, auth.ErrTokenExpired):
+		hint = "get a new access token with POST /api/v1/auth/refresh or log in again"
+	case strings.Contains(reason, "refresh") && strings.Contains(reason, "token where"):
+		hint = "send the access_token from POST /api/v1/auth/login, not the refresh_token"
+	case strings.Contains(reason, "API key"):
+		hint = "create a key with POST /api/v1/auth/api-keys and send it whole in X-API-Key"
+	default:
+		hint = "log in again (POST /api/v1/auth/login) and send Authorization: Bearer <access_token>"
+	}
+	return "authentication failed: " + reason + "; " + hint
+}
+
 func (s *Server) authError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	switch {
 	case errors.Is(err, ErrInvalidCredentials):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hal9"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid username or password")
 	case errors.Is(err, ErrInvalidToken):
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "the refresh token is invalid or expired; log in again")
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hal9", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "the refresh token was rejected: "+err.Error()+"; log in again")
 	case errors.Is(err, ErrWeakPassword):
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 	case errors.Is(err, ErrInvalidInput):

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,17 +62,34 @@ func checkContentType(ct string) *apiError {
 		Msg: fmt.Sprintf("Content-Type %q is not accepted; send the body as application/json", ct)}
 }
 
-// decodeJSON reads exactly one JSON object into dst, refusing unknown
-// fields, trailing data, and bodies over the limit set by the body-limit
-// middleware (a *http.MaxBytesError from the reader).
+// decodeJSON reads exactly one JSON object into dst, refusing invalid
+// UTF-8, null, unknown fields, trailing data, and bodies over the limit set
+// by the body-limit middleware (a *http.MaxBytesError from the reader).
 func decodeJSON(contentType string, body io.Reader, dst any) *apiError {
 	if e := checkContentType(contentType); e != nil {
 		return e
 	}
-	dec := json.NewDecoder(body)
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(mbe.Limit)
+		}
+		return badRequest(CodeInvalidJSON, "could not read the request body: %v", err)
+	}
+	// encoding/json silently replaces invalid UTF-8 in strings with U+FFFD,
+	// so it must be refused on the raw bytes, before decoding.
+	if !utf8.Valid(raw) {
+		return badRequest(CodeInvalidJSON, "the body is not valid UTF-8 (byte %d); send JSON text encoded as UTF-8", invalidUTF8At(raw))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err, dst)
+	}
+	// A top-level null decodes without error and leaves dst empty.
+	if bytes.HasPrefix(bytes.TrimLeft(raw, " \t\r\n"), []byte("null")) {
+		return badRequest(CodeInvalidJSON, "the body is null; a JSON object is required, with the fields %s", fieldList(dst))
 	}
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -82,6 +100,26 @@ func decodeJSON(contentType string, body io.Reader, dst any) *apiError {
 		return badRequest(CodeInvalidJSON, "the body must hold exactly one JSON object; found more data after it")
 	}
 	return nil
+}
+
+// invalidUTF8At is the offset of the first byte that is not valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// article is "a" or "an" before a JSON kind ("an array", "a string").
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an " + word
+	}
+	return "a " + word
 }
 
 func tooLarge(limit int64) *apiError {
@@ -106,9 +144,9 @@ func jsonError(err error, dst any) *apiError {
 		return badRequest(CodeInvalidJSON, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
 	case errors.As(err, &typ):
 		if typ.Field == "" {
-			return badRequest(CodeInvalidJSON, "the body must be a JSON object with the fields %s, not a %s", fieldList(dst), typ.Value)
+			return badRequest(CodeInvalidJSON, "the body must be a JSON object with the fields %s, not %s", fieldList(dst), article(typ.Value))
 		}
-		return badRequest(CodeInvalidJSON, "field %q must be a %s, not a %s", typ.Field, jsonKind(typ.Type), typ.Value)
+		return badRequest(CodeInvalidJSON, "field %q must be %s, not %s", typ.Field, article(jsonKind(typ.Type)), article(typ.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
 		return badRequest(CodeInvalidJSON, "unknown field %s; the accepted fields are %s", name, fieldList(dst))
@@ -176,8 +214,6 @@ func (req SignalRequest) validate() *apiError {
 	case len(req.Content) > MaxContentBytes:
 		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: CodePayloadTooLarge,
 			Msg: fmt.Sprintf("content is %d bytes; the limit is %d", len(req.Content), MaxContentBytes)}
-	case !utf8.ValidString(req.Content):
-		return badRequest(CodeBadRequest, "content must be valid UTF-8 text")
 	case req.Layer == "":
 		return badRequest(CodeInvalidLayer, "layer is required: one of %s", neuron.ValidLayersText)
 	case !neuron.ValidLayer(req.Layer):

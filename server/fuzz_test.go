@@ -18,6 +18,9 @@ func FuzzDecodeSignalRequest(f *testing.F) {
 	f.Add("text/plain", []byte(`hello`))
 	f.Add("application/json", []byte(`{"content":"x","layer":"L1"} {}`))
 	f.Add("application/json", []byte(`{"content":1}`))
+	f.Add("application/json", []byte("{\"content\":\"\xff\xfe\",\"layer\":\"L1\"}")) // invalid UTF-8
+	f.Add("application/json", []byte(`null`))
+	f.Add("application/json", []byte(`[{"content":"x","layer":"L1"}]`))
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		req, e := DecodeSignalRequest(contentType, bytes.NewReader(body))
 		if e != nil {
@@ -25,6 +28,9 @@ func FuzzDecodeSignalRequest(f *testing.F) {
 				t.Fatalf("not a 4xx error with code and message: %+v", e)
 			}
 			return
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("accepted a body that is not valid UTF-8: %q", clip(string(body), 40))
 		}
 		if strings.TrimSpace(req.Content) == "" || len(req.Content) > MaxContentBytes || !utf8.ValidString(req.Content) {
 			t.Fatalf("accepted bad content %q", clip(req.Content, 40))

@@ -166,8 +166,10 @@ func (s *Server) searchMemories(w http.ResponseWriter, r *http.Request) {
 		Rank      float64   `json:"rank"`
 		CreatedAt time.Time `json:"created_at"`
 	}
+	// Memories are private to the user whose signal made them.
+	userID := stateFrom(r.Context()).principal.UserID
 	load := func(ctx context.Context) ([]byte, error) {
-		mems, err := s.d.Store.SearchMemories(ctx, q, limit)
+		mems, err := s.d.Store.SearchMemories(ctx, userID, q, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +187,7 @@ func (s *Server) searchMemories(w http.ResponseWriter, r *http.Request) {
 		// Cache-aside with a short TTL: search results may lag new
 		// memories by up to SearchTTL.
 		body, _, err = s.d.Search.GetOrLoad(r.Context(), "search",
-			cache.MemorySearchKey(strconv.Itoa(limit)+"\x00"+q), SearchTTL, load)
+			cache.MemorySearchKey(userID, strconv.Itoa(limit)+"\x00"+q), SearchTTL, load)
 	} else {
 		body, err = load(r.Context())
 	}

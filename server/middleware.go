@@ -290,7 +290,8 @@ func (s *Server) limit(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// errStatus maps context errors for logging.
+// isCanceled reports whether err is a context cancellation or deadline
+// (the client left or a timeout cut the work), so the answer can say so.
 func isCanceled(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

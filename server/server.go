@@ -49,13 +49,19 @@ type Deps struct {
 	Version                  string
 }
 
-// SignalRecords is the signal-record cache in front of the store.
+// SignalRecords is the signal-record cache in front of the store. The store
+// write itself is always synchronous and done by the server; these methods
+// only keep the cached copy in step.
 type SignalRecords interface {
-	// Save writes a completed signal (write-through or write-behind for
-	// the cached record; the store write itself is always synchronous).
+	// Saved is called after a completed (not pending) signal was written
+	// to the store: aside invalidates the cached copy, through sets it,
+	// behind queues it.
 	Saved(ctx context.Context, s store.Signal, hops []store.Hop)
 	// Get returns a cached record, ok false on a miss.
 	Get(ctx context.Context, id string) (store.Signal, []store.Hop, bool)
+	// Fill caches a completed signal read from the store after a Get miss
+	// (the populate step of cache-aside). Pending signals are never filled.
+	Fill(ctx context.Context, s store.Signal, hops []store.Hop)
 }
 
 // searchCache is the part of *cache.Layered the search handler uses.

@@ -50,8 +50,8 @@ func TestRoutes(t *testing.T) {
 		{"signal ok", "POST", "/api/v1/signals", map[string]string{"content": "hello", "layer": "L1"}, auth, 200, "", `"trace"`, [2]string{"X-HAL9-Cache", "miss"}},
 		{"signal with neuron", "POST", "/api/v1/signals", map[string]string{"content": "hello", "layer": "L2", "neuron_id": "l2-implementation-2"}, auth, 200, "", `"neuron_id":"l2-implementation-2"`, [2]string{}},
 		{"signal no auth", "POST", "/api/v1/signals", map[string]string{"content": "x", "layer": "L1"}, nil, 401, CodeUnauthorized, "Authorization: Bearer", [2]string{"WWW-Authenticate", `Bearer realm="hal9"`}},
-		{"signal bad token", "POST", "/api/v1/signals", map[string]string{"content": "x", "layer": "L1"}, bearer("not.a.token"), 401, CodeUnauthorized, "invalid or expired", [2]string{}},
-		{"signal bad api key", "POST", "/api/v1/signals", map[string]string{"content": "x", "layer": "L1"}, []string{"X-API-Key", "hal9_nope"}, 401, CodeUnauthorized, "", [2]string{}},
+		{"signal bad token", "POST", "/api/v1/signals", map[string]string{"content": "x", "layer": "L1"}, bearer("not.a.token"), 401, CodeUnauthorized, "authentication failed: invalid token", [2]string{}},
+		{"signal bad api key", "POST", "/api/v1/signals", map[string]string{"content": "x", "layer": "L1"}, []string{"X-API-Key", "hal9_nope"}, 401, CodeUnauthorized, "malformed API key", [2]string{}},
 		{"signal malformed json", "POST", "/api/v1/signals", `{"content": "x", "layer":`, auth, 400, CodeInvalidJSON, "malformed JSON", [2]string{}},
 		{"signal empty body", "POST", "/api/v1/signals", "", auth, 400, CodeInvalidJSON, "content, layer, neuron_id", [2]string{}},
 		{"signal two objects", "POST", "/api/v1/signals", `{"content":"x","layer":"L1"}{}`, auth, 400, CodeInvalidJSON, "exactly one JSON object", [2]string{}},
@@ -82,7 +82,7 @@ func TestRoutes(t *testing.T) {
 		{"register weak password", "POST", "/api/v1/auth/register", map[string]string{"username": "weakling", "email": "w@example.com", "password": "short"}, nil, 400, CodeBadRequest, "at least 8", [2]string{}},
 		{"register missing fields", "POST", "/api/v1/auth/register", map[string]string{"username": "x"}, nil, 400, CodeBadRequest, "missing email, password", [2]string{}},
 		{"register duplicate", "POST", "/api/v1/auth/register", map[string]string{"username": "routes-user", "email": "new@example.com", "password": "long-enough-pw"}, nil, 409, CodeConflict, "username", [2]string{}},
-		{"login wrong password", "POST", "/api/v1/auth/login", map[string]string{"username": "routes-user", "password": "wrong-password"}, nil, 401, CodeUnauthorized, "invalid username or password", [2]string{}},
+		{"login wrong password", "POST", "/api/v1/auth/login", map[string]string{"username": "routes-user", "password": "wrong-password"}, nil, 401, CodeUnauthorized, "invalid username or password", [2]string{"WWW-Authenticate", `Bearer realm="hal9"`}},
 		{"login unknown user", "POST", "/api/v1/auth/login", map[string]string{"username": "ghost", "password": "wrong-password"}, nil, 401, CodeUnauthorized, "", [2]string{}},
 		{"login malformed", "POST", "/api/v1/auth/login", `{"username":`, nil, 400, CodeInvalidJSON, "", [2]string{}},
 		{"refresh bad", "POST", "/api/v1/auth/refresh", map[string]string{"refresh_token": "x.y.z"}, nil, 401, CodeUnauthorized, "", [2]string{}},
@@ -239,8 +239,18 @@ func TestRateLimiterBounded(t *testing.T) {
 	for range 5 {
 		rl.allow("a")
 	}
-	if ok, wait := rl.allow("a"); ok || wait < time.Second {
-		t.Fatalf("a allowed=%v wait=%v", ok, wait)
+	// 5/s: the next token comes 200 ms later; the wait is rounded up to
+	// the 1 s a Retry-After header can say.
+	if ok, wait := rl.allow("a"); ok || wait != time.Second {
+		t.Fatalf("a allowed=%v wait=%v, want refused with a 1s wait", ok, wait)
+	}
+	now = now.Add(100 * time.Millisecond)
+	if ok, _ := rl.allow("a"); ok {
+		t.Fatal("a allowed after 100ms: half a token")
+	}
+	now = now.Add(100 * time.Millisecond)
+	if ok, _ := rl.allow("a"); !ok {
+		t.Fatal("a refused 200ms after exhausting a 5/s bucket: the refill is not working")
 	}
 	if ok, _ := rl.allow("b"); !ok {
 		t.Fatal("b refused")

@@ -174,23 +174,13 @@ func traceFromStore(hops []store.Hop) []TraceHop {
 	return out
 }
 
+// cacheSummary of a stored trace, by the one rule in neuron.Result.CacheSummary.
 func cacheSummary(trace []TraceHop) string {
-	hits, total := 0, 0
-	for _, h := range trace {
-		if h.Direction == neuron.Forward && h.Cache != "" {
-			total++
-			if h.Cache == "hit" {
-				hits++
-			}
-		}
+	hops := make([]neuron.Hop, len(trace))
+	for i, h := range trace {
+		hops[i] = neuron.Hop{Direction: h.Direction, Cache: h.Cache}
 	}
-	switch {
-	case total > 0 && hits == total:
-		return "hit"
-	case hits == 0:
-		return "miss"
-	}
-	return "partial"
+	return neuron.Result{Hops: hops}.CacheSummary()
 }
 
 func response(sig store.Signal, cache string, trace []TraceHop) SignalResponse {
@@ -302,6 +292,11 @@ func (s *Server) getSignal(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.storeError(w, r, "read signal", err)
 			return
+		}
+		// Cache-aside: populate on a miss, once the signal is final (a
+		// pending one changes when its worker finishes).
+		if s.d.Signals != nil && sig.Status != store.SignalPending {
+			s.d.Signals.Fill(r.Context(), sig, hops)
 		}
 	}
 	// Someone else's signal is answered like a missing one: ids don't leak.

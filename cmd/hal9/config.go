@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,17 +41,17 @@ func newFlagSet(name string, cfg *server.Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.CacheStrategy, "cache-strategy", d.CacheStrategy, "record caching: aside, through or behind")
 	fs.IntVar(&cfg.CacheMaxEntries, "cache-max-entries", d.CacheMaxEntries, "process cache: maximum entries")
 	fs.Int64Var(&cfg.CacheMaxBytes, "cache-max-bytes", d.CacheMaxBytes, "process cache: maximum bytes of values")
-	fs.DurationVar(&cfg.L1TTL, "l1-ttl", d.L1TTL, "response cache TTL of layer L1 (L2 10m, L3 5m, L4 2m are fixed)")
-	fs.DurationVar(&cfg.L5TTL, "l5-ttl", d.L5TTL, "response cache TTL of layer L5")
+	durationVar(fs, &cfg.L1TTL, "l1-ttl", d.L1TTL, "response cache TTL of layer L1 (L2 10m, L3 5m, L4 2m are fixed)")
+	durationVar(fs, &cfg.L5TTL, "l5-ttl", d.L5TTL, "response cache TTL of layer L5")
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret for access and refresh tokens (random at start when empty)")
 	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", d.BcryptCost, "bcrypt cost of password hashes (4..31; each +1 doubles login CPU)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", d.RateLimit, "requests per second per client (user, API key, or IP); 0 turns it off")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown: time to drain in-flight requests")
+	durationVar(fs, &cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown: time to drain in-flight requests")
 	fs.IntVar(&cfg.AsyncWorkers, "async-workers", d.AsyncWorkers, "workers processing ?async=true signals")
 	fs.IntVar(&cfg.AsyncQueue, "async-queue", d.AsyncQueue, "async signals queued before 503 queue_full")
 	fs.StringVar(&cfg.LLM, "llm", d.LLM, "LLM provider: sim (simulated) or anthropic (Messages API)")
 	fs.StringVar(&cfg.LLMModel, "llm-model", d.LLMModel, "model name (its family sets the price: opus, sonnet, haiku)")
-	fs.DurationVar(&cfg.LLMTimeout, "llm-timeout", d.LLMTimeout, "timeout of one LLM call")
+	durationVar(fs, &cfg.LLMTimeout, "llm-timeout", d.LLMTimeout, "timeout of one LLM call")
 	fs.StringVar(&cfg.AnthropicURL, "anthropic-url", d.AnthropicURL, "base URL of the Messages API")
 	fs.StringVar(&cfg.AnthropicAPIKey, "anthropic-api-key", "", "Anthropic API key (or ANTHROPIC_API_KEY)")
 	fs.Float64Var(&cfg.LLMLatencyScale, "llm-latency-scale", d.LLMLatencyScale, "simulated LLM: latency multiplier (0: no latency)")
@@ -62,6 +63,35 @@ func newFlagSet(name string, cfg *server.Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	return fs
 }
+
+// durationValue is a time.Duration flag whose errors say how to write one:
+// flag.Duration reports a bare "60" only as "parse error".
+type durationValue time.Duration
+
+func durationVar(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
+	*p = def
+	fs.Var((*durationValue)(p), name, usage+" (a duration with a unit: 500ms, 30s, 5m, 1h)")
+}
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(strings.TrimSpace(s), 64); nerr == nil {
+			return fmt.Errorf("%q has no unit: use a duration with a unit, e.g. 60s (or 500ms, 5m, 1h)", s)
+		}
+		return fmt.Errorf("%q is not a duration: use a duration with a unit, e.g. 60s (or 500ms, 5m, 1h)", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("%q is negative: use a positive duration with a unit, e.g. 60s", s)
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+
+// Get makes it a flag.Getter: effectiveConfig prints durations as strings.
+func (d *durationValue) Get() any { return time.Duration(*d) }
 
 // parseConfig reads HAL9_* variables, then the flags (a flag wins over its
 // variable). getenv is os.LookupEnv in production.

@@ -58,6 +58,17 @@ func TestParseConfig(t *testing.T) {
 			}, ""},
 		{"bad env number", map[string]string{"HAL9_RATE_LIMIT": "fast"}, nil, nil, `HAL9_RATE_LIMIT="fast"`},
 		{"bad env duration", map[string]string{"HAL9_SHUTDOWN_TIMEOUT": "60"}, nil, nil, "HAL9_SHUTDOWN_TIMEOUT"},
+		{"env duration without unit", map[string]string{"HAL9_SHUTDOWN_TIMEOUT": "5"}, nil, nil, "use a duration with a unit, e.g. 60s"},
+		{"flag duration without unit", nil, []string{"--shutdown-timeout", "5"}, nil, "use a duration with a unit, e.g. 60s"},
+		{"flag llm-timeout without unit", nil, []string{"--llm-timeout=30"}, nil, `"30" has no unit: use a duration with a unit`},
+		{"flag l1-ttl garbage", nil, []string{"--l1-ttl", "soon"}, nil, `"soon" is not a duration: use a duration with a unit`},
+		{"env l5-ttl without unit", map[string]string{"HAL9_L5_TTL": "1"}, nil, nil, "HAL9_L5_TTL"},
+		{"flag duration ok", nil, []string{"--shutdown-timeout", "5s", "--l1-ttl=1m"},
+			func(t *testing.T, c serveConfig) {
+				if c.ShutdownTimeout != 5*time.Second || c.L1TTL != time.Minute {
+					t.Fatalf("%+v", c)
+				}
+			}, ""},
 		{"bad env secret redacted", map[string]string{"HAL9_DB_MAX_CONNS": "x"}, nil, nil, "--db-max-conns"},
 		{"unknown flag", nil, []string{"--nope"}, nil, "flag provided but not defined"},
 		{"stray argument", nil, []string{"extra"}, nil, `unexpected argument "extra"`},

@@ -16,6 +16,8 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/hal9-lab/hal9-lab/server"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
 )
@@ -102,6 +104,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 }
 
 func serve(ctx context.Context, cfg server.Config, log *slog.Logger, stderr io.Writer) int {
+	// go-redis logs through a process-wide logger (plain text on stderr by
+	// default); send it into our JSON log, once, here in the binary.
+	redis.SetLogger(server.RedisLogger{Log: log})
 	app, err := server.Open(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "hal9 serve: %v\n", err)

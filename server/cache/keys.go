@@ -25,9 +25,13 @@ func NeuronStateKey(id string) string { return Prefix + "neuron:" + id + ":state
 // SignalKey is hal9:signal:{id}.
 func SignalKey(id string) string { return Prefix + "signal:" + id }
 
-// MemorySearchKey is hal9:memory:search:{hash of query}. Put everything that
+// MemorySearchKey is hal9:memory:search:{user}:{hash of query}. Memories
+// are private to their user, so the user is part of the key: one user's
+// cached results are never served to another. Put everything else that
 // changes the answer (the limit too) into query, e.g. "q=cache&limit=10".
-func MemorySearchKey(query string) string { return Prefix + "memory:search:" + hash32(query) }
+func MemorySearchKey(userID, query string) string {
+	return Prefix + "memory:search:" + userID + ":" + hash32(query)
+}
 
 func hash32(s string) string {
 	sum := sha256.Sum256([]byte(s))

@@ -211,8 +211,11 @@ func TestKeys(t *testing.T) {
 			t.Errorf("%s, want %s", got, want)
 		}
 	}
-	if mk := MemorySearchKey("q=cache"); len(mk) != len("hal9:memory:search:")+32 {
+	if mk := MemorySearchKey("u1", "q=cache"); len(mk) != len("hal9:memory:search:u1:")+32 {
 		t.Errorf("MemorySearchKey = %s", mk)
+	}
+	if MemorySearchKey("alice", "q=cache") == MemorySearchKey("mallory", "q=cache") {
+		t.Error("MemorySearchKey ignores the user: one user's cached search would be served to another")
 	}
 	ttl := DefaultTTLs()
 	if ttl["L2"] != 10*time.Minute || ttl["L3"] != 5*time.Minute || ttl["L4"] != 2*time.Minute || len(ttl) != 5 {

@@ -104,6 +104,12 @@ type Records struct {
 	done    chan struct{}
 	closed  bool
 	flushMu sync.Mutex // one WriteBatch at a time, in queue order
+
+	inflight int // records in the WriteBatch running now (under mu)
+	// fctx is the flusher's context; Close cancels it when its own ctx
+	// ends, so a sink that honours its context stops.
+	fctx    context.Context
+	fcancel context.CancelFunc
 }
 
 // NewRecords returns records over tier (usually a *Layered) and sink (nil:
@@ -133,6 +139,7 @@ func NewRecords(strategy Strategy, tier Tier, sink Sink, opts WriteBehindOptions
 	}
 	r := &Records{strategy: strategy, tier: tier, sink: sink, opts: opts, m: m,
 		kick: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
+	r.fctx, r.fcancel = context.WithCancel(context.Background())
 	if strategy == Behind {
 		if sink == nil {
 			r.deferred = true
@@ -220,8 +227,11 @@ func (r *Records) Pending() int {
 // Flush writes every queued record now.
 func (r *Records) Flush(ctx context.Context) error { return r.flush(ctx, true) }
 
-// Close stops the flusher and flushes what is queued, within ctx. Records it
-// could not write are counted as dropped and reported in the error.
+// Close stops the flusher and flushes what is queued, within ctx. When ctx
+// ends first (a sink that is slow or stuck) Close returns at once: the
+// flusher's context is canceled, and the records still queued plus those in
+// the WriteBatch in flight are counted as dropped and reported in the error
+// (a batch in flight that still succeeds later is then also counted flushed).
 func (r *Records) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -230,14 +240,25 @@ func (r *Records) Close(ctx context.Context) error {
 	}
 	r.closed = true
 	r.mu.Unlock()
+	defer r.fcancel()
 	if r.strategy != Behind {
 		return nil
 	}
 	close(r.closing)
-	<-r.done
-	err := r.flush(ctx, true)
+	finished := make(chan error, 1)
+	go func() {
+		<-r.done // the flusher's current WriteBatch, if any, ends first
+		finished <- r.flush(ctx, true)
+	}()
+	var err error
+	select {
+	case err = <-finished:
+	case <-ctx.Done():
+		r.fcancel()
+		err = ctx.Err()
+	}
 	r.mu.Lock()
-	lost := len(r.queue) - r.head
+	lost := len(r.queue) - r.head + r.inflight
 	r.queue, r.head = nil, 0
 	r.gaugeLocked()
 	r.mu.Unlock()
@@ -304,9 +325,9 @@ func (r *Records) flusher() {
 		case <-r.closing:
 			return
 		case <-t.C:
-			_ = r.flush(context.Background(), true)
+			_ = r.flush(r.fctx, true)
 		case <-r.kick:
-			_ = r.flush(context.Background(), false)
+			_ = r.flush(r.fctx, false)
 		}
 	}
 }
@@ -317,6 +338,9 @@ func (r *Records) flush(ctx context.Context, all bool) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		r.mu.Lock()
 		n := len(r.queue) - r.head
 		if n == 0 || (!all && n < r.opts.MaxBatch) {
@@ -327,11 +351,16 @@ func (r *Records) flush(ctx context.Context, all bool) error {
 		copy(batch, r.queue[r.head:])
 		clear(r.queue[r.head : r.head+len(batch)])
 		r.head += len(batch)
+		r.inflight = len(batch)
 		r.compactLocked()
 		r.gaugeLocked()
 		r.mu.Unlock()
 
-		if err := r.sink.WriteBatch(ctx, batch); err != nil {
+		err := r.sink.WriteBatch(ctx, batch)
+		r.mu.Lock()
+		r.inflight = 0
+		r.mu.Unlock()
+		if err != nil {
 			r.requeue(batch)
 			if r.m != nil {
 				r.m.WBFlushErrors.Inc()
@@ -340,9 +369,6 @@ func (r *Records) flush(ctx context.Context, all bool) error {
 		}
 		if r.m != nil {
 			r.m.WBFlushed.Add(float64(len(batch)))
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
 		}
 	}
 }

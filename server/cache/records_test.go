@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -280,5 +281,64 @@ func TestParseStrategy(t *testing.T) {
 	}
 	if _, err := NewRecords(Behind, newMapTier("p"), nil, WriteBehindOptions{MaxBatch: 100, MaxQueue: 10}, nil); err == nil {
 		t.Error("accepted MaxQueue < MaxBatch")
+	}
+}
+
+// blockingSink blocks every WriteBatch until release is closed or, when
+// honourCtx, its context ends.
+type blockingSink struct {
+	entered   chan int // batch sizes, as WriteBatch starts
+	release   chan struct{}
+	honourCtx bool
+	canceled  chan struct{}
+}
+
+func (s *blockingSink) WriteBatch(ctx context.Context, recs []Record) error {
+	s.entered <- len(recs)
+	if s.honourCtx {
+		select {
+		case <-ctx.Done():
+			close(s.canceled)
+			return ctx.Err()
+		case <-s.release:
+			return nil
+		}
+	}
+	<-s.release
+	return nil
+}
+
+// TestRecordsCloseHonoursContext: with a sink stuck in WriteBatch, Close
+// returns when its ctx ends, reports the unflushed records (the batch in
+// flight and the queued one) and counts them dropped.
+func TestRecordsCloseHonoursContext(t *testing.T) {
+	for _, honour := range []bool{true, false} {
+		t.Run(map[bool]string{true: "sink honours ctx", false: "sink ignores ctx"}[honour], func(t *testing.T) {
+			m := newTestMetrics()
+			sink := &blockingSink{entered: make(chan int, 10), release: make(chan struct{}), honourCtx: honour, canceled: make(chan struct{})}
+			t.Cleanup(func() { close(sink.release) })
+			r, err := NewRecords(Behind, newMapTier("process"), sink, WriteBehindOptions{MaxBatch: 2, MaxQueue: 10, Interval: time.Hour}, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				_ = r.Put(context.Background(), rec(i))
+			}
+			if n := <-sink.entered; n != 2 { // the kicked flush of a full batch is stuck now
+				t.Fatalf("first batch %d records, want 2", n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			err = r.Close(ctx)
+			if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "3 records not written") {
+				t.Fatalf("Close = %v, want 3 records not written: context deadline exceeded", err)
+			}
+			if got := testutil.ToFloat64(m.WBDropped); got != 3 {
+				t.Fatalf("dropped %v, want 3", got)
+			}
+			if honour {
+				<-sink.canceled // the flusher's context was canceled by Close
+			}
+		})
 	}
 }

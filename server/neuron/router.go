@@ -2,8 +2,6 @@ package neuron
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 )
 
@@ -72,7 +71,7 @@ type Options struct {
 	Provider Provider
 	// Cache may be nil: every hop then calls the provider.
 	Cache Cache
-	// Key builds the cache key of a hop; nil uses the cache.LLMKey format.
+	// Key builds the cache key of a hop; nil uses cache.LLMKey.
 	Key func(layer, neuronID, content string) string
 	// TTLs per layer; a missing layer uses DefaultTTL.
 	TTLs      map[string]time.Duration
@@ -119,7 +118,7 @@ func NewRouter(opts Options) (*Router, error) {
 		return nil, errors.New("neuron router: a Provider is required")
 	}
 	if opts.Key == nil {
-		opts.Key = LLMKey
+		opts.Key = cache.LLMKey
 	}
 	if opts.MaxTokens <= 0 {
 		opts.MaxTokens = 512
@@ -135,12 +134,6 @@ func NewRouter(opts Options) (*Router, error) {
 		r.order = append(r.order, n)
 	}
 	return r, nil
-}
-
-// LLMKey is the cache key format hal9:llm:{layer}:{neuron}:{sha256(content)[:32]}.
-func LLMKey(layer, neuronID, content string) string {
-	sum := sha256.Sum256([]byte(content))
-	return "hal9:llm:" + layer + ":" + neuronID + ":" + hex.EncodeToString(sum[:])[:32]
 }
 
 // Input is one signal to process.

@@ -57,6 +57,9 @@ const (
 	SignalFailed    = "failed"
 )
 
+// InterruptedError is the error FailPendingSignals records.
+const InterruptedError = "interrupted by a restart; resubmit"
+
 // Signal is one request that travelled through the neuron hierarchy.
 type Signal struct {
 	ID          string
@@ -92,6 +95,7 @@ type Hop struct {
 // Memory is what a neuron remembers of a processed signal; searchable.
 type Memory struct {
 	ID        int64
+	UserID    string // the signal's user: SaveSignal sets it from Signal.UserID
 	NeuronID  string
 	Layer     string
 	SignalID  string
@@ -129,6 +133,14 @@ type Store interface {
 	// GetSignal returns the signal and its hops ordered by Seq.
 	GetSignal(ctx context.Context, id string) (Signal, []Hop, error)
 
-	// SearchMemories runs a full-text query; results best first.
-	SearchMemories(ctx context.Context, query string, limit int) ([]Memory, error)
+	// FailPendingSignals marks every signal still pending that was created
+	// before the given time as failed (error "interrupted by a restart;
+	// resubmit", CompletedAt now) and returns how many it changed. A server
+	// calls it at start: nothing else would ever finish them.
+	FailPendingSignals(ctx context.Context, before time.Time) (int, error)
+
+	// SearchMemories runs a full-text query over userID's memories only;
+	// results best first. An empty userID matches nothing (memories without
+	// a user are never returned).
+	SearchMemories(ctx context.Context, userID, query string, limit int) ([]Memory, error)
 }

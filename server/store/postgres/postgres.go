@@ -374,7 +374,7 @@ const (
 		completed_at = EXCLUDED.completed_at`
 	sqlInsertHop = `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
 		cost_usd, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-	sqlInsertMemory = `INSERT INTO memories (neuron_id, layer, signal_id, content, created_at) VALUES ($1, $2, $3, $4, $5)`
+	sqlInsertMemory = `INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES ($1, $2, $3, $4, $5, $6)`
 )
 
 // SaveSignal inserts or replaces the signal with its hops and memories.
@@ -411,7 +411,7 @@ func signalBatch(sg store.Signal, hops []store.Hop, mems []store.Memory) *pgx.Ba
 		if at.IsZero() {
 			at = time.Now()
 		}
-		b.Queue(sqlInsertMemory, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), at)
+		b.Queue(sqlInsertMemory, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), at)
 	}
 	return b
 }
@@ -458,28 +458,38 @@ func (s *Store) GetSignal(ctx context.Context, id string) (store.Signal, []store
 	return sg, hops, nil
 }
 
-// SearchMemories runs query through websearch_to_tsquery (which accepts any
+// FailPendingSignals marks signals pending since before `before` failed.
+func (s *Store) FailPendingSignals(ctx context.Context, before time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE signals SET status = 'failed', error = $1, completed_at = now()
+		WHERE status = 'pending' AND created_at < $2`, store.InterruptedError, before)
+	if err != nil {
+		return 0, s.wrap(ctx, "fail pending signals", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// SearchMemories runs userID's memories through websearch_to_tsquery (which accepts any
 // text: quotes make phrases, "or" alternatives, a leading "-" excludes) and
 // ranks matches by ts_rank, best first. A query without words returns nothing.
-func (s *Store) SearchMemories(ctx context.Context, query string, limit int) ([]store.Memory, error) {
+func (s *Store) SearchMemories(ctx context.Context, userID, query string, limit int) ([]store.Memory, error) {
 	q := ftsquery.Clean(query)
-	if q == "" {
+	if q == "" || userID == "" {
 		return nil, ctx.Err()
 	}
 	if limit <= 0 {
 		limit = DefaultSearchLimit
 	}
 	limit = min(limit, MaxSearchLimit)
-	rows, err := s.pool.Query(ctx, `SELECT m.id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at,
+	rows, err := s.pool.Query(ctx, `SELECT m.id, m.user_id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at,
 		ts_rank(m.tsv, q)::float8 AS rank
 		FROM memories m, websearch_to_tsquery('english', $1) q
-		WHERE m.tsv @@ q ORDER BY rank DESC, m.id DESC LIMIT $2`, q, limit)
+		WHERE m.tsv @@ q AND m.user_id = $3 ORDER BY rank DESC, m.id DESC LIMIT $2`, q, limit, userID)
 	if err != nil {
 		return nil, s.wrap(ctx, "search memories", err)
 	}
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Memory, error) {
 		var m store.Memory
-		err := r.Scan(&m.ID, &m.NeuronID, &m.Layer, &m.SignalID, &m.Content, &m.CreatedAt, &m.Rank)
+		err := r.Scan(&m.ID, &m.UserID, &m.NeuronID, &m.Layer, &m.SignalID, &m.Content, &m.CreatedAt, &m.Rank)
 		m.CreatedAt = m.CreatedAt.UTC()
 		return m, err
 	})

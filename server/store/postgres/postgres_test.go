@@ -253,7 +253,7 @@ func TestRestart(t *testing.T) {
 			return s.CreateUser(ctx, store.User{ID: "u", Username: "u", Email: "u@x.org", PasswordHash: "h", CreatedAt: time.Now()})
 		}},
 		{"GetSignal", func(ctx context.Context) error { _, _, err := s.GetSignal(ctx, "before-0"); return err }},
-		{"SearchMemories", func(ctx context.Context) error { _, err := s.SearchMemories(ctx, "x", 1); return err }},
+		{"SearchMemories", func(ctx context.Context) error { _, err := s.SearchMemories(ctx, "u", "x", 1); return err }},
 	}
 	for _, d := range down {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)

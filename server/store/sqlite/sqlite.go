@@ -122,10 +122,12 @@ var queries = map[string]struct {
 	"deleteMemories": {true, `DELETE FROM memories WHERE signal_id = ?`},
 	"insertHop": {true, `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
 		cost_usd, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-	"insertMemory": {true, `INSERT INTO memories (neuron_id, layer, signal_id, content, created_at) VALUES (?, ?, ?, ?, ?)`},
-	"search": {false, `SELECT m.id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at, -bm25(memories_fts)
+	"insertMemory": {true, `INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
+	"search": {false, `SELECT m.id, m.user_id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at, -bm25(memories_fts)
 		FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid
-		WHERE memories_fts MATCH ? ORDER BY bm25(memories_fts), m.id DESC LIMIT ?`},
+		WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY bm25(memories_fts), m.id DESC LIMIT ?`},
+	"failPending": {true, `UPDATE signals SET status = 'failed', error = ?, completed_at = ?
+		WHERE status = 'pending' AND created_at < ?`},
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -441,7 +443,7 @@ func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Ho
 				if at.IsZero() {
 					at = time.Now()
 				}
-				if _, err := ins.ExecContext(ctx, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at)); err != nil {
+				if _, err := ins.ExecContext(ctx, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at)); err != nil {
 					return err
 				}
 			}
@@ -483,16 +485,26 @@ func (s *Store) GetSignal(ctx context.Context, id string) (store.Signal, []store
 	return sg, hops, nil
 }
 
-// SearchMemories finds memories containing every word of query, best first
+// FailPendingSignals marks signals pending since before `before` failed.
+func (s *Store) FailPendingSignals(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.stmts["failPending"].ExecContext(ctx, store.InterruptedError, micros(time.Now()), micros(before))
+	if err != nil {
+		return 0, wrap(ctx, "fail pending signals", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), wrap(ctx, "fail pending signals", err)
+}
+
+// SearchMemories finds userID's memories containing every word of query, best first
 // (BM25). Operators and punctuation in query are treated as separators, so
 // no input is a syntax error; a query without words returns nothing.
-func (s *Store) SearchMemories(ctx context.Context, query string, limit int) ([]store.Memory, error) {
+func (s *Store) SearchMemories(ctx context.Context, userID, query string, limit int) ([]store.Memory, error) {
 	match := ftsquery.FTS5(query)
-	if match == "" {
+	if match == "" || userID == "" {
 		return nil, ctx.Err()
 	}
 	limit = clampLimit(limit)
-	rows, err := s.stmts["search"].QueryContext(ctx, match, limit)
+	rows, err := s.stmts["search"].QueryContext(ctx, match, userID, limit)
 	if err != nil {
 		return nil, wrap(ctx, "search memories", err)
 	}
@@ -501,7 +513,7 @@ func (s *Store) SearchMemories(ctx context.Context, query string, limit int) ([]
 	for rows.Next() {
 		var m store.Memory
 		var created sql.NullInt64
-		if err := rows.Scan(&m.ID, &m.NeuronID, &m.Layer, &m.SignalID, &m.Content, &created, &m.Rank); err != nil {
+		if err := rows.Scan(&m.ID, &m.UserID, &m.NeuronID, &m.Layer, &m.SignalID, &m.Content, &created, &m.Rank); err != nil {
 			return nil, wrap(ctx, "search memories", err)
 		}
 		m.CreatedAt = fromMicros(created)

@@ -156,3 +156,45 @@ func BenchmarkSaveSignal(b *testing.B) {
 		}
 	}
 }
+
+// TestMemoryUserMigration: a database from before 0002_memory_user.sql
+// migrates; its memories take their signal's user, and memories whose
+// signal had no user are never returned.
+func TestMemoryUserMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema version 1, with data written the old way.
+	for _, q := range []string{
+		`DROP INDEX memories_user`,
+		`ALTER TABLE memories DROP COLUMN user_id`,
+		`DELETE FROM schema_migrations WHERE version = 2`,
+		`INSERT INTO signals (id, user_id, layer, neuron_id, content, status, created_at) VALUES
+			('s-alice', 'alice', 'L1', 'n', 'c', 'processed', 1), ('s-anon', '', 'L1', 'n', 'c', 'processed', 1)`,
+		`INSERT INTO memories (neuron_id, layer, signal_id, content, created_at) VALUES
+			('n-alice', 'L1', 's-alice', 'old pelican memory', 1), ('n-anon', 'L1', 's-anon', 'old pelican orphan', 1),
+			('n-gone', 'L1', 's-gone', 'old pelican lost', 1)`,
+	} {
+		if _, err := s.writer.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+
+	r := openAt(t, path) // applies 0002
+	for _, c := range []struct {
+		user string
+		want int
+	}{{"alice", 1}, {"", 0}, {"bob", 0}} {
+		got, err := r.SearchMemories(ctx, c.user, "pelican", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != c.want || (c.want == 1 && (got[0].NeuronID != "n-alice" || got[0].UserID != "alice")) {
+			t.Fatalf("user %q after migration: %+v, want %d of alice's", c.user, got, c.want)
+		}
+	}
+}

@@ -63,6 +63,8 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 	t.Run("Neurons", func(t *testing.T) { testNeurons(t, mustOpen(t)) })
 	t.Run("Signals", func(t *testing.T) { testSignals(t, mustOpen(t)) })
 	t.Run("SearchMemories", func(t *testing.T) { testSearch(t, mustOpen(t)) })
+	t.Run("MemoriesArePerUser", func(t *testing.T) { testMemoryIsolation(t, mustOpen(t)) })
+	t.Run("FailPendingSignals", func(t *testing.T) { testFailPending(t, mustOpen(t)) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceled(t, mustOpen(t)) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, mustOpen(t)) })
 	t.Run("CloseIsDurable", func(t *testing.T) {
@@ -351,7 +353,7 @@ func testSignals(t *testing.T, s store.Store) {
 	sameValue(t, "processed signal", got, done)
 	sameValue(t, "hops ordered by seq", gotHops, hs)
 
-	found, err := s.SearchMemories(ctx, "zanzibar", 10)
+	found, err := s.SearchMemories(ctx, "u-1", "zanzibar", 10)
 	mustNoErr(t, err, "SearchMemories")
 	if len(found) != 2 {
 		t.Fatalf("SearchMemories after save: %d memories, want 2", len(found))
@@ -370,7 +372,7 @@ func testSignals(t *testing.T, s store.Store) {
 	mustNoErr(t, err, "GetSignal after re-save")
 	sameValue(t, "re-saved signal", got, again)
 	sameValue(t, "re-saved hops", gotHops, hs[:2])
-	found, err = s.SearchMemories(ctx, "zanzibar", 10)
+	found, err = s.SearchMemories(ctx, "u-1", "zanzibar", 10)
 	mustNoErr(t, err, "SearchMemories after re-save")
 	if len(found) != 1 || found[0].NeuronID != "l4-a" {
 		t.Fatalf("memories after re-save: %+v, want only l4-a's", found)
@@ -385,7 +387,7 @@ func testSignals(t *testing.T, s store.Store) {
 	mustNoErr(t, err, "GetSignal after a failed save")
 	sameValue(t, "signal after a failed save", got, again)
 	sameValue(t, "hops after a failed save", gotHops, hs[:2])
-	if found, err = s.SearchMemories(ctx, "zanzibar", 10); err != nil || len(found) != 1 {
+	if found, err = s.SearchMemories(ctx, "u-1", "zanzibar", 10); err != nil || len(found) != 1 {
 		t.Fatalf("memories after a failed save: %d, %v; want the 1 from the last good save", len(found), err)
 	}
 
@@ -411,6 +413,79 @@ func testSignals(t *testing.T, s store.Store) {
 		mustNoErr(t, err, "GetSignal in a later month")
 		sameValue(t, "later-month signal", got, sg)
 		sameValue(t, "later-month hops", gh, hops(sg.ID, 2))
+	}
+}
+
+// testMemoryIsolation: user B never sees user A's memories, whatever the
+// query, and memories of a signal without a user are never returned.
+func testMemoryIsolation(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	for _, c := range []struct{ id, user, content string }{
+		{"iso-a", "user-a", "secret walrus plans of alice"},
+		{"iso-b", "user-b", "public walrus notes of bob"},
+		{"iso-none", "", "orphan walrus memory"},
+	} {
+		sg := signal(c.id, now())
+		sg.UserID, sg.Status, sg.CompletedAt = c.user, store.SignalProcessed, now()
+		mem := store.Memory{NeuronID: "n-" + c.id, Layer: "L2", SignalID: sg.ID, Content: c.content, CreatedAt: sg.CreatedAt}
+		mustNoErr(t, s.SaveSignal(ctx, sg, nil, []store.Memory{mem}), "SaveSignal "+c.id)
+	}
+	cases := []struct {
+		user, query string
+		want        []string // neuron ids
+	}{
+		{"user-a", "walrus", []string{"n-iso-a"}},
+		{"user-b", "walrus", []string{"n-iso-b"}},
+		{"user-b", "secret alice", nil},
+		{"user-c", "walrus", nil},
+		{"", "walrus", nil},
+		{"", "orphan", nil},
+	}
+	for _, c := range cases {
+		got, err := s.SearchMemories(ctx, c.user, c.query, 10)
+		mustNoErr(t, err, fmt.Sprintf("SearchMemories(%q, %q)", c.user, c.query))
+		var ids []string
+		for _, m := range got {
+			ids = append(ids, m.NeuronID)
+			if m.UserID != c.user {
+				t.Errorf("SearchMemories(%q, %q) returned a memory of user %q: %+v", c.user, c.query, m.UserID, m)
+			}
+		}
+		if !reflect.DeepEqual(ids, c.want) {
+			t.Errorf("SearchMemories(%q, %q) = %v, want %v", c.user, c.query, ids, c.want)
+		}
+	}
+}
+
+// testFailPending: pending signals created before the cut are failed with
+// store.InterruptedError; later ones and finished ones are untouched.
+func testFailPending(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	cut := now()
+	old := signal("fp-old", cut.Add(-time.Minute))
+	done := signal("fp-done", cut.Add(-time.Minute))
+	done.Status, done.CompletedAt, done.Output = store.SignalProcessed, cut.Add(-time.Second), "ok"
+	fresh := signal("fp-fresh", cut.Add(time.Second))
+	for _, sg := range []store.Signal{old, done, fresh} {
+		mustNoErr(t, s.SaveSignal(ctx, sg, nil, nil), "SaveSignal "+sg.ID)
+	}
+	n, err := s.FailPendingSignals(ctx, cut)
+	mustNoErr(t, err, "FailPendingSignals")
+	if n != 1 {
+		t.Fatalf("FailPendingSignals changed %d signals, want 1 (fp-old)", n)
+	}
+	got, _, err := s.GetSignal(ctx, old.ID)
+	mustNoErr(t, err, "GetSignal fp-old")
+	if got.Status != store.SignalFailed || got.Error != store.InterruptedError || got.CompletedAt.IsZero() {
+		t.Fatalf("fp-old after FailPendingSignals: status %q error %q completed %v", got.Status, got.Error, got.CompletedAt)
+	}
+	for _, want := range []store.Signal{done, fresh} {
+		got, _, err := s.GetSignal(ctx, want.ID)
+		mustNoErr(t, err, "GetSignal "+want.ID)
+		sameValue(t, want.ID+" untouched", got, want)
+	}
+	if n, err := s.FailPendingSignals(ctx, cut); err != nil || n != 0 {
+		t.Fatalf("second FailPendingSignals = %d, %v; want 0, nil", n, err)
 	}
 }
 
@@ -463,7 +538,7 @@ func testSearch(t *testing.T, s store.Store) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := s.SearchMemories(ctx, c.query, c.limit)
+			got, err := s.SearchMemories(ctx, "u-1", c.query, c.limit)
 			mustNoErr(t, err, fmt.Sprintf("SearchMemories(%q, %d)", c.query, c.limit))
 			g := neurons(got)
 			if c.any { // the same set; order between equal ranks is not specified
@@ -493,7 +568,7 @@ func testSearch(t *testing.T, s store.Store) {
 		string([]byte{0xff, 0xfe, 'q'}), // invalid UTF-8
 	}
 	for _, q := range hostile {
-		if _, err := s.SearchMemories(ctx, q, 5); err != nil {
+		if _, err := s.SearchMemories(ctx, "u-1", q, 5); err != nil {
 			t.Errorf("SearchMemories(%q) returned an error; user input must never be a syntax error: %v", q, err)
 		}
 	}
@@ -538,7 +613,7 @@ func testConcurrent(t *testing.T, s store.Store) {
 					return
 				}
 				if i%5 == 0 {
-					if _, err := s.SearchMemories(ctx, "concurrency", 5); err != nil {
+					if _, err := s.SearchMemories(ctx, "u-1", "concurrency", 5); err != nil {
 						errs <- fmt.Errorf("writer %d search: %w", w, err)
 						return
 					}
@@ -564,7 +639,7 @@ func testConcurrent(t *testing.T, s store.Store) {
 			}
 		}
 	}
-	found, err := s.SearchMemories(ctx, "writer3", 100)
+	found, err := s.SearchMemories(ctx, "u-1", "writer3", 100)
 	mustNoErr(t, err, "SearchMemories writer3")
 	if len(found) != perWriter {
 		t.Fatalf("writer3's memories: %d, want %d", len(found), perWriter)
@@ -604,7 +679,7 @@ func testDurable(t *testing.T, open Opener) {
 	mustNoErr(t, err, "GetSignal after reopen")
 	sameValue(t, "signal after reopen", gs, sg)
 	sameValue(t, "hops after reopen", gh, hs)
-	found, err := r.SearchMemories(ctx, "xylophone", 5)
+	found, err := r.SearchMemories(ctx, "u-1", "xylophone", 5)
 	mustNoErr(t, err, "SearchMemories after reopen")
 	if len(found) != 1 || found[0].Content != mem.Content {
 		t.Fatalf("memories after reopen: %+v", found)

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/server/store"
+	"github.com/hal9-lab/hal9-lab/server/store/sqlite"
+)
+
+// flakyStore fails the first `failures` SaveSignal calls.
+type flakyStore struct {
+	store.Store
+	failures int
+	calls    int
+	saved    store.Signal
+}
+
+func (f *flakyStore) SaveSignal(_ context.Context, s store.Signal, _ []store.Hop, _ []store.Memory) error {
+	f.calls++
+	if f.calls <= f.failures {
+		return store.ErrUnavailable
+	}
+	f.saved = s
+	return nil
+}
+
+func TestAsyncFinalSaveRetried(t *testing.T) {
+	cases := []struct {
+		name      string
+		failures  int
+		wantErr   bool
+		wantCalls int
+	}{
+		{"first try", 0, false, 1},
+		{"transient", 2, false, 3},
+		{"persistent", 10, true, 3}, // 1 + len(retryDelays)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := &flakyStore{failures: c.failures}
+			p := &asyncPool{s: &Server{d: Deps{Store: st}, log: discardLogger()},
+				retryDelays: []time.Duration{time.Millisecond, time.Millisecond}}
+			sig := store.Signal{ID: "s", Status: store.SignalProcessed}
+			err := p.saveFinal(context.Background(), sig, nil, nil)
+			if (err != nil) != c.wantErr || !(err == nil || errors.Is(err, store.ErrUnavailable)) {
+				t.Fatalf("saveFinal = %v, want error %v", err, c.wantErr)
+			}
+			if st.calls != c.wantCalls {
+				t.Fatalf("SaveSignal called %d times, want %d", st.calls, c.wantCalls)
+			}
+			if !c.wantErr && st.saved.Status != store.SignalProcessed {
+				t.Fatalf("saved %+v", st.saved)
+			}
+		})
+	}
+}
+
+// TestStartFailsLeftoverPending: a signal left pending by an earlier run (a
+// crash after the 202) is marked failed when the server starts.
+func TestStartFailsLeftoverPending(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "hal9.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := store.Signal{ID: "0193a000-0000-7000-8000-000000000001", UserID: "u", Layer: "L1", NeuronID: "l1-reflexive-1",
+		Content: "cut by a crash", Status: store.SignalPending, CreatedAt: time.Now().Add(-time.Minute).UTC()}
+	if err := st.SaveSignal(ctx, left, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	a := startApp(t, func(c *Config) { c.DataDir = dir })
+	got, _, err := a.app.Store.GetSignal(ctx, left.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != store.SignalFailed || got.Error != store.InterruptedError {
+		t.Fatalf("leftover pending signal after start: status %q error %q; want failed %q", got.Status, got.Error, store.InterruptedError)
+	}
+}
