@@ -38,8 +38,9 @@ alerts: ## promtool check and test the alert and recording rules
 	promtool check rules alerts/*.rules.yml
 	promtool test rules alerts/tests/*.yml
 
-bench: ## Go benchmarks of the server and the engine
+bench: build ## Go benchmarks (server, cache, store, engine) and the engine vs wrk
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(BIN)/hal9-lab bench engine
 
 clean:
 	rm -rf $(BIN) data

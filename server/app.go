@@ -118,14 +118,31 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 	if c, ok := a.Store.(interface{ Collector() prometheus.Collector }); ok {
 		a.Registry.MustRegister(c.Collector())
 	}
-	// Async signals still pending from before this process started were
-	// cut by a crash or kill: no worker will ever finish them. Fail them so
-	// clients polling GET /api/v1/signals/{id} learn to resubmit.
-	if n, err := a.Store.FailPendingSignals(ctx, startedAt); err != nil {
-		return nil, fmt.Errorf("fail signals left pending by an earlier run: %w", err)
-	} else if n > 0 {
-		log.Warn("signals left pending by an earlier run marked failed", "count", n, "error_text", store.InterruptedError)
+	// An async signal pending for longer than pendingMaxAge was cut by a
+	// crash or kill of the server processing it: no worker will ever finish
+	// it. Fail such signals, at start and then every minute, so clients
+	// polling GET /api/v1/signals/{id} learn to resubmit. The age (not this
+	// process's start time) keeps servers sharing one database from failing
+	// each other's live work.
+	if err := a.failStalePending(ctx, startedAt); err != nil {
+		return nil, err
 	}
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-bgCtx.Done():
+				return
+			case now := <-t.C:
+				if err := a.failStalePending(bgCtx, now); err != nil && bgCtx.Err() == nil {
+					log.Warn("failing stale pending signals", "error", err)
+				}
+			}
+		}
+	}()
 	if pg, ok := a.Store.(*postgres.Store); ok {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); pg.RunMaintenance(bgCtx, time.Hour) }()
@@ -469,4 +486,20 @@ func RandomSecret(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// pendingMaxAge bounds how long an async signal may stay pending: far above
+// a full hierarchy of LLM calls at their 30 s timeout behind a full queue.
+const pendingMaxAge = 10 * time.Minute
+
+// failStalePending marks signals pending since before now-pendingMaxAge failed.
+func (a *App) failStalePending(ctx context.Context, now time.Time) error {
+	n, err := a.Store.FailPendingSignals(ctx, now.Add(-pendingMaxAge))
+	if err != nil {
+		return fmt.Errorf("fail signals pending for over %s: %w", pendingMaxAge, err)
+	}
+	if n > 0 {
+		a.log.Warn("signals pending too long (their server stopped) marked failed", "count", n, "max_age", pendingMaxAge.String())
+	}
+	return nil
 }

@@ -60,7 +60,9 @@ func TestAsyncFinalSaveRetried(t *testing.T) {
 }
 
 // TestStartFailsLeftoverPending: a signal left pending by an earlier run (a
-// crash after the 202) is marked failed when the server starts.
+// crash after the 202) is marked failed when the server starts, once it is
+// older than pendingMaxAge; a younger one may belong to another live server
+// sharing the database and is left alone.
 func TestStartFailsLeftoverPending(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -69,8 +71,13 @@ func TestStartFailsLeftoverPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	left := store.Signal{ID: "0193a000-0000-7000-8000-000000000001", UserID: "u", Layer: "L1", NeuronID: "l1-reflexive-1",
-		Content: "cut by a crash", Status: store.SignalPending, CreatedAt: time.Now().Add(-time.Minute).UTC()}
+		Content: "cut by a crash", Status: store.SignalPending, CreatedAt: time.Now().Add(-pendingMaxAge - time.Minute).UTC()}
 	if err := st.SaveSignal(ctx, left, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	young := left
+	young.ID, young.CreatedAt = "0193a000-0000-7000-8000-000000000002", time.Now().Add(-time.Minute).UTC()
+	if err := st.SaveSignal(ctx, young, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
@@ -82,5 +89,8 @@ func TestStartFailsLeftoverPending(t *testing.T) {
 	}
 	if got.Status != store.SignalFailed || got.Error != store.InterruptedError {
 		t.Fatalf("leftover pending signal after start: status %q error %q; want failed %q", got.Status, got.Error, store.InterruptedError)
+	}
+	if got, _, err := a.app.Store.GetSignal(ctx, young.ID); err != nil || got.Status != store.SignalPending {
+		t.Fatalf("a signal pending for a minute (maybe another server's) = %q, %v; want it left pending", got.Status, err)
 	}
 }

@@ -58,7 +58,7 @@ const (
 )
 
 // InterruptedError is the error FailPendingSignals records.
-const InterruptedError = "interrupted by a restart; resubmit"
+const InterruptedError = "not completed: the server processing it stopped; resubmit"
 
 // Signal is one request that travelled through the neuron hierarchy.
 type Signal struct {
@@ -134,9 +134,9 @@ type Store interface {
 	GetSignal(ctx context.Context, id string) (Signal, []Hop, error)
 
 	// FailPendingSignals marks every signal still pending that was created
-	// before the given time as failed (error "interrupted by a restart;
-	// resubmit", CompletedAt now) and returns how many it changed. A server
-	// calls it at start: nothing else would ever finish them.
+	// before the given time as failed (error InterruptedError, CompletedAt
+	// now) and returns how many it changed. Servers call it with a cut-off
+	// far in the past: nothing else would ever finish those signals.
 	FailPendingSignals(ctx context.Context, before time.Time) (int, error)
 
 	// SearchMemories runs a full-text query over userID's memories only;
