@@ -3,6 +3,8 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 PROFILE ?= smoke
+LAB_FLAGS ?=
+GATE_FLAGS ?=
 FUZZTIME ?= 10s
 
 .PHONY: help build lab test vet unit fuzz gate dashboards alerts bench clean
@@ -14,8 +16,8 @@ build: ## build bin/hal9 and bin/hal9-lab
 	$(GO) build -o $(BIN)/hal9 ./cmd/hal9
 	$(GO) build -o $(BIN)/hal9-lab ./cmd/hal9-lab
 
-lab: build ## the lab run: all backends that can be had, the smoke profile, a report in reports/runs/
-	$(BIN)/hal9-lab run --profile $(PROFILE)
+lab: build ## the lab run (PROFILE=smoke, LAB_FLAGS=...): every backend that can be had, a report in reports/runs/
+	$(BIN)/hal9-lab run --profile $(PROFILE) $(LAB_FLAGS)
 
 test: vet unit fuzz alerts ## vet, race-enabled tests, a short fuzz run, promtool checks
 
@@ -28,8 +30,8 @@ unit:
 fuzz: ## short fuzz run of request decoding (FUZZTIME=10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSignalRequest$$' -fuzztime $(FUZZTIME) ./server
 
-gate: build ## nightly performance gate against the stored baseline (exit 99 on regression)
-	$(BIN)/hal9-lab gate --profile nightly
+gate: build ## nightly performance gate (GATE_FLAGS='--against origin/main'); exit 99 on regression
+	$(BIN)/hal9-lab gate --profile nightly $(GATE_FLAGS)
 
 dashboards: ## regenerate dashboards/*.json from the Go generator
 	$(GO) run ./dashboards/cmd/gen -out dashboards

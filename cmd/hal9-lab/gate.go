@@ -3,9 +3,126 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hal9-lab/hal9-lab/lab"
+	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
-// runGate is a placeholder until its issue lands; it fails loudly.
+// runGate is `hal9-lab gate` (what `make gate` calls). Exit codes: 0
+// nothing regressed; 99 a metric regressed; 1 (or 2 for bad flags) when
+// the gate could not run; 130 interrupted.
 func runGate(ctx context.Context, args []string) error {
-	return errors.New("gate: not implemented yet")
+	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
+	var f labFlags
+	f.register(fs, "nightly")
+	runs := fs.Int("runs", 0, "repetitions per backend (default: the profile's gate.runs, else 5)")
+	against := fs.String("against", "", "git ref to build in a temporary worktree and interleave with (A B A B …); default: the stored baseline")
+	refBin := fs.String("reference-bin", "", "an already built reference server instead of --against")
+	baselineFile := fs.String("baseline", "", "baseline file (default reports/baselines/<profile>.json)")
+	var effects multiFlag
+	fs.Var(&effects, "min-effect", "override a minimum effect: METRIC_PATTERN=EFFECT, e.g. '*_ms=15%' or cache_hit_rate=3pt (repeatable)")
+	alpha := fs.Float64("alpha", baseline.Alpha, "significance level of the Mann-Whitney U test")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: hal9-lab gate [flags]\n\nRuns the profile --runs times per backend and compares every metric with the baseline\n(or with --against REF, built in a git worktree and run interleaved): regressed only when the\nU test says so (p < alpha) AND the change exceeds the metric's minimum effect.\nExit 0: nothing regressed; 99: regressed; other: the gate could not run.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	o, err := f.options("gate")
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	g, err := gateOptions(o, *runs, effects, *alpha)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if *against != "" && *refBin != "" {
+		return &exitError{code: 2, err: errors.New("--against and --reference-bin: give one")}
+	}
+	g.Against = *against
+	if *refBin != "" {
+		abs, err := filepath.Abs(*refBin)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--reference-bin: %w", err)}
+		}
+		g.ReferenceBin = abs
+	}
+	if *baselineFile != "" {
+		g.BaselinePath = *baselineFile
+	}
+	sum, err := lab.Gate(ctx, g)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	printVerdicts(sum)
+	fmt.Printf("reports: %s/{report.md,report.html,summary.json,junit.xml}\n", o.OutDir)
+	switch {
+	case ctx.Err() != nil:
+		return &exitError{code: 130, err: errors.New("interrupted: partial report written")}
+	case sum.Gate != nil && sum.Gate.ExitCode == lab.ExitRegressed:
+		return &exitError{code: 99, err: errors.New("performance regressed (see the verdict table)")}
+	case len(sum.LabErrors) > 0:
+		return fmt.Errorf("lab errors: the measurements cannot be trusted (%s)", strings.Join(sum.LabErrors, "; "))
+	}
+	return nil
+}
+
+// gateOptions fills the gate's options from the flags and the profile.
+func gateOptions(o lab.Options, runs int, effects []string, alpha float64) (lab.GateOptions, error) {
+	g := lab.GateOptions{Options: o, Runs: runs, Alpha: alpha}
+	if g.Runs == 0 {
+		g.Runs = o.Profile.Gate.Runs
+	}
+	if g.Runs == 0 {
+		g.Runs = 5
+	}
+	if g.Runs < 1 {
+		return g, fmt.Errorf("--runs %d: want at least 1", runs)
+	}
+	if alpha <= 0 || alpha >= 1 {
+		return g, fmt.Errorf("--alpha %v: want a level in (0,1), e.g. 0.05", alpha)
+	}
+	g.Rules = baseline.DefaultRules()
+	var err error
+	for pat, eff := range o.Profile.Gate.MinEffect {
+		if g.Rules, err = g.Rules.Override(pat, eff); err != nil {
+			return g, fmt.Errorf("profile %s gate.min_effect: %w", o.Profile.Name, err)
+		}
+	}
+	for _, e := range effects {
+		pat, eff, ok := strings.Cut(e, "=")
+		if !ok {
+			return g, fmt.Errorf("--min-effect %q: want METRIC_PATTERN=EFFECT, e.g. '*_ms=15%%'", e)
+		}
+		if g.Rules, err = g.Rules.Override(strings.TrimSpace(pat), eff); err != nil {
+			return g, fmt.Errorf("--min-effect: %w", err)
+		}
+	}
+	return g, nil
+}
+
+// printVerdicts prints the gate's table (the report.md section).
+func printVerdicts(sum *report.RunSummary) {
+	md := report.Markdown(sum)
+	if i := strings.Index(md, "## Gate"); i >= 0 {
+		rest := md[i:]
+		if j := strings.Index(rest, "\n## Results"); j >= 0 {
+			rest = rest[:j]
+		}
+		fmt.Println(strings.TrimSpace(rest))
+		fmt.Println()
+		return
+	}
+	fmt.Println(verdictLine(sum))
 }

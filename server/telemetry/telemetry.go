@@ -144,6 +144,9 @@ func StartProfiling(o ProfilingOptions) (stop func() error, err error) {
 	}
 	o.Logger.Info("continuous profiling on", "pyroscope_url", o.ServerURL, "application", "hal9")
 	return func() error {
+		// Flush first: Stop alone may drop uploads still queued, and the
+		// last interval is what a short lab leg needs most.
+		p.Flush(true)
 		err := p.Stop()
 		runtime.SetMutexProfileFraction(prevMutex)
 		runtime.SetBlockProfileRate(0)

@@ -1,0 +1,316 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/profiles"
+	"github.com/hal9-lab/hal9-lab/lab/report"
+)
+
+// Exit codes of the gate (k6's convention for a failed check).
+const (
+	ExitPass      = 0
+	ExitRegressed = 99
+)
+
+// GateOptions configure `hal9-lab gate` and `hal9-lab baseline update`.
+type GateOptions struct {
+	Options
+	Runs int
+	// Against builds the server at this git ref in a temporary worktree
+	// and interleaves candidate and reference runs (A B A B …). Empty:
+	// compare with the stored baseline file.
+	Against string
+	// ReferenceBin uses an existing reference binary instead of building
+	// Against (tests, or a binary built elsewhere).
+	ReferenceBin string
+	// CandidateEnv / ReferenceEnv are added to the servers of each side
+	// (tests inject a slowdown with HAL9_LLM_LATENCY_SCALE).
+	CandidateEnv, ReferenceEnv map[string]string
+	Rules                      baseline.Rules
+	Alpha                      float64
+	// BaselinePath is the file compared with (default
+	// BaselineDir/<profile>.json).
+	BaselinePath string
+}
+
+// LegSamples turns one leg-run into the gate's per-run values. The
+// rate-limit check is a pass/fail check, not a measurement, and is left
+// out; so are scenarios that did not run to the end.
+func LegSamples(l report.Leg) map[baseline.Key]float64 {
+	out := map[baseline.Key]float64{}
+	for _, sc := range l.Scenarios {
+		if sc.Name == "ratelimit" || sc.Error != "" || sc.Metrics.HTTPReqs == 0 {
+			continue
+		}
+		m := sc.Metrics
+		k := func(metric string) baseline.Key { return baseline.Key{Leg: l.Name, Scenario: sc.Name, Metric: metric} }
+		out[k(baseline.ReqDurationP50)] = m.ReqP50
+		out[k(baseline.ReqDurationP95)] = m.ReqP95
+		out[k(baseline.ReqDurationP99)] = m.ReqP99
+		out[k(baseline.IterRespP50)] = m.IterP50
+		out[k(baseline.IterRespP95)] = m.IterP95
+		out[k(baseline.IterRespP99)] = m.IterP99
+		out[k(baseline.AchievedRate)] = m.AchievedRPS
+		out[k(baseline.ErrorRate)] = m.ErrorRate
+		out[k(baseline.Dropped)] = m.Dropped
+		if sc.Server.CacheLookups > 0 {
+			out[k(baseline.CacheHitRate)] = sc.Server.CacheHitRate
+		}
+		if sc.Server.Requests > 0 {
+			out[k(baseline.CostPer1K)] = sc.Server.CostPer1K
+		}
+	}
+	return out
+}
+
+// collect adds a leg's values to samples.
+func collect(s baseline.Samples, l report.Leg) {
+	for k, v := range LegSamples(l) {
+		s.Add(k, v)
+	}
+}
+
+// Gate runs the profile's scenarios Runs times per backend and compares
+// with the baseline file, or, with Against, with interleaved runs of the
+// reference build. The summary's Gate holds the verdicts; its ExitCode is
+// 0 (nothing regressed) or 99.
+func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
+	if g.Runs < 1 {
+		return nil, fmt.Errorf("gate: --runs %d: want at least 1 (the U test needs %d per side to reach p<0.05)", g.Runs, baseline.MinRuns(baseline.Alpha))
+	}
+	if g.Alpha == 0 {
+		g.Alpha = baseline.Alpha
+	}
+	if g.Rules == nil {
+		g.Rules = baseline.DefaultRules()
+	}
+	var base *baseline.File
+	if g.Against == "" && g.ReferenceBin == "" {
+		if g.BaselinePath == "" {
+			g.BaselinePath = baseline.Path(g.BaselineDir, g.Profile.Name)
+		}
+		var err error
+		if base, err = baseline.Load(g.BaselinePath); err != nil {
+			return nil, err
+		}
+	}
+	s, err := NewSession(ctx, g.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	cand, err := s.Binary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ref := g.ReferenceBin
+	if ref == "" && g.Against != "" {
+		s.Step("building the reference server at %s in a temporary git worktree", g.Against)
+		t := time.Now()
+		ref = filepath.Join(g.OutDir, "bin", "hal9-reference")
+		if err := BuildAtRef(ctx, g.Root, g.Against, ref); err != nil {
+			return nil, err
+		}
+		s.Step("reference built in %s", time.Since(t).Round(100*time.Millisecond))
+	}
+	candS, refS := baseline.Samples{}, baseline.Samples{}
+	for _, name := range s.opts.Backends {
+		if ctx.Err() != nil {
+			break
+		}
+		b, err := s.StartBackend(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return nil, err
+		}
+		if b == nil {
+			continue
+		}
+		for run := 1; run <= g.Runs && ctx.Err() == nil; run++ {
+			// A B A B …: candidate then reference in each round, on the
+			// same infrastructure, so drift of the machine hits both.
+			leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: run, Runs: g.Runs, Role: roleIf(ref, "candidate"), Bin: cand, Env: g.CandidateEnv})
+			s.addGateLeg(ctx, leg, candS)
+			if ref != "" && ctx.Err() == nil {
+				leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: run, Runs: g.Runs, Role: "reference", Bin: ref, Env: g.ReferenceEnv})
+				s.addGateLeg(ctx, leg, refS)
+			}
+		}
+		if err := b.Stop(ctx); err != nil {
+			s.LabError("stop %s infrastructure: %v", name, err)
+		}
+	}
+	s.SetLegLabel("gate")
+	gate := &report.Gate{Runs: g.Runs}
+	if ref != "" {
+		gate.Mode, gate.Against = "against", g.Against
+		if gate.Against == "" {
+			gate.Against = ref
+		}
+		gate.Comparison = baseline.CompareSamples(refS, candS, g.Rules, g.Alpha)
+	} else {
+		gate.Mode, gate.Baseline = "baseline", relTo(g.Root, g.BaselinePath)
+		gate.Comparison = baseline.CompareFile(base, candS, g.Rules, g.Alpha)
+	}
+	gate.Verdict, gate.ExitCode = string(baseline.Pass), ExitPass
+	if gate.Comparison.Regressed() {
+		gate.Verdict, gate.ExitCode = string(baseline.Regressed), ExitRegressed
+	}
+	s.summary.Gate = gate
+	c := gate.Comparison.Counts()
+	s.Step("gate: %s (%d regressed, %d improved, %d inconclusive, %d pass)", strings.ToUpper(gate.Verdict),
+		c[baseline.Regressed], c[baseline.Improved], c[baseline.Inconclusive], c[baseline.Pass])
+	return s.Finish(ctx)
+}
+
+// addGateLeg records a leg-run and its values; a leg that failed is a lab
+// error (the gate cannot judge what it could not measure).
+func (s *Session) addGateLeg(ctx context.Context, leg report.Leg, into baseline.Samples) {
+	s.summary.Legs = append(s.summary.Legs, leg)
+	if leg.Error != "" && ctx.Err() == nil {
+		role := leg.Role
+		if role == "" {
+			role = "candidate"
+		}
+		s.LabError("%s %s run %d failed: %s", leg.Name, role, leg.Run, leg.Error)
+	}
+	collect(into, leg)
+}
+
+func roleIf(ref, role string) string {
+	if ref == "" {
+		return ""
+	}
+	return role
+}
+
+func relTo(root, p string) string {
+	if r, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+// UpdateBaseline runs the profile Runs times per backend and writes the
+// per-run values to BaselineDir/<profile>.json, and the merged profiles to
+// BaselineDir/profiles/<profile>/ (for the report's "grew most" diff).
+func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, string, error) {
+	if g.Runs < 1 {
+		return nil, "", fmt.Errorf("baseline update: --runs %d: want at least %d so the gate's U test can decide", g.Runs, baseline.MinRuns(baseline.Alpha))
+	}
+	s, err := NewSession(ctx, g.Options)
+	if err != nil {
+		return nil, "", err
+	}
+	defer s.Close()
+	bin, err := s.Binary(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	samples := baseline.Samples{}
+	for _, name := range s.opts.Backends {
+		b, err := s.StartBackend(ctx, name)
+		if err != nil {
+			return nil, "", err
+		}
+		if b == nil {
+			continue
+		}
+		for run := 1; run <= g.Runs && ctx.Err() == nil; run++ {
+			leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: run, Runs: g.Runs, Bin: bin})
+			s.summary.Legs = append(s.summary.Legs, leg)
+			if leg.Error != "" {
+				s.LabError("%s run %d failed: %s", name, run, leg.Error)
+			}
+			collect(samples, leg)
+		}
+		if err := b.Stop(ctx); err != nil {
+			s.LabError("stop %s infrastructure: %v", name, err)
+		}
+	}
+	sum, err := s.Finish(ctx)
+	if err != nil {
+		return sum, "", err
+	}
+	if ctx.Err() != nil {
+		return sum, "", errors.New("interrupted: baseline not written")
+	}
+	if len(sum.LabErrors) > 0 {
+		return sum, "", fmt.Errorf("baseline not written: %d lab errors (see %s/report.md)", len(sum.LabErrors), g.OutDir)
+	}
+	if len(samples) == 0 {
+		return sum, "", errors.New("baseline not written: no leg produced measurements")
+	}
+	f := baseline.New(g.Profile.Name, sum.Commit, g.Runs, samples, baseline.Unit)
+	out := g.BaselinePath
+	if out == "" {
+		out = baseline.Path(g.BaselineDir, g.Profile.Name)
+	}
+	if err := f.Save(out); err != nil {
+		return sum, "", err
+	}
+	pdir := BaselineProfileDir(g.BaselineDir, g.Profile.Name)
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		return sum, out, fmt.Errorf("baseline profiles: %w", err)
+	}
+	for _, leg := range s.recv.Legs() {
+		for _, typ := range []string{"cpu", "heap"} {
+			if p := s.recv.Profile(leg, typ); p != nil {
+				if err := profiles.WriteFile(filepath.Join(pdir, profiles.FileName(leg, typ)), p); err != nil {
+					return sum, out, err
+				}
+			}
+		}
+	}
+	return sum, out, nil
+}
+
+// BuildAtRef builds ./cmd/hal9 as it is at ref into out, in a temporary
+// git worktree (removed afterwards), so the working tree is untouched.
+func BuildAtRef(ctx context.Context, root, ref, out string) error {
+	if strings.HasPrefix(ref, "-") {
+		return fmt.Errorf("--against %q: not a git ref", ref)
+	}
+	git := func(args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = root
+		return cmd.CombinedOutput()
+	}
+	if b, err := git("rev-parse", "--verify", "--quiet", ref+"^{commit}"); err != nil {
+		return fmt.Errorf("--against %s: not a commit in %s (%s): fetch it first (e.g. git fetch origin main)", ref, root, strings.TrimSpace(string(b)))
+	}
+	tmp, err := os.MkdirTemp("", "hal9lab-ref-")
+	if err != nil {
+		return fmt.Errorf("create worktree dir: %w", err)
+	}
+	wt := path.Join(tmp, "src")
+	if b, err := git("worktree", "add", "--detach", wt, ref); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("git worktree add %s %s: %w\n%s", wt, ref, err, b)
+	}
+	defer func() {
+		_, _ = git("worktree", "remove", "--force", wt)
+		os.RemoveAll(tmp)
+		_, _ = git("worktree", "prune")
+	}()
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	if err := BuildServer(ctx, wt, abs); err != nil {
+		return fmt.Errorf("build the reference at %s: %w", ref, err)
+	}
+	return nil
+}

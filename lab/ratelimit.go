@@ -1,0 +1,139 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/load"
+)
+
+// rateLimitPath is an anonymous, rate-limited route: one client identity
+// (the lab's IP) for every request.
+const rateLimitPath = "/api/v1/status"
+
+// rateLimitWorkload sends GET rateLimitPath and counts, per scenario, the
+// responses, the 429s and the 429s that carry a valid Retry-After.
+type rateLimitWorkload struct {
+	mu     sync.Mutex
+	counts map[string]*rlCount
+}
+
+type rlCount struct {
+	Total, Limited, WithRetryAfter, Other int64
+}
+
+func newRateLimitWorkload() *rateLimitWorkload {
+	return &rateLimitWorkload{counts: map[string]*rlCount{}}
+}
+
+func (w *rateLimitWorkload) Setup(context.Context, *load.Env) error { return nil }
+
+func (w *rateLimitWorkload) NewVU(int) (load.VU, error) { return rlVU{w}, nil }
+
+type rlVU struct{ w *rateLimitWorkload }
+
+func (v rlVU) Iteration(ctx context.Context, it *load.Iter) error {
+	resp, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: rateLimitPath, Op: "ratelimit", Discard: true})
+	if err != nil {
+		return err
+	}
+	ra, raErr := strconv.Atoi(resp.Header.Get("Retry-After"))
+	okRA := raErr == nil && ra >= 1
+	v.w.mu.Lock()
+	c := v.w.counts[it.Scenario]
+	if c == nil {
+		c = &rlCount{}
+		v.w.counts[it.Scenario] = c
+	}
+	c.Total++
+	switch {
+	case resp.Status == http.StatusTooManyRequests:
+		c.Limited++
+		if okRA {
+			c.WithRetryAfter++
+		}
+	case resp.Status != http.StatusOK:
+		c.Other++
+	}
+	v.w.mu.Unlock()
+	it.Check("429 carries Retry-After ≥ 1 s", resp.Status != http.StatusTooManyRequests || okRA)
+	return nil
+}
+
+// RateLimitResult is the verdict of the rate-limit check.
+type RateLimitResult struct {
+	Limit     float64 `json:"limit"`
+	BelowRate float64 `json:"below_rate"`
+	AboveRate float64 `json:"above_rate"`
+	Below     rlCount `json:"below"`
+	Above     rlCount `json:"above"`
+	// AcceptedRate is what got through per second while sending above.
+	AcceptedRate float64 `json:"accepted_rate"`
+	OK           bool    `json:"ok"`
+	Problems     []string
+	LoadResult   *load.Result `json:"-"`
+}
+
+// rateLimitPlan: "below" at below×limit, then "above" at above×limit,
+// each for d, one second apart so the bucket refills in between.
+func rateLimitPlan(rc RateLimitCheck) *load.Plan {
+	d := rc.Duration.D()
+	mk := func(name string, rate float64, start time.Duration) load.Scenario {
+		vus := int(rate/5) + 5 // a status answer takes ms; few VUs keep up
+		return load.Scenario{Name: name, Executor: load.ConstantArrivalRate, Rate: rate, TimeUnit: time.Second,
+			Duration: d, StartTime: start, PreAllocatedVUs: vus, MaxVUs: 4 * vus, GracefulStop: 5 * time.Second}
+	}
+	return &load.Plan{Name: "ratelimit", Description: "429s with Retry-After at the configured limit, none below it",
+		Scenarios: []load.Scenario{mk("below", rc.Below*rc.Limit, 0), mk("above", rc.Above*rc.Limit, d+time.Second)}}
+}
+
+// runRateLimitCheck drives target (a server started with --rate-limit
+// rc.Limit) and judges the outcome.
+func runRateLimitCheck(ctx context.Context, target string, rc RateLimitCheck, progress io.Writer) (*RateLimitResult, error) {
+	w := newRateLimitWorkload()
+	res, err := load.Run(ctx, rateLimitPlan(rc), load.Options{Target: target, Workload: w, Progress: progress, RunID: "ratelimit-" + randomSuffix()})
+	if err != nil {
+		return nil, fmt.Errorf("rate-limit check: %w", err)
+	}
+	out := &RateLimitResult{Limit: rc.Limit, BelowRate: rc.Below * rc.Limit, AboveRate: rc.Above * rc.Limit, LoadResult: res}
+	w.mu.Lock()
+	if c := w.counts["below"]; c != nil {
+		out.Below = *c
+	}
+	if c := w.counts["above"]; c != nil {
+		out.Above = *c
+	}
+	w.mu.Unlock()
+	if out.Below.Total == 0 || out.Above.Total == 0 {
+		out.Problems = append(out.Problems, fmt.Sprintf("too few requests sent (below %d, above %d)", out.Below.Total, out.Above.Total))
+	}
+	if out.Below.Limited > 0 {
+		out.Problems = append(out.Problems, fmt.Sprintf("%d of %d requests at %.0f req/s (below the limit of %.0f) got 429", out.Below.Limited, out.Below.Total, out.BelowRate, rc.Limit))
+	}
+	if out.Above.Limited == 0 {
+		out.Problems = append(out.Problems, fmt.Sprintf("no 429 among %d requests at %.0f req/s (above the limit of %.0f)", out.Above.Total, out.AboveRate, rc.Limit))
+	}
+	if out.Above.WithRetryAfter < out.Above.Limited {
+		out.Problems = append(out.Problems, fmt.Sprintf("%d of %d 429s lack a valid Retry-After", out.Above.Limited-out.Above.WithRetryAfter, out.Above.Limited))
+	}
+	// At the limit: what got through while sending above it is the limit
+	// rate plus at most one burst (the bucket holds limit tokens).
+	if d := rc.Duration.D().Seconds(); out.Above.Total > 0 && d > 0 {
+		got := float64(out.Above.Total-out.Above.Limited) / d
+		lo, hi := 0.8*rc.Limit, 1.25*(rc.Limit+rc.Limit/d)
+		out.AcceptedRate = got
+		if got < lo || got > hi {
+			out.Problems = append(out.Problems, fmt.Sprintf("while sending %.0f req/s, %.1f req/s got through: want about the limit %.0f (%.0f..%.0f)", out.AboveRate, got, rc.Limit, lo, hi))
+		}
+	}
+	if other := out.Below.Other + out.Above.Other; other > 0 {
+		out.Problems = append(out.Problems, fmt.Sprintf("%d responses were neither 200 nor 429", other))
+	}
+	out.OK = len(out.Problems) == 0
+	return out, nil
+}

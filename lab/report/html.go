@@ -1,0 +1,105 @@
+package report
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"sort"
+
+	"github.com/hal9-lab/hal9-lab/lab/baseline"
+)
+
+//go:embed report.html.tmpl
+var htmlTemplate string
+
+//go:embed charts.js
+var chartsJS string
+
+// chartLeg is one column of charts: the first run of a leg (and role).
+type chartLeg struct {
+	Name      string          `json:"name"`
+	Scenarios []chartScenario `json:"scenarios"`
+}
+
+type chartScenario struct {
+	Name   string        `json:"name"`
+	Series []Point       `json:"series"`
+	Server []ServerPoint `json:"server"`
+}
+
+type chartData struct {
+	Legs []chartLeg        `json:"legs"`
+	Gate []baseline.Result `json:"gate,omitempty"`
+}
+
+// HTML renders report.html: one self-contained page, no network. Tables
+// are rendered here; the charts are drawn as inline SVG by an inline
+// script from the embedded JSON. When the script has drawn them it sets
+// data-rendered="N charts" on <body>; script errors are written into the
+// page (#errors) and counted in data-errors, so a headless browser test
+// can tell a broken page from a good one.
+func HTML(s *RunSummary) ([]byte, error) {
+	t, err := template.New("report").Funcs(template.FuncMap{
+		"ms": ms, "pct": pct, "usd": usd, "usd0": usd0, "mib": mib, "legName": legName, "tiers": tiers,
+		"shutdown": shutdown, "short": short, "num": num, "change": change, "shortFunc": shortFunc,
+		"pct100": func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
+		"ratio":  ratio,
+	}).Parse(htmlTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("parse report template: %w", err)
+	}
+	data, err := json.Marshal(charts(s)) // escapes < > & so it is safe inside <script>
+	if err != nil {
+		return nil, fmt.Errorf("encode chart data: %w", err)
+	}
+	seed := s.Seed
+	if seed.SustainedRPS == 0 {
+		seed = DefaultSeed()
+	}
+	var gateRows []baseline.Result
+	if s.Gate != nil {
+		gateRows = append(gateRows, s.Gate.Comparison.Results...)
+		order := map[baseline.Verdict]int{baseline.Regressed: 0, baseline.Inconclusive: 1, baseline.Improved: 2, baseline.Pass: 3}
+		sort.SliceStable(gateRows, func(i, j int) bool { return order[gateRows[i].Verdict] < order[gateRows[j].Verdict] })
+	}
+	counts := map[string]int{}
+	if s.Gate != nil {
+		for v, n := range s.Gate.Comparison.Counts() {
+			counts[string(v)] = n
+		}
+	}
+	var buf bytes.Buffer
+	err = t.Execute(&buf, map[string]any{
+		"S": s, "Verdict": s.Verdict(), "Duration": duration(s), "Seed": seed,
+		"GateRows": gateRows, "Counts": counts,
+		"Data": template.JS(data), "Script": template.JS(chartsJS),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render report.html: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// charts picks, per leg name and role, the first run's series.
+func charts(s *RunSummary) chartData {
+	var d chartData
+	seen := map[string]bool{}
+	for _, l := range s.Legs {
+		name := legName(l)
+		if seen[name] || len(l.Scenarios) == 0 {
+			continue
+		}
+		seen[name] = true
+		cl := chartLeg{Name: name}
+		for _, sc := range l.Scenarios {
+			cl.Scenarios = append(cl.Scenarios, chartScenario{Name: sc.Name, Series: sc.Series, Server: sc.Server.Series})
+		}
+		d.Legs = append(d.Legs, cl)
+	}
+	if s.Gate != nil {
+		d.Gate = s.Gate.Comparison.Results
+	}
+	return d
+}

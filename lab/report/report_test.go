@@ -1,0 +1,155 @@
+package report
+
+import (
+	"encoding/xml"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/profiles"
+)
+
+// fakeSummary is a plausible three-leg gate run with 40 s of series.
+func fakeSummary(withGate bool) *RunSummary {
+	start := time.Date(2026, 5, 1, 3, 0, 0, 0, time.UTC)
+	s := &RunSummary{Version: Version, Command: "run", Profile: "smoke", StartedAt: start, EndedAt: start.Add(4 * time.Minute),
+		Commit: "0123456789abcdef0123", Machine: baseline.Machine{CPUModel: "Test CPU", Cores: 2, GoVersion: "go1.26"}, Seed: DefaultSeed()}
+	zero := 0
+	for li, name := range []string{"sqlite", "postgres", "postgres+redis"} {
+		l := Leg{Name: name, Run: 1, Infra: "process", Redis: name == "postgres+redis"}
+		t0 := start.Add(time.Duration(li) * time.Minute).UnixMilli()
+		for si, scName := range []string{"smoke", "ratelimit"} {
+			sc := Scenario{Name: scName, Passed: !(li == 1 && si == 0)}
+			base := 8.0 + 4*float64(li)
+			for i := 0; i < 40; i++ {
+				t := t0 + int64(si*45+i)*1000
+				wave := math.Sin(float64(i) / 6)
+				sc.Series = append(sc.Series, Point{T: t, Reqs: 40 + 10*wave, Iters: 20 + 5*wave, Planned: 20, Errors: float64(i % 13 / 12), VUs: 5 + float64(i/8),
+					P50: base + wave, P95: base*2.5 + 2*wave, P99: base*4 + 3*wave})
+				sc.Server.Series = append(sc.Server.Series, ServerPoint{T: t, CacheHitRate: 0.5 + 0.3*float64(i)/40, CostUSD: 0.002 * float64(i), RSSBytes: 60 << 20, CPUSeconds: float64(i) * 0.3})
+			}
+			sc.Metrics = Metrics{HTTPReqs: 1600, Iterations: 800, DurationS: 40, AchievedRPS: 40, PlannedRPS: 20, ErrorRate: 0.002,
+				ReqP50: base, ReqP95: base * 2.5, ReqP99: base * 4, IterP50: base + 1, IterP95: base * 3, IterP99: base * 5, ClientCacheHit: 0.62, ClientCostUSD: 0.08}
+			sc.Thresholds = []Threshold{{Metric: "http_req_duration", Expr: "p(95)<500", OK: true}, {Metric: "http_req_failed", Expr: "rate<0.01", OK: sc.Passed}}
+			sc.Server.CacheHitRate, sc.Server.CostUSD, sc.Server.CostPer1K, sc.Server.Requests = 0.62, 0.08, 0.05, 1600
+			l.Scenarios = append(l.Scenarios, sc)
+		}
+		l.Server = Server{Requests: 3200, CacheHitRate: 0.62, CacheByTier: map[string]float64{"process": 0.5, "redis": 0.12}, TokensIn: 120000, TokensOut: 30000,
+			CostUSD: 0.16, CostPer1K: 0.05, MonthlyUSD: 155520, PeakRSSBytes: 80 << 20, CPUSeconds: 12.5, ExitCode: &zero, ShutdownMS: 310}
+		s.Legs = append(s.Legs, l)
+	}
+	s.Skipped = []Skipped{{Leg: "mysql", Reason: "no such backend"}}
+	s.NoData = []NoData{{Source: "dashboards/overview.json", Name: "DB pool", Expr: "hal9_db_pool_acquire_wait_seconds_total", Reason: "sqlite leg has no pool"}}
+	s.PrometheusChecked = 42
+	s.Profiles = []profiles.LegSummary{{Leg: "sqlite", TopCPU: []profiles.FuncShare{{Name: "github.com/x/y/server.(*Server).handle", Share: 0.21}, {Name: "runtime.mallocgc", Share: 0.12}},
+		TopAlloc: []profiles.FuncShare{{Name: "encoding/json.Marshal", Share: 0.3}}, GrewCPU: []profiles.FuncDelta{{Name: "compress/flate.deflate", BaseShare: 0.01, Share: 0.06, Delta: 0.05}}}}
+	if withGate {
+		s.Command = "gate"
+		c := baseline.Comparison{Warnings: []string{"baseline smoke was measured on another machine"}}
+		k := baseline.Key{Leg: "sqlite", Scenario: "smoke", Metric: baseline.ReqDurationP95}
+		c.Results = append(c.Results, baseline.Compare(k, []float64{20, 21, 19, 20, 22}, []float64{30, 31, 29, 33, 30}, baseline.DefaultRules().For(k.Metric), baseline.Alpha))
+		k2 := baseline.Key{Leg: "postgres", Scenario: "smoke", Metric: baseline.CacheHitRate}
+		c.Results = append(c.Results, baseline.Compare(k2, []float64{0.6, 0.61, 0.62, 0.6, 0.61}, []float64{0.61, 0.6, 0.62, 0.6, 0.61}, baseline.DefaultRules().For(k2.Metric), baseline.Alpha))
+		k3 := baseline.Key{Leg: "postgres", Scenario: "smoke", Metric: baseline.AchievedRate}
+		c.Results = append(c.Results, baseline.Compare(k3, []float64{40}, []float64{41}, baseline.DefaultRules().For(k3.Metric), baseline.Alpha))
+		s.Gate = &Gate{Mode: "against", Against: "origin/main", Runs: 5, Comparison: c, Verdict: "regressed", ExitCode: 99}
+	}
+	return s
+}
+
+func TestWriteAllAndRender(t *testing.T) {
+	dir := t.TempDir()
+	s := fakeSummary(true)
+	paths, err := WriteAll(dir, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 4 {
+		t.Fatalf("paths = %v", paths)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, MarkdownFile))
+	m := string(md)
+	// The verdict table comes first: before the results table.
+	gi, ri := strings.Index(m, "## Gate: REGRESSED"), strings.Index(m, "## Results")
+	if gi < 0 || ri < 0 || gi > ri {
+		t.Errorf("gate table must precede results (gate at %d, results at %d):\n%s", gi, ri, m)
+	}
+	for _, want := range []string{"# HAL9 lab · smoke: REGRESSED", "❌ regressed | sqlite | smoke | http_req_duration_p95_ms", "Total http_reqs: 9600.",
+		"**mysql**: no such backend", "postgres+redis", "monthly projection", "`server.(*Server).handle` 21.0%", "❔ inconclusive"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+
+	var ju junitSuites
+	raw, _ := os.ReadFile(filepath.Join(dir, JUnitFile))
+	if err := xml.Unmarshal(raw, &ju); err != nil {
+		t.Fatalf("junit.xml does not parse: %v", err)
+	}
+	// 3 legs × 2 scenarios × 2 thresholds + 3 server exits + 3 gate + 1 skipped leg + 0 lab errors
+	if ju.Tests != 12+3+3+1 || ju.Failures != 1+1 || ju.Skipped != 1+1 {
+		t.Errorf("junit totals tests=%d failures=%d skipped=%d", ju.Tests, ju.Failures, ju.Skipped)
+	}
+
+	// Re-render from summary.json gives the same Markdown.
+	os.Remove(filepath.Join(dir, MarkdownFile))
+	if _, err := Render(dir); err != nil {
+		t.Fatal(err)
+	}
+	md2, _ := os.ReadFile(filepath.Join(dir, MarkdownFile))
+	if string(md2) != m {
+		t.Errorf("re-rendered report.md differs")
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, HTMLFile))
+	for _, bad := range []string{"http://", "https://"} {
+		if i := strings.Index(string(html), bad); i >= 0 && !strings.Contains(string(html[i:i+40]), "www.w3.org/2000/svg") {
+			t.Errorf("report.html references the network: %q", html[i:i+60])
+		}
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*RunSummary)
+		want string
+	}{
+		{"regressed gate", func(s *RunSummary) {}, "regressed"},
+		{"failed threshold", func(s *RunSummary) { s.Gate = nil }, "failed"},
+		{"pass", func(s *RunSummary) {
+			s.Gate = nil
+			s.Legs[1].Scenarios[0].Passed = true
+		}, "pass"},
+		{"lab error", func(s *RunSummary) {
+			s.Gate = nil
+			s.Legs[1].Scenarios[0].Passed = true
+			s.LabErrors = []string{"client and server cost disagree"}
+		}, "lab error"},
+		{"interrupted", func(s *RunSummary) { s.Gate = nil; s.Interrupted = true }, "interrupted"},
+		{"nothing", func(s *RunSummary) { s.Gate = nil; s.Legs = nil }, "nothing ran"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := fakeSummary(true)
+			tt.mod(s)
+			if got := s.Verdict(); got != tt.want {
+				t.Errorf("Verdict() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Render(dir); err == nil || !strings.Contains(err.Error(), "read run summary") {
+		t.Errorf("missing summary: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, SummaryFile), []byte(`{"version": 7}`), 0o644)
+	if _, err := Render(dir); err == nil || !strings.Contains(err.Error(), "version 7") {
+		t.Errorf("bad version: %v", err)
+	}
+}

@@ -1,0 +1,280 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Scrape is one read of a server's /metrics.
+type Scrape struct {
+	At       time.Time
+	Families map[string]*dto.MetricFamily
+}
+
+// ScrapeMetrics reads url (the admin listener's /metrics) in the text format.
+func ScrapeMetrics(ctx context.Context, client *http.Client, url string) (*Scrape, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("scrape %s: status %d: %s", url, resp.StatusCode, b)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: parse the text format: %w", url, err)
+	}
+	return &Scrape{At: time.Now(), Families: fams}, nil
+}
+
+// Has tells whether the scrape holds a metric family.
+func (s *Scrape) Has(name string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.Families[name]
+	return ok
+}
+
+// Sum adds the values of every series of name whose labels match all of
+// match (a label value "" matches any; "!x" matches anything but x).
+// Counters, gauges and untyped series give their value; histograms and
+// summaries their sample count.
+func (s *Scrape) Sum(name string, match map[string]string) float64 {
+	if s == nil {
+		return 0
+	}
+	f := s.Families[name]
+	if f == nil {
+		return 0
+	}
+	var sum float64
+	for _, m := range f.GetMetric() {
+		if !labelsMatch(m.GetLabel(), match) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
+		case m.Untyped != nil:
+			sum += m.GetUntyped().GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.GetHistogram().GetSampleCount())
+		case m.Summary != nil:
+			sum += float64(m.GetSummary().GetSampleCount())
+		}
+	}
+	return sum
+}
+
+// SumBy groups Sum by one label's values.
+func (s *Scrape) SumBy(name, label string, match map[string]string) map[string]float64 {
+	out := map[string]float64{}
+	if s == nil || s.Families[name] == nil {
+		return out
+	}
+	for _, m := range s.Families[name].GetMetric() {
+		if !labelsMatch(m.GetLabel(), match) {
+			continue
+		}
+		var key string
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				key = l.GetValue()
+			}
+		}
+		one := &Scrape{Families: map[string]*dto.MetricFamily{name: {Type: s.Families[name].Type, Metric: []*dto.Metric{m}}}}
+		out[key] += one.Sum(name, nil)
+	}
+	return out
+}
+
+func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
+	for k, want := range match {
+		var got string
+		for _, l := range labels {
+			if l.GetName() == k {
+				got = l.GetValue()
+			}
+		}
+		switch {
+		case want == "":
+		case strings.HasPrefix(want, "!"):
+			if got == want[1:] {
+				return false
+			}
+		case strings.Contains(want, "|"):
+			if !contains(strings.Split(want, "|"), got) {
+				return false
+			}
+		default:
+			if got != want {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func contains(xs []string, x string) bool {
+	for _, s := range xs {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Delta is after − before of Sum; a counter reset (server restart) gives
+// after's value.
+func Delta(before, after *Scrape, name string, match map[string]string) float64 {
+	a, b := after.Sum(name, match), before.Sum(name, match)
+	if a < b {
+		return a
+	}
+	return a - b
+}
+
+// llmLayers are the cache "layer" label values of LLM responses (the
+// record caches use other values: user, neuron, ...).
+const llmLayers = "L1|L2|L3|L4|L5"
+
+// serverNumbers is what the lab reads from two scrapes.
+type serverNumbers struct {
+	Requests, Status429                float64
+	ByRoute                            map[string]float64
+	Signals                            float64
+	CacheLookups, CacheHits            float64
+	HitsByTier                         map[string]float64
+	LLMRequests, TokensIn, TokensOut   float64
+	CostUSD                            float64
+	PoolAcquires, PoolWaits, PoolWaitS float64
+	CPUSeconds, RSSBytes               float64
+	Missing                            []string
+}
+
+// Metric names the lab reads; Missing lists the ones the server lacked.
+var expectedMetrics = []string{
+	"hal9_http_requests_total", "hal9_cache_requests_total", "hal9_llm_requests_total",
+	"hal9_llm_tokens_total", "hal9_llm_cost_dollars_total", "hal9_signals_total",
+}
+
+// diffServer computes the server-side numbers over [before, after].
+//
+// Cache hit rate: the response cache is layered (process → redis → LLM),
+// every lookup (one per forward hop of a signal) asks the first tier, so
+// lookups = the process tier's requests (all results) and hits = hits
+// summed over tiers plus coalesced waits; a tier's rate is its hits over
+// all lookups, so the tiers add up to the overall rate. This is the
+// workload's hal9_cache_hit (one sample per hop), so the two must agree.
+func diffServer(before, after *Scrape) serverNumbers {
+	var n serverNumbers
+	for _, name := range expectedMetrics {
+		if !after.Has(name) {
+			n.Missing = append(n.Missing, name)
+		}
+	}
+	n.Requests = Delta(before, after, "hal9_http_requests_total", nil)
+	n.Status429 = Delta(before, after, "hal9_http_requests_total", map[string]string{"code": "429"})
+	n.ByRoute = map[string]float64{}
+	for r, v := range after.SumBy("hal9_http_requests_total", "route", nil) {
+		if d := v - before.SumBy("hal9_http_requests_total", "route", nil)[r]; d > 0 {
+			n.ByRoute[r] = d
+		}
+	}
+	n.Signals = Delta(before, after, "hal9_signals_total", nil)
+
+	tiers := map[string]bool{}
+	if after != nil && after.Families["hal9_cache_requests_total"] != nil {
+		for _, m := range after.Families["hal9_cache_requests_total"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "tier" {
+					tiers[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	first := "process"
+	if !tiers[first] {
+		// One tier only (or unknown names): take the busiest as the first.
+		best := -1.0
+		for t := range tiers {
+			if v := Delta(before, after, "hal9_cache_requests_total", map[string]string{"tier": t, "layer": llmLayers}); v > best {
+				first, best = t, v
+			}
+		}
+	}
+	n.CacheLookups = Delta(before, after, "hal9_cache_requests_total", map[string]string{"tier": first, "layer": llmLayers})
+	n.HitsByTier = map[string]float64{}
+	for t := range tiers {
+		h := Delta(before, after, "hal9_cache_requests_total", map[string]string{"tier": t, "layer": llmLayers, "result": "hit"})
+		n.HitsByTier[t] = h
+		n.CacheHits += h
+	}
+	// A hop that waited for an identical in-flight load missed the first
+	// tier and read no other, yet was answered without its own LLM call:
+	// the trace (and the client) count it as a hit, so the server must too.
+	if c := Delta(before, after, "hal9_cache_coalesced_total", map[string]string{"layer": llmLayers}); c > 0 {
+		n.HitsByTier["coalesced"] = c
+		n.CacheHits += c
+	}
+	n.LLMRequests = Delta(before, after, "hal9_llm_requests_total", nil)
+	n.TokensIn = Delta(before, after, "hal9_llm_tokens_total", map[string]string{"direction": "in|input|prompt"})
+	n.TokensOut = Delta(before, after, "hal9_llm_tokens_total", map[string]string{"direction": "out|output|completion"})
+	n.CostUSD = Delta(before, after, "hal9_llm_cost_dollars_total", nil)
+	n.PoolAcquires = Delta(before, after, "hal9_db_pool_acquires_total", nil)
+	n.PoolWaits = Delta(before, after, "hal9_db_pool_empty_acquires_total", nil)
+	n.PoolWaitS = Delta(before, after, "hal9_db_pool_acquire_wait_seconds_total", nil)
+	n.CPUSeconds = Delta(before, after, "process_cpu_seconds_total", nil)
+	n.RSSBytes = after.Sum("process_resident_memory_bytes", nil)
+	return n
+}
+
+// rate returns a/b, 0 when b is 0.
+func rate(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// sortedKeys returns m's keys sorted.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// relDiff is |a−b| / max(|a|,|b|), 0 when both are 0.
+func relDiff(a, b float64) float64 {
+	m := math.Max(math.Abs(a), math.Abs(b))
+	if m == 0 {
+		return 0
+	}
+	return math.Abs(a-b) / m
+}
