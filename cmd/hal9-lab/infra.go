@@ -112,8 +112,26 @@ func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("infra up: write stdout: %w", err)
 	}
 	log.Info("infra: up; Ctrl-C to stop", "mode", env.Mode.String(), "took", time.Since(begin).Round(time.Millisecond))
-	<-ctx.Done()
-	return nil
+	return holdUntilDone(ctx, env.Processes, time.Second)
+}
+
+// holdUntilDone waits for Ctrl-C, or fails as soon as one of the servers it
+// holds exits by itself: the printed URLs would point at nothing.
+func holdUntilDone(ctx context.Context, procs []*infra.Process, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			for _, p := range procs {
+				if !p.Running() {
+					return fmt.Errorf("infra up: the server on %s exited by itself; its log is %s", p.URL(), p.LogPath())
+				}
+			}
+		}
+	}
 }
 
 // shellQuote leaves plain URLs as they are and single-quotes anything else,

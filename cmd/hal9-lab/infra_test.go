@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/infra"
 )
 
 func TestInfraArgs(t *testing.T) {
@@ -109,5 +111,37 @@ func TestInfraUpProcess(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "stopped everything") {
 		t.Errorf("stderr lacks the stop log:\n%s", stderr.String())
+	}
+}
+
+// TestInfraUpNoticesDeadServer: when a server it holds dies, infra up says so
+// and exits instead of holding URLs that point at nothing.
+func TestInfraUpNoticesDeadServer(t *testing.T) {
+	p, err := infra.StartRedisProcess(context.Background(), infra.ProcessOptions{})
+	if err != nil {
+		if os.Getenv("HAL9_REQUIRE_INFRA") == "1" {
+			t.Fatalf("redis-server: %v", err)
+		}
+		t.Skipf("no redis-server: %v", err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	done := make(chan error, 1)
+	go func() { done <- holdUntilDone(context.Background(), []*infra.Process{p}, 10*time.Millisecond) }()
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "exited by itself") || !strings.Contains(err.Error(), p.URL()) {
+			t.Fatalf("err = %v, want it to name the dead server %s", err, p.URL())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("infra up kept holding a dead server for 10 s")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := holdUntilDone(ctx, nil, time.Hour); err != nil {
+		t.Fatalf("Ctrl-C: err = %v, want nil", err)
 	}
 }

@@ -114,6 +114,9 @@ func (p *Process) PID() int {
 	return p.cmd.Process.Pid
 }
 
+// Running reports whether the server process is up (started and not exited).
+func (p *Process) Running() bool { return p.running() }
+
 // running reports whether the server process has not exited.
 func (p *Process) running() bool {
 	p.mu.Lock()
