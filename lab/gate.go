@@ -124,20 +124,7 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 		s.Step("reference built in %s", time.Since(t).Round(100*time.Millisecond))
 	}
 	candS, refS := baseline.Samples{}, baseline.Samples{}
-	for _, name := range s.opts.Backends {
-		if ctx.Err() != nil {
-			break
-		}
-		b, err := s.StartBackend(ctx, name)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return nil, err
-		}
-		if b == nil {
-			continue
-		}
+	err = s.eachBackend(ctx, func(_ int, b *Backend) {
 		for run := 1; run <= g.Runs && ctx.Err() == nil; run++ {
 			// A B A B …: candidate then reference in each round, on the
 			// same infrastructure, so drift of the machine hits both.
@@ -148,9 +135,9 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 				s.addGateLeg(ctx, leg, refS)
 			}
 		}
-		if err := b.Stop(ctx); err != nil {
-			s.LabError("stop %s infrastructure: %v", name, err)
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.SetLegLabel("gate")
 	gate := &report.Gate{Runs: g.Runs}

@@ -273,6 +273,33 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 	return &Backend{Name: name, env: env}, nil
 }
 
+// eachBackend starts each backend of the run in turn, calls legs with it
+// (i is its index in --backends) and stops it. A backend that cannot be had
+// is skipped (the reason is recorded) unless --require-all; an interrupted
+// run stops at the next backend and is not an error.
+func (s *Session) eachBackend(ctx context.Context, legs func(i int, b *Backend)) error {
+	for i, name := range s.opts.Backends {
+		if ctx.Err() != nil {
+			return nil
+		}
+		b, err := s.StartBackend(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if b == nil {
+			continue // skipped, reason recorded
+		}
+		legs(i, b)
+		if err := b.Stop(ctx); err != nil {
+			s.LabError("stop %s infrastructure: %v", name, err)
+		}
+	}
+	return nil
+}
+
 // Stop stops the backend's infrastructure.
 func (b *Backend) Stop(ctx context.Context) error {
 	if b == nil || b.env == nil || b.env.Stop == nil {
@@ -891,27 +918,14 @@ func Run(ctx context.Context, opts Options) (*report.RunSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i, name := range s.opts.Backends {
-		if ctx.Err() != nil {
-			break
-		}
-		b, err := s.StartBackend(ctx, name)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return nil, err
-		}
-		if b == nil {
-			continue // skipped, reason recorded
-		}
+	err = s.eachBackend(ctx, func(i int, b *Backend) {
 		for rep := 1; rep <= s.opts.Repetitions && ctx.Err() == nil; rep++ {
-			leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: rep, Runs: s.opts.Repetitions, Bin: bin, RateLimitCheck: rateLimitOn(s.opts.Profile, name, i) && rep == 1})
+			leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: rep, Runs: s.opts.Repetitions, Bin: bin, RateLimitCheck: rateLimitOn(s.opts.Profile, b.Name, i) && rep == 1})
 			s.summary.Legs = append(s.summary.Legs, leg)
 		}
-		if err := b.Stop(ctx); err != nil {
-			s.LabError("stop %s infrastructure: %v", name, err)
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.prog.setLeg("lab")
 	return s.Finish(ctx)
