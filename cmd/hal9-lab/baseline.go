@@ -25,6 +25,9 @@ func runBaseline(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
+	if err := checkRunsFlag(fs, *runs); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	o, err := f.options("baseline update")
 	if err != nil {
 		return &exitError{code: 2, err: err}

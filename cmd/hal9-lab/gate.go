@@ -35,6 +35,9 @@ func runGate(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := checkRunsFlag(fs, *runs); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	o, err := f.options("gate")
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -125,4 +128,16 @@ func printVerdicts(sum *report.RunSummary) {
 		return
 	}
 	fmt.Println(verdictLine(sum))
+}
+
+// checkRunsFlag rejects an explicit --runs below 1: 0 means "the profile's"
+// only when the flag was not given, so --runs 0 must not silently become a
+// full 5-run gate or baseline.
+func checkRunsFlag(fs *flag.FlagSet, runs int) error {
+	given := false
+	fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "runs" })
+	if given && runs < 1 {
+		return fmt.Errorf("--runs %d: want at least 1 (4 or more for the U test to reach p < 0.05)", runs)
+	}
+	return nil
 }

@@ -32,6 +32,8 @@ func TestLabFlagErrors(t *testing.T) {
 		{"run bad pyroscope", runRun, []string{"--pyroscope-url", "pyroscope:4040"}, "--pyroscope-url"},
 		{"run unknown flag", runRun, []string{"--fast"}, "flag provided but not defined"},
 		{"gate bad runs", runGate, []string{"--runs", "-1"}, "--runs"},
+		{"gate zero runs", runGate, []string{"--runs", "0"}, "--runs 0"},
+		{"baseline zero runs", runBaseline, []string{"update", "--runs", "0"}, "--runs 0"},
 		{"gate bad alpha", runGate, []string{"--alpha", "1.5"}, "--alpha"},
 		{"gate bad min effect", runGate, []string{"--min-effect", "*_ms"}, "METRIC_PATTERN=EFFECT"},
 		{"gate bad min effect value", runGate, []string{"--min-effect", "*_ms=lots"}, "want a percentage"},
