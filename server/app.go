@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
@@ -219,7 +220,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 		rand.Read(secret)
 		log.Warn("no --jwt-secret (HAL9_JWT_SECRET) set: using a random secret; tokens will not survive a restart or work across instances")
 	}
-	authn, err := newAuthenticator(a.Store, secret, cfg.BcryptCost, a.Registry)
+	authn, err := auth.NewService(a.Store, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost}, a.Registry)
 	if err != nil {
 		return nil, err
 	}

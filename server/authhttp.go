@@ -12,48 +12,14 @@ import (
 	"github.com/hal9-lab/hal9-lab/server/store"
 )
 
-// Authenticator is what the HTTP layer needs from server/auth; app.go
-// adapts *auth.Service to it (auth_adapter.go).
-type Authenticator interface {
-	Register(ctx context.Context, username, email, password string) (store.User, error)
-	Login(ctx context.Context, username, password string) (Tokens, store.User, error)
-	Refresh(ctx context.Context, refreshToken string) (Tokens, error)
-	Authenticate(r *http.Request) (Principal, error)
-	CreateAPIKey(ctx context.Context, userID, name string) (string, store.APIKey, error)
-	ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey, error)
-	DeleteAPIKey(ctx context.Context, userID, id string) error
-}
-
-// Tokens are a login's or refresh's answer.
-type Tokens struct {
-	AccessToken  string
-	RefreshToken string
-	ExpiresIn    int // seconds
-}
-
-// Principal is the authenticated caller.
-type Principal struct {
-	UserID   string
-	Username string
-	APIKeyID string // set when the request used X-API-Key
-}
-
-func (p *Principal) limitKey() string {
+// limitKey is the rate-limit identity of an authenticated caller: the API
+// key it used, else its user.
+func limitKey(p *auth.Principal) string {
 	if p.APIKeyID != "" {
 		return "key:" + p.APIKeyID
 	}
 	return "user:" + p.UserID
 }
-
-// Auth errors the adapter maps server/auth's errors to; the message of the
-// wrapped error is shown to the client.
-var (
-	ErrInvalidCredentials = errors.New("invalid username or password")
-	ErrInvalidToken       = errors.New("invalid or expired token")
-	ErrMissingCredentials = errors.New("missing credentials")
-	ErrWeakPassword       = errors.New("weak password")
-	ErrInvalidInput       = errors.New("invalid input")
-)
 
 // requireAuth authenticates the request (Bearer token or X-API-Key) and
 // puts the principal into the request state; 401 otherwise.
@@ -74,11 +40,11 @@ func (s *Server) requireAuth(next http.HandlerFunc) http.HandlerFunc {
 			switch {
 			case errors.Is(err, store.ErrUnavailable):
 				s.storeError(w, r, "authenticate", err)
-			case errors.Is(err, ErrMissingCredentials):
+			case errors.Is(err, auth.ErrMissingCredentials):
 				w.Header().Set("WWW-Authenticate", `Bearer realm="hal9"`)
 				writeError(w, http.StatusUnauthorized, CodeUnauthorized,
 					"authentication required: send Authorization: Bearer <access_token> (from POST /api/v1/auth/login) or X-API-Key: <key>")
-			case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrInvalidCredentials):
+			case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrInvalidCredentials):
 				w.Header().Set("WWW-Authenticate", `Bearer realm="hal9", error="invalid_token"`)
 				writeError(w, http.StatusUnauthorized, CodeUnauthorized, authFailure(err))
 			default:
@@ -204,7 +170,7 @@ func (s *Server) profile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(u)})
 }
 
-func (s *Server) userOf(ctx context.Context, p *Principal) (store.User, error) {
+func (s *Server) userOf(ctx context.Context, p *auth.Principal) (store.User, error) {
 	return s.d.Store.UserByID(ctx, p.UserID)
 }
 
@@ -278,40 +244,38 @@ func (s *Server) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// authError maps the auth errors to answers.
 // authFailure is the 401 message of a rejected access token or API key:
 // auth's precise reason (expired, a refresh token used as an access token,
 // malformed or unknown API key, bad signature) and how to fix it.
 func authFailure(err error) string {
-	reason := err.Error()
 	var hint string
-	switch {
-	case errors.Is(err, auth.ErrTokenExpired):
+	switch auth.FailureReason(err) {
+	case auth.ReasonExpired:
 		hint = "get a new access token with POST /api/v1/auth/refresh or log in again"
-	case strings.Contains(reason, "refresh") && strings.Contains(reason, "token where"):
+	case auth.ReasonWrongType:
 		hint = "send the access_token from POST /api/v1/auth/login, not the refresh_token"
-	case strings.Contains(reason, "API key"):
+	case auth.ReasonBadAPIKey:
 		hint = "create a key with POST /api/v1/auth/api-keys and send it whole in X-API-Key"
 	default:
 		hint = "log in again (POST /api/v1/auth/login) and send Authorization: Bearer <access_token>"
 	}
-	return "authentication failed: " + reason + "; " + hint
+	return "authentication failed: " + err.Error() + "; " + hint
 }
 
+// authError maps the errors of server/auth to answers.
 func (s *Server) authError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	var taken *auth.TakenError
 	switch {
-	case errors.Is(err, ErrInvalidCredentials):
+	case errors.Is(err, auth.ErrInvalidCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hal9"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid username or password")
-	case errors.Is(err, ErrInvalidToken):
+	case errors.Is(err, auth.ErrInvalidToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hal9", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "the refresh token was rejected: "+err.Error()+"; log in again")
-	case errors.Is(err, ErrWeakPassword):
+	case errors.Is(err, auth.ErrInvalidInput): // ErrWeakPassword too
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-	case errors.Is(err, ErrInvalidInput):
-		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusConflict, CodeConflict, strings.TrimPrefix(err.Error(), store.ErrConflict.Error()+": ")+"; log in or pick another")
+	case errors.As(err, &taken):
+		writeError(w, http.StatusConflict, CodeConflict, taken.Error()+"; log in or pick another")
 	default:
 		s.storeError(w, r, what, err)
 	}

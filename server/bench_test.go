@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
+	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 )
@@ -123,7 +124,7 @@ func BenchmarkSignalTiers(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			authn, err := newAuthenticator(app.Store, []byte(strings.Repeat("k", 32)), 4, reg)
+			authn, err := auth.NewService(app.Store, auth.Options{Secret: []byte(strings.Repeat("k", 32)), BcryptCost: 4}, reg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hal9-lab/hal9-lab/server/auth"
 )
 
 // The API handler is, from the outside in:
@@ -34,7 +36,7 @@ const (
 type reqState struct {
 	id        string
 	log       *slog.Logger
-	principal *Principal // set by requireAuth
+	principal *auth.Principal // set by requireAuth
 }
 
 func stateFrom(ctx context.Context) *reqState {
@@ -279,7 +281,7 @@ func (s *Server) limit(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key := "ip:" + clientIP(r)
 		if p := stateFrom(r.Context()).principal; p != nil {
-			key = p.limitKey()
+			key = limitKey(p)
 		}
 		if ok, wait := s.rl.allow(key); !ok {
 			writeRetry(w, http.StatusTooManyRequests, CodeRateLimited,

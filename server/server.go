@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
@@ -27,7 +28,7 @@ import (
 // Deps are what the HTTP layer is built from; app.go wires the real ones.
 type Deps struct {
 	Store  store.Store
-	Auth   Authenticator
+	Auth   *auth.Service
 	Router *neuron.Router
 	// Costs returns the ledger's totals (nil: zeros).
 	Costs func() llm.CostSnapshot

@@ -43,6 +43,46 @@ var (
 	ErrInvalidInput = errors.New("invalid input")
 )
 
+// TakenError is Register's refusal of a username or email already
+// registered. It is a store.ErrConflict; its message names the field.
+type TakenError struct {
+	Field string // "username" or "email"; "" when the store did not say which
+	Value string
+}
+
+func (e *TakenError) Error() string {
+	switch e.Field {
+	case "email":
+		return "email: " + e.Value + " is already registered"
+	case "username":
+		return "username: " + e.Value + " is taken"
+	}
+	return "username or email already registered"
+}
+
+// Is makes a *TakenError a store.ErrConflict.
+func (e *TakenError) Is(target error) bool { return target == store.ErrConflict }
+
+// Failure is a refused credential. Reason is the label it is counted under
+// in hal9_auth_failures_total (ReasonExpired, ReasonWrongType, …), for
+// callers that explain the refusal; the message and the sentinel errors
+// (errors.Is) are Err's.
+type Failure struct {
+	Reason string
+	Err    error
+}
+
+func (f *Failure) Error() string { return f.Err.Error() }
+func (f *Failure) Unwrap() error { return f.Err }
+
+// FailureReason is the Reason of a *Failure in err's chain, "" if none.
+func FailureReason(err error) string {
+	if f := (*Failure)(nil); errors.As(err, &f) {
+		return f.Reason
+	}
+	return ""
+}
+
 // Defaults from the seeds (HAL9's production values).
 const (
 	DefaultAccessTTL     = 15 * time.Minute
@@ -198,9 +238,10 @@ func NewService(st store.Store, opts Options, reg prometheus.Registerer) (*Servi
 	}, nil
 }
 
+// fail counts a refused credential and tags err with the reason.
 func (s *Service) fail(reason string, err error) error {
 	s.failures.WithLabelValues(reason).Inc()
-	return err
+	return &Failure{Reason: reason, Err: err}
 }
 
 // ---- validation ----
@@ -249,7 +290,7 @@ func ValidatePassword(p string) error {
 // ---- users ----
 
 // Register validates the input, hashes the password and creates the user.
-// A taken username or email is store.ErrConflict, with the field named.
+// A taken username or email is a *TakenError (a store.ErrConflict).
 func (s *Service) Register(ctx context.Context, username, email, password string) (store.User, error) {
 	if err := ValidateUsername(username); err != nil {
 		return store.User{}, err
@@ -270,15 +311,14 @@ func (s *Service) Register(ctx context.Context, username, email, password string
 		CreatedAt: s.opts.Now().UTC().Truncate(time.Microsecond),
 	}
 	if err := s.st.CreateUser(ctx, u); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			// Both backends name the violated column in the message.
-			switch msg := err.Error(); {
-			case strings.Contains(msg, "email"):
-				return store.User{}, fmt.Errorf("%w: email: %s is already registered", store.ErrConflict, email)
-			case strings.Contains(msg, "username"):
-				return store.User{}, fmt.Errorf("%w: username: %s is taken", store.ErrConflict, username)
+		if ce := (*store.ConflictError)(nil); errors.As(err, &ce) {
+			switch ce.Field {
+			case "email":
+				return store.User{}, &TakenError{Field: "email", Value: email}
+			case "username":
+				return store.User{}, &TakenError{Field: "username", Value: username}
 			}
-			return store.User{}, fmt.Errorf("%w: username or email already registered", store.ErrConflict)
+			return store.User{}, &TakenError{}
 		}
 		return store.User{}, fmt.Errorf("register %s: %w", username, err)
 	}

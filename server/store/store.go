@@ -16,10 +16,26 @@ var (
 	// ErrNotFound: the record does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: a unique key (username, email, id) is already taken.
+	// Implementations return it as a *ConflictError naming the key.
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the database cannot be reached right now; retry later.
 	ErrUnavailable = errors.New("store unavailable")
 )
+
+// ConflictError is the ErrConflict of a unique key: errors.Is(err,
+// ErrConflict) holds, and errors.As finds which key was taken.
+type ConflictError struct {
+	// Field is the column of the violated UNIQUE constraint ("username",
+	// "email", "hash"); "" for a primary key or a key of several columns.
+	Field string
+	// Detail is the database's message.
+	Detail string
+}
+
+func (e *ConflictError) Error() string { return ErrConflict.Error() + ": " + e.Detail }
+
+// Is makes a *ConflictError an ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
 // User is an account that can log in.
 type User struct {
@@ -113,7 +129,7 @@ type Store interface {
 	// Close releases connections; acknowledged writes are durable before it returns.
 	Close() error
 
-	CreateUser(ctx context.Context, u User) error // ErrConflict on duplicate username or email
+	CreateUser(ctx context.Context, u User) error // ErrConflict (Field username or email) on a duplicate
 	UserByID(ctx context.Context, id string) (User, error)
 	UserByUsername(ctx context.Context, username string) (User, error)
 

@@ -192,7 +192,7 @@ func mapErr(ctx context.Context, err error) error {
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "23505": // unique_violation
-			return fmt.Errorf("%w: %v", store.ErrConflict, err)
+			return &store.ConflictError{Field: uniqueColumn(pe), Detail: err.Error()}
 		case pe.Code == "23503": // foreign_key_violation: the referenced record is missing
 			return fmt.Errorf("%w: referenced record: %v", store.ErrNotFound, err)
 		case unavailableCode(pe.Code):
@@ -204,6 +204,21 @@ func mapErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 	}
 	return err
+}
+
+// uniqueColumn is the column of a violated UNIQUE constraint from its name:
+// PostgreSQL names a column's constraint <table>_<column>_key (a primary
+// key, <table>_pkey, gives "").
+func uniqueColumn(pe *pgconn.PgError) string {
+	col, ok := strings.CutPrefix(pe.ConstraintName, pe.TableName+"_")
+	if !ok || pe.TableName == "" {
+		return ""
+	}
+	col, ok = strings.CutSuffix(col, "_key")
+	if !ok {
+		return ""
+	}
+	return col
 }
 
 // unavailableCode: SQLSTATEs meaning "the server cannot serve you right now".

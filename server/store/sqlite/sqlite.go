@@ -227,8 +227,10 @@ func mapErr(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return fmt.Errorf("%w: %v", store.ErrConflict, err)
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			return &store.ConflictError{Field: uniqueColumn(se.Error()), Detail: err.Error()}
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return &store.ConflictError{Detail: err.Error()}
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			return fmt.Errorf("%w: referenced record: %v", store.ErrNotFound, err)
 		}
@@ -238,6 +240,22 @@ func mapErr(err error) error {
 		}
 	}
 	return err
+}
+
+// uniqueColumn is the column of a UNIQUE violation, from the message
+// SQLite gives it ("UNIQUE constraint failed: users.email"): SQLite reports
+// the columns in no other way. A key of several columns gives "".
+func uniqueColumn(msg string) string {
+	_, cols, ok := strings.Cut(msg, "UNIQUE constraint failed: ")
+	if !ok {
+		return ""
+	}
+	cols, _, _ = strings.Cut(cols, " (") // modernc appends " (code)"
+	if strings.Contains(cols, ",") {
+		return ""
+	}
+	_, col, _ := strings.Cut(cols, ".")
+	return col
 }
 
 // ctxErr prefers the context's error: a query interrupted because the

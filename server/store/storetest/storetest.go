@@ -174,15 +174,21 @@ func testUsers(t *testing.T, s store.Store) {
 	sameValue(t, "UserByUsername", got, a)
 
 	conflicts := []struct {
-		name string
-		u    store.User
+		name  string
+		u     store.User
+		field string // the ConflictError's Field
 	}{
-		{"same username", store.User{ID: "u-x1", Username: a.Username, Email: "x1@example.com", PasswordHash: "h", CreatedAt: now()}},
-		{"same email", store.User{ID: "u-x2", Username: "other", Email: a.Email, PasswordHash: "h", CreatedAt: now()}},
-		{"same id", store.User{ID: a.ID, Username: "other2", Email: "x3@example.com", PasswordHash: "h", CreatedAt: now()}},
+		{"same username", store.User{ID: "u-x1", Username: a.Username, Email: "x1@example.com", PasswordHash: "h", CreatedAt: now()}, "username"},
+		{"same email", store.User{ID: "u-x2", Username: "other", Email: a.Email, PasswordHash: "h", CreatedAt: now()}, "email"},
+		{"same id", store.User{ID: a.ID, Username: "other2", Email: "x3@example.com", PasswordHash: "h", CreatedAt: now()}, ""},
 	}
 	for _, c := range conflicts {
-		wantErr(t, s.CreateUser(ctx, c.u), store.ErrConflict, "CreateUser with "+c.name)
+		err := s.CreateUser(ctx, c.u)
+		wantErr(t, err, store.ErrConflict, "CreateUser with "+c.name)
+		var ce *store.ConflictError
+		if !errors.As(err, &ce) || ce.Field != c.field {
+			t.Fatalf("CreateUser with %s: %#v, want a *store.ConflictError with Field %q", c.name, err, c.field)
+		}
 	}
 	// A conflict must not leave a partial row behind.
 	_, err = s.UserByUsername(ctx, "other")
