@@ -127,10 +127,15 @@ func (c *mapCache) GetOrLoad(ctx context.Context, layer, key string, ttl time.Du
 	return v, CacheResult{}, nil
 }
 
+// testKey is a hop's cache key: one per layer, neuron and content.
+func testKey(layer, neuronID, content string) string {
+	return layer + "\x00" + neuronID + "\x00" + content
+}
+
 func TestRouterProcess(t *testing.T) {
 	p := &fakeProvider{}
 	reg := prometheus.NewRegistry()
-	r, err := NewRouter(Options{Provider: p, Cache: &mapCache{m: map[string][]byte{}}, Metrics: NewMetrics(reg)})
+	r, err := NewRouter(Options{Provider: p, Cache: &mapCache{m: map[string][]byte{}}, Key: testKey, Metrics: NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}

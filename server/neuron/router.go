@@ -12,14 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 )
-
-// Provider completes one prompt; *llm.Guard satisfies it.
-type Provider interface {
-	Complete(ctx context.Context, req llm.Request) (llm.Response, error)
-}
 
 // CacheResult says where a cached value came from.
 type CacheResult struct {
@@ -28,8 +22,8 @@ type CacheResult struct {
 	Coalesced bool   // waited for an identical in-flight load
 }
 
-// Cache is the per-layer response cache the router reads through; the
-// server adapts *cache.Layered to it.
+// Cache is the per-layer response cache the router reads through;
+// server/app adapts *cache.Layered to it.
 type Cache interface {
 	GetOrLoad(ctx context.Context, layer, key string, ttl time.Duration,
 		load func(context.Context) ([]byte, error)) ([]byte, CacheResult, error)
@@ -68,10 +62,12 @@ func (e *HopError) Unwrap() error { return e.Err }
 // Options configure a Router.
 type Options struct {
 	Topology Topology
-	Provider Provider
+	// Provider answers the hops: *llm.Guard in the server.
+	Provider llm.Provider
 	// Cache may be nil: every hop then calls the provider.
 	Cache Cache
-	// Key builds the cache key of a hop; nil uses cache.LLMKey.
+	// Key builds the cache key of a hop (cache.LLMKey in the server);
+	// required with a Cache.
 	Key func(layer, neuronID, content string) string
 	// TTLs per layer; a missing layer uses DefaultTTL.
 	TTLs      map[string]time.Duration
@@ -117,8 +113,8 @@ func NewRouter(opts Options) (*Router, error) {
 	if opts.Provider == nil {
 		return nil, errors.New("neuron router: a Provider is required")
 	}
-	if opts.Key == nil {
-		opts.Key = cache.LLMKey
+	if opts.Cache != nil && opts.Key == nil {
+		return nil, errors.New("neuron router: a Cache needs a Key function")
 	}
 	if opts.MaxTokens <= 0 {
 		opts.MaxTokens = 512
@@ -400,8 +396,8 @@ func systemPrompt(n *node) string {
 		". Turn the input into concise guidance for the layer below you."
 }
 
-// NeuronInfo is one neuron's state for the API.
-type NeuronInfo struct {
+// Info is one neuron's state for the API.
+type Info struct {
 	ID           string  `json:"id"`
 	Layer        string  `json:"layer"`
 	Role         string  `json:"role"`
@@ -413,7 +409,7 @@ type NeuronInfo struct {
 	LastError    string  `json:"last_error,omitempty"`
 }
 
-func (r *Router) info(n *node) NeuronInfo {
+func (r *Router) info(n *node) Info {
 	breaker := "closed"
 	if r.opts.BreakerState != nil {
 		if s := r.opts.BreakerState(n.Layer); s != "" {
@@ -421,7 +417,7 @@ func (r *Router) info(n *node) NeuronInfo {
 		}
 	}
 	p, f := n.processed.Load(), n.failed.Load()
-	ni := NeuronInfo{ID: n.ID, Layer: n.Layer, Role: Role(n.Layer), State: StateActive,
+	ni := Info{ID: n.ID, Layer: n.Layer, Role: Role(n.Layer), State: StateActive,
 		Processed: p, Failed: f, Breaker: breaker}
 	if p+f > 0 {
 		ni.AvgLatencyMS = float64(n.durationNS.Load()) / float64(p+f) / 1e6
@@ -436,8 +432,8 @@ func (r *Router) info(n *node) NeuronInfo {
 }
 
 // Neurons lists every neuron's state, by layer then number.
-func (r *Router) Neurons() []NeuronInfo {
-	out := make([]NeuronInfo, 0, len(r.order))
+func (r *Router) Neurons() []Info {
+	out := make([]Info, 0, len(r.order))
 	for _, n := range r.order {
 		out = append(out, r.info(n))
 	}
@@ -445,10 +441,10 @@ func (r *Router) Neurons() []NeuronInfo {
 }
 
 // Neuron returns one neuron's state.
-func (r *Router) Neuron(id string) (NeuronInfo, bool) {
+func (r *Router) Neuron(id string) (Info, bool) {
 	n, ok := r.byID[id]
 	if !ok {
-		return NeuronInfo{}, false
+		return Info{}, false
 	}
 	return r.info(n), true
 }

@@ -153,8 +153,8 @@ type Spec struct {
 	Layer string
 }
 
-// NeuronID builds the id of the i-th (1-based) neuron of a layer: "l3-design-1".
-func NeuronID(layer string, i int) string {
+// ID builds the id of the i-th (1-based) neuron of a layer: "l3-design-1".
+func ID(layer string, i int) string {
 	return fmt.Sprintf("l%d-%s-%d", LayerIndex(layer), Role(layer), i)
 }
 
@@ -163,7 +163,7 @@ func (t Topology) Specs() []Spec {
 	var out []Spec
 	for _, l := range Layers {
 		for i := 1; i <= t[l]; i++ {
-			out = append(out, Spec{ID: NeuronID(l, i), Layer: l})
+			out = append(out, Spec{ID: ID(l, i), Layer: l})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Layer < out[j].Layer })
