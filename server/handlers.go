@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 )
@@ -134,9 +133,6 @@ func (s *Server) metricsSnapshot(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// SearchTTL is how long a memory search result is cached.
-const SearchTTL = 30 * time.Second
-
 // searchMemories is GET /api/v1/memories/search?q=&limit= (limit 1..100, default 20).
 func (s *Server) searchMemories(w http.ResponseWriter, r *http.Request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
@@ -184,10 +180,7 @@ func (s *Server) searchMemories(w http.ResponseWriter, r *http.Request) {
 		err  error
 	)
 	if s.d.Search != nil {
-		// Cache-aside with a short TTL: search results may lag new
-		// memories by up to SearchTTL.
-		body, _, err = s.d.Search.GetOrLoad(r.Context(), "search",
-			cache.MemorySearchKey(userID, strconv.Itoa(limit)+"\x00"+q), SearchTTL, load)
+		body, err = s.d.Search.GetOrLoad(r.Context(), userID, q, limit, load)
 	} else {
 		body, err = load(r.Context())
 	}

@@ -1,6 +1,8 @@
 // Package server is HAL9's HTTP side: routes, middleware, handlers, the
-// admin listener, the async signal workers, and the wiring of store, cache,
-// LLM and neurons behind them (app.go), with graceful shutdown.
+// admin listener, the async signal workers and the steps of a graceful
+// shutdown. It knows the store.Store interface and small interfaces of its
+// own for the caches, never a database driver or Redis: server/app wires
+// the real ones behind it.
 package server
 
 import (
@@ -19,13 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hal9-lab/hal9-lab/server/auth"
-	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 	"github.com/hal9-lab/hal9-lab/server/store"
 )
 
-// Deps are what the HTTP layer is built from; app.go wires the real ones.
+// Deps are what the HTTP layer is built from; server/app wires the real ones.
 type Deps struct {
 	Store  store.Store
 	Auth   *auth.Service
@@ -39,8 +40,8 @@ type Deps struct {
 	// Signals caches signal records (cache-aside reads, write-through or
 	// write-behind writes); nil reads and writes the store directly.
 	Signals SignalRecords
-	// Search caches memory search results (cache-aside); nil: no cache.
-	Search searchCache
+	// Search caches memory search results; nil: no cache.
+	Search SearchCache
 	// Registry serves /metrics; the server registers its own metrics on it.
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
@@ -65,10 +66,13 @@ type SignalRecords interface {
 	Fill(ctx context.Context, s store.Signal, hops []store.Hop)
 }
 
-// searchCache is the part of *cache.Layered the search handler uses.
-type searchCache interface {
-	GetOrLoad(ctx context.Context, layer, key string, ttl time.Duration,
-		load func(context.Context) ([]byte, error)) ([]byte, cache.Result, error)
+// SearchCache caches memory search answers in front of the store
+// (cache-aside with a short TTL, so answers may lag new memories by that
+// long). An answer depends on the user, the query and the limit only.
+type SearchCache interface {
+	// GetOrLoad returns the cached answer, or load's (which it caches).
+	GetOrLoad(ctx context.Context, userID, query string, limit int,
+		load func(context.Context) ([]byte, error)) ([]byte, error)
 }
 
 // Server holds the handlers.

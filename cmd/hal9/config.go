@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hal9-lab/hal9-lab/server"
+	"github.com/hal9-lab/hal9-lab/server/app"
 )
 
 // secretFlags are never printed.
@@ -25,10 +25,10 @@ func envName(flagName string) string {
 }
 
 // newFlagSet defines every serve flag on cfg (pre-filled with defaults).
-func newFlagSet(name string, cfg *server.Config, out io.Writer) *flag.FlagSet {
+func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	d := server.DefaultConfig()
+	d := app.DefaultConfig()
 	*cfg = d
 	fs.StringVar(&cfg.Addr, "addr", d.Addr, "API listen address (host:port)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", d.AdminAddr, "admin listen address: /metrics, /debug/pprof, /health, /readyz")
@@ -95,8 +95,8 @@ func (d *durationValue) Get() any { return time.Duration(*d) }
 
 // parseConfig reads HAL9_* variables, then the flags (a flag wins over its
 // variable). getenv is os.LookupEnv in production.
-func parseConfig(name string, args []string, getenv func(string) (string, bool), out io.Writer) (server.Config, *flag.FlagSet, error) {
-	var cfg server.Config
+func parseConfig(name string, args []string, getenv func(string) (string, bool), out io.Writer) (app.Config, *flag.FlagSet, error) {
+	var cfg app.Config
 	fs := newFlagSet(name, &cfg, out)
 	fs.Usage = func() {
 		out := fs.Output()
@@ -156,7 +156,7 @@ func cleanFlagErr(err error) string {
 
 // effectiveConfig renders the flags as a JSON object (flag name → value),
 // secrets redacted and the database default filled in.
-func effectiveConfig(fs *flag.FlagSet, cfg server.Config) ([]byte, error) {
+func effectiveConfig(fs *flag.FlagSet, cfg app.Config) ([]byte, error) {
 	m := map[string]any{}
 	fs.VisitAll(func(f *flag.Flag) {
 		var v any = f.Value.String()
@@ -172,11 +172,11 @@ func effectiveConfig(fs *flag.FlagSet, cfg server.Config) ([]byte, error) {
 				v = "REDACTED"
 			}
 		case urlFlags[f.Name]:
-			v = server.RedactURL(f.Value.String())
+			v = app.RedactURL(f.Value.String())
 		}
 		m[f.Name] = v
 	})
-	m["database-url"] = server.RedactURL(cfg.EffectiveDatabaseURL())
+	m["database-url"] = app.RedactURL(cfg.EffectiveDatabaseURL())
 	if cfg.JWTSecret == "" {
 		m["jwt-secret"] = "(random at start)"
 	}

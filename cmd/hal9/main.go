@@ -1,6 +1,6 @@
 // Command hal9 is the HAL9 neuron server: `hal9 serve`, `hal9 migrate`,
-// `hal9 config`, `hal9 version`. It only parses flags and wires packages;
-// the server lives in package server.
+// `hal9 config`, `hal9 version`. It only parses flags and calls server/app,
+// which wires the server.
 package main
 
 import (
@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/hal9-lab/hal9-lab/server"
+	"github.com/hal9-lab/hal9-lab/server/app"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
 )
 
@@ -93,31 +93,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintln(stdout, string(b))
 		return 0
 	case "migrate":
-		if err := server.Migrate(ctx, cfg, log); err != nil {
+		if err := app.Migrate(ctx, cfg, log); err != nil {
 			fmt.Fprintf(stderr, "hal9 migrate: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "migrations applied to %s\n", server.RedactURL(cfg.EffectiveDatabaseURL()))
+		fmt.Fprintf(stdout, "migrations applied to %s\n", app.RedactURL(cfg.EffectiveDatabaseURL()))
 		return 0
 	}
 	return serve(ctx, cfg, log, stderr)
 }
 
-func serve(ctx context.Context, cfg server.Config, log *slog.Logger, stderr io.Writer) int {
+func serve(ctx context.Context, cfg app.Config, log *slog.Logger, stderr io.Writer) int {
 	// go-redis logs through a process-wide logger (plain text on stderr by
 	// default); send it into our JSON log, once, here in the binary.
-	redis.SetLogger(server.RedisLogger{Log: log})
-	app, err := server.Open(ctx, cfg, log)
+	redis.SetLogger(app.RedisLogger{Log: log})
+	srv, err := app.Open(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "hal9 serve: %v\n", err)
 		return 1
 	}
-	if err := app.Listen(); err != nil {
-		app.Close(context.Background())
+	if err := srv.Listen(); err != nil {
+		srv.Close(context.Background())
 		fmt.Fprintf(stderr, "hal9 serve: %v\n", err)
 		return 1
 	}
-	if err := app.Serve(ctx); err != nil {
+	if err := srv.Serve(ctx); err != nil {
 		log.Error("shutdown finished with errors", "error", err)
 		return 1
 	}

@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
-	"github.com/hal9-lab/hal9-lab/server"
+	"github.com/hal9-lab/hal9-lab/server/app"
 )
 
-type serveConfig = server.Config
+type serveConfig = app.Config
 
 func TestMain(m *testing.M) { infratest.Main(m) }
 

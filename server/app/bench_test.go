@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
+	"github.com/hal9-lab/hal9-lab/server"
 	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
@@ -22,8 +23,8 @@ import (
 
 func TestMain(m *testing.M) { infratest.Main(m) }
 
-// benchApp opens a full App (no listeners) for in-process round trips.
-func benchApp(b *testing.B, mutate func(*Config)) *App {
+// benchApp opens a full Server (no listeners) for in-process round trips.
+func benchApp(b *testing.B, mutate func(*Config)) *Server {
 	b.Helper()
 	cfg := testConfig(b)
 	if mutate != nil {
@@ -77,7 +78,7 @@ func roundTrip(b *testing.B, h http.Handler, tok string, body []byte, wantCache 
 // write of the signal, its hops and memories, the JSON answer).
 func BenchmarkSignalCachedRoundTrip(b *testing.B) {
 	app := benchApp(b, nil)
-	h := app.Server.Handler()
+	h := app.HTTP.Handler()
 	tok := token(b, h)
 	body := []byte(`{"content":"benchmark the cached path","layer":"L3"}`)
 	roundTrip(b, h, tok, body, "miss")
@@ -128,7 +129,7 @@ func BenchmarkSignalTiers(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv, err := New(Deps{Store: app.Store, Auth: authn, Router: router, Registry: reg})
+			srv, err := server.New(server.Deps{Store: app.Store, Auth: authn, Router: router, Registry: reg})
 			if err != nil {
 				b.Fatal(err)
 			}

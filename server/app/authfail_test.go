@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"net/http"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/hal9-lab/hal9-lab/server"
 )
 
 // TestAuthFailureReasons: a 401 says exactly why the credentials were
@@ -37,7 +38,7 @@ func TestAuthFailureReasons(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := a.do("GET", "/api/v1/auth/profile", nil, c.hdr...)
-			if r.Status != http.StatusUnauthorized || r.errCode() != CodeUnauthorized {
+			if r.Status != http.StatusUnauthorized || r.errCode() != server.CodeUnauthorized {
 				t.Fatalf("%d %s", r.Status, r.Body)
 			}
 			for _, w := range c.want {
@@ -78,7 +79,7 @@ func TestFailedAuthRateLimited(t *testing.T) {
 		t.Fatalf("statuses %v: no 429 for a flood of bad keys", got)
 	}
 	r := a.do("GET", "/api/v1/auth/profile", nil, "X-API-Key", "hal9_bad")
-	if r.Status == http.StatusTooManyRequests && (r.errCode() != CodeRateLimited || r.Header.Get("Retry-After") == "") {
+	if r.Status == http.StatusTooManyRequests && (r.errCode() != server.CodeRateLimited || r.Header.Get("Retry-After") == "") {
 		t.Fatalf("429 without rate_limited code or Retry-After: %v %s", r.Header, r.Body)
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 // RedisLogger routes go-redis's own log lines (plain-text "redis: …
 // failed to dial" on stderr by default) into the JSON log: failures at
 // warn, the rest at debug. go-redis's logger is process-wide, so the binary
-// installs it once at start with redis.SetLogger(server.RedisLogger{Log: log});
+// installs it once at start with redis.SetLogger(app.RedisLogger{Log: log});
 // a library must not.
 type RedisLogger struct{ Log *slog.Logger }
 

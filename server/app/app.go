@@ -1,9 +1,13 @@
-package server
+// Package app is HAL9's one composition root: the configuration of `hal9
+// serve` (Config, its defaults and validation) and the wiring of the store,
+// the cache tiers, the LLM provider and its guard, the neurons, the auth
+// service and the background workers into a running server.Server on two
+// listeners, with graceful shutdown. cmd/hal9 parses flags and calls it.
+package app
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hal9-lab/hal9-lab/server"
 	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/cache"
 	"github.com/hal9-lab/hal9-lab/server/llm"
@@ -27,15 +32,15 @@ import (
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
 )
 
-// App is a wired server: store, cache tiers, LLM guard, neurons, HTTP
+// Server is a wired HAL9: store, cache tiers, LLM guard, neurons, HTTP
 // handlers, and the two listeners. Open builds it, Listen binds, Serve runs
 // until the context ends and then shuts down gracefully.
-type App struct {
+type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	Registry *prometheus.Registry
 	Store    store.Store
-	Server   *Server
+	HTTP     *server.Server
 	Router   *neuron.Router
 	Guard    *llm.Guard
 	Process  *cache.Process
@@ -84,7 +89,7 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 }
 
 // Open validates cfg and wires everything; nothing listens yet.
-func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -93,7 +98,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 	}
 	topo, _ := cfg.ParseTopology()
 	startedAt := time.Now()
-	a := &App{cfg: cfg, log: log, Registry: telemetry.NewRegistry(telemetry.Build{Version: cfg.Version})}
+	a := &Server{cfg: cfg, log: log, Registry: telemetry.NewRegistry(telemetry.Build{Version: cfg.Version})}
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())
@@ -129,21 +134,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 		return nil, err
 	}
 	a.bg.Add(1)
-	go func() {
-		defer a.bg.Done()
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-bgCtx.Done():
-				return
-			case now := <-t.C:
-				if err := a.failStalePending(bgCtx, now); err != nil && bgCtx.Err() == nil {
-					log.Warn("failing stale pending signals", "error", err)
-				}
-			}
-		}
-	}()
+	go func() { defer a.bg.Done(); a.sweepStalePending(bgCtx, time.Minute) }()
 	if pg, ok := a.Store.(*postgres.Store); ok {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); pg.RunMaintenance(bgCtx, time.Hour) }()
@@ -162,14 +153,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 			return nil, err
 		}
 		a.Registry.MustRegister(a.Redis.Collector())
+		tiers = append(tiers, a.Redis)
 		if herr := a.Redis.Healthy(ctx); herr != nil {
 			log.Warn("redis is not answering; serving from the process tier until it does", "redis", RedactURL(cfg.RedisURL), "error", herr)
 		}
 	}
 	layered := cache.NewLayered(cm, tiers...)
-	if a.Redis != nil {
-		layered = cache.NewLayered(cm, a.Process, a.Redis)
-	}
 	strategy, _ := cache.ParseStrategy(cfg.CacheStrategy)
 	a.signalRecords, err = cache.NewRecords(strategy, layered, nil, cache.WriteBehindOptions{}, cm)
 	if err != nil {
@@ -229,11 +218,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 	if a.Redis != nil {
 		redisHealth = a.Redis.Healthy
 	}
-	a.Server, err = New(Deps{
+	a.HTTP, err = server.New(server.Deps{
 		Store: a.Store, Auth: authn, Router: a.Router,
 		Costs: ledger.Snapshot, Breakers: a.Guard.BreakerStates, RedisHealth: redisHealth,
 		Signals:  signalRecords{a.signalRecords},
-		Search:   layered,
+		Search:   searchCache{layered},
 		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit,
 		AsyncWorkers: cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, Version: cfg.Version,
 	})
@@ -243,113 +232,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error)
 	return a, nil
 }
 
-// layeredCache adapts *cache.Layered to neuron.Cache.
-type layeredCache struct{ l *cache.Layered }
-
-func (c layeredCache) GetOrLoad(ctx context.Context, layer, key string, ttl time.Duration, load func(context.Context) ([]byte, error)) ([]byte, neuron.CacheResult, error) {
-	b, r, err := c.l.GetOrLoad(ctx, layer, key, ttl, load)
-	return b, neuron.CacheResult{Hit: r.Hit, Tier: r.Tier, Coalesced: r.Coalesced}, err
-}
-
-// signalRecords adapts *cache.Records to SignalRecords: completed signals
-// are cached by the strategy on write (aside: invalidate, through: set,
-// behind: set later) and, under every strategy, filled on a read miss;
-// pending ones are never cached.
-type signalRecords struct{ r *cache.Records }
-
-type signalRecord struct {
-	Signal store.Signal `json:"signal"`
-	Hops   []store.Hop  `json:"hops"`
-}
-
-func (s signalRecords) Saved(ctx context.Context, sig store.Signal, hops []store.Hop) {
-	b, err := json.Marshal(signalRecord{sig, hops})
-	if err != nil {
-		return
-	}
-	s.r.Put(ctx, cache.Record{Key: cache.SignalKey(sig.ID), Value: b})
-}
-
-// Fill caches a completed signal the handler read from the store after a
-// miss: Records.Get with a load that returns the record misses again (or
-// hits a concurrent fill) and backfills the tiers.
-func (s signalRecords) Fill(ctx context.Context, sig store.Signal, hops []store.Hop) {
-	if sig.Status == store.SignalPending {
-		return
-	}
-	b, err := json.Marshal(signalRecord{sig, hops})
-	if err != nil {
-		return
-	}
-	_, _, _ = s.r.Get(ctx, cache.SignalKey(sig.ID), 0, func(context.Context) ([]byte, error) { return b, nil })
-}
-
-func (s signalRecords) Get(ctx context.Context, id string) (store.Signal, []store.Hop, bool) {
-	// Lookup only: on a miss the handler reads the store and calls Fill for
-	// a completed signal, so a pending signal never sits in the cache.
-	b, _, err := s.r.Get(ctx, cache.SignalKey(id), 0, func(context.Context) ([]byte, error) { return nil, cache.ErrMiss })
-	if err != nil {
-		return store.Signal{}, nil, false
-	}
-	var rec signalRecord
-	if json.Unmarshal(b, &rec) != nil {
-		return store.Signal{}, nil, false
-	}
-	return rec.Signal, rec.Hops, true
-}
-
-func (a *App) neuronStates() []store.Neuron {
-	now := time.Now().UTC()
-	var ns []store.Neuron
-	for _, n := range a.Router.Neurons() {
-		ns = append(ns, store.Neuron{ID: n.ID, Layer: n.Layer, State: n.State, UpdatedAt: now})
-	}
-	return ns
-}
-
-// publishNeuronStates writes neuron-state records when a state changes
-// (and once a minute), through the cache strategy: behind batches them into
-// the store, aside and through write the store at once.
-func (a *App) publishNeuronStates(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	last := map[string]string{}
-	lastAll := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		all := time.Since(lastAll) > time.Minute
-		if all {
-			lastAll = time.Now()
-		}
-		for _, n := range a.neuronStates() {
-			if !all && last[n.ID] == n.State {
-				continue
-			}
-			last[n.ID] = n.State
-			b, _ := json.Marshal(n)
-			if err := a.neuronRecords.Put(ctx, cache.Record{Key: cache.NeuronStateKey(n.ID), Value: b, Data: n}); err != nil {
-				a.log.Warn("write neuron state", "neuron", n.ID, "error", err)
-			}
-		}
-	}
-}
-
-func (a *App) writeNeurons(ctx context.Context, recs []cache.Record) error {
-	ns := make([]store.Neuron, 0, len(recs))
-	for _, r := range recs {
-		if n, ok := r.Data.(store.Neuron); ok {
-			ns = append(ns, n)
-		}
-	}
-	return a.Store.UpsertNeurons(ctx, ns)
-}
-
 // Listen binds the API and admin listeners (":0" picks free ports).
-func (a *App) Listen() error {
+func (a *Server) Listen() error {
 	var err error
 	if a.apiLn, err = net.Listen("tcp", a.cfg.Addr); err != nil {
 		return fmt.Errorf("listen on --addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.Addr, err)
@@ -362,23 +246,23 @@ func (a *App) Listen() error {
 }
 
 // APIAddr and AdminAddr are the bound addresses (after Listen).
-func (a *App) APIAddr() string   { return a.apiLn.Addr().String() }
-func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
+func (a *Server) APIAddr() string   { return a.apiLn.Addr().String() }
+func (a *Server) AdminAddr() string { return a.adminLn.Addr().String() }
 
 // Serve serves until ctx ends, then shuts down: readiness 503 at once, the
 // API stops accepting and drains in-flight requests (up to
 // --shutdown-timeout), async signals finish, write-behind flushes, the
 // admin listener stops, the store closes. It returns nil after a clean
 // shutdown.
-func (a *App) Serve(ctx context.Context) error {
+func (a *Server) Serve(ctx context.Context) error {
 	if a.apiLn == nil {
 		if err := a.Listen(); err != nil {
 			return err
 		}
 	}
-	a.apiSrv = &http.Server{Handler: a.Server.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 120 * time.Second, ConnState: a.Server.ConnState, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
-	a.adminSrv = &http.Server{Handler: a.Server.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
+	a.apiSrv = &http.Server{Handler: a.HTTP.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 120 * time.Second, ConnState: a.HTTP.ConnState, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	a.adminSrv = &http.Server{Handler: a.HTTP.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)
 	go func() { errc <- a.apiSrv.Serve(a.apiLn) }()
@@ -399,10 +283,10 @@ func (a *App) Serve(ctx context.Context) error {
 }
 
 // Shutdown runs the graceful shutdown sequence (see Serve).
-func (a *App) Shutdown() error {
+func (a *Server) Shutdown() error {
 	start := time.Now()
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
-	a.Server.BeginShutdown()
+	a.HTTP.BeginShutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	var errs []error
@@ -412,7 +296,7 @@ func (a *App) Shutdown() error {
 			a.apiSrv.Close()
 		}
 	}
-	if err := a.Server.DrainAsync(ctx); err != nil {
+	if err := a.HTTP.DrainAsync(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if a.adminSrv != nil {
@@ -428,15 +312,15 @@ func (a *App) Shutdown() error {
 
 // Close releases everything Open made (idempotent): background tasks stop,
 // write-behind flushes within ctx, Redis and the store close.
-func (a *App) Close(ctx context.Context) error {
+func (a *Server) Close(ctx context.Context) error {
 	var errs []error
 	a.closeOnce.Do(func() {
 		if a.bgCancel != nil {
 			a.bgCancel()
 		}
 		a.bg.Wait()
-		if a.Server != nil {
-			a.Server.DrainAsync(ctx)
+		if a.HTTP != nil {
+			a.HTTP.DrainAsync(ctx)
 		}
 		if a.neuronRecords != nil && a.Store != nil && a.Router != nil {
 			// The final states, then flush (behind) everything queued.
@@ -480,27 +364,4 @@ func Migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer st.Close()
 	return st.Migrate(ctx)
-}
-
-// RandomSecret is a hex string of n random bytes.
-func RandomSecret(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// pendingMaxAge bounds how long an async signal may stay pending: far above
-// a full hierarchy of LLM calls at their 30 s timeout behind a full queue.
-const pendingMaxAge = 10 * time.Minute
-
-// failStalePending marks signals pending since before now-pendingMaxAge failed.
-func (a *App) failStalePending(ctx context.Context, now time.Time) error {
-	n, err := a.Store.FailPendingSignals(ctx, now.Add(-pendingMaxAge))
-	if err != nil {
-		return fmt.Errorf("fail signals pending for over %s: %w", pendingMaxAge, err)
-	}
-	if n > 0 {
-		a.log.Warn("signals pending too long (their server stopped) marked failed", "count", n, "max_age", pendingMaxAge.String())
-	}
-	return nil
 }

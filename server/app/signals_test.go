@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hal9-lab/hal9-lab/server"
 )
 
 func trace(t *testing.T, r resp) []map[string]any {
@@ -168,7 +170,7 @@ func TestBreakerOpen503(t *testing.T) {
 	var failedID string
 	for i := range 8 {
 		last = a.do("POST", "/api/v1/signals", map[string]string{"content": fmt.Sprintf("doomed %d", i), "layer": "L3"}, bearer(tok)...)
-		if last.Status != http.StatusServiceUnavailable || last.errCode() != CodeLLMUnavailable || last.Header.Get("Retry-After") == "" {
+		if last.Status != http.StatusServiceUnavailable || last.errCode() != server.CodeLLMUnavailable || last.Header.Get("Retry-After") == "" {
 			t.Fatalf("signal %d: %d %s %v", i, last.Status, last.Body, last.Header)
 		}
 		failedID = last.Header.Get("X-HAL9-Signal-ID")

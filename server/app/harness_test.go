@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 // latency) listening on 127.0.0.1 free ports.
 type testApp struct {
 	t     testing.TB
-	app   *App
+	app   *Server
 	api   string // http://127.0.0.1:port
 	admin string
 	stop  func() error // cancels Serve and returns its result
