@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server/app"
 )
 
@@ -172,11 +173,11 @@ func effectiveConfig(fs *flag.FlagSet, cfg app.Config) ([]byte, error) {
 				v = "REDACTED"
 			}
 		case urlFlags[f.Name]:
-			v = app.RedactURL(f.Value.String())
+			v = redact.URL(f.Value.String())
 		}
 		m[f.Name] = v
 	})
-	m["database-url"] = app.RedactURL(cfg.EffectiveDatabaseURL())
+	m["database-url"] = redact.URL(cfg.EffectiveDatabaseURL())
 	if cfg.JWTSecret == "" {
 		m["jwt-secret"] = "(random at start)"
 	}

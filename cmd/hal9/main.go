@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server/app"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
 )
@@ -97,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			fmt.Fprintf(stderr, "hal9 migrate: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "migrations applied to %s\n", app.RedactURL(cfg.EffectiveDatabaseURL()))
+		fmt.Fprintf(stdout, "migrations applied to %s\n", redact.URL(cfg.EffectiveDatabaseURL()))
 		return 0
 	}
 	return serve(ctx, cfg, log, stderr)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server"
 	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/cache"
@@ -155,7 +156,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		a.Registry.MustRegister(a.Redis.Collector())
 		tiers = append(tiers, a.Redis)
 		if herr := a.Redis.Healthy(ctx); herr != nil {
-			log.Warn("redis is not answering; serving from the process tier until it does", "redis", RedactURL(cfg.RedisURL), "error", herr)
+			log.Warn("redis is not answering; serving from the process tier until it does", "redis", redact.URL(cfg.RedisURL), "error", herr)
 		}
 	}
 	layered := cache.NewLayered(cm, tiers...)
@@ -268,7 +269,7 @@ func (a *Server) Serve(ctx context.Context) error {
 	go func() { errc <- a.apiSrv.Serve(a.apiLn) }()
 	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
 	a.log.Info("hal9 serving", "addr", a.APIAddr(), "admin_addr", a.AdminAddr(),
-		"database", RedactURL(a.cfg.EffectiveDatabaseURL()), "redis", RedactURL(a.cfg.RedisURL),
+		"database", redact.URL(a.cfg.EffectiveDatabaseURL()), "redis", redact.URL(a.cfg.RedisURL),
 		"cache_strategy", a.cfg.CacheStrategy, "llm", a.cfg.LLM, "model", a.cfg.LLMModel, "version", a.cfg.Version)
 
 	var serveErr error

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
@@ -117,7 +118,7 @@ func (c Config) Validate() error {
 	if c.RedisURL != "" {
 		u, err := url.Parse(c.RedisURL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			add("--redis-url %q: want redis://host:port/db, rediss://… or unix://path", redactURL(c.RedisURL))
+			add("--redis-url %q: want redis://host:port/db, rediss://… or unix://path", redact.URL(c.RedisURL))
 		}
 	}
 	if c.RedisPoolSize < 0 {
@@ -254,26 +255,10 @@ func ParseDatabaseURL(raw string) (driver, path string, err error) {
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			return "", "", fmt.Errorf("%q: want postgres://user:pass@host:5432/db", redactURL(raw))
+			return "", "", fmt.Errorf("%q: want postgres://user:pass@host:5432/db", redact.URL(raw))
 		}
 		return "postgres", "", nil
 	default:
-		return "", "", fmt.Errorf("%q: unknown scheme; use sqlite://PATH or postgres://user:pass@host:5432/db", redactURL(raw))
+		return "", "", fmt.Errorf("%q: unknown scheme; use sqlite://PATH or postgres://user:pass@host:5432/db", redact.URL(raw))
 	}
 }
-
-// redactURL hides a URL's password.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		return u.String()
-	}
-	return raw
-}
-
-// RedactURL hides a URL's password (for logs and `hal9 config`).
-func RedactURL(raw string) string { return redactURL(raw) }

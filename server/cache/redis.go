@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -46,7 +47,7 @@ var _ Tier = (*Redis)(nil)
 func NewRedis(ctx context.Context, url string, opts RedisOptions, m *Metrics) (*Redis, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis url %q (want redis://[:password@]host:port/db): %w", redactURL(url), err)
+		return nil, fmt.Errorf("redis url %q (want redis://[:password@]host:port/db): %w", redact.URL(url), err)
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 250 * time.Millisecond
@@ -239,15 +240,6 @@ func (r *Redis) fail(ctx context.Context, op string, err error) error {
 		r.markDown()
 	}
 	return fmt.Errorf("redis %s: %w", op, err)
-}
-
-// redactURL drops a password from a URL for error messages.
-func redactURL(u string) string {
-	o, err := redis.ParseURL(u)
-	if err != nil || o.Password == "" {
-		return u
-	}
-	return "redis://***@" + o.Addr
 }
 
 // Collector exports the pool's statistics (hal9_redis_pool_*).

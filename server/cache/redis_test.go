@@ -82,9 +82,12 @@ func TestRedisTier(t *testing.T) {
 }
 
 func TestNewRedisBadURL(t *testing.T) {
-	for _, u := range []string{"", "http://localhost:6379", "redis://localhost:6379/notanumber"} {
-		if _, err := NewRedis(context.Background(), u, RedisOptions{}, nil); err == nil {
+	for _, u := range []string{"", "http://localhost:6379", "redis://localhost:6379/notanumber", "redis://:hunter2@localhost:6379/notanumber"} {
+		_, err := NewRedis(context.Background(), u, RedisOptions{}, nil)
+		if err == nil {
 			t.Errorf("NewRedis(%q) accepted", u)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("NewRedis(%q): the error shows the password: %v", u, err)
 		}
 	}
 }
