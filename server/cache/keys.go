@@ -16,9 +16,6 @@ func LLMKey(layer, neuronID, content string) string {
 	return Prefix + "llm:" + layer + ":" + neuronID + ":" + hash32(content)
 }
 
-// UserKey is hal9:user:{id}.
-func UserKey(id string) string { return Prefix + "user:" + id }
-
 // NeuronStateKey is hal9:neuron:{id}:state.
 func NeuronStateKey(id string) string { return Prefix + "neuron:" + id + ":state" }
 
@@ -38,12 +35,9 @@ func hash32(s string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// TTLs for records and search results (not from the seeds; short enough that
-// a missed invalidation heals quickly).
-const (
-	RecordTTL = 10 * time.Minute
-	SearchTTL = time.Minute
-)
+// RecordTTL is how long a signal or neuron-state record is cached (not
+// from the seeds; short enough that a missed invalidation heals quickly).
+const RecordTTL = 10 * time.Minute
 
 // DefaultTTLs returns the response-cache TTL per layer: L2 10 min, L3 5 min,
 // L4 2 min (seed 004); L1 30 s and L5 1 min are ours and configurable (the

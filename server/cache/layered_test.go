@@ -203,7 +203,6 @@ func TestKeys(t *testing.T) {
 		t.Fatal("keys collide across content or layer")
 	}
 	for got, want := range map[string]string{
-		UserKey("u1"):        "hal9:user:u1",
 		NeuronStateKey("n1"): "hal9:neuron:n1:state",
 		SignalKey("s1"):      "hal9:signal:s1",
 	} {
