@@ -9,7 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -184,7 +184,7 @@ func fieldList(dst any) string {
 			names = append(names, tag)
 		}
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	return strings.Join(names, ", ")
 }
 

@@ -12,7 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -197,12 +197,10 @@ func (rt *routes) handle(pattern string, h http.HandlerFunc) {
 func (rt *routes) build() *http.ServeMux {
 	for _, path := range rt.order {
 		ms := rt.methods[path]
-		for _, m := range ms {
-			if m == http.MethodGet {
-				ms = append(ms, http.MethodHead)
-			}
+		if slices.Contains(ms, http.MethodGet) {
+			ms = append(ms, http.MethodHead)
 		}
-		sort.Strings(ms)
+		slices.Sort(ms)
 		allow := strings.Join(ms, ", ")
 		rt.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)

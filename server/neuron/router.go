@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -461,19 +461,13 @@ func (r *Router) Specs() []Spec {
 // Up reports whether every layer has at least one neuron that is not degraded.
 func (r *Router) Up() (bool, []string) {
 	var down []string
+	active := func(n *node) bool { return r.info(n).State == StateActive }
 	for _, l := range Layers {
-		ok := false
-		for _, n := range r.byLayer[l] {
-			if r.info(n).State == StateActive {
-				ok = true
-				break
-			}
-		}
-		if !ok {
+		if !slices.ContainsFunc(r.byLayer[l], active) {
 			down = append(down, l)
 		}
 	}
-	sort.Strings(down)
+	slices.Sort(down)
 	return len(down) == 0, down
 }
 

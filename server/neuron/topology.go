@@ -7,7 +7,6 @@ package neuron
 import (
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -166,6 +165,5 @@ func (t Topology) Specs() []Spec {
 			out = append(out, Spec{ID: ID(l, i), Layer: l})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Layer < out[j].Layer })
 	return out
 }

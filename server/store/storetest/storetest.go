@@ -13,7 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -548,7 +548,7 @@ func testSearch(t *testing.T, s store.Store) {
 			mustNoErr(t, err, fmt.Sprintf("SearchMemories(%q, %d)", c.query, c.limit))
 			g := neurons(got)
 			if c.any { // the same set; order between equal ranks is not specified
-				sort.Strings(g)
+				slices.Sort(g)
 			}
 			if !reflect.DeepEqual(g, c.want) && !(len(g) == 0 && len(c.want) == 0) {
 				t.Fatalf("SearchMemories(%q, %d) = %v, want %v", c.query, c.limit, g, c.want)

@@ -3,10 +3,11 @@
 package migrations
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -45,6 +46,6 @@ func Load(fsys fs.FS, dir string) ([]Migration, error) {
 		}
 		out = append(out, Migration{Version: v, Name: base, SQL: string(body)})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	slices.SortFunc(out, func(a, b Migration) int { return cmp.Compare(a.Version, b.Version) })
 	return out, nil
 }
