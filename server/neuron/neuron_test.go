@@ -134,8 +134,8 @@ func testKey(layer, neuronID, content string) string {
 
 func TestRouterProcess(t *testing.T) {
 	p := &fakeProvider{}
-	reg := prometheus.NewRegistry()
-	r, err := NewRouter(Options{Provider: p, Cache: &mapCache{m: map[string][]byte{}}, Key: testKey, Metrics: NewMetrics(reg)})
+	m := NewMetrics(prometheus.NewRegistry())
+	r, err := NewRouter(Options{Provider: p, Cache: &mapCache{m: map[string][]byte{}}, Key: testKey, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,30 +167,9 @@ func TestRouterProcess(t *testing.T) {
 	if st.Processed != 2 || st.Layers["L3"].CacheHits["process"] != 1 || st.CacheHitRate != 0.5 {
 		t.Fatalf("stats = %+v", st)
 	}
-	if got := testutil.ToFloat64(NewMetricsView(reg, "L3", "processed")); got != 2 {
+	if got := testutil.ToFloat64(m.signals.WithLabelValues("L3", "processed")); got != 2 {
 		t.Fatalf("hal9_signals_total{L3,processed} = %v", got)
 	}
-}
-
-// NewMetricsView reads hal9_signals_total for a layer and status from reg.
-func NewMetricsView(reg *prometheus.Registry, layer, status string) prometheus.Collector {
-	mfs, _ := reg.Gather()
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
-	for _, mf := range mfs {
-		if mf.GetName() != "hal9_signals_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			lbl := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				lbl[lp.GetName()] = lp.GetValue()
-			}
-			if lbl["layer"] == layer && lbl["status"] == status {
-				c.Add(m.GetCounter().GetValue())
-			}
-		}
-	}
-	return c
 }
 
 func TestRouterBackwardOnError(t *testing.T) {

@@ -5,34 +5,28 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestNewRegistry(t *testing.T) {
 	reg := NewRegistry(Build{Version: "1.2.3", Revision: "abc"})
-	mfs, err := reg.Gather()
-	if err != nil {
+	want := `
+# HELP hal9_build_info Always 1; the labels identify the running build.
+# TYPE hal9_build_info gauge
+hal9_build_info{goversion="` + runtime.Version() + `",revision="abc",version="1.2.3"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "hal9_build_info"); err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]bool{}
-	for _, mf := range mfs {
-		names[mf.GetName()] = true
-		if mf.GetName() == "hal9_build_info" {
-			lbl := map[string]string{}
-			for _, lp := range mf.GetMetric()[0].GetLabel() {
-				lbl[lp.GetName()] = lp.GetValue()
-			}
-			if lbl["version"] != "1.2.3" || lbl["revision"] != "abc" || !strings.HasPrefix(lbl["goversion"], "go") {
-				t.Fatalf("build info labels = %v", lbl)
-			}
-		}
-	}
-	for _, want := range []string{"hal9_build_info", "go_goroutines", "go_memstats_alloc_bytes", "process_cpu_seconds_total"} {
-		if !names[want] {
-			t.Errorf("missing %s", want)
-		}
+	// One series each: the count is the number of families present.
+	names := []string{"hal9_build_info", "go_goroutines", "go_memstats_alloc_bytes", "process_cpu_seconds_total"}
+	if n, err := testutil.GatherAndCount(reg, names...); err != nil || n != len(names) {
+		t.Errorf("%d of the families %v exported (%v)", n, names, err)
 	}
 }
 
