@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,21 +21,6 @@ import (
 )
 
 func TestMain(m *testing.M) { infratest.Main(m) }
-
-// benchApp opens a full Server (no listeners) for in-process round trips.
-func benchApp(b *testing.B, mutate func(*Config)) *Server {
-	b.Helper()
-	cfg := testConfig(b)
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	app, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { app.Close(context.Background()) })
-	return app
-}
 
 // token registers and logs in through h.
 func token(b *testing.B, h http.Handler) string {
@@ -77,7 +61,7 @@ func roundTrip(b *testing.B, h http.Handler, tok string, body []byte, wantCache 
 // handler (middleware, auth, decode, three cached hops, the durable SQLite
 // write of the signal, its hops and memories, the JSON answer).
 func BenchmarkSignalCachedRoundTrip(b *testing.B) {
-	app := benchApp(b, nil)
+	app := openApp(b, nil)
 	h := app.HTTP.Handler()
 	tok := token(b, h)
 	body := []byte(`{"content":"benchmark the cached path","layer":"L3"}`)
@@ -94,7 +78,7 @@ func BenchmarkSignalCachedRoundTrip(b *testing.B) {
 // latency) LLM on a miss. The Redis case uses a cache of only the Redis
 // tier, so every hop reads Redis.
 func BenchmarkSignalTiers(b *testing.B) {
-	app := benchApp(b, nil)
+	app := openApp(b, nil)
 	cm := cache.NewMetrics(prometheus.NewRegistry())
 	proc, err := cache.NewProcess(cache.ProcessOptions{}, cm)
 	if err != nil {

@@ -45,7 +45,9 @@ func testConfig(t testing.TB) Config {
 	return cfg
 }
 
-func startApp(t testing.TB, mutate func(*Config)) *testApp {
+// openApp opens a full Server from testConfig changed by mutate (nil: as
+// is); nothing listens yet. It is closed when the test ends.
+func openApp(t testing.TB, mutate func(*Config)) *Server {
 	t.Helper()
 	cfg := testConfig(t)
 	if mutate != nil {
@@ -55,8 +57,16 @@ func startApp(t testing.TB, mutate func(*Config)) *testApp {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { app.Close(context.Background()) })
+	return app
+}
+
+// startApp is openApp serving on its listeners until the test ends (or
+// stop is called).
+func startApp(t testing.TB, mutate func(*Config)) *testApp {
+	t.Helper()
+	app := openApp(t, mutate)
 	if err := app.Listen(); err != nil {
-		app.Close(context.Background())
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
