@@ -62,8 +62,9 @@ func (f *fixture) failures(reason string) float64 {
 	return testutil.ToFloat64(f.svc.failures.WithLabelValues(reason))
 }
 
-// expectFailure runs fn and checks the error and that exactly the given
-// reason counter moved by one (or none when reason is "").
+// expectFailure runs fn and checks the error, that it carries the given
+// reason (FailureReason) and that exactly that reason counter moved by one
+// (or none when reason is "").
 func (f *fixture) expectFailure(t *testing.T, name string, want error, reason string, fn func() error) {
 	t.Helper()
 	before := map[string]float64{}
@@ -73,6 +74,9 @@ func (f *fixture) expectFailure(t *testing.T, name string, want error, reason st
 	err := fn()
 	if !errors.Is(err, want) {
 		t.Fatalf("%s: error %v, want %v", name, err, want)
+	}
+	if got := FailureReason(err); got != reason {
+		t.Fatalf("%s: FailureReason = %q, want %q", name, got, reason)
 	}
 	for _, r := range reasons {
 		d := f.failures(r) - before[r]
@@ -169,13 +173,14 @@ func TestRegisterAndLogin(t *testing.T) {
 	if u.ID == "" || u.Email != "alice@example.com" || u.PasswordHash == "correct horse" || !strings.HasPrefix(u.PasswordHash, "$2") {
 		t.Fatalf("registered user: %+v", u)
 	}
+	var taken *TakenError
 	_, err = f.svc.Register(ctx, "alice", "other@example.com", "correct horse")
-	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "username") {
-		t.Fatalf("duplicate username: %v, want ErrConflict naming username", err)
+	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "username") || !errors.As(err, &taken) || taken.Field != "username" {
+		t.Fatalf("duplicate username: %v, want a *TakenError (ErrConflict) naming username", err)
 	}
 	_, err = f.svc.Register(ctx, "alice2", "ALICE@example.com", "correct horse")
-	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "email") {
-		t.Fatalf("duplicate email (other case): %v, want ErrConflict naming email", err)
+	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "email") || !errors.As(err, &taken) || taken.Field != "email" {
+		t.Fatalf("duplicate email (other case): %v, want a *TakenError (ErrConflict) naming email", err)
 	}
 
 	tok, lu, err := f.svc.Login(ctx, "alice", "correct horse")
