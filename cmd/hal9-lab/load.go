@@ -37,9 +37,9 @@ flags:`
 // loadFlags are the flags of `hal9-lab load`.
 type loadFlags struct {
 	target, export, segment, out, metricsAddr, runID, startAt string
-	scale                                                      float64
-	quiet, verbose, noThresholdExit                            bool
-	startLateMax                                               time.Duration
+	scale                                                     float64
+	quiet, verbose, noThresholdExit                           bool
+	startLateMax                                              time.Duration
 }
 
 // newLoadFlagSet is the flag set of `hal9-lab load`; getenv gives the
@@ -68,9 +68,9 @@ func newLoadFlagSet(f *loadFlags, getenv func(string) string) *flag.FlagSet {
 // loadArgs is a parsed and checked `hal9-lab load` command line.
 type loadArgs struct {
 	loadFlags
-	file    string
-	seg     load.Segment
-	start   time.Time // --start-at; zero: start at once
+	file  string
+	seg   load.Segment
+	start time.Time // --start-at; zero: start at once
 }
 
 // parseLoadArgs parses and checks a `hal9-lab load` command line without
@@ -264,8 +264,8 @@ type mergeFlags struct {
 	wait        time.Duration
 }
 
-func runLoadMerge(ctx context.Context, args []string) error {
-	var f mergeFlags
+// newMergeFlagSet is the flag set of `hal9-lab load merge`.
+func newMergeFlagSet(f *mergeFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("load merge", flag.ContinueOnError)
 	fs.StringVar(&f.export, "summary-export", "", "write the merged summary JSON to this file")
 	fs.StringVar(&f.dir, "dir", "", "merge the summaries in DIR/*/summary.json (what 'hal9-lab load --out DIR/NAME' writes) instead of listed files")
@@ -275,21 +275,35 @@ func runLoadMerge(ctx context.Context, args []string) error {
 		fmt.Fprintln(fs.Output(), "usage: hal9-lab load merge SUMMARY.json... [--summary-export FILE]\n       hal9-lab load merge --dir DIR [--expect N [--wait 10m]] [--summary-export FILE]\n\nThe thresholds are judged on the merged result: exit 99 when one fails.\n\nflags (before or after the files):")
 		fs.PrintDefaults()
 	}
-	files, err := parseInterspersed(fs, args)
+	return fs
+}
+
+// parseMergeArgs parses and checks a `hal9-lab load merge` command line.
+func parseMergeArgs(args []string) (mergeFlags, []string, error) {
+	var f mergeFlags
+	files, err := parseInterspersed(newMergeFlagSet(&f), args)
 	if err != nil {
-		return err
+		return f, nil, err
 	}
 	switch {
 	case f.dir != "" && len(files) > 0:
-		return fmt.Errorf("load merge: give summary files or --dir %s, not both", f.dir)
+		return f, nil, fmt.Errorf("load merge: give summary files or --dir %s, not both", f.dir)
 	case f.dir == "" && len(files) < 1:
-		return errors.New("load merge: give the summary files of the segments (or --dir DIR)")
+		return f, nil, errors.New("load merge: give the summary files of the segments (or --dir DIR)")
 	case f.expect < 0:
-		return fmt.Errorf("load merge: --expect %d must be at least 1", f.expect)
+		return f, nil, fmt.Errorf("load merge: --expect %d must be at least 1", f.expect)
 	case f.wait < 0:
-		return fmt.Errorf("load merge: --wait %s must not be negative", f.wait)
+		return f, nil, fmt.Errorf("load merge: --wait %s must not be negative", f.wait)
 	case f.wait > 0 && (f.dir == "" || f.expect == 0):
-		return errors.New("load merge: --wait needs --dir and --expect (it waits for the N summaries to appear in DIR)")
+		return f, nil, errors.New("load merge: --wait needs --dir and --expect (it waits for the N summaries to appear in DIR)")
+	}
+	return f, files, nil
+}
+
+func runLoadMerge(ctx context.Context, args []string) error {
+	f, files, err := parseMergeArgs(args)
+	if err != nil {
+		return err
 	}
 	if err := checkOutputs(f.export, ""); err != nil {
 		return err

@@ -74,27 +74,27 @@ type ThresholdState struct {
 
 // Hal9Lab is what this engine adds to k6's summary.
 type Hal9Lab struct {
-	Name         string                   `json:"name,omitempty"`
-	Target       string                   `json:"target,omitempty"`
-	Segment      string                   `json:"segment,omitempty"`
-	Segments     int                      `json:"segments,omitempty"` // how many segment summaries were merged
-	Scale        float64                  `json:"scale,omitempty"`
-	Started      time.Time                `json:"started"`
+	Name     string    `json:"name,omitempty"`
+	Target   string    `json:"target,omitempty"`
+	Segment  string    `json:"segment,omitempty"`
+	Segments int       `json:"segments,omitempty"` // how many segment summaries were merged
+	Scale    float64   `json:"scale,omitempty"`
+	Started  time.Time `json:"started"`
 	// StartAt is the agreed start of a distributed test's segments
 	// (hal9-lab load --start-at); Started is when this run actually began.
 	StartAt *time.Time `json:"start_at,omitempty"`
 	// StartSkewMs is, in a merged summary, the spread of the segments'
 	// actual starts (latest − earliest), and SegmentStarts lists them.
-	StartSkewMs   *float64       `json:"start_skew_ms,omitempty"`
-	SegmentStarts []SegmentStart `json:"segment_starts,omitempty"`
-	ThresholdsOK bool                     `json:"thresholds_ok"`
-	Thresholds   []ThresholdResult        `json:"thresholds"`
-	Aborted      bool                     `json:"aborted,omitempty"`
-	AbortReason  string                   `json:"abort_reason,omitempty"`
-	Warnings     []string                 `json:"warnings"`
-	Scenarios    map[string]ScenarioStats `json:"scenarios"`
-	TimeSeries   []Point                  `json:"timeseries"`
-	Raw          *Raw                     `json:"raw,omitempty"`
+	StartSkewMs   *float64                 `json:"start_skew_ms,omitempty"`
+	SegmentStarts []SegmentStart           `json:"segment_starts,omitempty"`
+	ThresholdsOK  bool                     `json:"thresholds_ok"`
+	Thresholds    []ThresholdResult        `json:"thresholds"`
+	Aborted       bool                     `json:"aborted,omitempty"`
+	AbortReason   string                   `json:"abort_reason,omitempty"`
+	Warnings      []string                 `json:"warnings"`
+	Scenarios     map[string]ScenarioStats `json:"scenarios"`
+	TimeSeries    []Point                  `json:"timeseries"`
+	Raw           *Raw                     `json:"raw,omitempty"`
 }
 
 // SegmentStart is when one merged segment began.
