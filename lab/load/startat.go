@@ -24,18 +24,11 @@ func (s *startAt) Setup(ctx context.Context, env *Env) error {
 		return err
 	}
 	d := time.Until(s.at)
-	if d <= 0 {
-		return nil
-	}
-	if env.Logger != nil {
+	if d > 0 && env.Logger != nil {
 		env.Logger.Info("waiting for the agreed start", "start_at", s.at.UTC().Format(time.RFC3339Nano), "in", d.Round(time.Millisecond).String())
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if err := Sleep(ctx, d); err != nil {
 		return fmt.Errorf("waiting for --start-at %s: %w", s.at.UTC().Format(time.RFC3339), context.Cause(ctx))
 	}
+	return nil
 }
