@@ -7,7 +7,7 @@ LAB_FLAGS ?=
 GATE_FLAGS ?=
 FUZZTIME ?= 10s
 
-.PHONY: help build lab test vet unit fuzz gate dashboards alerts bench clean
+.PHONY: help build lab test vet unit fuzz gate dashboards alerts manifests bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ gate: build ## nightly performance gate (GATE_FLAGS='--against origin/main'); ex
 
 dashboards: ## regenerate dashboards/*.json from the Go generator
 	$(GO) run ./dashboards/cmd/gen -out dashboards
+
+manifests: ## regenerate deploy/kubernetes's generated files (PrometheusRule, dashboard and scenario ConfigMaps)
+	$(GO) run ./deploy/kubernetes/gen
 
 alerts: ## promtool check and test the alert and recording rules
 	promtool check rules alerts/*.rules.yml

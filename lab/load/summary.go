@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -73,20 +74,35 @@ type ThresholdState struct {
 
 // Hal9Lab is what this engine adds to k6's summary.
 type Hal9Lab struct {
-	Name         string                   `json:"name,omitempty"`
-	Target       string                   `json:"target,omitempty"`
-	Segment      string                   `json:"segment,omitempty"`
-	Segments     int                      `json:"segments,omitempty"` // how many segment summaries were merged
-	Scale        float64                  `json:"scale,omitempty"`
-	Started      time.Time                `json:"started"`
-	ThresholdsOK bool                     `json:"thresholds_ok"`
-	Thresholds   []ThresholdResult        `json:"thresholds"`
-	Aborted      bool                     `json:"aborted,omitempty"`
-	AbortReason  string                   `json:"abort_reason,omitempty"`
-	Warnings     []string                 `json:"warnings"`
-	Scenarios    map[string]ScenarioStats `json:"scenarios"`
-	TimeSeries   []Point                  `json:"timeseries"`
-	Raw          *Raw                     `json:"raw,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	Target   string    `json:"target,omitempty"`
+	Segment  string    `json:"segment,omitempty"`
+	Segments int       `json:"segments,omitempty"` // how many segment summaries were merged
+	Scale    float64   `json:"scale,omitempty"`
+	Started  time.Time `json:"started"`
+	// StartAt is the agreed start of a distributed test's segments
+	// (hal9-lab load --start-at); Started is when this run actually began.
+	StartAt *time.Time `json:"start_at,omitempty"`
+	// StartSkewMs is, in a merged summary, the spread of the segments'
+	// actual starts (latest − earliest), and SegmentStarts lists them.
+	StartSkewMs   *float64                 `json:"start_skew_ms,omitempty"`
+	SegmentStarts []SegmentStart           `json:"segment_starts,omitempty"`
+	ThresholdsOK  bool                     `json:"thresholds_ok"`
+	Thresholds    []ThresholdResult        `json:"thresholds"`
+	Aborted       bool                     `json:"aborted,omitempty"`
+	AbortReason   string                   `json:"abort_reason,omitempty"`
+	Warnings      []string                 `json:"warnings"`
+	Scenarios     map[string]ScenarioStats `json:"scenarios"`
+	TimeSeries    []Point                  `json:"timeseries"`
+	Raw           *Raw                     `json:"raw,omitempty"`
+}
+
+// SegmentStart is when one merged segment began.
+type SegmentStart struct {
+	Segment string    `json:"segment"`
+	Started time.Time `json:"started"`
+	// LateMs is Started − StartAt when the segment had a --start-at.
+	LateMs *float64 `json:"late_ms,omitempty"`
 }
 
 // ScenarioStats compares a scenario's plan with what happened.
@@ -321,11 +337,32 @@ func MergeSummaries(sums ...*Summary) (*Summary, error) {
 	lab := &Hal9Lab{Scenarios: map[string]ScenarioStats{}, Warnings: []string{}}
 	series := map[int64]*Point{}
 	rateN := map[int64]map[string]float64{} // segments contributing to a per-second custom rate
+	seen := map[string]int{}                // segment "i/n" → summary number
 	for i, s := range sums {
 		if s == nil || s.Hal9Lab == nil || s.Hal9Lab.Raw == nil {
 			return nil, fmt.Errorf("merge summaries: summary %d has no hal9lab.raw section (was it written by hal9-lab load?)", i+1)
 		}
 		h := s.Hal9Lab
+		if h.Segment != "" {
+			if j, dup := seen[h.Segment]; dup {
+				return nil, fmt.Errorf("merge summaries: summaries %d and %d are both segment %s; merging a segment twice counts its load twice", j, i+1, h.Segment)
+			}
+			seen[h.Segment] = i + 1
+		}
+		ss := SegmentStart{Segment: h.Segment, Started: h.Started}
+		if h.StartAt != nil {
+			late := float64(h.Started.Sub(*h.StartAt)) / float64(time.Millisecond)
+			ss.LateMs = &late
+			switch {
+			case lab.StartAt == nil:
+				at := *h.StartAt
+				lab.StartAt = &at
+			case !lab.StartAt.Equal(*h.StartAt):
+				lab.Warnings = append(lab.Warnings, fmt.Sprintf("segment %s was given --start-at %s, another %s: the segments did not share one start",
+					h.Segment, h.StartAt.UTC().Format(time.RFC3339Nano), lab.StartAt.UTC().Format(time.RFC3339Nano)))
+			}
+		}
+		lab.SegmentStarts = append(lab.SegmentStarts, ss)
 		if err := st.addRaw(h.Raw); err != nil {
 			return nil, fmt.Errorf("merge summaries: summary %d: %w", i+1, err)
 		}
@@ -400,8 +437,57 @@ func MergeSummaries(sums ...*Summary) (*Summary, error) {
 		lab.TimeSeries = append(lab.TimeSeries, *p)
 	}
 	lab.Segments = len(sums)
+	first, last := lab.SegmentStarts[0].Started, lab.SegmentStarts[0].Started
+	for _, ss := range lab.SegmentStarts {
+		if ss.Started.Before(first) {
+			first = ss.Started
+		}
+		if ss.Started.After(last) {
+			last = ss.Started
+		}
+	}
+	skew := float64(last.Sub(first)) / float64(time.Millisecond)
+	lab.StartSkewMs = &skew
+	sort.SliceStable(lab.SegmentStarts, func(i, j int) bool { return segmentLess(lab.SegmentStarts[i].Segment, lab.SegmentStarts[j].Segment) })
 	dur := time.Duration(durMs * float64(time.Millisecond))
 	return build(st, cs, dur, lab), nil
+}
+
+// segmentLess orders "i/n" by i (2/10 before 10/10).
+func segmentLess(a, b string) bool {
+	ga, ea := ParseSegment(a)
+	gb, eb := ParseSegment(b)
+	if ea != nil || eb != nil {
+		return a < b
+	}
+	return ga.Index < gb.Index
+}
+
+// CheckSegments reports whether sums are exactly the segments 1/n … n/n of
+// one test, each once (what hal9-lab load merge --expect n requires).
+func CheckSegments(sums []*Summary, n int) error {
+	if len(sums) != n {
+		return fmt.Errorf("%d summaries for %d segments", len(sums), n)
+	}
+	have := make([]bool, n+1)
+	for i, s := range sums {
+		if s == nil || s.Hal9Lab == nil {
+			return fmt.Errorf("summary %d has no hal9lab section", i+1)
+		}
+		g, err := ParseSegment(s.Hal9Lab.Segment)
+		switch {
+		case err != nil:
+			return fmt.Errorf("summary %d: %w", i+1, err)
+		case n > 1 && g.Count != n, n == 1 && g.Count > 1:
+			return fmt.Errorf("summary %d is segment %q, not one of %d segments", i+1, s.Hal9Lab.Segment, n)
+		}
+		idx := max(g.Index, 1)
+		if have[idx] {
+			return fmt.Errorf("segment %d/%d appears twice", idx, n)
+		}
+		have[idx] = true
+	}
+	return nil
 }
 
 func maps(m map[string]float64) map[string]float64 {
@@ -434,14 +520,31 @@ func ReadSummary(path string) (*Summary, error) {
 	return &s, nil
 }
 
-// WriteSummary writes the summary as indented JSON.
+// WriteSummary writes the summary as indented JSON, atomically (a temporary
+// file renamed into place): a reader waiting for it, such as hal9-lab load
+// merge --wait on a shared volume, never sees half a file.
 func WriteSummary(path string, s *Summary) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode summary: %w", err)
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), ".summary-*.json")
+	if err != nil {
 		return fmt.Errorf("write summary: %w", err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write summary %s: %w", path, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 )
 
 // WriteText prints the summary for people, in k6's end-of-test style:
@@ -62,6 +63,7 @@ func WriteText(w io.Writer, s *Summary) error {
 			fmt.Fprintf(&b, ", %d segments merged", h.Segments)
 		}
 		b.WriteString("\n")
+		writeStarts(&b, h)
 		for _, n := range sortedKeys(h.Scenarios) {
 			sc := h.Scenarios[n]
 			fmt.Fprintf(&b, "  scenario %s (%s): %d iterations", n, sc.Executor, sc.Completed)
@@ -142,4 +144,29 @@ func fmtBytes(b float64) string {
 		return fmt.Sprintf("%.1f kB", b/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B", b)
+}
+
+// writeStarts says when the run began against its agreed --start-at and,
+// for merged segments, how far apart their starts were.
+func writeStarts(b *strings.Builder, h *Hal9Lab) {
+	const layout = "2006-01-02T15:04:05.000Z07:00"
+	if h.StartSkewMs != nil && h.Segments > 1 {
+		fmt.Fprintf(b, "  start skew %.1f ms across %d segments", *h.StartSkewMs, h.Segments)
+		if h.StartAt != nil {
+			fmt.Fprintf(b, " (agreed start %s", h.StartAt.UTC().Format(layout))
+			late := 0.0
+			for _, s := range h.SegmentStarts {
+				if s.LateMs != nil && *s.LateMs > late {
+					late = *s.LateMs
+				}
+			}
+			fmt.Fprintf(b, ", latest segment %.1f ms after it)", late)
+		}
+		b.WriteString("\n")
+		return
+	}
+	if h.StartAt != nil {
+		fmt.Fprintf(b, "  started %s, %.1f ms after the agreed start %s\n", h.Started.UTC().Format(layout),
+			float64(h.Started.Sub(*h.StartAt))/float64(time.Millisecond), h.StartAt.UTC().Format(layout))
+	}
 }
