@@ -66,6 +66,8 @@ type Options struct {
 	Logger          *slog.Logger
 	// Process configures the process mode (binaries, temp root, timeouts).
 	Process ProcessOptions
+	// Images configures the testcontainers mode's images.
+	Images ImageOptions
 }
 
 // Env is what Start yields: the URLs of the requested backends (the others
@@ -81,6 +83,14 @@ type Env struct {
 	// first when both run; nil in other modes), e.g. to stop and restart
 	// one mid-run. Stop closes them.
 	Processes []*Process
+	// Containers is the container session of the testcontainers mode (nil
+	// in other modes): its network, where more containers (the servers
+	// under test) can run next to PostgreSQL and Redis. Stop closes it.
+	Containers *ContainerSession
+	// NetworkPostgresURL and NetworkRedisURL are the same servers as
+	// PostgresURL and RedisURL, as containers on Containers.Network
+	// reach them (postgres:5432, redis:6379); empty in other modes.
+	NetworkPostgresURL, NetworkRedisURL string
 }
 
 // Start provides the requested backends. In auto mode it uses external

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/testcontainers/testcontainers-go"
 )
 
 func TestParseMode(t *testing.T) {
@@ -252,33 +251,25 @@ func TestStartProcessesRedisFailsAfterPostgres(t *testing.T) {
 	}
 }
 
-func TestContainerOptions(t *testing.T) {
-	req := testcontainers.GenericContainerRequest{}
-	for _, o := range postgresContainerOptions() {
-		if err := o.Customize(&req); err != nil {
-			t.Fatal(err)
+func TestContainerSpecs(t *testing.T) {
+	for _, img := range []*Image{{Kind: "postgres", Ref: "postgres:15"}, {Kind: "postgres", Ref: "hal9-lab/postgres:15.2-x", Host: true}} {
+		spec := postgresSpec(img)
+		cmd := strings.Join(spec.Cmd, " ")
+		for _, want := range []string{"max_connections=200", "synchronous_commit=off", "fsync=off"} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("%s: postgres cmd %q lacks %s", img.Ref, cmd, want)
+			}
+		}
+		if spec.Ready == nil || len(spec.Ports) != 1 || spec.Ports[0] != 5432 || len(spec.Tmpfs) != 1 {
+			t.Errorf("%s: spec %+v", img.Ref, spec)
+		}
+		if !img.Host && (spec.Env["POSTGRES_HOST_AUTH_METHOD"] != "trust" || spec.Env["POSTGRES_DB"] != "postgres") {
+			t.Errorf("official postgres image env %v", spec.Env)
 		}
 	}
-	cmd := strings.Join(req.Cmd, " ")
-	for _, want := range []string{"max_connections=200", "synchronous_commit=off"} {
-		if !strings.Contains(cmd, want) {
-			t.Errorf("postgres container cmd %q lacks %s", cmd, want)
-		}
-	}
-	if req.Env["POSTGRES_USER"] != "postgres" || req.Env["POSTGRES_DB"] != "postgres" {
-		t.Errorf("postgres container env %v", req.Env)
-	}
-	if req.WaitingFor == nil {
-		t.Error("postgres container has no wait strategy")
-	}
-	req = testcontainers.GenericContainerRequest{}
-	for _, o := range redisContainerOptions() {
-		if err := o.Customize(&req); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := strings.Join(req.Cmd, " "); !strings.Contains(got, "--appendonly no") {
-		t.Errorf("redis container cmd %q keeps persistence", got)
+	spec := redisSpec(&Image{Kind: "redis", Ref: "redis:7"})
+	if got := strings.Join(spec.Cmd, " "); !strings.Contains(got, "--appendonly no") || !strings.Contains(got, "--protected-mode no") {
+		t.Errorf("redis container cmd %q keeps persistence or protected mode", got)
 	}
 }
 
@@ -291,22 +282,6 @@ func TestTestcontainersWithoutDocker(t *testing.T) {
 	_, err := Start(ctx, Options{Postgres: true, Mode: ModeTestcontainers})
 	if err == nil || !strings.Contains(err.Error(), "no Docker engine answered") || !strings.Contains(err.Error(), "apt-get install") {
 		t.Fatalf("err = %v, want 'no Docker engine answered' and an install hint", err)
-	}
-}
-
-func TestTestcontainersIntegration(t *testing.T) {
-	ctx := context.Background()
-	if err := dockerHealth(ctx); err != nil {
-		t.Skipf("testcontainers integration needs a Docker engine: %v", err)
-	}
-	env, err := Start(ctx, Options{Postgres: true, Redis: true, Mode: ModeTestcontainers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop(ctx)
-	pgQuery(t, env.PostgresURL)
-	if err := pingRedis(ctx, env.RedisURL); err != nil {
-		t.Fatal(err)
 	}
 }
 
