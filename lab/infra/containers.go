@@ -41,7 +41,7 @@ type ContainerSession struct {
 
 	cli      *client.Client
 	provider *testcontainers.DockerProvider // its default network is ours: no other gets attached
-	local    bool // the engine runs here: ports are published on 127.0.0.1
+	local    bool                           // the engine runs here: ports are published on 127.0.0.1
 	hostName string
 	log      *slog.Logger
 	labels   map[string]string

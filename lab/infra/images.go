@@ -201,8 +201,8 @@ func readJSONStream(r io.Reader, tick func(), line func(string)) error {
 // imageRecipe is everything an image built here is made of.
 type imageRecipe struct {
 	kind       string
-	version    string  // the server's version, for the tag
-	tag        string  // hal9-lab/<kind>:<version>-<hash>
+	version    string   // the server's version, for the tag
+	tag        string   // hal9-lab/<kind>:<version>-<hash>
 	root       *rootfs  // files owned by root
 	owned      []string // empty directories owned by the image's user
 	dockerfile string

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
 )
 
 func TestParseMode(t *testing.T) {
