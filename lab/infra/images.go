@@ -532,3 +532,98 @@ func lockFile(ctx context.Context, name string) (func(), error) {
 		}
 	}
 }
+
+// EnsureImages resolves the images of kinds ("postgres", "redis") on the
+// engine testcontainers finds, building them from this machine's servers
+// when needed (see ResolveImage): `hal9-lab infra images`.
+func EnsureImages(ctx context.Context, kinds []string, opts ImageOptions, log *slog.Logger) ([]*Image, error) {
+	cli, err := newEngine(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	var imgs []*Image
+	for _, k := range kinds {
+		img, err := ResolveImage(ctx, cli, k, opts, log)
+		if err != nil {
+			return imgs, err
+		}
+		imgs = append(imgs, img)
+	}
+	return imgs, nil
+}
+
+// BuildFromDir builds an image through the engine API from a Dockerfile and
+// a context directory (sent as it is: modes kept, owner root), and tags it:
+// `hal9-lab infra images --server`, which `make image` runs on bin/image/.
+func BuildFromDir(ctx context.Context, dockerfile, contextDir, tag string, labels map[string]string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	df, err := os.ReadFile(dockerfile)
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	if st, err := os.Stat(contextDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("build image %s: context %s is not a directory", tag, contextDir)
+	}
+	cli, err := newEngine(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return buildImage(ctx, cli, tag, labels, func(tw *tar.Writer) error {
+		if err := addTarFile(tw, "Dockerfile", df, 0o644); err != nil {
+			return err
+		}
+		return tarDir(tw, contextDir)
+	}, log)
+}
+
+// tarDir writes the tree under dir with names relative to it.
+func tarDir(tw *tar.Writer, dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		if rel == "Dockerfile" {
+			return fmt.Errorf("context %s has its own Dockerfile; remove it", dir)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		if d.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+}
