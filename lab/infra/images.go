@@ -293,17 +293,27 @@ func postgresRecipe(binDir string) (*imageRecipe, error) {
 		}
 	}
 	passwdFiles(root, "postgres", "/var/lib/postgresql")
-	owned := []string{"/var/lib/postgresql", "/var/run/postgresql"}
 	env := map[string]string{
 		"PATH":             realBin + ":/usr/bin:/bin",
 		"LD_LIBRARY_PATH":  strings.Join(root.libDirs, ":"),
 		"PGDATA":           "/var/lib/postgresql/data",
 		"TZ":               "UTC",
 		"HAL9_INITDB_ARGS": strings.Join(initdbArgs, " "),
+		"HAL9_PG_TEMPLATE": pgTemplateDir,
 	}
-	cmd := []string{"postgres", "-c", "jit=off", "-c", "unix_socket_directories=/var/run/postgresql"}
-	return newRecipe("postgres", version, root, owned, env, cmd, 5432, "SIGINT", "/var/lib/postgresql")
+	return newRecipe(imageSpec{
+		kind: "postgres", version: version, root: root, env: env,
+		owned: []string{"/var/lib/postgresql", "/var/run/postgresql", pgTemplateDir},
+		// initdb once, at build time: a first start copies the cluster.
+		run:  [][]string{{entrypointPath, "initdb", pgTemplateDir}},
+		cmd:  []string{"postgres", "-c", "jit=off", "-c", "unix_socket_directories=/var/run/postgresql"},
+		port: 5432, stopSignal: "SIGINT", workdir: "/var/lib/postgresql",
+	})
 }
+
+// pgTemplateDir holds the cluster initdb made when the image was built;
+// outside /var/lib/postgresql, which a tmpfs covers at run time.
+const pgTemplateDir = "/var/lib/hal9-pgtemplate"
 
 // redisRecipe: redis-server with its libraries and a redis user.
 func redisRecipe(bin string) (*imageRecipe, error) {
@@ -324,42 +334,61 @@ func redisRecipe(bin string) (*imageRecipe, error) {
 		return nil, fmt.Errorf("redis image: %w", err)
 	}
 	passwdFiles(root, "redis", "/data")
-	owned := []string{"/data"}
-	env := map[string]string{
-		"PATH":            filepath.Dir(server) + ":/usr/bin:/bin",
-		"LD_LIBRARY_PATH": strings.Join(root.libDirs, ":"),
-	}
-	cmd := []string{filepath.Base(server), "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data"}
-	return newRecipe("redis", m[1], root, owned, env, cmd, 6379, "SIGTERM", "/data")
+	return newRecipe(imageSpec{
+		kind: "redis", version: m[1], root: root, owned: []string{"/data"},
+		env: map[string]string{
+			"PATH":            filepath.Dir(server) + ":/usr/bin:/bin",
+			"LD_LIBRARY_PATH": strings.Join(root.libDirs, ":"),
+		},
+		cmd:  []string{filepath.Base(server), "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data"},
+		port: 6379, stopSignal: "SIGTERM", workdir: "/data",
+	})
 }
 
 // entrypointPath is where the entrypoint goes in the images built here.
 const entrypointPath = "/usr/local/bin/hal9-entrypoint"
 
-func newRecipe(kind, version string, root *rootfs, owned []string, env map[string]string, cmd []string, port int, stopSignal, workdir string) (*imageRecipe, error) {
+// imageSpec is what newRecipe turns into a Dockerfile.
+type imageSpec struct {
+	kind, version string
+	root          *rootfs
+	owned         []string          // empty directories owned by the user
+	env           map[string]string // set before run
+	run           [][]string        // RUN steps (exec form: there is no shell), as the user
+	cmd           []string
+	port          int
+	stopSignal    string
+	workdir       string
+}
+
+func newRecipe(s imageSpec) (*imageRecipe, error) {
 	var df strings.Builder
 	df.WriteString("FROM scratch\nCOPY rootfs/ /\n")
-	for i, d := range owned {
+	for i, d := range s.owned {
 		// One COPY per directory: --chown then applies to it, not to its parents.
 		fmt.Fprintf(&df, "COPY --chown=%d:%d owned/%d %s\n", hostUID, hostUID, i, d)
 	}
-	keys := make([]string, 0, len(env))
-	for k := range env {
+	keys := make([]string, 0, len(s.env))
+	for k := range s.env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&df, "ENV %s=%s\n", k, strconvQuote(env[k]))
+		fmt.Fprintf(&df, "ENV %s=%s\n", k, strconvQuote(s.env[k]))
 	}
-	fmt.Fprintf(&df, "USER %d:%d\nWORKDIR %s\nEXPOSE %d\nSTOPSIGNAL %s\n", hostUID, hostUID, workdir, port, stopSignal)
-	fmt.Fprintf(&df, "ENTRYPOINT [%s]\nCMD [%s]\n", strconvQuote(entrypointPath), quoteList(cmd))
+	fmt.Fprintf(&df, "USER %d:%d\nWORKDIR %s\n", hostUID, hostUID, s.workdir)
+	for _, r := range s.run {
+		fmt.Fprintf(&df, "RUN [%s]\n", quoteList(r))
+	}
+	fmt.Fprintf(&df, "EXPOSE %d\nSTOPSIGNAL %s\n", s.port, s.stopSignal)
+	fmt.Fprintf(&df, "ENTRYPOINT [%s]\nCMD [%s]\n", strconvQuote(entrypointPath), quoteList(s.cmd))
 	h := sha256.New()
-	fmt.Fprintf(h, "recipe %s\n%s\n%s\n", recipeVersion, df.String(), root.digest())
+	fmt.Fprintf(h, "recipe %s\n%s\n%s\n", recipeVersion, df.String(), s.root.digest())
 	h.Write(entrypointSource)
 	sum := hex.EncodeToString(h.Sum(nil))[:12]
 	return &imageRecipe{
-		kind: kind, version: version, tag: fmt.Sprintf("hal9-lab/%s:%s-%s", kind, version, sum),
-		root: root, owned: owned, dockerfile: df.String(),
+		kind: s.kind, version: s.version, tag: fmt.Sprintf("hal9-lab/%s:%s-%s", s.kind, s.version, sum),
+		root: s.root, owned: s.owned, dockerfile: df.String(),
 	}, nil
 }
 

@@ -237,7 +237,8 @@ func TestHostRecipes(t *testing.T) {
 		t.Error("postgres image has no time zone UTC")
 	}
 	checkClosure(t, pg.root)
-	if !strings.HasPrefix(pg.tag, "hal9-lab/postgres:") || !strings.Contains(pg.dockerfile, "USER 999:999") {
+	if !strings.HasPrefix(pg.tag, "hal9-lab/postgres:") || !strings.Contains(pg.dockerfile, "USER 999:999") ||
+		!strings.Contains(pg.dockerfile, `RUN ["/usr/local/bin/hal9-entrypoint", "initdb", "/var/lib/hal9-pgtemplate"]`) {
 		t.Errorf("tag %s, Dockerfile:\n%s", pg.tag, pg.dockerfile)
 	}
 	again, err := postgresRecipe("")

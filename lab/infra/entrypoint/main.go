@@ -4,8 +4,10 @@
 // standard library only and is built with CGO_ENABLED=0 by lab/infra,
 // which embeds this file (see entrypoint.go there).
 //
-//	entrypoint postgres [ARGS...]      initdb into $PGDATA when it holds no cluster, open
-//	                                   pg_hba to the container's networks, exec postgres
+//	entrypoint postgres [ARGS...]      when $PGDATA holds no cluster: copy the one the image
+//	                                   was built with ($HAL9_PG_TEMPLATE), else run initdb;
+//	                                   open pg_hba to the container's networks; exec postgres
+//	entrypoint initdb DIR              make that template at build time (a RUN step)
 //	entrypoint PROGRAM [ARGS...]       exec PROGRAM, looked up in $PATH
 //	entrypoint -c ... (first arg "-")  same as "entrypoint postgres -c ..."
 package main
@@ -13,6 +15,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -25,6 +29,7 @@ import (
 const (
 	envData       = "PGDATA"           // the cluster directory
 	envInitdbArgs = "HAL9_INITDB_ARGS" // initdb's flags after -D, space separated
+	envTemplate   = "HAL9_PG_TEMPLATE" // a cluster made at build time, copied at first start
 )
 
 // hbaMarker starts the block this program rewrites at every start.
@@ -44,12 +49,18 @@ func run(args []string, getenv func(string) string) error {
 	if strings.HasPrefix(args[0], "-") {
 		args = append([]string{"postgres"}, args...)
 	}
+	if args[0] == "initdb" {
+		if len(args) != 2 {
+			return errors.New("usage: entrypoint initdb DIR")
+		}
+		return ensureCluster(args[1], "", strings.Fields(getenv(envInitdbArgs)))
+	}
 	if filepath.Base(args[0]) == "postgres" {
 		data := getenv(envData)
 		if data == "" {
 			return fmt.Errorf("%s is not set", envData)
 		}
-		if err := ensureCluster(data, strings.Fields(getenv(envInitdbArgs))); err != nil {
+		if err := ensureCluster(data, getenv(envTemplate), strings.Fields(getenv(envInitdbArgs))); err != nil {
 			return err
 		}
 		nets, err := localNetworks()
@@ -68,11 +79,21 @@ func run(args []string, getenv func(string) string) error {
 	return syscall.Exec(path, args, os.Environ())
 }
 
-// ensureCluster runs initdb when data holds no cluster yet (first start,
-// or an empty volume) and makes the server listen on every address.
-func ensureCluster(data string, initdbArgs []string) error {
+// ensureCluster makes a cluster in data when it holds none yet (first
+// start, or an empty volume): a copy of template when that holds one
+// (initdb costs seconds of CPU, the copy a fraction of one), else initdb,
+// which then also makes the server listen on every address.
+func ensureCluster(data, template string, initdbArgs []string) error {
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err == nil {
 		return nil
+	}
+	if template != "" {
+		if _, err := os.Stat(filepath.Join(template, "PG_VERSION")); err == nil {
+			if err := copyTree(template, data); err != nil {
+				return fmt.Errorf("copy the cluster template %s to %s: %w", template, data, err)
+			}
+			return nil
+		}
 	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", data, err)
@@ -92,6 +113,52 @@ func ensureCluster(data string, initdbArgs []string) error {
 	}
 	_, err = fmt.Fprintln(f, "listen_addresses = '*'")
 	return errors.Join(err, f.Close())
+}
+
+// copyTree copies a tree of directories and plain files, keeping their
+// permission bits; data's parent must exist, data itself must not, or be empty.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if err := os.Mkdir(target, info.Mode().Perm()); err != nil && !(rel == "." && os.IsExist(err)) {
+				return err
+			}
+			return os.Chmod(target, info.Mode().Perm())
+		case info.Mode().IsRegular():
+			return copyFile(p, target, info.Mode().Perm())
+		}
+		return fmt.Errorf("%s: not a plain file or directory", p)
+	})
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // localNetworks lists the IP networks of the container's interfaces other

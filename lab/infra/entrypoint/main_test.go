@@ -65,3 +65,44 @@ func TestRunErrors(t *testing.T) {
 		})
 	}
 }
+
+// A cluster made at build time is copied, modes kept; an existing one is
+// left alone.
+func TestEnsureClusterFromTemplate(t *testing.T) {
+	tmpl := filepath.Join(t.TempDir(), "template")
+	if err := os.MkdirAll(filepath.Join(tmpl, "base", "1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"PG_VERSION": "15\n", "base/1/1259": "rel", "postgresql.conf": "listen_addresses = '*'\n"} {
+		if err := os.WriteFile(filepath.Join(tmpl, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	if err := ensureCluster(data, tmpl, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(data, "base", "1", "1259"))
+	if err != nil || string(b) != "rel" {
+		t.Fatalf("copied relation file: %q, %v", b, err)
+	}
+	for _, p := range []string{data, filepath.Join(data, "PG_VERSION")} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: PostgreSQL wants it private", p, st.Mode().Perm())
+		}
+	}
+	// A second start finds the cluster and copies nothing over it.
+	if err := os.WriteFile(filepath.Join(data, "base", "1", "1259"), []byte("changed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureCluster(data, tmpl, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(data, "base", "1", "1259")); string(b) != "changed" {
+		t.Fatalf("an existing cluster was overwritten: %q", b)
+	}
+}
