@@ -105,6 +105,38 @@ func (c *Container) LogTail(ctx context.Context, max int) string {
 	return strings.TrimSpace(string(b))
 }
 
+// WriteLogs copies the container's output so far (stdout and stderr, as
+// the engine multiplexes them) to w.
+func (c *Container) WriteLogs(ctx context.Context, w io.Writer) error {
+	rc, err := c.ctr.Logs(ctx)
+	if err != nil {
+		return fmt.Errorf("logs of container %s: %w", c.Name, err)
+	}
+	defer rc.Close()
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+// Stop sends the image's stop signal (SIGTERM unless it says otherwise),
+// SIGKILL after timeout, and returns the exit code. The container stays
+// (for its logs) until the session closes.
+func (c *Container) Stop(ctx context.Context, timeout time.Duration) (int, error) {
+	if err := c.ctr.Stop(ctx, &timeout); err != nil {
+		return -1, fmt.Errorf("stop container %s: %w", c.Name, err)
+	}
+	st, err := c.ctr.State(ctx)
+	if err != nil {
+		return -1, fmt.Errorf("stop container %s: %w", c.Name, err)
+	}
+	return st.ExitCode, nil
+}
+
+// Running tells whether the container is up.
+func (c *Container) Running(ctx context.Context) bool {
+	st, err := c.ctr.State(ctx)
+	return err == nil && st.Running
+}
+
 // NewContainerSession connects to the engine (see newEngine), removes what
 // dead labs of this machine left, starts the watchdog and creates the
 // session's network. Close undoes it all.

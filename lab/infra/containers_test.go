@@ -147,6 +147,17 @@ func TestTestcontainersIntegration(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	if code, err := c.Stop(ctx, 10*time.Second); err != nil || code != 0 {
+		t.Errorf("stopped replica: exit code %d, %v; want 0 (SIGTERM)", code, err)
+	}
+	if c.Running(ctx) {
+		t.Error("replica still running after Stop")
+	}
+	var logs strings.Builder
+	if err := c.WriteLogs(ctx, &logs); err != nil || !strings.Contains(logs.String(), "MASTER <-> REPLICA sync") {
+		t.Errorf("replica logs (%v):\n%s", err, logs.String())
+	}
+
 	label := LabelSession + "=" + s.ID
 	if got := labelled(t, cli, label); len(got) != 4 { // postgres, redis, replica, the network
 		t.Errorf("labelled %s: %v, want 3 containers and the network", label, got)
