@@ -9,6 +9,13 @@ import (
 	"time"
 )
 
+// Watchdogs clean up after this program when it dies without doing so
+// itself. Both kinds hold the read end of a pipe whose write end only this
+// program holds (startWatchdog) and read EOF when it dies: the sh script
+// below, one per Process, and a copy of this program, one per container
+// session (containerreaper.go), which removes containers through the
+// engine API.
+//
 // reaperScript is a tiny watchdog, one per Process. It reads commands on
 // stdin, whose write end only this program holds: "pid N" names the
 // server's current process group, "done" means we cleaned up ourselves.
