@@ -126,7 +126,16 @@ func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("infra up: write stdout: %w", err)
 	}
 	log.Info("infra: up; Ctrl-C to stop", "mode", env.Mode.String(), "took", time.Since(begin).Round(time.Millisecond))
-	return holdUntilDone(ctx, env.Processes, time.Second)
+	var held []heldServer
+	for _, p := range env.Processes {
+		held = append(held, processHeld{p})
+	}
+	if env.Containers != nil {
+		for _, c := range env.Containers.Containers() {
+			held = append(held, containerHeld{c})
+		}
+	}
+	return holdUntilDone(ctx, held, time.Second)
 }
 
 // imageFlags are the image choices of the testcontainers mode.
@@ -199,9 +208,29 @@ func infraImages(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return err
 }
 
+// heldServer is a server infra up holds: a process or a container.
+type heldServer interface {
+	Running(context.Context) bool
+	Gone(context.Context) string // why the printed URL points at nothing
+}
+
+type processHeld struct{ p *infra.Process }
+
+func (h processHeld) Running(context.Context) bool { return h.p.Running() }
+func (h processHeld) Gone(context.Context) string {
+	return fmt.Sprintf("the server on %s exited by itself; its log is %s", h.p.URL(), h.p.LogPath())
+}
+
+type containerHeld struct{ c *infra.Container }
+
+func (h containerHeld) Running(ctx context.Context) bool { return h.c.Running(ctx) }
+func (h containerHeld) Gone(ctx context.Context) string {
+	return fmt.Sprintf("the %s container (%.12s) exited by itself; its last output:\n%s", h.c.Name, h.c.ID, h.c.LogTail(ctx, 2048))
+}
+
 // holdUntilDone waits for Ctrl-C, or fails as soon as one of the servers it
 // holds exits by itself: the printed URLs would point at nothing.
-func holdUntilDone(ctx context.Context, procs []*infra.Process, every time.Duration) error {
+func holdUntilDone(ctx context.Context, held []heldServer, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -209,9 +238,16 @@ func holdUntilDone(ctx context.Context, procs []*infra.Process, every time.Durat
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			for _, p := range procs {
-				if !p.Running() {
-					return fmt.Errorf("infra up: the server on %s exited by itself; its log is %s", p.URL(), p.LogPath())
+			for _, h := range held {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				gone := !h.Running(cctx) && ctx.Err() == nil
+				msg := ""
+				if gone {
+					msg = h.Gone(cctx)
+				}
+				cancel()
+				if gone {
+					return errors.New("infra up: " + msg)
 				}
 			}
 		}

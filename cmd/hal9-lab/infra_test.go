@@ -130,7 +130,7 @@ func TestInfraUpNoticesDeadServer(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
 	done := make(chan error, 1)
-	go func() { done <- holdUntilDone(context.Background(), []*infra.Process{p}, 10*time.Millisecond) }()
+	go func() { done <- holdUntilDone(context.Background(), []heldServer{processHeld{p}}, 10*time.Millisecond) }()
 	if err := p.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

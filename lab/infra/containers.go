@@ -205,6 +205,13 @@ func (s *ContainerSession) Labels() map[string]string {
 	return m
 }
 
+// Containers lists the session's containers, oldest first.
+func (s *ContainerSession) Containers() []*Container {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Container(nil), s.containers...)
+}
+
 // Engine is the session's engine client (for images; do not Close it).
 func (s *ContainerSession) Engine() *client.Client { return s.cli }
 
