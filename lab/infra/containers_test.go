@@ -1,16 +1,13 @@
 package infra
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -256,84 +253,25 @@ func TestSweepDeadOwners(t *testing.T) {
 
 // ---- a lab killed by a signal leaves no container and no network ----
 
-const containerChildEnv = "HAL9_INFRA_TEST_CONTAINER_CHILD"
-
-// TestContainerSignalChild is the child of TestKilledLabLeavesNoContainers.
-func TestContainerSignalChild(t *testing.T) {
-	how := os.Getenv(containerChildEnv)
-	if how == "" {
-		t.Skip("helper process for TestKilledLabLeavesNoContainers")
-	}
-	ctx := context.Background()
-	if how == "graceful" {
-		var stop context.CancelFunc
-		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-	}
-	env, err := Start(context.Background(), Options{Redis: true, Mode: ModeTestcontainers})
-	if err != nil {
-		fmt.Println("ERROR", strings.ReplaceAll(err.Error(), "\n", " | "))
-		os.Exit(3)
-	}
-	fmt.Println("READY", env.Containers.ID)
-	<-ctx.Done() // forever when signals are not handled
-	if err := env.Stop(context.Background()); err != nil {
-		fmt.Println("STOP ERROR", err)
-		os.Exit(4)
-	}
-	os.Exit(0)
-}
-
+// TestKilledLabLeavesNoContainers checks, through the engine API and by
+// the session's label, that nothing is left once the lab is gone (see
+// TestSignalChild).
 func TestKilledLabLeavesNoContainers(t *testing.T) {
-	if os.Getenv(containerChildEnv) != "" {
+	if os.Getenv(childEnv) != "" {
 		t.Skip("in the child")
 	}
 	cli := needDocker(t)
-	for _, tc := range []struct {
-		name string
-		how  string
-		sig  syscall.Signal
-	}{
-		{"SIGINT handled", "graceful", syscall.SIGINT},
-		{"SIGTERM unhandled", "abrupt", syscall.SIGTERM},
-		{"SIGKILL", "abrupt", syscall.SIGKILL},
-	} {
+	for _, tc := range killCases {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestContainerSignalChild$", "-test.count=1")
-			cmd.Env = append(os.Environ(), containerChildEnv+"="+tc.how, EnvPostgresDSN+"=", EnvRedisURL+"=")
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
+			f, kill := signalChild(t, tc.how, ModeTestcontainers)
+			if len(f) != 1 {
+				t.Fatalf("child said %q, want its session ID", f)
 			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			var ready string
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if l := sc.Text(); strings.HasPrefix(l, "READY") || strings.HasPrefix(l, "ERROR") {
-					ready = l
-					break
-				}
-			}
-			f := strings.Fields(ready)
-			if len(f) != 2 || f[0] != "READY" {
-				t.Fatalf("child did not start its containers: %q", ready)
-			}
-			label := LabelSession + "=" + f[1]
+			label := LabelSession + "=" + f[0]
 			if got := labelled(t, cli, label); len(got) != 2 {
 				t.Fatalf("before the signal: %v, want the redis container and the network", got)
 			}
-			if err := cmd.Process.Signal(tc.sig); err != nil {
-				t.Fatal(err)
-			}
-			go func() { _, _ = bufio.NewReader(out).WriteTo(os.Stdout) }()
-			err = cmd.Wait()
-			if tc.how == "graceful" && err != nil {
-				t.Errorf("graceful child exited with %v", err)
-			}
+			kill(tc.sig)
 			exited := time.Now()
 			deadline := exited.Add(30 * time.Second)
 			for {

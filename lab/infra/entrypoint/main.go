@@ -116,7 +116,9 @@ func ensureCluster(data, template string, initdbArgs []string) error {
 }
 
 // copyTree copies a tree of directories and plain files, keeping their
-// permission bits; data's parent must exist, data itself must not, or be empty.
+// permission bits; dst's parent must exist, dst itself must not, or be
+// empty. lab/infra has its own copyTree: this program builds alone, from
+// this one file, and cannot import it.
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
