@@ -63,8 +63,12 @@ type ContainerSpec struct {
 	Cmd   []string
 	Env   map[string]string
 	// Ports are the container's TCP ports to publish on this machine
-	// (127.0.0.1 on a local engine, on an ephemeral port each).
+	// (127.0.0.1 on a local engine, on an ephemeral port each unless
+	// HostPorts names one).
 	Ports []int
+	// HostPorts fixes the host port of some of Ports (container port ->
+	// host port), e.g. an address Prometheus was told before the start.
+	HostPorts map[int]int
 	// Tmpfs mounts (path -> mount options), e.g. for a database's data.
 	Tmpfs map[string]string
 	// Ready, when set, is called until it returns nil (or ReadyTimeout
@@ -249,8 +253,12 @@ func (s *ContainerSession) Run(ctx context.Context, spec ContainerSpec) (*Contai
 		}}),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.PortBindings = network.PortMap{}
-			for _, e := range exposed {
-				hc.PortBindings[network.MustParsePort(e)] = []network.PortBinding{{HostIP: hostIP}}
+			for i, e := range exposed {
+				b := network.PortBinding{HostIP: hostIP}
+				if hp := spec.HostPorts[spec.Ports[i]]; hp > 0 {
+					b.HostPort = strconv.Itoa(hp)
+				}
+				hc.PortBindings[network.MustParsePort(e)] = []network.PortBinding{b}
 			}
 			if len(spec.Tmpfs) > 0 {
 				hc.Tmpfs = spec.Tmpfs

@@ -124,10 +124,15 @@ func TestTestcontainersIntegration(t *testing.T) {
 	}
 	replica := redisSpec(img)
 	replica.Name = "replica"
+	fixed := closedPortT(t)
+	replica.HostPorts = map[int]int{6379: fixed}
 	replica.Cmd = append(replica.Cmd, "--replicaof", "redis", "6379")
 	c, err := s.Run(ctx, replica)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := net.JoinHostPort("127.0.0.1", strconv.Itoa(fixed)); c.HostAddr(6379) != want {
+		t.Errorf("replica published on %s, want the fixed %s", c.HostAddr(6379), want)
 	}
 	rep := redis.NewClient(mustRedisOptions(t, "redis://"+c.HostAddr(6379)))
 	defer rep.Close()
@@ -164,6 +169,26 @@ func TestTestcontainersIntegration(t *testing.T) {
 	}
 	if got := labelled(t, cli, label); len(got) > 0 {
 		t.Errorf("left after Stop: %v", got)
+	}
+}
+
+func TestEnvNetworkURL(t *testing.T) {
+	env := &Env{Mode: ModeTestcontainers, Containers: &ContainerSession{},
+		PostgresURL: "postgres://postgres@127.0.0.1:32771/postgres?sslmode=disable", NetworkPostgresURL: "postgres://postgres@postgres:5432/postgres?sslmode=disable",
+		RedisURL: "redis://127.0.0.1:32775/0", NetworkRedisURL: "redis://redis:6379/0"}
+	for in, want := range map[string]string{
+		"postgres://postgres@127.0.0.1:32771/hal9lab_x?sslmode=disable": "postgres://postgres@postgres:5432/hal9lab_x?sslmode=disable",
+		"redis://127.0.0.1:32775/7":                                     "redis://redis:6379/7",
+		"redis://127.0.0.1:32771/7":                                     "", // PostgreSQL's port, Redis's scheme
+		"postgres://postgres@127.0.0.1:5432/x":                          "",
+	} {
+		got, err := env.NetworkURL(in)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("NetworkURL(%s) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := (&Env{Mode: ModeProcess}).NetworkURL("redis://127.0.0.1:1/0"); err == nil || !strings.Contains(err.Error(), "no container network") {
+		t.Errorf("process mode: err = %v", err)
 	}
 }
 

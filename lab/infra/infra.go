@@ -93,6 +93,32 @@ type Env struct {
 	NetworkPostgresURL, NetworkRedisURL string
 }
 
+// NetworkURL turns a URL on one of env's servers as this machine reaches it
+// (PostgresURL or RedisURL, any database or path, e.g. a database the lab
+// created for one run) into the same URL as containers on
+// Containers.Network reach it.
+func (e *Env) NetworkURL(hostURL string) (string, error) {
+	if e.Containers == nil {
+		return "", fmt.Errorf("%s: no container network in infra mode %s", redact(hostURL), e.Mode)
+	}
+	u, err := url.Parse(hostURL)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", redact(hostURL), err)
+	}
+	for _, pair := range [][2]string{{e.PostgresURL, e.NetworkPostgresURL}, {e.RedisURL, e.NetworkRedisURL}} {
+		if pair[0] == "" {
+			continue
+		}
+		h, err1 := url.Parse(pair[0])
+		n, err2 := url.Parse(pair[1])
+		if err1 == nil && err2 == nil && h.Host == u.Host && h.Scheme == u.Scheme {
+			u.Host = n.Host
+			return u.String(), nil
+		}
+	}
+	return "", fmt.Errorf("%s is on none of the servers of this infra (%s, %s)", redact(hostURL), redact(e.PostgresURL), redact(e.RedisURL))
+}
+
 // Start provides the requested backends. In auto mode it uses external
 // servers when the requested HAL9_PG_DSN / HAL9_REDIS_URL are all set, else
 // containers when a Docker engine answers within 2 s, else local processes.
