@@ -216,6 +216,12 @@ func (s *ContainerSession) Containers() []*Container {
 	return append([]*Container(nil), s.containers...)
 }
 
+// Image resolves the image of kind ("postgres", "redis") with the
+// session's image options (see ResolveImage).
+func (s *ContainerSession) Image(ctx context.Context, kind string) (*Image, error) {
+	return ResolveImage(ctx, s.cli, kind, s.opts, s.log)
+}
+
 // Engine is the session's engine client (for images; do not Close it).
 func (s *ContainerSession) Engine() *client.Client { return s.cli }
 
@@ -497,7 +503,7 @@ func startContainers(ctx context.Context, opts Options, log *slog.Logger) (*Env,
 		if !b.want {
 			continue
 		}
-		img, err := ResolveImage(ctx, s.cli, b.kind, opts.Images, log)
+		img, err := s.Image(ctx, b.kind)
 		if err != nil {
 			return fail(err)
 		}

@@ -118,7 +118,7 @@ func TestTestcontainersIntegration(t *testing.T) {
 	if err := rdb.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	img, err := ResolveImage(ctx, s.Engine(), "redis", ImageOptions{}, nil)
+	img, err := s.Image(ctx, "redis")
 	if err != nil {
 		t.Fatal(err)
 	}
