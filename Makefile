@@ -6,8 +6,10 @@ PROFILE ?= smoke
 LAB_FLAGS ?=
 GATE_FLAGS ?=
 FUZZTIME ?= 10s
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE ?= hal9-lab/hal9:$(VERSION)
 
-.PHONY: help build lab test vet unit fuzz gate dashboards alerts manifests bench clean
+.PHONY: help build lab test vet unit fuzz gate dashboards alerts manifests bench image image-context clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -49,6 +51,21 @@ alerts: ## promtool check and test the alert and recording rules
 bench: build ## Go benchmarks (server, cache, store, engine) and the engine vs wrk
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(BIN)/hal9-lab bench engine
+
+image: build image-context ## the server's image $(IMAGE) FROM scratch, built through the Docker engine API
+	$(BIN)/hal9-lab infra images --server --dockerfile Dockerfile --context $(BIN)/image --tag $(IMAGE)
+
+# The build context of Dockerfile: static binaries, passwd/group of the
+# unprivileged user hal9 (65532), CA certificates, /data and /tmp.
+image-context:
+	rm -rf $(BIN)/image
+	mkdir -p $(BIN)/image/etc/ssl/certs $(BIN)/image/data $(BIN)/image/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/image/hal9 ./cmd/hal9
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/image/hal9-lab ./cmd/hal9-lab
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nhal9:x:65532:65532:hal9:/data:/sbin/nologin\n' > $(BIN)/image/etc/passwd
+	printf 'root:x:0:\nhal9:x:65532:\n' > $(BIN)/image/etc/group
+	if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(BIN)/image/etc/ssl/certs/; else touch $(BIN)/image/etc/ssl/certs/ca-certificates.crt; fi
+	chmod 1777 $(BIN)/image/tmp
 
 clean:
 	rm -rf $(BIN) data

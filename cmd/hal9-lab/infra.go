@@ -15,13 +15,23 @@ import (
 )
 
 const infraUsage = `usage: hal9-lab infra up [--postgres] [--redis] [--infra auto|external|testcontainers|process] [--env-file PATH]
+                      [--pg-image REF] [--redis-image REF]
+       hal9-lab infra images [--postgres] [--redis] [--pg-image REF] [--redis-image REF] [--rebuild]
+       hal9-lab infra images --server --tag TAG --context DIR [--dockerfile FILE]
 
-Starts PostgreSQL and/or Redis for the lab (neither flag: both), prints
+up: starts PostgreSQL and/or Redis for the lab (neither flag: both), prints
 HAL9_DATABASE_URL=… and HAL9_REDIS_URL=… on stdout (logs go to stderr),
 and holds them until SIGINT/SIGTERM, then stops everything it started.
 
   hal9-lab infra up --env-file /tmp/hal9.env &
   set -a; . /tmp/hal9.env; set +a    # once the file exists
+
+images: makes sure the Docker engine has the images of the testcontainers
+mode: the public ones (--pg-image, --redis-image; $HAL9_PG_IMAGE,
+$HAL9_REDIS_IMAGE; "host" skips them) when present or pullable, else images
+built FROM scratch from this machine's PostgreSQL and Redis. With --server:
+builds the server's image from the Dockerfile and a context directory (what
+'make image' does).
 `
 
 // runInfra: hal9-lab infra up.
@@ -37,12 +47,14 @@ func infraMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch args[0] {
 	case "up":
 		return infraUp(ctx, args[1:], stdout, stderr)
+	case "images":
+		return infraImages(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stderr, infraUsage)
 		return nil
 	}
 	fmt.Fprint(stderr, infraUsage)
-	return fmt.Errorf("unknown infra subcommand %q: the only one is 'up'", args[0])
+	return fmt.Errorf("unknown infra subcommand %q: use 'up' or 'images'", args[0])
 }
 
 func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +65,8 @@ func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rd := fs.Bool("redis", false, "start Redis (with neither --postgres nor --redis: both)")
 	modeFlag := fs.String("infra", "auto", "how: auto (external, then testcontainers, then process), external (HAL9_PG_DSN/HAL9_REDIS_URL), testcontainers (Docker), process (local initdb/postgres, redis-server)")
 	envFile := fs.String("env-file", "", "also write the variables to this file (removed on exit), for 'set -a; . FILE'")
+	var images infra.ImageOptions
+	imageFlags(fs, &images)
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -77,7 +91,7 @@ func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	begin := time.Now()
-	env, err := infra.Start(ctx, infra.Options{Postgres: *pg, Redis: *rd, Mode: mode, Logger: log})
+	env, err := infra.Start(ctx, infra.Options{Postgres: *pg, Redis: *rd, Mode: mode, Logger: log, Images: images})
 	if err != nil {
 		return err
 	}
@@ -112,12 +126,111 @@ func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("infra up: write stdout: %w", err)
 	}
 	log.Info("infra: up; Ctrl-C to stop", "mode", env.Mode.String(), "took", time.Since(begin).Round(time.Millisecond))
-	return holdUntilDone(ctx, env.Processes, time.Second)
+	var held []heldServer
+	for _, p := range env.Processes {
+		held = append(held, processHeld{p})
+	}
+	if env.Containers != nil {
+		for _, c := range env.Containers.Containers() {
+			held = append(held, containerHeld{c})
+		}
+	}
+	return holdUntilDone(ctx, held, time.Second)
+}
+
+// imageFlags are the image choices of the testcontainers mode.
+func imageFlags(fs *flag.FlagSet, o *infra.ImageOptions) {
+	fs.StringVar(&o.PostgresImage, "pg-image", "", "PostgreSQL image to prefer when the engine has it or can pull it (default $"+infra.EnvPostgresImage+", else "+infra.DefaultPostgresImage+`); "host": the image built from this machine's PostgreSQL`)
+	fs.StringVar(&o.RedisImage, "redis-image", "", "Redis image to prefer (default $"+infra.EnvRedisImage+", else "+infra.DefaultRedisImage+`); "host": the image built from this machine's Redis`)
+}
+
+func infraImages(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("infra images", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, infraUsage); fs.PrintDefaults() }
+	pg := fs.Bool("postgres", false, "the PostgreSQL image (with neither --postgres nor --redis: both)")
+	rd := fs.Bool("redis", false, "the Redis image (with neither --postgres nor --redis: both)")
+	var opts infra.ImageOptions
+	imageFlags(fs, &opts)
+	fs.BoolVar(&opts.Rebuild, "rebuild", false, "build the images from this machine's servers even when they exist")
+	server := fs.Bool("server", false, "build the server's image from --dockerfile and --context instead")
+	tag := fs.String("tag", "", "--server: the image's name:tag, e.g. hal9-lab/hal9:v1.2.3")
+	dir := fs.String("context", "", "--server: the build context directory (make image stages bin/image)")
+	dockerfile := fs.String("dockerfile", "Dockerfile", "--server: the Dockerfile")
+	verbose := fs.Bool("v", false, "debug logs (the engine's build output)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("infra images: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("infra images: unexpected argument %q", fs.Arg(0))
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	begin := time.Now()
+	if *server {
+		if *tag == "" || *dir == "" {
+			return errors.New("infra images --server: give --tag NAME:TAG and --context DIR (make image does: bin/hal9-lab infra images --server --tag hal9-lab/hal9:$(VERSION) --context bin/image)")
+		}
+		if *pg || *rd || opts.Rebuild {
+			return errors.New("infra images --server builds the server's image only: drop --postgres, --redis and --rebuild")
+		}
+		version := *tag
+		if i := strings.LastIndexByte(version, ':'); i >= 0 {
+			version = version[i+1:]
+		}
+		labels := map[string]string{"org.opencontainers.image.title": "hal9", "org.opencontainers.image.version": version}
+		if err := infra.BuildFromDir(ctx, *dockerfile, *dir, *tag, labels, log); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "server\t%s\tbuilt\t%s\n", *tag, time.Since(begin).Round(time.Millisecond))
+		return nil
+	}
+	if *tag != "" || *dir != "" {
+		return errors.New("infra images: --tag and --context go with --server")
+	}
+	var kinds []string
+	if *pg || !*rd {
+		kinds = append(kinds, "postgres")
+	}
+	if *rd || !*pg {
+		kinds = append(kinds, "redis")
+	}
+	imgs, err := infra.EnsureImages(ctx, kinds, opts, log)
+	for _, img := range imgs {
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", img.Kind, img.Ref, img.Source, img.Took.Round(time.Millisecond))
+	}
+	return err
+}
+
+// heldServer is a server infra up holds: a process or a container.
+type heldServer interface {
+	Running(context.Context) bool
+	Gone(context.Context) string // why the printed URL points at nothing
+}
+
+type processHeld struct{ p *infra.Process }
+
+func (h processHeld) Running(context.Context) bool { return h.p.Running() }
+func (h processHeld) Gone(context.Context) string {
+	return fmt.Sprintf("the server on %s exited by itself; its log is %s", h.p.URL(), h.p.LogPath())
+}
+
+type containerHeld struct{ c *infra.Container }
+
+func (h containerHeld) Running(ctx context.Context) bool { return h.c.Running(ctx) }
+func (h containerHeld) Gone(ctx context.Context) string {
+	return fmt.Sprintf("the %s container (%.12s) exited by itself; its last output:\n%s", h.c.Name, h.c.ID, h.c.LogTail(ctx, 2048))
 }
 
 // holdUntilDone waits for Ctrl-C, or fails as soon as one of the servers it
 // holds exits by itself: the printed URLs would point at nothing.
-func holdUntilDone(ctx context.Context, procs []*infra.Process, every time.Duration) error {
+func holdUntilDone(ctx context.Context, held []heldServer, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -125,9 +238,16 @@ func holdUntilDone(ctx context.Context, procs []*infra.Process, every time.Durat
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			for _, p := range procs {
-				if !p.Running() {
-					return fmt.Errorf("infra up: the server on %s exited by itself; its log is %s", p.URL(), p.LogPath())
+			for _, h := range held {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				gone := !h.Running(cctx) && ctx.Err() == nil
+				msg := ""
+				if gone {
+					msg = h.Gone(cctx)
+				}
+				cancel()
+				if gone {
+					return errors.New("infra up: " + msg)
 				}
 			}
 		}

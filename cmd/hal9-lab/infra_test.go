@@ -25,6 +25,10 @@ func TestInfraArgs(t *testing.T) {
 		{[]string{"up", "--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"up", "--infra", "docker"}, `unknown infra mode "docker"`},
 		{[]string{"up", "postgres"}, `unexpected argument "postgres"`},
+		{[]string{"images", "--server"}, "give --tag NAME:TAG and --context DIR"},
+		{[]string{"images", "--server", "--tag", "x:1", "--context", ".", "--redis"}, "builds the server's image only"},
+		{[]string{"images", "--tag", "x:1"}, "--tag and --context go with --server"},
+		{[]string{"images", "redis"}, `unexpected argument "redis"`},
 		{[]string{"help"}, ""},
 		{[]string{"up", "-h"}, ""},
 	} {
@@ -36,7 +40,7 @@ func TestInfraArgs(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%v: err = %v, want %q", tc.args, err, tc.want)
 		}
-		if tc.args != nil && tc.args[0] == "up" && tc.want != "" && !strings.HasPrefix(tc.want, "flag") {
+		if tc.args != nil && (tc.args[0] == "up" || tc.args[0] == "images") && tc.want != "" && !strings.HasPrefix(tc.want, "flag") {
 			continue // a clear error suffices; no usage dump
 		}
 		if !strings.Contains(stderr.String(), "usage: hal9-lab infra up") {
@@ -126,7 +130,7 @@ func TestInfraUpNoticesDeadServer(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
 	done := make(chan error, 1)
-	go func() { done <- holdUntilDone(context.Background(), []*infra.Process{p}, 10*time.Millisecond) }()
+	go func() { done <- holdUntilDone(context.Background(), []heldServer{processHeld{p}}, 10*time.Millisecond) }()
 	if err := p.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

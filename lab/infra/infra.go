@@ -66,6 +66,8 @@ type Options struct {
 	Logger          *slog.Logger
 	// Process configures the process mode (binaries, temp root, timeouts).
 	Process ProcessOptions
+	// Images configures the testcontainers mode's images.
+	Images ImageOptions
 }
 
 // Env is what Start yields: the URLs of the requested backends (the others
@@ -81,6 +83,40 @@ type Env struct {
 	// first when both run; nil in other modes), e.g. to stop and restart
 	// one mid-run. Stop closes them.
 	Processes []*Process
+	// Containers is the container session of the testcontainers mode (nil
+	// in other modes): its network, where more containers (the servers
+	// under test) can run next to PostgreSQL and Redis. Stop closes it.
+	Containers *ContainerSession
+	// NetworkPostgresURL and NetworkRedisURL are the same servers as
+	// PostgresURL and RedisURL, as containers on Containers.Network
+	// reach them (postgres:5432, redis:6379); empty in other modes.
+	NetworkPostgresURL, NetworkRedisURL string
+}
+
+// NetworkURL turns a URL on one of env's servers as this machine reaches it
+// (PostgresURL or RedisURL, any database or path, e.g. a database the lab
+// created for one run) into the same URL as containers on
+// Containers.Network reach it.
+func (e *Env) NetworkURL(hostURL string) (string, error) {
+	if e.Containers == nil {
+		return "", fmt.Errorf("%s: no container network in infra mode %s", redact(hostURL), e.Mode)
+	}
+	u, err := url.Parse(hostURL)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", redact(hostURL), err)
+	}
+	for _, pair := range [][2]string{{e.PostgresURL, e.NetworkPostgresURL}, {e.RedisURL, e.NetworkRedisURL}} {
+		if pair[0] == "" {
+			continue
+		}
+		h, err1 := url.Parse(pair[0])
+		n, err2 := url.Parse(pair[1])
+		if err1 == nil && err2 == nil && h.Host == u.Host && h.Scheme == u.Scheme {
+			u.Host = n.Host
+			return u.String(), nil
+		}
+	}
+	return "", fmt.Errorf("%s is on none of the servers of this infra (%s, %s)", redact(hostURL), redact(e.PostgresURL), redact(e.RedisURL))
 }
 
 // Start provides the requested backends. In auto mode it uses external

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/testcontainers/testcontainers-go"
 )
 
 func TestParseMode(t *testing.T) {
@@ -252,33 +250,25 @@ func TestStartProcessesRedisFailsAfterPostgres(t *testing.T) {
 	}
 }
 
-func TestContainerOptions(t *testing.T) {
-	req := testcontainers.GenericContainerRequest{}
-	for _, o := range postgresContainerOptions() {
-		if err := o.Customize(&req); err != nil {
-			t.Fatal(err)
+func TestContainerSpecs(t *testing.T) {
+	for _, img := range []*Image{{Kind: "postgres", Ref: "postgres:15"}, {Kind: "postgres", Ref: "hal9-lab/postgres:15.2-x", Host: true}} {
+		spec := postgresSpec(img)
+		cmd := strings.Join(spec.Cmd, " ")
+		for _, want := range []string{"max_connections=200", "synchronous_commit=off", "fsync=off"} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("%s: postgres cmd %q lacks %s", img.Ref, cmd, want)
+			}
+		}
+		if spec.Ready == nil || len(spec.Ports) != 1 || spec.Ports[0] != 5432 || len(spec.Tmpfs) != 1 {
+			t.Errorf("%s: spec %+v", img.Ref, spec)
+		}
+		if !img.Host && (spec.Env["POSTGRES_HOST_AUTH_METHOD"] != "trust" || spec.Env["POSTGRES_DB"] != "postgres") {
+			t.Errorf("official postgres image env %v", spec.Env)
 		}
 	}
-	cmd := strings.Join(req.Cmd, " ")
-	for _, want := range []string{"max_connections=200", "synchronous_commit=off"} {
-		if !strings.Contains(cmd, want) {
-			t.Errorf("postgres container cmd %q lacks %s", cmd, want)
-		}
-	}
-	if req.Env["POSTGRES_USER"] != "postgres" || req.Env["POSTGRES_DB"] != "postgres" {
-		t.Errorf("postgres container env %v", req.Env)
-	}
-	if req.WaitingFor == nil {
-		t.Error("postgres container has no wait strategy")
-	}
-	req = testcontainers.GenericContainerRequest{}
-	for _, o := range redisContainerOptions() {
-		if err := o.Customize(&req); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := strings.Join(req.Cmd, " "); !strings.Contains(got, "--appendonly no") {
-		t.Errorf("redis container cmd %q keeps persistence", got)
+	spec := redisSpec(&Image{Kind: "redis", Ref: "redis:7"})
+	if got := strings.Join(spec.Cmd, " "); !strings.Contains(got, "--appendonly no") || !strings.Contains(got, "--protected-mode no") {
+		t.Errorf("redis container cmd %q keeps persistence or protected mode", got)
 	}
 }
 
@@ -294,33 +284,19 @@ func TestTestcontainersWithoutDocker(t *testing.T) {
 	}
 }
 
-func TestTestcontainersIntegration(t *testing.T) {
-	ctx := context.Background()
-	if err := dockerHealth(ctx); err != nil {
-		t.Skipf("testcontainers integration needs a Docker engine: %v", err)
-	}
-	env, err := Start(ctx, Options{Postgres: true, Redis: true, Mode: ModeTestcontainers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop(ctx)
-	pgQuery(t, env.PostgresURL)
-	if err := pingRedis(ctx, env.RedisURL); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // ---- a lab killed by a signal leaves nothing behind ----
 
 const childEnv = "HAL9_INFRA_TEST_CHILD"
 
-// TestSignalChild is the child of TestKilledLabLeavesNothing: it starts
-// infra, prints what it started, and waits for a signal, handling it
-// (graceful) or not (default action: die at once).
+// TestSignalChild is the child of the killed-lab tests: with childEnv set
+// to HOW:MODE it starts infra in MODE (process: PostgreSQL and Redis;
+// testcontainers: Redis), prints what it started on a READY line, and
+// waits for a signal, handling it (HOW graceful) or not (abrupt: the
+// default action, death at once).
 func TestSignalChild(t *testing.T) {
-	how := os.Getenv(childEnv)
-	if how == "" {
-		t.Skip("helper process for TestKilledLabLeavesNothing")
+	how, mode, ok := strings.Cut(os.Getenv(childEnv), ":")
+	if !ok {
+		t.Skip("helper process for TestKilledLabLeavesNothing and TestKilledLabLeavesNoContainers")
 	}
 	ctx := context.Background()
 	if how == "graceful" {
@@ -328,12 +304,19 @@ func TestSignalChild(t *testing.T) {
 		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 	}
-	env, err := Start(context.Background(), Options{Postgres: true, Redis: true, Mode: ModeProcess})
+	opts := Options{Postgres: true, Redis: true, Mode: Mode(mode)}
+	if opts.Mode == ModeTestcontainers {
+		opts.Postgres = false // the network and one container suffice, and start faster
+	}
+	env, err := Start(context.Background(), opts)
 	if err != nil {
 		fmt.Println("ERROR", strings.ReplaceAll(err.Error(), "\n", " | "))
 		os.Exit(3)
 	}
 	line := "READY"
+	if env.Containers != nil {
+		line += " " + env.Containers.ID
+	}
 	for _, p := range env.Processes {
 		line += fmt.Sprintf(" %d %d %s", p.PID(), p.ReaperPID(), p.Dir())
 	}
@@ -346,47 +329,68 @@ func TestSignalChild(t *testing.T) {
 	os.Exit(0)
 }
 
+// killCases are the ways a lab ends: Ctrl-C it handles, a SIGTERM it does
+// not handle, SIGKILL.
+var killCases = []struct {
+	name string
+	how  string
+	sig  syscall.Signal
+}{
+	{"SIGINT handled", "graceful", syscall.SIGINT},
+	{"SIGTERM unhandled", "abrupt", syscall.SIGTERM},
+	{"SIGKILL", "abrupt", syscall.SIGKILL},
+}
+
+// signalChild starts TestSignalChild in mode and returns the fields of its
+// READY line, and kill, which sends sig and waits for the child's end (a
+// graceful child must exit 0).
+func signalChild(t *testing.T, how string, mode Mode) (ready []string, kill func(syscall.Signal)) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSignalChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+how+":"+string(mode), EnvPostgresDSN+"=", EnvRedisURL+"=")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	var line string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "READY") || strings.HasPrefix(l, "ERROR") {
+			line = l
+			break
+		}
+	}
+	if !strings.HasPrefix(line, "READY") {
+		t.Fatalf("child did not start infra: %q", line)
+	}
+	return strings.Fields(line)[1:], func(sig syscall.Signal) {
+		t.Helper()
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = bufio.NewReader(out).WriteTo(os.Stdout) }()
+		if err := cmd.Wait(); how == "graceful" && err != nil {
+			t.Errorf("graceful child exited with %v", err)
+		}
+	}
+}
+
 func TestKilledLabLeavesNothing(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
 		t.Skip("in the child")
 	}
 	needProcess(t, "postgres")
 	needProcess(t, "redis")
-	for _, tc := range []struct {
-		name string
-		how  string
-		sig  syscall.Signal
-	}{
-		{"SIGINT handled", "graceful", syscall.SIGINT},
-		{"SIGTERM unhandled", "abrupt", syscall.SIGTERM},
-		{"SIGKILL", "abrupt", syscall.SIGKILL},
-	} {
+	for _, tc := range killCases {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestSignalChild$", "-test.count=1")
-			cmd.Env = append(os.Environ(), childEnv+"="+tc.how, EnvPostgresDSN+"=", EnvRedisURL+"=")
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			var ready string
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if l := sc.Text(); strings.HasPrefix(l, "READY") || strings.HasPrefix(l, "ERROR") {
-					ready = l
-					break
-				}
-			}
-			if !strings.HasPrefix(ready, "READY") {
-				t.Fatalf("child did not start infra: %q", ready)
-			}
-			f := strings.Fields(ready)[1:]
+			f, kill := signalChild(t, tc.how, ModeProcess)
 			if len(f) != 6 {
-				t.Fatalf("child said %q", ready)
+				t.Fatalf("child said %q", f)
 			}
 			pids := []int{atoi(f[0]), atoi(f[1]), atoi(f[3]), atoi(f[4])}
 			dirs := []string{f[2], f[5]}
@@ -395,14 +399,7 @@ func TestKilledLabLeavesNothing(t *testing.T) {
 					t.Fatalf("pid %d not running before the signal", pid)
 				}
 			}
-			if err := cmd.Process.Signal(tc.sig); err != nil {
-				t.Fatal(err)
-			}
-			go func() { _, _ = bufio.NewReader(out).WriteTo(os.Stdout) }()
-			err = cmd.Wait()
-			if tc.how == "graceful" && err != nil {
-				t.Errorf("graceful child exited with %v", err)
-			}
+			kill(tc.sig)
 			eventually(t, fmt.Sprintf("pids %v and dirs %v gone", pids, dirs), func() bool {
 				for _, pid := range pids {
 					if !gone(pid) {

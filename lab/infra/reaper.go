@@ -9,6 +9,13 @@ import (
 	"time"
 )
 
+// Watchdogs clean up after this program when it dies without doing so
+// itself. Both kinds hold the read end of a pipe whose write end only this
+// program holds (startWatchdog) and read EOF when it dies: the sh script
+// below, one per Process, and a copy of this program, one per container
+// session (containerreaper.go), which removes containers through the
+// engine API.
+//
 // reaperScript is a tiny watchdog, one per Process. It reads commands on
 // stdin, whose write end only this program holds: "pid N" names the
 // server's current process group, "done" means we cleaned up ourselves.
@@ -45,19 +52,25 @@ type reaper struct {
 }
 
 // startReaper starts the watchdog for dir; politeSig is the signal name
-// (INT, TERM) that stops the server cleanly. It runs in its own process
-// group so neither a terminal's Ctrl-C nor a kill of the server's group
-// reaches it, and it has no Pdeathsig: outliving us is its job.
+// (INT, TERM) that stops the server cleanly.
 func startReaper(dir, politeSig string) (*reaper, error) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		return nil, fmt.Errorf("start cleanup watchdog: %w", err)
 	}
+	return startWatchdog(exec.Command(sh, "-c", reaperScript, "hal9-reaper", dir, politeSig))
+}
+
+// startWatchdog starts cmd with its stdin on a pipe whose write end only
+// this program holds: the watchdog sees our end (however it comes) as EOF.
+// It runs in its own process group so neither a terminal's Ctrl-C nor a
+// kill of a server's group reaches it, and it has no Pdeathsig: outliving
+// us is its job.
+func startWatchdog(cmd *exec.Cmd) (*reaper, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start cleanup watchdog: %w", err)
 	}
-	cmd := exec.Command(sh, "-c", reaperScript, "hal9-reaper", dir, politeSig)
 	cmd.Stdin = r
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
