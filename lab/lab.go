@@ -22,7 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
@@ -240,10 +242,20 @@ func (s *Session) Binary(ctx context.Context) (string, error) {
 	return out, nil
 }
 
-// Backend is a started backend shared by the runs of its legs.
+// Backend is a started backend shared by the runs of its legs: the
+// servers lab/infra gave it (none for SQLite).
 type Backend struct {
 	Name string
-	env  *infraEnv
+	env  *infra.Env // nil for SQLite
+}
+
+// Infra says how the backend's servers were had: lab/infra's mode, or
+// "none" for SQLite.
+func (b *Backend) Infra() string {
+	if b.env == nil {
+		return "none"
+	}
+	return b.env.Mode.String()
 }
 
 // StartBackend starts the infrastructure of a backend. When it cannot be
@@ -254,7 +266,14 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 		s.prog.step("starting infrastructure (--infra %s)", orAuto(s.opts.Infra))
 	}
 	t := time.Now()
-	env, err := startInfra(ctx, name, s.opts.Infra, s.log)
+	b := &Backend{Name: name}
+	// External URLs (HAL9_PG_DSN, HAL9_REDIS_URL), containers or local
+	// processes, as --infra says ("" tries them in that order).
+	needPG, needRedis := name == Postgres || name == PostgresRedis, name == PostgresRedis
+	var err error
+	if needPG || needRedis {
+		b.env, err = infra.Start(ctx, infra.Options{Postgres: needPG, Redis: needRedis, Mode: infra.Mode(s.opts.Infra), Logger: s.log})
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -268,9 +287,9 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 		return nil, nil
 	}
 	if name != SQLite {
-		s.prog.step("infrastructure up (%s) in %s", env.Mode, time.Since(t).Round(100*time.Millisecond))
+		s.prog.step("infrastructure up (%s) in %s", b.Infra(), time.Since(t).Round(100*time.Millisecond))
 	}
-	return &Backend{Name: name, env: env}, nil
+	return b, nil
 }
 
 // eachBackend starts each backend of the run in turn, calls legs with it
@@ -302,7 +321,7 @@ func (s *Session) eachBackend(ctx context.Context, legs func(i int, b *Backend))
 
 // Stop stops the backend's infrastructure.
 func (b *Backend) Stop(ctx context.Context) error {
-	if b == nil || b.env == nil || b.env.Stop == nil {
+	if b == nil || b.env == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
@@ -343,7 +362,7 @@ func LegKey(backend, role string) string {
 // leg.Error. A cancelled ctx stops it early (Ctrl-C).
 func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	b := spec.Backend
-	leg := report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.env.Mode, Redis: b.Name == PostgresRedis}
+	leg := report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.Infra(), Redis: b.Name == PostgresRedis}
 	label := b.Name
 	if spec.Role != "" {
 		label += " " + spec.Role
@@ -396,7 +415,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	}); err != nil {
 		return fail(err)
 	}
-	leg.Database = redactURL(backing.DatabaseURL)
+	leg.Database = redact.URL(backing.DatabaseURL)
 
 	key := LegKey(b.Name, spec.Role)
 	var srv *Server

@@ -11,13 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 )
 
 // Mode is how backends are obtained.
@@ -122,7 +123,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		env, err := w.start(ctx, opts, log)
 		if err == nil {
 			env.Stop = once(env.Stop)
-			log.Info("infra: ready", "mode", w.mode.String(), "postgres", redact(env.PostgresURL), "redis", redact(env.RedisURL))
+			log.Info("infra: ready", "mode", w.mode.String(), "postgres", redact.URL(env.PostgresURL), "redis", redact.URL(env.RedisURL))
 			return env, nil
 		}
 		var notSet *notConfiguredError
@@ -200,12 +201,12 @@ func startExternal(ctx context.Context, opts Options, _ *slog.Logger) (*Env, err
 			return nil, fmt.Errorf("%s is not a PostgreSQL URL or DSN: %w", EnvPostgresDSN, err)
 		}
 		if err := pingPostgres(cctx, env.PostgresURL); err != nil {
-			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvPostgresDSN, redact(env.PostgresURL), err)
+			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvPostgresDSN, redact.URL(env.PostgresURL), err)
 		}
 	}
 	if opts.Redis {
 		if err := pingRedis(cctx, env.RedisURL); err != nil {
-			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvRedisURL, redact(env.RedisURL), err)
+			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvRedisURL, redact.URL(env.RedisURL), err)
 		}
 	}
 	return env, nil
@@ -248,15 +249,4 @@ func startProcesses(ctx context.Context, opts Options, log *slog.Logger) (*Env, 
 	env.Stop = closeAll
 	env.Processes = append([]*Process(nil), procs...)
 	return env, nil
-}
-
-// redact hides a password in a URL for logs.
-func redact(s string) string {
-	if s == "" {
-		return ""
-	}
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return s
 }
