@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,7 +202,7 @@ func TestDiffServer(t *testing.T) {
 	if n.CostUSD != 1.5 || n.TokensIn != 1000 || n.TokensOut != 500 {
 		t.Errorf("cost %v tokens %v/%v", n.CostUSD, n.TokensIn, n.TokensOut)
 	}
-	if !contains(n.Missing, "hal9_signals_total") || contains(n.Missing, "hal9_http_requests_total") {
+	if !slices.Contains(n.Missing, "hal9_signals_total") || slices.Contains(n.Missing, "hal9_http_requests_total") {
 		t.Errorf("missing = %v", n.Missing)
 	}
 	var sv report.Server

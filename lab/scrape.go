@@ -6,7 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,7 +126,7 @@ func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
 				return false
 			}
 		case strings.Contains(want, "|"):
-			if !contains(strings.Split(want, "|"), got) {
+			if !slices.Contains(strings.Split(want, "|"), got) {
 				return false
 			}
 		default:
@@ -136,15 +136,6 @@ func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
 		}
 	}
 	return true
-}
-
-func contains(xs []string, x string) bool {
-	for _, s := range xs {
-		if s == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Delta is after − before of Sum; a counter reset (server restart) gives
@@ -258,16 +249,6 @@ func rate(a, b float64) float64 {
 		return 0
 	}
 	return a / b
-}
-
-// sortedKeys returns m's keys sorted.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // relDiff is |a−b| / max(|a|,|b|), 0 when both are 0.
