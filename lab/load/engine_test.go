@@ -42,12 +42,10 @@ func (w *fakeWorkload) NewVU(id int) (VU, error) {
 		return nil, fmt.Errorf("VU id %d created twice", id)
 	}
 	w.ids[id] = true
-	return vuFunc(w.fn), nil
+	return IterationFunc(w.fn), nil
 }
 
-type vuFunc func(ctx context.Context, it *Iter) error
-
-func (f vuFunc) Iteration(ctx context.Context, it *Iter) error { return f(ctx, it) }
+var _ Workload = (*fakeWorkload)(nil)
 
 func sleepIter(d time.Duration) func(context.Context, *Iter) error {
 	return func(ctx context.Context, _ *Iter) error { return Sleep(ctx, d) }
