@@ -249,7 +249,7 @@ func finishLoad(s *load.Summary, export, out string, aborted bool) error {
 		fmt.Fprintf(os.Stderr, "summary: %s\n", p)
 	}
 	if s.Hal9Lab != nil && !s.Hal9Lab.ThresholdsOK {
-		return &exitError{code: 99, err: errors.New("thresholds failed")}
+		return &exitError{code: load.ExitThresholdsFailed, err: errors.New("thresholds failed")}
 	}
 	if aborted {
 		return errors.New("the test was interrupted before its end (the summary covers what ran)")

@@ -51,10 +51,15 @@ type Result struct {
 	Warnings     []string
 }
 
-// ExitCode is k6's: 99 when a threshold failed, 0 otherwise.
+// ExitThresholdsFailed is the exit status of a test whose thresholds
+// failed (k6's).
+const ExitThresholdsFailed = 99
+
+// ExitCode is k6's: ExitThresholdsFailed when a threshold failed, 0
+// otherwise.
 func (r *Result) ExitCode() int {
 	if !r.ThresholdsOK {
-		return 99
+		return ExitThresholdsFailed
 	}
 	return 0
 }
