@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
 // rateLimitPath is an anonymous, rate-limited route: one client identity
@@ -131,4 +134,29 @@ func runRateLimitCheck(ctx context.Context, target string, rc RateLimitCheck, pr
 	}
 	out.OK = len(out.Problems) == 0
 	return out, nil
+}
+
+// rateLimitScenario runs the rate-limit check and reports it as a scenario
+// whose thresholds are the check's conditions.
+func (s *Session) rateLimitScenario(ctx context.Context, srv *Server, rc RateLimitCheck) report.Scenario {
+	sc := report.Scenario{Name: "ratelimit", File: "(built in: " + s.opts.Profile.Name + " profile's ratelimit)"}
+	r, err := runRateLimitCheck(ctx, srv.URL(), rc, s.opts.Progress)
+	if err != nil {
+		sc.Error = err.Error()
+		return sc
+	}
+	fillFromLoad(&sc, r.LoadResult)
+	sc.Thresholds = []report.Threshold{
+		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %.0f)", r.BelowRate, r.Limit), Expr: fmt.Sprintf("count==0 (got %d of %d)", r.Below.Limited, r.Below.Total), OK: r.Below.Limited == 0},
+		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %.0f)", r.AboveRate, r.Limit), Expr: fmt.Sprintf("count>0 (got %d of %d)", r.Above.Limited, r.Above.Total), OK: r.Above.Limited > 0},
+		{Metric: "429s with Retry-After", Expr: fmt.Sprintf("rate==1 (%d of %d)", r.Above.WithRetryAfter, r.Above.Limited), OK: r.Above.WithRetryAfter == r.Above.Limited},
+		{Metric: "accepted rate while above the limit", Expr: fmt.Sprintf("about %.0f/s (got %.1f/s)", r.Limit, r.AcceptedRate), OK: len(r.Problems) == 0 || !slices.ContainsFunc(r.Problems, func(p string) bool { return strings.Contains(p, "got through") })},
+	}
+	sc.Passed = r.OK
+	if !r.OK {
+		sc.Warnings = append(sc.Warnings, r.Problems...)
+	}
+	sc.Metrics.Status429 = float64(r.Below.Limited + r.Above.Limited)
+	sc.Metrics.ErrorRate = 0 // 429s are the point here, not errors
+	return sc
 }
