@@ -72,14 +72,9 @@ func (r *scenarioRun) runClosed(schedCtx, hardCtx context.Context, start time.Ti
 	}
 
 	// the controller: move the target at each change of the schedule
+	timer := time.NewTimer(time.Hour)
 	for _, at := range sched.Changes() {
-		t := time.NewTimer(time.Until(start.Add(at)))
-		select {
-		case <-schedCtx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		if schedCtx.Err() != nil {
+		if !sleepUntil(schedCtx, timer, start.Add(at)) {
 			break
 		}
 		nt := int64(sched.At(at + time.Microsecond))

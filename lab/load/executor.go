@@ -31,12 +31,8 @@ type scenarioRun struct {
 // ramping-vus), interrupting what still runs.
 func (r *scenarioRun) run(ctx context.Context) {
 	if r.cfg.StartTime > 0 {
-		t := time.NewTimer(time.Until(r.e.start.Add(r.cfg.StartTime)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepUntil(ctx, time.NewTimer(0), r.e.start.Add(r.cfg.StartTime)) {
 			return
-		case <-t.C:
 		}
 	}
 	start := time.Now()
@@ -59,6 +55,20 @@ func (r *scenarioRun) run(ctx context.Context) {
 		r.e.log.Error("scenario failed", "scenario", r.cfg.Name, "err", err)
 		r.e.setAbort(err.Error())
 	}
+}
+
+// sleepUntil waits until at, or until ctx ends, on timer (callers reuse
+// one; any state will do). It reports whether ctx is still live.
+func sleepUntil(ctx context.Context, timer *time.Timer, at time.Time) bool {
+	if wait := time.Until(at); wait > 0 {
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // stats are the executor's numbers for the summary (hal9lab.scenarios).

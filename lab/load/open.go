@@ -92,7 +92,6 @@ func (r *scenarioRun) runOpen(ctx, schedCtx, hardCtx context.Context, start time
 		}
 	}
 	timer := time.NewTimer(time.Hour)
-	timer.Stop()
 	step := int64(1)
 	first := int64(0)
 	if !g.whole() {
@@ -104,15 +103,7 @@ func (r *scenarioRun) runOpen(ctx, schedCtx, hardCtx context.Context, start time
 			break
 		}
 		due := start.Add(at)
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-			case <-timer.C:
-			}
-		}
-		if ctx.Err() != nil {
+		if !sleepUntil(ctx, timer, due) {
 			break
 		}
 		if schedCtx.Err() != nil {
