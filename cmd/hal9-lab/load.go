@@ -219,7 +219,7 @@ func runLoad(ctx context.Context, args []string) error {
 	}
 	if err := finishLoad(res.Summary, a.export, a.out, res.Aborted); err != nil {
 		var ee *exitError
-		if a.noThresholdExit && errors.As(err, &ee) && ee.code == 99 {
+		if a.noThresholdExit && errors.As(err, &ee) && ee.code == load.ExitThresholdsFailed {
 			fmt.Fprintln(os.Stderr, "thresholds failed in this segment; exit 0 (--no-threshold-exit): the merged summary is judged")
 			return nil
 		}

@@ -49,5 +49,6 @@
 // trends), their aggregation and k6's threshold syntax; summary.go and
 // text.go the summary JSON and its text form; prom.go the engine's own
 // Prometheus metrics (hal9lab_*); progress.go the live progress;
-// bench.go the engine measured against wrk.
+// startat.go the agreed start of a distributed test's segments; bench.go
+// the engine measured against wrk.
 package load
