@@ -2,6 +2,8 @@ package dashboards
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
@@ -238,7 +240,7 @@ func lowSteps(crit, warn float64) []dashboard.Threshold {
 func valueMap(m map[string][2]string) dashboard.ValueMapping {
 	opts := make(map[string]dashboard.ValueMappingResult, len(m))
 	i := int32(0)
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := m[k]
 		opts[k] = dashboard.ValueMappingResult{Text: cog.ToPtr(v[0]), Color: cog.ToPtr(v[1]), Index: cog.ToPtr(i)}
 		i++

@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 )
 
 // Backing is one leg-run's own database (and Redis logical DB): every run
@@ -81,7 +82,7 @@ func provisionPostgres(ctx context.Context, base string, b *Backing) error {
 func provisionRedis(ctx context.Context, base string, b *Backing) error {
 	opt, err := redis.ParseURL(base)
 	if err != nil {
-		return fmt.Errorf("parse Redis URL %s: %w", redactURL(base), err)
+		return fmt.Errorf("parse Redis URL %s: %w", redact.URL(base), err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -92,7 +93,7 @@ func provisionRedis(ctx context.Context, base string, b *Backing) error {
 		n, err := c.DBSize(ctx).Result()
 		if err != nil {
 			c.Close()
-			return fmt.Errorf("Redis at %s: %w", redactURL(base), err)
+			return fmt.Errorf("Redis at %s: %w", redact.URL(base), err)
 		}
 		if n != 0 {
 			c.Close()
@@ -136,17 +137,5 @@ func provisionRedis(ctx context.Context, base string, b *Backing) error {
 		})
 		return nil
 	}
-	return fmt.Errorf("Redis at %s: no empty logical database among 1..15 (the lab never flushes a shared Redis)", redactURL(base))
-}
-
-// redactURL removes a password from a URL for logs and reports.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return strings.Replace(u.String(), "xxxxx", "***", 1)
+	return fmt.Errorf("Redis at %s: no empty logical database among 1..15 (the lab never flushes a shared Redis)", redact.URL(base))
 }

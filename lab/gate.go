@@ -12,14 +12,16 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
-// Exit codes of the gate (k6's convention for a failed check).
+// Exit codes of the gate: a regression exits as a failed threshold does
+// (k6's convention for a failed check).
 const (
 	ExitPass      = 0
-	ExitRegressed = 99
+	ExitRegressed = load.ExitThresholdsFailed
 )
 
 // GateOptions configure `hal9-lab gate` and `hal9-lab baseline update`.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,7 +202,7 @@ func TestDiffServer(t *testing.T) {
 	if n.CostUSD != 1.5 || n.TokensIn != 1000 || n.TokensOut != 500 {
 		t.Errorf("cost %v tokens %v/%v", n.CostUSD, n.TokensIn, n.TokensOut)
 	}
-	if !contains(n.Missing, "hal9_signals_total") || contains(n.Missing, "hal9_http_requests_total") {
+	if !slices.Contains(n.Missing, "hal9_signals_total") || slices.Contains(n.Missing, "hal9_http_requests_total") {
 		t.Errorf("missing = %v", n.Missing)
 	}
 	var sv report.Server
@@ -522,11 +523,20 @@ func TestGateCatchesSlowdown(t *testing.T) {
 }
 
 // TestGateTrials measures how often the gate raises a false alarm (A/A)
-// and how often it misses an injected slowdown, over repeated trials.
+// and how often it misses an injected slowdown, over repeated trials, and
+// fails when either exceeds the bound the README quotes: at most
+// maxWrongShare of the A/A gates may alarm, and at most maxWrongShare of
+// the gates whose candidate's LLM is at least caughtSlowdown× slower
+// may pass. Smaller slowdowns are only logged: their end-to-end shift
+// stays under the 10 % minimum effect, and the gate passes them by design.
 // It is slow and skipped unless HAL9_GATE_TRIALS=N is set:
 //
 //	HAL9_GATE_TRIALS=10 HAL9_GATE_SLOWDOWNS=1.5,3 go test -run TestGateTrials -v -timeout 2h ./lab/
 func TestGateTrials(t *testing.T) {
+	const (
+		maxWrongShare  = 0.10 // of the trials of one slowdown
+		caughtSlowdown = 1.25 // LLM latency ×1.25: P95 +32 % end to end, measured
+	)
 	n, _ := strconv.Atoi(os.Getenv("HAL9_GATE_TRIALS"))
 	if n <= 0 {
 		t.Skip("set HAL9_GATE_TRIALS=N to measure the gate's false-alarm and miss rates")
@@ -567,12 +577,13 @@ func TestGateTrials(t *testing.T) {
 			}
 			t.Logf("slowdown %.3g trial %d: %s; p95 in run order %v", sd, i+1, sum.Gate.Verdict, p95)
 		}
-		what := "false alarms (A/A)"
-		rate := float64(alarms) / float64(n)
+		what, wrong := "false alarms (A/A)", alarms
 		if sd > 0 {
-			what = fmt.Sprintf("misses (LLM %.3g× slower)", sd)
-			rate = 1 - rate
+			what, wrong = fmt.Sprintf("misses (LLM %.3g× slower)", sd), n-alarms
 		}
-		t.Logf("RESULT runs=%d slowdown=%.3g: %s %.0f%% (%d trials); regressed metrics: %v", runs, sd, what, rate*100, n, byMetric)
+		t.Logf("RESULT runs=%d slowdown=%.3g: %s %.0f%% (%d of %d trials); regressed metrics: %v", runs, sd, what, 100*float64(wrong)/float64(n), wrong, n, byMetric)
+		if bound := int(maxWrongShare * float64(n)); (sd == 0 || sd >= caughtSlowdown) && wrong > bound {
+			t.Errorf("slowdown %.3g: %d %s in %d trials, want at most %d (%.0f%%)", sd, wrong, what, n, bound, maxWrongShare*100)
+		}
 	}
 }

@@ -1,9 +1,3 @@
-// Package lab is one lab run: for each backend leg it starts the
-// infrastructure (lab/infra), the server binary as a subprocess, a warm-up,
-// the scenarios through the load engine (lab/load), scrapes the server's
-// /metrics before and after, stops everything and hands a RunSummary to
-// lab/report. It talks to the server only over HTTP and by running its
-// binary, so it works against any HAL9 build.
 package lab
 
 import (

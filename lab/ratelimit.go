@@ -5,20 +5,23 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
 // rateLimitPath is an anonymous, rate-limited route: one client identity
 // (the lab's IP) for every request.
 const rateLimitPath = "/api/v1/status"
 
-// rateLimitWorkload sends GET rateLimitPath and counts, per scenario, the
-// responses, the 429s and the 429s that carry a valid Retry-After.
-type rateLimitWorkload struct {
+// rateLimitCounter counts, per scenario, the responses to GET
+// rateLimitPath, the 429s and the 429s that carry a valid Retry-After.
+type rateLimitCounter struct {
 	mu     sync.Mutex
 	counts map[string]*rlCount
 }
@@ -27,28 +30,23 @@ type rlCount struct {
 	Total, Limited, WithRetryAfter, Other int64
 }
 
-func newRateLimitWorkload() *rateLimitWorkload {
-	return &rateLimitWorkload{counts: map[string]*rlCount{}}
+func newRateLimitCounter() *rateLimitCounter {
+	return &rateLimitCounter{counts: map[string]*rlCount{}}
 }
 
-func (w *rateLimitWorkload) Setup(context.Context, *load.Env) error { return nil }
-
-func (w *rateLimitWorkload) NewVU(int) (load.VU, error) { return rlVU{w}, nil }
-
-type rlVU struct{ w *rateLimitWorkload }
-
-func (v rlVU) Iteration(ctx context.Context, it *load.Iter) error {
+// iteration is every VU's (load.IterationFunc): one request, counted.
+func (rl *rateLimitCounter) iteration(ctx context.Context, it *load.Iter) error {
 	resp, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: rateLimitPath, Op: "ratelimit", Discard: true})
 	if err != nil {
 		return err
 	}
 	ra, raErr := strconv.Atoi(resp.Header.Get("Retry-After"))
 	okRA := raErr == nil && ra >= 1
-	v.w.mu.Lock()
-	c := v.w.counts[it.Scenario]
+	rl.mu.Lock()
+	c := rl.counts[it.Scenario]
 	if c == nil {
 		c = &rlCount{}
-		v.w.counts[it.Scenario] = c
+		rl.counts[it.Scenario] = c
 	}
 	c.Total++
 	switch {
@@ -60,7 +58,7 @@ func (v rlVU) Iteration(ctx context.Context, it *load.Iter) error {
 	case resp.Status != http.StatusOK:
 		c.Other++
 	}
-	v.w.mu.Unlock()
+	rl.mu.Unlock()
 	it.Check("429 carries Retry-After ≥ 1 s", resp.Status != http.StatusTooManyRequests || okRA)
 	return nil
 }
@@ -95,20 +93,20 @@ func rateLimitPlan(rc RateLimitCheck) *load.Plan {
 // runRateLimitCheck drives target (a server started with --rate-limit
 // rc.Limit) and judges the outcome.
 func runRateLimitCheck(ctx context.Context, target string, rc RateLimitCheck, progress io.Writer) (*RateLimitResult, error) {
-	w := newRateLimitWorkload()
-	res, err := load.Run(ctx, rateLimitPlan(rc), load.Options{Target: target, Workload: w, Progress: progress, RunID: "ratelimit-" + randomSuffix()})
+	rl := newRateLimitCounter()
+	res, err := load.Run(ctx, rateLimitPlan(rc), load.Options{Target: target, Workload: load.IterationFunc(rl.iteration), Progress: progress, RunID: "ratelimit-" + randomSuffix()})
 	if err != nil {
 		return nil, fmt.Errorf("rate-limit check: %w", err)
 	}
 	out := &RateLimitResult{Limit: rc.Limit, BelowRate: rc.Below * rc.Limit, AboveRate: rc.Above * rc.Limit, LoadResult: res}
-	w.mu.Lock()
-	if c := w.counts["below"]; c != nil {
+	rl.mu.Lock()
+	if c := rl.counts["below"]; c != nil {
 		out.Below = *c
 	}
-	if c := w.counts["above"]; c != nil {
+	if c := rl.counts["above"]; c != nil {
 		out.Above = *c
 	}
-	w.mu.Unlock()
+	rl.mu.Unlock()
 	if out.Below.Total == 0 || out.Above.Total == 0 {
 		out.Problems = append(out.Problems, fmt.Sprintf("too few requests sent (below %d, above %d)", out.Below.Total, out.Above.Total))
 	}
@@ -136,4 +134,29 @@ func runRateLimitCheck(ctx context.Context, target string, rc RateLimitCheck, pr
 	}
 	out.OK = len(out.Problems) == 0
 	return out, nil
+}
+
+// rateLimitScenario runs the rate-limit check and reports it as a scenario
+// whose thresholds are the check's conditions.
+func (s *Session) rateLimitScenario(ctx context.Context, srv *Server, rc RateLimitCheck) report.Scenario {
+	sc := report.Scenario{Name: "ratelimit", File: "(built in: " + s.opts.Profile.Name + " profile's ratelimit)"}
+	r, err := runRateLimitCheck(ctx, srv.URL(), rc, s.opts.Progress)
+	if err != nil {
+		sc.Error = err.Error()
+		return sc
+	}
+	fillFromLoad(&sc, r.LoadResult)
+	sc.Thresholds = []report.Threshold{
+		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %.0f)", r.BelowRate, r.Limit), Expr: fmt.Sprintf("count==0 (got %d of %d)", r.Below.Limited, r.Below.Total), OK: r.Below.Limited == 0},
+		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %.0f)", r.AboveRate, r.Limit), Expr: fmt.Sprintf("count>0 (got %d of %d)", r.Above.Limited, r.Above.Total), OK: r.Above.Limited > 0},
+		{Metric: "429s with Retry-After", Expr: fmt.Sprintf("rate==1 (%d of %d)", r.Above.WithRetryAfter, r.Above.Limited), OK: r.Above.WithRetryAfter == r.Above.Limited},
+		{Metric: "accepted rate while above the limit", Expr: fmt.Sprintf("about %.0f/s (got %.1f/s)", r.Limit, r.AcceptedRate), OK: len(r.Problems) == 0 || !slices.ContainsFunc(r.Problems, func(p string) bool { return strings.Contains(p, "got through") })},
+	}
+	sc.Passed = r.OK
+	if !r.OK {
+		sc.Warnings = append(sc.Warnings, r.Problems...)
+	}
+	sc.Metrics.Status429 = float64(r.Below.Limited + r.Above.Limited)
+	sc.Metrics.ErrorRate = 0 // 429s are the point here, not errors
+	return sc
 }

@@ -2,17 +2,21 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
 // Scrape is one read of a server's /metrics.
@@ -126,7 +130,7 @@ func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
 				return false
 			}
 		case strings.Contains(want, "|"):
-			if !contains(strings.Split(want, "|"), got) {
+			if !slices.Contains(strings.Split(want, "|"), got) {
 				return false
 			}
 		default:
@@ -136,15 +140,6 @@ func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
 		}
 	}
 	return true
-}
-
-func contains(xs []string, x string) bool {
-	for _, s := range xs {
-		if s == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Delta is after − before of Sum; a counter reset (server restart) gives
@@ -252,22 +247,167 @@ func diffServer(before, after *Scrape) serverNumbers {
 	return n
 }
 
+// fillServer turns a /metrics difference into the report's numbers: a
+// tier's hit rate is its hits over all lookups (see diffServer).
+func fillServer(sv *report.Server, n serverNumbers, seed report.Seed) {
+	sv.Requests, sv.Signals, sv.Status429 = n.Requests, n.Signals, n.Status429
+	sv.RequestsByRoute = n.ByRoute
+	sv.CacheLookups = n.CacheLookups
+	sv.CacheHitRate = rate(n.CacheHits, n.CacheLookups)
+	sv.CacheByTier = map[string]float64{}
+	for t, h := range n.HitsByTier {
+		sv.CacheByTier[t] = rate(h, n.CacheLookups)
+	}
+	sv.LLMRequests, sv.TokensIn, sv.TokensOut, sv.CostUSD = n.LLMRequests, n.TokensIn, n.TokensOut, n.CostUSD
+	sv.PoolAcquires, sv.PoolWaits, sv.PoolWaitSeconds = n.PoolAcquires, n.PoolWaits, n.PoolWaitS
+	sv.CPUSeconds, sv.PeakRSSBytes = n.CPUSeconds, n.RSSBytes
+	sv.Missing = n.Missing
+	finishServer(sv, seed)
+}
+
+// addServer accumulates a scenario's server numbers into the leg's:
+// counts add up, hit rates are weighted by their lookups, peak RSS is the
+// larger.
+func addServer(dst *report.Server, src report.Server) {
+	hits := dst.CacheHitRate*dst.CacheLookups + src.CacheHitRate*src.CacheLookups
+	tierHits := map[string]float64{}
+	for t, r := range dst.CacheByTier {
+		tierHits[t] += r * dst.CacheLookups
+	}
+	for t, r := range src.CacheByTier {
+		tierHits[t] += r * src.CacheLookups
+	}
+	dst.Requests += src.Requests
+	dst.Signals += src.Signals
+	dst.Status429 += src.Status429
+	dst.CacheLookups += src.CacheLookups
+	dst.CacheHitRate = rate(hits, dst.CacheLookups)
+	dst.CacheByTier = map[string]float64{}
+	for t, h := range tierHits {
+		dst.CacheByTier[t] = rate(h, dst.CacheLookups)
+	}
+	dst.LLMRequests += src.LLMRequests
+	dst.TokensIn += src.TokensIn
+	dst.TokensOut += src.TokensOut
+	dst.CostUSD += src.CostUSD
+	dst.PoolAcquires += src.PoolAcquires
+	dst.PoolWaits += src.PoolWaits
+	dst.PoolWaitSeconds += src.PoolWaitSeconds
+	dst.CPUSeconds += src.CPUSeconds
+	dst.PeakRSSBytes = max(dst.PeakRSSBytes, src.PeakRSSBytes)
+	for _, m := range src.Missing {
+		if !slices.Contains(dst.Missing, m) {
+			dst.Missing = append(dst.Missing, m)
+		}
+	}
+}
+
+// finishServer derives cost per 1,000 requests and the monthly projection
+// at the seed's sustained rate (30 days).
+func finishServer(sv *report.Server, seed report.Seed) {
+	sv.CostPer1K = rate(sv.CostUSD, sv.Requests) * 1000
+	sv.MonthlyUSD = sv.CostPer1K / 1000 * seed.SustainedRPS * 86400 * 30
+}
+
+// scrapeSeries appends one ServerPoint per second until stop: the cache
+// hit rate of that second (-1 when it had no lookup), and cost, RSS and
+// CPU since base.
+func scrapeSeries(ctx context.Context, client *http.Client, url string, base *Scrape, pid int, out *[]report.ServerPoint, stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	prev := base
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur, err := ScrapeMetrics(ctx, client, url)
+		if err != nil {
+			continue
+		}
+		step, total := diffServer(prev, cur), diffServer(base, cur)
+		p := report.ServerPoint{T: cur.At.UnixMilli(), CacheHitRate: -1, CostUSD: total.CostUSD, RSSBytes: total.RSSBytes, CPUSeconds: total.CPUSeconds}
+		if step.CacheLookups > 0 {
+			p.CacheHitRate = rate(step.CacheHits, step.CacheLookups)
+		}
+		if p.RSSBytes == 0 {
+			p.RSSBytes, _, _ = ProcStats(pid)
+		}
+		*out = append(*out, p)
+		prev = cur
+	}
+}
+
+// fillFromLoad copies the engine's result into the report's scenario.
+func fillFromLoad(sc *report.Scenario, res *load.Result) {
+	sum := res.Summary
+	v := func(metric, stat string) float64 {
+		if sum == nil || sum.Metrics[metric] == nil {
+			return 0
+		}
+		return sum.Metrics[metric].Values[stat]
+	}
+	m := &sc.Metrics
+	m.HTTPReqs = v("http_reqs", "count")
+	m.Iterations = v("iterations", "count")
+	if sum != nil {
+		m.DurationS = sum.State.TestRunDurationMs / 1000
+	}
+	m.AchievedRPS = v("http_reqs", "rate")
+	m.ErrorRate = v("http_req_failed", "rate")
+	m.Dropped = v("dropped_iterations", "count")
+	m.ChecksRate = v("checks", "rate")
+	m.ReqP50, m.ReqP95, m.ReqP99 = v("http_req_duration", "med"), v("http_req_duration", "p(95)"), v("http_req_duration", "p(99)")
+	m.IterP50, m.IterP95, m.IterP99 = v("iteration_response_time", "med"), v("iteration_response_time", "p(95)"), v("iteration_response_time", "p(99)")
+	m.VUsMax = v("vus_max", "max")
+	if m.VUsMax == 0 {
+		m.VUsMax = v("vus_max", "value")
+	}
+	m.ClientCacheHit = v("hal9_cache_hit", "rate")
+	m.ClientCacheCount = v("hal9_cache_hit", "passes") + v("hal9_cache_hit", "fails")
+	m.ClientCostUSD = v("hal9_llm_cost_usd", "count")
+	m.ClientTokens = v("hal9_llm_tokens", "count")
+	if sum != nil && sum.Hal9Lab != nil {
+		for _, st := range sum.Hal9Lab.Scenarios {
+			m.PlannedRPS += st.PlannedRate
+		}
+	}
+	sc.Passed = res.ThresholdsOK && !res.Aborted
+	for _, t := range res.Thresholds {
+		sc.Thresholds = append(sc.Thresholds, report.Threshold{Metric: t.Metric, Expr: t.Expr, OK: t.OK})
+	}
+	if sum != nil {
+		for _, c := range sum.RootGroup.Checks {
+			sc.Checks = append(sc.Checks, report.Check{Name: c.Name, Passes: float64(c.Passes), Fails: float64(c.Fails)})
+		}
+	}
+	sc.Warnings = append(sc.Warnings, res.Warnings...)
+	for _, p := range res.TimeSeries {
+		sc.Series = append(sc.Series, report.Point{T: p.TS, Reqs: float64(p.Reqs), Iters: float64(p.Iterations), Errors: float64(p.Errors),
+			P50: p.P50, P95: p.P95, P99: p.P99, VUs: float64(p.VUs), Planned: p.Planned, Dropped: float64(p.Dropped)})
+	}
+	if sum != nil { // the k6 summary without the raw histograms and the series (kept above)
+		cp := *sum
+		if sum.Hal9Lab != nil {
+			h := *sum.Hal9Lab
+			h.Raw, h.TimeSeries = nil, nil
+			cp.Hal9Lab = &h
+		}
+		if b, err := json.Marshal(&cp); err == nil {
+			sc.K6 = b
+		}
+	}
+}
+
 // rate returns a/b, 0 when b is 0.
 func rate(a, b float64) float64 {
 	if b == 0 {
 		return 0
 	}
 	return a / b
-}
-
-// sortedKeys returns m's keys sorted.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // relDiff is |a−b| / max(|a|,|b|), 0 when both are 0.

@@ -74,7 +74,7 @@ func runGate(ctx context.Context, args []string) error {
 	case ctx.Err() != nil:
 		return &exitError{code: 130, err: errors.New("interrupted: partial report written")}
 	case sum.Gate != nil && sum.Gate.ExitCode == lab.ExitRegressed:
-		return &exitError{code: 99, err: errors.New("performance regressed (see the verdict table)")}
+		return &exitError{code: lab.ExitRegressed, err: errors.New("performance regressed (see the verdict table)")}
 	case len(sum.LabErrors) > 0:
 		return fmt.Errorf("lab errors: the measurements cannot be trusted (%s)", strings.Join(sum.LabErrors, "; "))
 	}

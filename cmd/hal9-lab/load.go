@@ -219,7 +219,7 @@ func runLoad(ctx context.Context, args []string) error {
 	}
 	if err := finishLoad(res.Summary, a.export, a.out, res.Aborted); err != nil {
 		var ee *exitError
-		if a.noThresholdExit && errors.As(err, &ee) && ee.code == 99 {
+		if a.noThresholdExit && errors.As(err, &ee) && ee.code == load.ExitThresholdsFailed {
 			fmt.Fprintln(os.Stderr, "thresholds failed in this segment; exit 0 (--no-threshold-exit): the merged summary is judged")
 			return nil
 		}
@@ -249,7 +249,7 @@ func finishLoad(s *load.Summary, export, out string, aborted bool) error {
 		fmt.Fprintf(os.Stderr, "summary: %s\n", p)
 	}
 	if s.Hal9Lab != nil && !s.Hal9Lab.ThresholdsOK {
-		return &exitError{code: 99, err: errors.New("thresholds failed")}
+		return &exitError{code: load.ExitThresholdsFailed, err: errors.New("thresholds failed")}
 	}
 	if aborted {
 		return errors.New("the test was interrupted before its end (the summary covers what ran)")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab"
+	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -200,7 +201,7 @@ func finishRun(w io.Writer, dir string, sum *report.RunSummary, interrupted bool
 	case interrupted:
 		return &exitError{code: 130, err: errors.New("interrupted: partial report written")}
 	case v == "failed":
-		return &exitError{code: 99, err: errors.New("a threshold failed (see report.md)")}
+		return &exitError{code: load.ExitThresholdsFailed, err: errors.New("a threshold failed (see report.md)")}
 	case v == "lab error":
 		return errors.New("lab errors: the measurements cannot be trusted (see report.md)")
 	case v == "nothing ran":

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 )
 
 // Mode is how backends are obtained.
@@ -99,11 +101,11 @@ type Env struct {
 // Containers.Network reach it.
 func (e *Env) NetworkURL(hostURL string) (string, error) {
 	if e.Containers == nil {
-		return "", fmt.Errorf("%s: no container network in infra mode %s", redact(hostURL), e.Mode)
+		return "", fmt.Errorf("%s: no container network in infra mode %s", redact.URL(hostURL), e.Mode)
 	}
 	u, err := url.Parse(hostURL)
 	if err != nil {
-		return "", fmt.Errorf("parse %s: %w", redact(hostURL), err)
+		return "", fmt.Errorf("parse %s: %w", redact.URL(hostURL), err)
 	}
 	for _, pair := range [][2]string{{e.PostgresURL, e.NetworkPostgresURL}, {e.RedisURL, e.NetworkRedisURL}} {
 		if pair[0] == "" {
@@ -116,7 +118,7 @@ func (e *Env) NetworkURL(hostURL string) (string, error) {
 			return u.String(), nil
 		}
 	}
-	return "", fmt.Errorf("%s is on none of the servers of this infra (%s, %s)", redact(hostURL), redact(e.PostgresURL), redact(e.RedisURL))
+	return "", fmt.Errorf("%s is on none of the servers of this infra (%s, %s)", redact.URL(hostURL), redact.URL(e.PostgresURL), redact.URL(e.RedisURL))
 }
 
 // Start provides the requested backends. In auto mode it uses external
@@ -158,7 +160,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		env, err := w.start(ctx, opts, log)
 		if err == nil {
 			env.Stop = once(env.Stop)
-			log.Info("infra: ready", "mode", w.mode.String(), "postgres", redact(env.PostgresURL), "redis", redact(env.RedisURL))
+			log.Info("infra: ready", "mode", w.mode.String(), "postgres", redact.URL(env.PostgresURL), "redis", redact.URL(env.RedisURL))
 			return env, nil
 		}
 		var notSet *notConfiguredError
@@ -236,12 +238,12 @@ func startExternal(ctx context.Context, opts Options, _ *slog.Logger) (*Env, err
 			return nil, fmt.Errorf("%s is not a PostgreSQL URL or DSN: %w", EnvPostgresDSN, err)
 		}
 		if err := pingPostgres(cctx, env.PostgresURL); err != nil {
-			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvPostgresDSN, redact(env.PostgresURL), err)
+			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvPostgresDSN, redact.URL(env.PostgresURL), err)
 		}
 	}
 	if opts.Redis {
 		if err := pingRedis(cctx, env.RedisURL); err != nil {
-			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvRedisURL, redact(env.RedisURL), err)
+			return nil, fmt.Errorf("%s=%s does not answer: %w", EnvRedisURL, redact.URL(env.RedisURL), err)
 		}
 	}
 	return env, nil
@@ -284,15 +286,4 @@ func startProcesses(ctx context.Context, opts Options, log *slog.Logger) (*Env, 
 	env.Stop = closeAll
 	env.Processes = append([]*Process(nil), procs...)
 	return env, nil
-}
-
-// redact hides a password in a URL for logs.
-func redact(s string) string {
-	if s == "" {
-		return ""
-	}
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return s
 }

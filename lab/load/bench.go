@@ -28,17 +28,10 @@ type BenchResult struct {
 	EngineP99 float64 // ms
 }
 
-// benchWorkload sends GET / and discards the body: the engine's own cost.
-type benchWorkload struct{}
-
-func (benchWorkload) Setup(context.Context, *Env) error { return nil }
-func (benchWorkload) NewVU(int) (VU, error)             { return benchVU{}, nil }
-
-type benchVU struct{}
-
 var benchReq = Request{Method: http.MethodGet, Path: "/", Op: "bench", Name: "/", Discard: true}
 
-func (benchVU) Iteration(ctx context.Context, it *Iter) error {
+// benchIteration sends GET / and discards the body: the engine's own cost.
+func benchIteration(ctx context.Context, it *Iter) error {
 	_, err := it.HTTP.Do(ctx, &benchReq)
 	return err
 }
@@ -81,7 +74,7 @@ func BenchEngine(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 
 	plan := &Plan{Name: "bench", Scenarios: []Scenario{{Name: "bench", Executor: ConstantVUs, VUs: o.Connections,
 		Duration: o.Duration, GracefulStop: time.Second}}}
-	res, err := Run(ctx, plan, Options{Target: url, Workload: benchWorkload{}})
+	res, err := Run(ctx, plan, Options{Target: url, Workload: IterationFunc(benchIteration)})
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}

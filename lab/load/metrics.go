@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"sort"
 	"sync"
 	"time"
 
@@ -530,13 +529,4 @@ func histPct(h *hdr.Histogram, q float64) float64 {
 		return 0
 	}
 	return float64(h.ValueAtQuantile(q)) / 1000
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

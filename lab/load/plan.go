@@ -12,7 +12,7 @@ import (
 
 // Plan is a test: what the VUs do (Workload), how many run when
 // (Scenarios, k6's options) and the pass/fail criteria (Thresholds).
-// LoadScenarioFile reads one from YAML; code may also build one.
+// ReadScenarioFile reads one from YAML; code may also build one.
 type Plan struct {
 	Name        string
 	Description string
@@ -53,7 +53,7 @@ func (p *Plan) Validate() error {
 	return ValidateThresholds(p.Thresholds)
 }
 
-// LoadScenarioFile reads and validates a scenario file (YAML):
+// ReadScenarioFile reads and validates a scenario file (YAML):
 //
 //	name: smoke
 //	description: …
@@ -66,7 +66,7 @@ func (p *Plan) Validate() error {
 //
 // Every error names the file, the line and the key; unknown keys are
 // errors.
-func LoadScenarioFile(path string) (*Plan, error) {
+func ReadScenarioFile(path string) (*Plan, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read scenario file: %w", err)

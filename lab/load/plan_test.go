@@ -153,7 +153,7 @@ func TestShippedScenarios(t *testing.T) {
 		t.Fatal("no scenarios/*.yaml found: the shipped scenarios are missing")
 	}
 	for _, f := range files {
-		p, err := LoadScenarioFile(f)
+		p, err := ReadScenarioFile(f)
 		if err != nil {
 			t.Errorf("%v", err)
 			continue

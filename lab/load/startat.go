@@ -14,6 +14,8 @@ func StartAt(w Workload, at time.Time) Workload {
 	return &startAt{Workload: w, at: at}
 }
 
+var _ Workload = (*startAt)(nil)
+
 type startAt struct {
 	Workload
 	at time.Time

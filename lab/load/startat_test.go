@@ -9,6 +9,8 @@ import (
 
 type setupOnly struct{ setups int }
 
+var _ Workload = (*setupOnly)(nil)
+
 func (w *setupOnly) Setup(context.Context, *Env) error { w.setups++; return nil }
 func (w *setupOnly) NewVU(int) (VU, error)             { return nil, nil }
 

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -205,7 +207,7 @@ func build(st *state, ths []*compiled, dur time.Duration, lab *Hal9Lab) *Summary
 		c.Passes += a.passes
 		c.Fails += a.count - a.passes
 	}
-	for _, n := range sortedKeys(byName) {
+	for _, n := range slices.Sorted(maps.Keys(byName)) {
 		s.RootGroup.Checks = append(s.RootGroup.Checks, *byName[n])
 	}
 	raw := st.raw(dur)
@@ -233,7 +235,7 @@ func md5hex(s string) string {
 
 func (st *state) raw(dur time.Duration) *Raw {
 	r := &Raw{DurationMs: ms(dur)}
-	for _, n := range sortedKeys(st.metrics) {
+	for _, n := range slices.Sorted(maps.Keys(st.metrics)) {
 		m := st.metrics[n]
 		r.Metrics = append(r.Metrics, RawMetric{Name: m.Name, Type: m.Type.String(), Contains: m.Contains.String()})
 	}
@@ -406,7 +408,8 @@ func MergeSummaries(sums ...*Summary) (*Summary, error) {
 			cur := series[p.T]
 			if cur == nil {
 				c := p
-				c.Custom = maps(p.Custom)
+				c.Custom = make(map[string]float64, len(p.Custom)) // not nil: the next segments add to it
+				maps.Copy(c.Custom, p.Custom)
 				series[p.T] = &c
 				continue
 			}
@@ -427,7 +430,7 @@ func MergeSummaries(sums ...*Summary) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merge summaries: %w", err)
 	}
-	for _, t := range sortedInt64(series) {
+	for _, t := range slices.Sorted(maps.Keys(series)) {
 		p := series[t]
 		for k := range p.Custom {
 			if m := st.metrics[k]; m != nil && m.Type == Rate && rateN[t][k] > 1 {
@@ -488,23 +491,6 @@ func CheckSegments(sums []*Summary, n int) error {
 		have[idx] = true
 	}
 	return nil
-}
-
-func maps(m map[string]float64) map[string]float64 {
-	c := make(map[string]float64, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
-func sortedInt64[V any](m map[int64]V) []int64 {
-	ks := make([]int64, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
-	return ks
 }
 
 // ReadSummary reads a summary JSON file.

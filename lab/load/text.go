@@ -3,6 +3,8 @@ package load
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -46,7 +48,7 @@ func WriteText(w io.Writer, s *Summary) error {
 			}
 		}
 		fmt.Fprintf(&b, "  %s %s%s: %s\n", mark, n, strings.Repeat(".", width+2-len(n)), formatValues(m))
-		for _, e := range sortedKeys(m.Thresholds) {
+		for _, e := range slices.Sorted(maps.Keys(m.Thresholds)) {
 			r := "✓"
 			if !m.Thresholds[e].OK {
 				r = "✗"
@@ -64,7 +66,7 @@ func WriteText(w io.Writer, s *Summary) error {
 		}
 		b.WriteString("\n")
 		writeStarts(&b, h)
-		for _, n := range sortedKeys(h.Scenarios) {
+		for _, n := range slices.Sorted(maps.Keys(h.Scenarios)) {
 			sc := h.Scenarios[n]
 			fmt.Fprintf(&b, "  scenario %s (%s): %d iterations", n, sc.Executor, sc.Completed)
 			if sc.PlannedIterations > 0 {

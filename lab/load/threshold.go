@@ -2,8 +2,9 @@ package load
 
 import (
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,7 +139,7 @@ func (t Threshold) compile(metrics map[string]*Metric) (*compiled, error) {
 	}
 	m := metrics[c.name]
 	if m == nil {
-		return nil, t.errorf("no metric %q in this test (built-in: %s; or a custom metric of the workload)", c.name, strings.Join(builtinNames(), ", "))
+		return nil, t.errorf("no metric %q in this test (built-in: %s; or a custom metric of the workload)", c.name, strings.Join(slices.Sorted(maps.Keys(builtin)), ", "))
 	}
 	valid := map[MetricType][]string{
 		Counter: {"count", "rate"},
@@ -163,15 +164,6 @@ func lhsName(c *compiled) string {
 		return fmt.Sprintf("p(%g)", c.q)
 	}
 	return c.agg
-}
-
-func builtinNames() []string {
-	n := make([]string, 0, len(builtin))
-	for k := range builtin {
-		n = append(n, k)
-	}
-	sort.Strings(n)
-	return n
 }
 
 // ValidateThresholds checks the syntax of thresholds (the metrics they

@@ -2,8 +2,10 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -26,6 +28,26 @@ type VU interface {
 	Iteration(ctx context.Context, it *Iter) error
 }
 
+// IterationFunc adapts a function to a VU, and to a Workload with nothing
+// to set up whose every VU runs that function: a workload without per-VU
+// state needs no types of its own. Many VUs call it at once, so it must
+// be safe for concurrent use.
+type IterationFunc func(ctx context.Context, it *Iter) error
+
+// Iteration calls f.
+func (f IterationFunc) Iteration(ctx context.Context, it *Iter) error { return f(ctx, it) }
+
+// Setup does nothing.
+func (f IterationFunc) Setup(context.Context, *Env) error { return nil }
+
+// NewVU returns f for every VU.
+func (f IterationFunc) NewVU(int) (VU, error) { return f, nil }
+
+var (
+	_ Workload = IterationFunc(nil)
+	_ VU       = IterationFunc(nil)
+)
+
 // Env is what Workload.Setup gets.
 type Env struct {
 	Target  string
@@ -38,6 +60,30 @@ type Env struct {
 	RunID string
 	// Seed makes the workload's random choices reproducible.
 	Seed int64
+}
+
+// Probe checks, at setup, that the target answers GET Target+path before
+// any load starts: a wrong --target or a server that is not up is an
+// error at setup (exit 1) naming the URL, not a run of failed requests.
+// Any HTTP response counts as reachable unless wantOK is set, when the
+// status must be 2xx.
+func (e *Env) Probe(ctx context.Context, path string, wantOK bool) error {
+	url := strings.TrimRight(e.Target, "/") + path
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("target %s: %w (check --target)", e.Target, err)
+	}
+	res, err := e.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("target unreachable: GET %s: %w (is the server up? check --target)", url, err)
+	}
+	res.Body.Close()
+	if wantOK && (res.StatusCode < 200 || res.StatusCode > 299) {
+		return fmt.Errorf("target not healthy: GET %s answered %d, want 2xx (is --target a hal9 server?)", url, res.StatusCode)
+	}
+	return nil
 }
 
 // Iter is the context of one iteration.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,7 +178,7 @@ func TestPyroscopeClient(t *testing.T) {
 
 	types := rec.Types("sqlite")
 	for _, want := range []string{"cpu", "heap", "goroutine"} {
-		if !contains(types, want) {
+		if !slices.Contains(types, want) {
 			t.Fatalf("types received for leg sqlite = %v, want %s among them", types, want)
 		}
 	}
@@ -205,7 +206,7 @@ func TestPyroscopeClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	cpuFile := filepath.Join(dir, "sqlite-cpu.pb.gz")
-	if !contains(files, cpuFile) {
+	if !slices.Contains(files, cpuFile) {
 		t.Fatalf("files = %v, want %s", files, cpuFile)
 	}
 	p, err := ReadFile(cpuFile)
@@ -273,15 +274,6 @@ func unwrapAll(err error) error {
 		}
 		err = u.Unwrap()
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, s := range xs {
-		if s == x {
-			return true
-		}
-	}
-	return false
 }
 
 func anyHas(fs []FuncShare, sub string) bool {

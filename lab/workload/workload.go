@@ -36,7 +36,7 @@ func New(spec load.WorkloadSpec) (load.Workload, error) {
 // Load reads a scenario file and builds its workload: everything a run
 // needs, with every error in the file reported before any load starts.
 func Load(path string) (*load.Plan, load.Workload, error) {
-	p, err := load.LoadScenarioFile(path)
+	p, err := load.ReadScenarioFile(path)
 	if err != nil {
 		return nil, nil, err
 	}

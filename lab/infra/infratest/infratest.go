@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -159,7 +160,7 @@ func postgresBase() (string, error) {
 func createDatabase(ctx context.Context, base, name string) error {
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", redactURL(base), err)
+		return fmt.Errorf("connect to %s: %w", redact.URL(base), err)
 	}
 	defer conn.Close(context.Background())
 	for attempt := 0; ; attempt++ {
@@ -181,7 +182,7 @@ func createDatabase(ctx context.Context, base, name string) error {
 func dropDatabase(ctx context.Context, base, name string) error {
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", redactURL(base), err)
+		return fmt.Errorf("connect to %s: %w", redact.URL(base), err)
 	}
 	defer conn.Close(context.Background())
 	ident := pgx.Identifier{name}.Sanitize()
@@ -345,7 +346,7 @@ func flushDB(ctx context.Context, u string) error {
 func redisClient(u string) (*redis.Client, error) {
 	o, err := redis.ParseURL(u)
 	if err != nil {
-		return nil, fmt.Errorf("parse Redis URL %s: %w", redactURL(u), err)
+		return nil, fmt.Errorf("parse Redis URL %s: %w", redact.URL(u), err)
 	}
 	o.PoolSize = 2
 	return redis.NewClient(o), nil
@@ -360,7 +361,7 @@ const (
 func claimExternalDB(t testing.TB, raw string) (string, error) {
 	base, err := url.Parse(raw)
 	if err != nil || (base.Scheme != "redis" && base.Scheme != "rediss") {
-		return "", fmt.Errorf("%s=%q is not a redis:// or rediss:// URL", EnvRedisURL, redactURL(raw))
+		return "", fmt.Errorf("%s=%q is not a redis:// or rediss:// URL", EnvRedisURL, redact.URL(raw))
 	}
 	dbURL := func(n int) string {
 		u := *base
@@ -391,7 +392,7 @@ func claimExternalDB(t testing.TB, raw string) (string, error) {
 			return u, nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no free logical DB among 1..15 of %s after %v: all are held by running tests or hold data that is not ours", redactURL(raw), claimWait)
+			return "", fmt.Errorf("no free logical DB among 1..15 of %s after %v: all are held by running tests or hold data that is not ours", redact.URL(raw), claimWait)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -457,13 +458,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// redactURL hides a password in a URL for messages.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

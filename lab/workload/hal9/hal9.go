@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
-	"github.com/hal9-lab/hal9-lab/lab/workload/internal/wlutil"
+	"github.com/hal9-lab/hal9-lab/lab/workload/internal/section"
 )
 
 // Config is the workload section of a scenario file (kind: hal9).
@@ -61,12 +61,12 @@ var validLayers = map[string]bool{"L1": true, "L2": true, "L3": true, "L4": true
 
 // Decode reads and validates the workload section of a scenario file.
 func Decode(spec load.WorkloadSpec) (Config, error) {
-	return wlutil.Decode[Config](spec)
+	return section.Decode[Config](spec)
 }
 
 // Normalize validates the config and fills its defaults; errors name the
 // file and line of the offending key.
-func (c *Config) Normalize(pos wlutil.Pos) error {
+func (c *Config) Normalize(pos section.Pos) error {
 	bad := func(key, format string, a ...any) error {
 		return fmt.Errorf("%s: workload.%s: %s", pos.At(key), key, fmt.Sprintf(format, a...))
 	}
@@ -166,7 +166,7 @@ const (
 
 // New builds the workload.
 func New(cfg Config) (*Workload, error) {
-	if err := cfg.Normalize(wlutil.Pos{File: "workload"}); err != nil {
+	if err := cfg.Normalize(section.Pos{File: "workload"}); err != nil {
 		return nil, err
 	}
 	w := &Workload{cfg: cfg}
@@ -199,7 +199,7 @@ func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
 	}
 	// An unreachable or non-HAL9 target is a setup error (exit 1), not a
 	// run of failed requests.
-	if err := wlutil.Probe(ctx, env.HTTP, env.Target, "/health", true); err != nil {
+	if err := env.Probe(ctx, "/health", true); err != nil {
 		return err
 	}
 	w.runID, w.seed = sanitize(env.RunID), env.Seed
@@ -275,6 +275,11 @@ func setupUser(ctx context.Context, c *http.Client, target, user string) (string
 	}
 	return t.AccessToken, nil
 }
+
+var (
+	_ load.Workload = (*Workload)(nil)
+	_ load.VU       = (*vu)(nil)
+)
 
 // NewVU implements load.Workload.
 func (w *Workload) NewVU(id int) (load.VU, error) {
@@ -474,7 +479,7 @@ func (v *vu) signal(ctx context.Context, it *load.Iter) error {
 		if hit {
 			hits++
 		}
-		it.Add(v.w.metrics.cacheHit, b2f(hit))
+		it.Add(v.w.metrics.cacheHit, rateSample(hit))
 	}
 	it.Check("signal: body has signal_id, layer, output, trace[], cost_usd, duration_ms", shape)
 	hdr := res.Header.Get("X-HAL9-Cache")
@@ -488,12 +493,13 @@ func (v *vu) signal(ctx context.Context, it *load.Iter) error {
 		want = "miss"
 	}
 	it.Check("signal: X-HAL9-Cache agrees with the trace", hdr == want)
-	it.Add(v.w.metrics.signalHit, b2f(hdr == "hit"))
+	it.Add(v.w.metrics.signalHit, rateSample(hdr == "hit"))
 	return nil
 }
 
-func b2f(b bool) float64 {
-	if b {
+// rateSample is the sample a Rate metric takes for ok: 1 passes, 0 fails.
+func rateSample(ok bool) float64 {
+	if ok {
 		return 1
 	}
 	return 0

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
-	"github.com/hal9-lab/hal9-lab/lab/workload/internal/wlutil"
+	"github.com/hal9-lab/hal9-lab/lab/workload/internal/section"
 )
 
 // Config is the workload section of a scenario file (kind: http).
@@ -39,12 +39,12 @@ type Request struct {
 
 // Decode reads and validates the workload section of a scenario file.
 func Decode(spec load.WorkloadSpec) (Config, error) {
-	return wlutil.Decode[Config](spec)
+	return section.Decode[Config](spec)
 }
 
 // Normalize validates the config and fills its defaults; errors name the
 // file and line of the offending key.
-func (c *Config) Normalize(pos wlutil.Pos) error {
+func (c *Config) Normalize(pos section.Pos) error {
 	bad := func(i int, key, format string, a ...any) error {
 		return fmt.Errorf("%s: workload.requests[%d]: %s", pos.At("requests", strconv.Itoa(i), key), i, fmt.Sprintf(format, a...))
 	}
@@ -92,7 +92,7 @@ type Workload struct {
 
 // New builds the workload.
 func New(cfg Config) (*Workload, error) {
-	if err := cfg.Normalize(wlutil.Pos{File: "workload"}); err != nil {
+	if err := cfg.Normalize(section.Pos{File: "workload"}); err != nil {
 		return nil, err
 	}
 	w := &Workload{cfg: cfg}
@@ -122,7 +122,7 @@ func New(cfg Config) (*Workload, error) {
 // do): an unreachable target is a setup error, not a run of failures.
 func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
 	w.seed = env.Seed
-	return wlutil.Probe(ctx, env.HTTP, env.Target, "/", false)
+	return env.Probe(ctx, "/", false)
 }
 
 // methods are the ones a workload may send: RFC 9110's and PATCH. Any
@@ -131,6 +131,11 @@ func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
 
 func validMethod(m string) bool { return slices.Contains(methods, m) }
+
+var (
+	_ load.Workload = (*Workload)(nil)
+	_ load.VU       = (*vu)(nil)
+)
 
 // NewVU implements load.Workload.
 func (w *Workload) NewVU(id int) (load.VU, error) {

@@ -1,14 +1,11 @@
-// Package wlutil holds what the workloads share: decoding their section
-// of a scenario file and probing the target at setup.
-package wlutil
+// Package section decodes a workload's section of a scenario file (the
+// map under workload:) strictly into its Config, and locates its keys
+// (file:line) for the Config's validation errors.
+package section
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"strconv"
-	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -86,28 +83,4 @@ func Decode[T any, PT interface {
 		}
 	}
 	return c, PT(&c).Normalize(Pos{File: spec.File, Node: spec.Node})
-}
-
-// Probe checks that the target answers GET target+path before any load
-// starts: a wrong --target or a server that is not up is an error at
-// setup (exit 1) naming the URL, not a run of failed requests. Any HTTP
-// response counts as reachable unless wantOK is set, when the status
-// must be 2xx.
-func Probe(ctx context.Context, c *http.Client, target, path string, wantOK bool) error {
-	url := strings.TrimRight(target, "/") + path
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return fmt.Errorf("target %s: %w (check --target)", target, err)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("target unreachable: GET %s: %w (is the server up? check --target)", url, err)
-	}
-	res.Body.Close()
-	if wantOK && (res.StatusCode < 200 || res.StatusCode > 299) {
-		return fmt.Errorf("target not healthy: GET %s answered %d, want 2xx (is --target a hal9 server?)", url, res.StatusCode)
-	}
-	return nil
 }

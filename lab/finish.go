@@ -1,0 +1,122 @@
+package lab
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/hal9-lab/hal9-lab/lab/profiles"
+	"github.com/hal9-lab/hal9-lab/lab/prom"
+	"github.com/hal9-lab/hal9-lab/lab/report"
+)
+
+// Finish writes the profiles, checks Prometheus queries, fills the summary
+// and writes every report file into OutDir.
+func (s *Session) Finish(ctx context.Context) (*report.RunSummary, error) {
+	sum := s.summary
+	sum.EndedAt = time.Now().UTC()
+	if ctx.Err() != nil {
+		sum.Interrupted = true
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if s.prom != nil {
+		s.prog.setLeg("lab")
+		s.prog.step("evaluating dashboard and rule queries over the run in Prometheus")
+		if err := s.checkQueries(fctx, sum.StartedAt, sum.EndedAt); err != nil {
+			s.LabError("--prometheus: %v", err)
+		}
+	}
+	if legs := s.recv.Legs(); len(legs) > 0 {
+		dir := filepath.Join(s.opts.OutDir, "profiles")
+		if _, err := s.recv.WriteFiles(dir); err != nil {
+			s.LabError("write profiles: %v", err)
+		}
+		// In the order the legs ran.
+		sort.SliceStable(legs, func(i, j int) bool { return legOrder(sum, legs[i]) < legOrder(sum, legs[j]) })
+		for _, l := range legs {
+			sum.Profiles = append(sum.Profiles, s.recv.Summarize(l, s.baselineProfile, 8))
+		}
+	}
+	s.mu.Lock()
+	sum.LabErrors = append(sum.LabErrors, s.labErrors...)
+	s.labErrors = nil
+	s.mu.Unlock()
+	if _, err := report.WriteAll(s.opts.OutDir, sum); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+func legOrder(sum *report.RunSummary, key string) int {
+	for i, l := range sum.Legs {
+		if LegKey(l.Name, l.Role) == key {
+			return i
+		}
+	}
+	return len(sum.Legs)
+}
+
+// BaselineProfileDir is where a profile's baseline pprof files live.
+func BaselineProfileDir(baselineDir, profileName string) string {
+	return filepath.Join(baselineDir, "profiles", profileName)
+}
+
+func (s *Session) baselineProfile(leg, typ string) *profile.Profile {
+	if s.opts.BaselineDir == "" {
+		return nil
+	}
+	p, err := profiles.ReadFile(filepath.Join(BaselineProfileDir(s.opts.BaselineDir, s.opts.Profile.Name), profiles.FileName(leg, typ)))
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// checkQueries evaluates every dashboard and rule expression over the run.
+func (s *Session) checkQueries(ctx context.Context, start, end time.Time) error {
+	// One more scrape of everything before evaluating.
+	_ = s.prom.WaitForScrapes(ctx, []string{"hal9lab"}, 2)
+	exprs, err := prom.ProjectExprs(s.opts.Root)
+	if err != nil {
+		return err
+	}
+	res := s.prom.CheckExpressions(ctx, exprs, start, end, prom.CheckOptions{Vars: map[string]string{"__rate_interval": "4s"}, Step: time.Second})
+	s.summary.PrometheusChecked = len(res)
+	for _, r := range res {
+		switch {
+		case r.Err != nil:
+			s.summary.NoData = append(s.summary.NoData, report.NoData{Source: r.Source, Name: r.Name, Expr: r.Evaluated, Reason: "error: " + r.Err.Error()})
+		case r.NoData():
+			s.summary.NoData = append(s.summary.NoData, report.NoData{Source: r.Source, Name: r.Name, Expr: r.Evaluated, Reason: noDataReason(r.Evaluated, s.summary)})
+		}
+	}
+	return nil
+}
+
+// noDataReason guesses the usual innocent reasons for an empty query.
+func noDataReason(expr string, sum *report.RunSummary) string {
+	switch {
+	case strings.Contains(expr, "hal9_db_pool") && !ranBackend(sum, Postgres, PostgresRedis):
+		return "no PostgreSQL leg ran (the pool metrics exist only with --database-url postgres://)"
+	case strings.Contains(expr, "hal9_redis") && !ranBackend(sum, PostgresRedis):
+		return "no Redis leg ran"
+	case strings.Contains(expr, "ALERTS"):
+		return "no alert fired during the run"
+	}
+	return "no series over the run's range: the metric was never exported, or the event never happened in this run"
+}
+
+func ranBackend(sum *report.RunSummary, names ...string) bool {
+	for _, l := range sum.Legs {
+		if slices.Contains(names, l.Name) && len(l.Scenarios) > 0 {
+			return true
+		}
+	}
+	return false
+}

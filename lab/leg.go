@@ -1,0 +1,245 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/internal/redact"
+	"github.com/hal9-lab/hal9-lab/lab/report"
+)
+
+// LegSpec is one run of one leg.
+type LegSpec struct {
+	Backend *Backend
+	Run     int
+	Runs    int    // of how many, for progress
+	Role    string // gate --against: "candidate" or "reference"; "" otherwise
+	Bin     string
+	Env     map[string]string // on top of the session's ServerEnv
+	// RateLimitCheck runs the profile's rate-limit check after the scenarios.
+	RateLimitCheck bool
+}
+
+// LegKey names a leg's profiles and logs: "sqlite", "sqlite-reference".
+func LegKey(backend, role string) string {
+	if role == "" || role == "candidate" {
+		return backend
+	}
+	return backend + "-" + role
+}
+
+// leg is one run of one leg while it runs: what its steps share. RunLeg
+// drives it: fresh database, server, warm-up, scenarios, rate-limit
+// check, SIGTERM; each step is timed into out.Steps.
+type leg struct {
+	s       *Session
+	spec    LegSpec
+	key     string     // LegKey: names its profiles and logs
+	out     report.Leg // what the report gets
+	backing *Backing   // the run's own database (and Redis logical DB)
+	dataDir string     // the server's --data-dir (and the SQLite file)
+	srv     *Server    // the server running now; nil between servers
+	limit   float64    // srv's --rate-limit
+}
+
+// RunLeg runs one leg: a fresh database, the server, warm-up, every
+// scenario with /metrics scraped around it, the optional rate-limit check,
+// SIGTERM. It always returns the leg with what was measured; errors are in
+// leg.Error. A cancelled ctx stops it early (Ctrl-C).
+func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
+	b := spec.Backend
+	l := &leg{s: s, spec: spec, key: LegKey(b.Name, spec.Role), backing: &Backing{}, limit: -1,
+		out: report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.Infra(), Redis: b.Name == PostgresRedis}}
+	s.prog.setLeg(l.label())
+	defer l.dropDatabase(ctx)
+	var err error
+	if l.dataDir, err = os.MkdirTemp("", "hal9lab-"+strings.ReplaceAll(b.Name, "+", "-")+"-"); err != nil {
+		return l.fail(fmt.Errorf("create data dir: %w", err))
+	}
+	defer os.RemoveAll(l.dataDir)
+	if err := l.step("fresh database", func() error { return l.freshDatabase(ctx) }); err != nil {
+		return l.fail(err)
+	}
+	l.out.Database = redact.URL(l.backing.DatabaseURL)
+
+	defer l.stopServer()
+	if err := l.runScenarios(ctx); err != nil {
+		return l.fail(err)
+	}
+	if spec.RateLimitCheck && s.opts.Profile.RateLimit != nil && ctx.Err() == nil {
+		l.rateLimitCheck(ctx, *s.opts.Profile.RateLimit)
+	}
+	// Server totals come from the scenario diffs; peak RSS from /proc.
+	if l.srv != nil {
+		if rss, _, ok := ProcStats(l.srv.PID()); ok && rss > l.out.Server.PeakRSSBytes {
+			l.out.Server.PeakRSSBytes = rss
+		}
+	}
+	finishServer(&l.out.Server, s.summary.Seed)
+	l.stopServer()
+	return l.out
+}
+
+// label names the leg in progress lines: "sqlite reference 2/5".
+func (l *leg) label() string {
+	label := l.spec.Backend.Name
+	if l.spec.Role != "" {
+		label += " " + l.spec.Role
+	}
+	if l.spec.Runs > 1 {
+		label += fmt.Sprintf(" %d/%d", l.spec.Run, l.spec.Runs)
+	}
+	return label
+}
+
+// step runs one named step of the leg: a progress line, and its duration
+// and error in the report.
+func (l *leg) step(name string, fn func() error) error {
+	l.s.prog.step("%s", name)
+	t := time.Now()
+	err := fn()
+	st := report.Step{Name: name, DurationMS: float64(time.Since(t).Microseconds()) / 1000}
+	if err != nil {
+		st.Error = err.Error()
+		l.s.prog.step("%s: FAILED: %v", name, err)
+	}
+	l.out.Steps = append(l.out.Steps, st)
+	return err
+}
+
+// fail records err as the leg's error (the first one wins) and returns
+// the leg as measured so far.
+func (l *leg) fail(err error) report.Leg {
+	if l.out.Error == "" {
+		l.out.Error = err.Error()
+	}
+	return l.out
+}
+
+// freshDatabase provisions the run's own database: a new SQLite file, or a
+// new PostgreSQL database (and an empty Redis logical DB) on the backend's
+// servers.
+func (l *leg) freshDatabase(ctx context.Context) error {
+	b := l.spec.Backend
+	switch b.Name {
+	case SQLite:
+		l.backing.DatabaseURL = "sqlite://" + filepath.Join(l.dataDir, "hal9.db")
+		return nil
+	case PostgresRedis:
+		if err := provisionRedis(ctx, b.env.RedisURL, l.backing); err != nil {
+			return err
+		}
+	}
+	return provisionPostgres(ctx, b.env.PostgresURL, l.backing)
+}
+
+// dropDatabase drops what freshDatabase created; a failure is a lab error.
+func (l *leg) dropDatabase(ctx context.Context) {
+	if err := l.backing.Close(context.WithoutCancel(ctx)); err != nil {
+		l.s.LabError("%s run %d: cleaning up its database: %v", l.spec.Backend.Name, l.spec.Run, err)
+	}
+}
+
+// runScenarios runs the profile's scenarios in order against one server,
+// started before the first (then warmed up) and again whenever a scenario
+// wants another --rate-limit. Its error is a server that did not start.
+func (l *leg) runScenarios(ctx context.Context) error {
+	s := l.s
+	for i, sp := range s.plans {
+		if ctx.Err() != nil {
+			break
+		}
+		if l.srv == nil || sp.rateLimit != l.limit {
+			l.stopServer()
+			if err := l.step("start server", func() error { return l.startServer(ctx, sp.rateLimit) }); err != nil {
+				return err
+			}
+			if i == 0 && s.opts.Profile.Warmup > 0 {
+				_ = l.step(fmt.Sprintf("warm-up: %s at %.0f/s", s.opts.Profile.Warmup.D(), s.opts.Profile.WarmupRate), func() error {
+					return s.warmup(ctx, l.srv.URL(), sp.plan)
+				})
+			}
+		}
+		sc := l.runScenario(ctx, sp)
+		l.out.Scenarios = append(l.out.Scenarios, sc)
+		addServer(&l.out.Server, sc.Server)
+	}
+	return nil
+}
+
+// rateLimitCheck restarts the server with the check's --rate-limit and
+// adds the check to the leg as a scenario.
+func (l *leg) rateLimitCheck(ctx context.Context, rc RateLimitCheck) {
+	l.stopServer()
+	if err := l.step("start server", func() error { return l.startServer(ctx, rc.Limit) }); err != nil {
+		return
+	}
+	var sc report.Scenario
+	_ = l.step(fmt.Sprintf("rate-limit check: %.0f then %.0f req/s against --rate-limit %.0f", rc.Below*rc.Limit, rc.Above*rc.Limit, rc.Limit), func() error {
+		sc = l.s.rateLimitScenario(ctx, l.srv, rc)
+		if sc.Error != "" {
+			return errors.New(sc.Error)
+		}
+		return nil
+	})
+	l.out.Scenarios = append(l.out.Scenarios, sc)
+}
+
+// startServer starts the leg's server with --rate-limit limit (0: off) on
+// the run's database and waits until it is ready.
+func (l *leg) startServer(ctx context.Context, limit float64) error {
+	s := l.s
+	env := map[string]string{} // the profile's, then the session's, then the leg's
+	maps.Copy(env, s.opts.Profile.Env)
+	maps.Copy(env, s.opts.ServerEnv)
+	maps.Copy(env, l.spec.Env)
+	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: l.backing.DatabaseURL, RedisURL: l.backing.RedisURL, RateLimit: limit,
+		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
+		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
+	s.recv.SetLeg(l.key)
+	srv, err := StartServer(ctx, opts)
+	if err != nil {
+		return err
+	}
+	l.srv, l.limit = srv, limit
+	if err := srv.WaitReady(ctx, 60*time.Second); err != nil {
+		srv.Kill()
+		l.srv = nil
+		return err
+	}
+	s.prog.step("server ready: API %s, admin %s (rate limit %s)", srv.URL(), srv.AdminURL(), limitString(limit))
+	return nil
+}
+
+// stopServer sends SIGTERM to the running server (if any) and records its
+// exit code and shutdown time; a bad exit is the leg's error.
+func (l *leg) stopServer() {
+	if l.srv == nil {
+		return
+	}
+	var code int
+	var took time.Duration
+	err := l.step("SIGTERM, expect exit 0 within the drain time", func() error {
+		var err error
+		code, took, err = l.srv.Stop()
+		return err
+	})
+	l.out.Server.ExitCode, l.out.Server.ShutdownMS = &code, float64(took.Milliseconds())
+	if err != nil && l.out.Error == "" {
+		l.out.Error = err.Error()
+	}
+	l.srv = nil
+}
+
+func limitString(l float64) string {
+	if l <= 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%g/s", l)
+}

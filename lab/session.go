@@ -1,0 +1,249 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/profiles"
+	"github.com/hal9-lab/hal9-lab/lab/prom"
+	"github.com/hal9-lab/hal9-lab/lab/report"
+	"github.com/hal9-lab/hal9-lab/lab/workload"
+)
+
+// Options configure a lab session (one `hal9-lab run`, gate or baseline).
+type Options struct {
+	Root       string   // repository root: scenarios/, dashboards/, alerts/
+	Profile    *Profile // what to run
+	Backends   []string // nil: the profile's
+	Scenarios  []string // scenario files replacing the profile's (nil: the profile's)
+	OutDir     string   // where reports, logs and profiles go
+	Infra      string   // ""(auto)|external|testcontainers|process
+	RequireAll bool     // a backend that cannot be had is an error, not a skip
+	Prometheus bool     // run a real Prometheus and check dashboard and rule queries
+	HalBin     string   // server binary; "" builds Root/bin/hal9 once
+	// Scale multiplies the profile's scale (tests use tiny values); 0: 1.
+	Scale float64
+	// Repetitions overrides the profile's (0: the profile's).
+	Repetitions int
+	// ServerEnv is added to every server's environment.
+	ServerEnv map[string]string
+	// BaselineDir holds baseline files and profiles (reports/baselines).
+	BaselineDir string
+	// PyroscopeURL sends the servers' profiles to a real Pyroscope instead
+	// of the lab's receiver (the report then has no top functions).
+	PyroscopeURL string
+	// Drain is the server's --shutdown-timeout (default 10s).
+	Drain    time.Duration
+	Command  string    // the subcommand, for the report
+	Progress io.Writer // live progress; nil: none
+	Logger   *slog.Logger
+}
+
+// Session holds what a lab run shares across legs: the profile receiver,
+// the lab's own /metrics, Prometheus, the summary being built.
+type Session struct {
+	opts    Options
+	prog    *progress
+	log     *slog.Logger
+	recv    *profiles.Receiver
+	recvURL string
+	reg     *prometheus.Registry
+	// MetricsAddr is where the lab serves its own /metrics (hal9lab_*).
+	MetricsAddr string
+	servers     []*http.Server
+	prom        *prom.Server
+	adminAddr   string // fixed admin address when Prometheus scrapes the server
+	plans       []scenarioPlan
+	summary     *report.RunSummary
+	mu          sync.Mutex
+	labErrors   []string
+}
+
+type scenarioPlan struct {
+	file      string
+	plan      *load.Plan
+	scale     float64
+	rateLimit float64
+}
+
+// NewSession validates the scenarios, builds nothing yet, and starts the
+// profile receiver, the lab's /metrics and (with Prometheus) Prometheus.
+func NewSession(ctx context.Context, opts Options) (*Session, error) {
+	if opts.Profile == nil {
+		return nil, errors.New("lab: no profile")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Drain == 0 {
+		opts.Drain = 10 * time.Second
+	}
+	if opts.Scale == 0 {
+		opts.Scale = 1
+	}
+	if len(opts.Backends) == 0 {
+		opts.Backends = opts.Profile.Backends
+	}
+	if opts.Repetitions == 0 {
+		opts.Repetitions = opts.Profile.Repetitions
+	}
+	if opts.OutDir == "" {
+		return nil, errors.New("lab: no output directory")
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create output dir: %w", err)
+	}
+	s := &Session{opts: opts, prog: newProgress(opts.Progress), log: opts.Logger, recv: profiles.NewReceiver(opts.Logger), reg: prometheus.NewRegistry()}
+	// Load every scenario now: a bad file fails before any infra starts.
+	specs := opts.Profile.Scenarios
+	if len(opts.Scenarios) > 0 {
+		specs = nil
+		for _, f := range opts.Scenarios {
+			specs = append(specs, ProfileScenario{File: f})
+		}
+	}
+	for _, ps := range specs {
+		path := resolve(opts.Root, ps.File)
+		plan, _, err := workload.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		sc := ps.Scale
+		if sc == 0 {
+			sc = 1
+		}
+		s.plans = append(s.plans, scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: ps.RateLimit})
+	}
+	s.summary = &report.RunSummary{Version: report.Version, Command: opts.Command, Profile: opts.Profile.Name, StartedAt: time.Now().UTC(),
+		Commit: gitCommit(opts.Root), Machine: baseline.DescribeMachine(), Seed: report.DefaultSeed()}
+
+	recvAddr, err := s.serve(s.recv)
+	if err != nil {
+		return nil, fmt.Errorf("start the profile receiver: %w", err)
+	}
+	s.recvURL = "http://" + recvAddr
+	if opts.PyroscopeURL != "" {
+		s.recvURL = opts.PyroscopeURL
+	}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	if s.MetricsAddr, err = s.serve(mux); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start the lab's /metrics: %w", err)
+	}
+	s.prog.step("profiles to %s, lab metrics on http://%s/metrics", s.recvURL, s.MetricsAddr)
+	if opts.Prometheus {
+		if s.adminAddr, err = freeAddr(); err != nil {
+			s.Close()
+			return nil, err
+		}
+		rules, _ := filepath.Glob(filepath.Join(opts.Root, "alerts", "*.rules.yml"))
+		s.prom, err = prom.Start(ctx, prom.Options{Targets: []prom.Target{{Job: "hal9", Addr: s.adminAddr}, {Job: "hal9lab", Addr: s.MetricsAddr}},
+			RuleFiles: rules, Logger: opts.Logger})
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("--prometheus: %w", err)
+		}
+		s.prog.step("Prometheus on http://%s scraping the server (%s) and the lab", s.prom.Addr, s.adminAddr)
+	}
+	return s, nil
+}
+
+// serve starts h on a free loopback port.
+func (s *Session) serve(h http.Handler) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	go func() { _ = srv.Serve(l) }()
+	return l.Addr().String(), nil
+}
+
+// Close stops what NewSession started.
+func (s *Session) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if s.prom != nil {
+		_ = s.prom.Stop(ctx)
+		s.prom = nil
+	}
+	for _, srv := range s.servers {
+		_ = srv.Shutdown(ctx)
+	}
+	s.servers = nil
+}
+
+// Summary returns the run summary built so far.
+func (s *Session) Summary() *report.RunSummary { return s.summary }
+
+// Receiver returns the profile receiver.
+func (s *Session) Receiver() *profiles.Receiver { return s.recv }
+
+// Registry returns the lab's own metrics registry.
+func (s *Session) Registry() *prometheus.Registry { return s.reg }
+
+// LabError records a lab error (a measurement the lab cannot trust).
+func (s *Session) LabError(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.mu.Lock()
+	s.labErrors = append(s.labErrors, msg)
+	s.mu.Unlock()
+	s.prog.step("LAB ERROR: %s", msg)
+}
+
+// Step prints a progress line.
+func (s *Session) Step(format string, args ...any) { s.prog.step(format, args...) }
+
+// SetLegLabel names the leg in progress lines.
+func (s *Session) SetLegLabel(l string) { s.prog.setLeg(l) }
+
+// Binary returns the server binary to use, building Root/bin/hal9 once
+// when none was given.
+func (s *Session) Binary(ctx context.Context) (string, error) {
+	if s.opts.HalBin != "" {
+		if _, err := os.Stat(s.opts.HalBin); err != nil {
+			return "", fmt.Errorf("--hal9-bin %s: %w", s.opts.HalBin, err)
+		}
+		return s.opts.HalBin, nil
+	}
+	out := filepath.Join(s.opts.Root, "bin", "hal9")
+	s.prog.step("building %s (go build ./cmd/hal9)", out)
+	t := time.Now()
+	if err := BuildServer(ctx, s.opts.Root, out); err != nil {
+		return "", err
+	}
+	s.prog.step("built in %s", time.Since(t).Round(100*time.Millisecond))
+	s.opts.HalBin = out
+	return out, nil
+}
+
+// gitCommit returns HEAD's hash at root, or "" (no git, no commits yet).
+func gitCommit(root string) string {
+	cmd := exec.Command("git", "rev-parse", "HEAD")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
