@@ -68,10 +68,10 @@ func TestExecutorsIterationCounts(t *testing.T) {
 		want float64 // iterations (open model: exact)
 		tol  float64
 	}{
-		{"constant-arrival-rate", Scenario{Name: "car", Executor: ConstantArrivalRate, Rate: 200, Duration: 2 * time.Second, PreAllocatedVUs: 5}, 400, 0},
+		{"constant-arrival-rate", Scenario{Name: "car", Executor: ConstantArrivalRate, Rate: 200, Duration: 2 * time.Second, PreAllocatedVUs: 5, MaxVUs: 40}, 400, 0},
 		{"ramping-arrival-rate", Scenario{Name: "rar", Executor: RampingArrivalRate, StartRate: 0, PreAllocatedVUs: 2, MaxVUs: 20,
 			Stages: []Stage{{time.Second, 200}, {time.Second, 200}, {500 * time.Millisecond, 0}}}, 100 + 200 + 50, 0},
-		{"timeUnit", Scenario{Name: "tu", Executor: ConstantArrivalRate, Rate: 30, TimeUnit: 100 * time.Millisecond, Duration: time.Second, PreAllocatedVUs: 4}, 300, 0},
+		{"timeUnit", Scenario{Name: "tu", Executor: ConstantArrivalRate, Rate: 30, TimeUnit: 100 * time.Millisecond, Duration: time.Second, PreAllocatedVUs: 4, MaxVUs: 40}, 300, 0},
 		// closed model: the count depends on the iterations' speed; the
 		// concurrency is what the plan fixes (checked below)
 		{"constant-vus", Scenario{Name: "cv", Executor: ConstantVUs, VUs: 4, Duration: 1500 * time.Millisecond}, 0, -1},
@@ -193,9 +193,9 @@ func TestSegmentsMergeToTheWhole(t *testing.T) {
 	t.Parallel()
 	plan := func() *Plan {
 		return &Plan{Name: "seg", Scenarios: []Scenario{
-			{Name: "open", Executor: RampingArrivalRate, StartRate: 50, PreAllocatedVUs: 3, MaxVUs: 6,
+			{Name: "open", Executor: RampingArrivalRate, StartRate: 50, PreAllocatedVUs: 3, MaxVUs: 40,
 				Stages: []Stage{{time.Second, 150}, {500 * time.Millisecond, 150}}},
-			{Name: "fixed", Executor: ConstantArrivalRate, Rate: 101, Duration: time.Second, PreAllocatedVUs: 3},
+			{Name: "fixed", Executor: ConstantArrivalRate, Rate: 101, Duration: time.Second, PreAllocatedVUs: 3, MaxVUs: 40},
 		}, Thresholds: []Threshold{{Metric: "iterations", Expr: "count==276"}, {Metric: "iterations{scenario:fixed}", Expr: "count==101"}}}
 	}
 	checks := func(ctx context.Context, it *Iter) error {
