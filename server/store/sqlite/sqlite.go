@@ -3,9 +3,12 @@
 //
 // Concurrency: SQLite allows one writer at a time. Instead of letting many
 // connections fight over the write lock (SQLITE_BUSY under load), the store
-// keeps two pools: a writer pool of exactly one connection, through which
-// every write transaction queues in Go, and a reader pool that WAL lets read
-// in parallel with that writer.
+// keeps two pools: a writer pool of exactly one connection, used only by a
+// group committer (server/store/internal/groupcommit) that gathers the
+// writes arriving while a commit is in flight into the next transaction, and
+// a reader pool that WAL lets read in parallel with that writer. Each write
+// runs inside its own SAVEPOINT, so one that fails is rolled back alone and
+// the rest of its batch still commits.
 package sqlite
 
 import (
@@ -24,6 +27,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/server/store"
 	"github.com/hal9-lab/hal9-lab/server/store/internal/ftsquery"
+	"github.com/hal9-lab/hal9-lab/server/store/internal/groupcommit"
 	"github.com/hal9-lab/hal9-lab/server/store/internal/poolmetrics"
 )
 
@@ -41,9 +45,15 @@ type Store struct {
 	reader *sql.DB // WAL readers, in parallel with the writer
 
 	stmts     map[string]*sql.Stmt
+	commits   *groupcommit.Committer[writeOp]
+	batches   *groupcommit.Metrics
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// writeOp is one caller's write: statements run in the batch's transaction
+// (inside the write's own savepoint when the batch holds several).
+type writeOp func(ctx context.Context, tx *sql.Tx) error
 
 var _ store.Store = (*Store)(nil)
 
@@ -94,7 +104,70 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
+	s.batches = groupcommit.NewMetrics("sqlite")
+	s.commits = groupcommit.New(s.execBatch, groupcommit.Options{Metrics: s.batches})
 	return s, nil
+}
+
+// write runs op through the group committer; size is about the bytes it
+// writes (it bounds the batch).
+func (s *Store) write(ctx context.Context, size int, op writeOp) error {
+	return s.commits.Do(ctx, op, size)
+}
+
+// execBatch commits a batch in one transaction: one WAL sync for all. With
+// several writes each runs inside a savepoint, so a write that fails (a
+// constraint, say) is rolled back alone and answered with its error while
+// the others commit; an error of the transaction itself (BEGIN, a savepoint
+// statement, COMMIT) fails every write of the batch, none of which is then
+// written.
+func (s *Store) execBatch(ctx context.Context, ops []writeOp) []error {
+	errs := make([]error, len(ops))
+	failAll := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return failAll(err)
+	}
+	if len(ops) == 1 {
+		if err := ops[0](ctx, tx); err != nil {
+			tx.Rollback()
+			errs[0] = err
+			return errs
+		}
+		if err := tx.Commit(); err != nil {
+			return failAll(err)
+		}
+		return errs
+	}
+	for i, op := range ops {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+			tx.Rollback()
+			return failAll(err)
+		}
+		if err := op(ctx, tx); err != nil {
+			errs[i] = err
+			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
+				// SQLite rolled back the whole transaction (I/O error, disk full).
+				tx.Rollback()
+				return failAll(fmt.Errorf("roll back one write of a group commit: %w (after %v)", rerr, err))
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE w`); err != nil {
+			tx.Rollback()
+			return failAll(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return failAll(err)
+	}
+	return errs
 }
 
 // The hot paths, prepared once per connection (database/sql re-prepares a
@@ -127,7 +200,7 @@ var queries = map[string]struct {
 		FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid
 		WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY bm25(memories_fts), m.id DESC LIMIT ?`},
 	"failPending": {true, `UPDATE signals SET status = 'failed', error = ?, completed_at = ?
-		WHERE status = 'pending' AND created_at < ?`},
+		WHERE id IN (SELECT id FROM signals WHERE status = 'pending' AND created_at < ? LIMIT ?)`},
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -161,11 +234,15 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools. Every acknowledged write is already durable
-// (synchronous=FULL); the last connection to close also checkpoints the WAL
-// into the main file. Safe to call more than once.
+// Close commits the writes already queued, then closes both pools. Every
+// acknowledged write is already durable (synchronous=FULL); the last
+// connection to close also checkpoints the WAL into the main file. Safe to
+// call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.commits != nil {
+			s.commits.Close()
+		}
 		for _, st := range s.stmts {
 			st.Close()
 		}
@@ -182,10 +259,15 @@ func (s *Store) Close() error {
 }
 
 // Collector exports the two pools' statistics, summed, as hal9_db_pool_*
-// with db="sqlite". database/sql does not count acquisitions, so
-// hal9_db_pool_acquires_total is PostgreSQL-only; empty_acquires_total is
-// database/sql's WaitCount.
+// with db="sqlite", and the group commits as hal9_db_batch_size and
+// hal9_db_commit_duration_seconds. database/sql does not count
+// acquisitions, so hal9_db_pool_acquires_total is PostgreSQL-only;
+// empty_acquires_total is database/sql's WaitCount.
 func (s *Store) Collector() prometheus.Collector {
+	return poolmetrics.Join(append(s.batches.Collectors(), s.poolCollector())...)
+}
+
+func (s *Store) poolCollector() prometheus.Collector {
 	return poolmetrics.New("sqlite", func() poolmetrics.Stats {
 		w, r := s.writer.Stats(), s.reader.Stats()
 		waits := w.WaitCount + r.WaitCount
@@ -227,9 +309,7 @@ func mapErr(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-			return &store.ConflictError{Field: uniqueColumn(se.Error()), Detail: err.Error()}
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return &store.ConflictError{Detail: err.Error()}
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			return fmt.Errorf("%w: referenced record: %v", store.ErrNotFound, err)
@@ -240,22 +320,6 @@ func mapErr(err error) error {
 		}
 	}
 	return err
-}
-
-// uniqueColumn is the column of a UNIQUE violation, from the message
-// SQLite gives it ("UNIQUE constraint failed: users.email"): SQLite reports
-// the columns in no other way. A key of several columns gives "".
-func uniqueColumn(msg string) string {
-	_, cols, ok := strings.Cut(msg, "UNIQUE constraint failed: ")
-	if !ok {
-		return ""
-	}
-	cols, _, _ = strings.Cut(cols, " (") // modernc appends " (code)"
-	if strings.Contains(cols, ",") {
-		return ""
-	}
-	_, col, _ := strings.Cut(cols, ".")
-	return col
 }
 
 // ctxErr prefers the context's error: a query interrupted because the
@@ -274,7 +338,8 @@ func wrap(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("sqlite %s: %w", what, ctxErr(ctx, mapErr(err)))
 }
 
-// inTx runs fn in one write transaction (BEGIN IMMEDIATE via _txlock).
+// inTx runs fn in one write transaction of its own (BEGIN IMMEDIATE via
+// _txlock), outside the group committer: for migrations only.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -297,11 +362,33 @@ func scanUser(r scanner) (store.User, error) {
 	return u, err
 }
 
-// CreateUser inserts u; ErrConflict when the id, username or email is taken.
+// CreateUser inserts u; ErrConflict when the id, username or email is
+// taken. Which of username and email was taken is read from the table in
+// the same transaction (SQLite names a violated constraint only in its
+// message text), so the ConflictError's Field is exact.
 func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	_, err := s.writer.ExecContext(ctx,
-		`INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-		u.ID, u.Username, u.Email, u.PasswordHash, micros(u.CreatedAt))
+	err := s.write(ctx, 128+len(u.PasswordHash), func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			u.ID, u.Username, u.Email, u.PasswordHash, micros(u.CreatedAt))
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return err
+		}
+		var byName, byEmail bool
+		if qerr := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE username = ?),
+			EXISTS (SELECT 1 FROM users WHERE email = ?)`, u.Username, u.Email).Scan(&byName, &byEmail); qerr != nil {
+			return err
+		}
+		field := ""
+		switch {
+		case byName:
+			field = "username"
+		case byEmail:
+			field = "email"
+		}
+		return &store.ConflictError{Field: field, Detail: err.Error()}
+	})
 	return wrap(ctx, "create user "+u.Username, err)
 }
 
@@ -328,9 +415,12 @@ func scanKey(r scanner) (store.APIKey, error) {
 // CreateAPIKey inserts k; ErrConflict on a duplicate id or hash, ErrNotFound
 // when the user does not exist.
 func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
-	_, err := s.writer.ExecContext(ctx,
-		`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.UserID, k.Name, k.Prefix, k.Hash, micros(k.CreatedAt), micros(k.LastUsedAt))
+	err := s.write(ctx, 256, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			k.ID, k.UserID, k.Name, k.Prefix, k.Hash, micros(k.CreatedAt), micros(k.LastUsedAt))
+		return err
+	})
 	return wrap(ctx, "create api key "+k.ID, err)
 }
 
@@ -363,14 +453,18 @@ func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey,
 // DeleteAPIKey deletes the user's key; ErrNotFound when the key does not
 // exist or belongs to someone else.
 func (s *Store) DeleteAPIKey(ctx context.Context, userID, id string) error {
-	res, err := s.writer.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID)
-	return wrap(ctx, "delete api key "+id, affected(res, err))
+	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
+		return affected(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID))
+	})
+	return wrap(ctx, "delete api key "+id, err)
 }
 
 // TouchAPIKey records when the key was last used; ErrNotFound when unknown.
 func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
-	res, err := s.stmts["touchAPIKey"].ExecContext(ctx, micros(at), id)
-	return wrap(ctx, "touch api key "+id, affected(res, err))
+	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
+		return affected(tx.StmtContext(ctx, s.stmts["touchAPIKey"]).ExecContext(ctx, micros(at), id))
+	})
+	return wrap(ctx, "touch api key "+id, err)
 }
 
 // affected turns "no row changed" into ErrNotFound.
@@ -393,7 +487,7 @@ func (s *Store) UpsertNeurons(ctx context.Context, ns []store.Neuron) error {
 	if len(ns) == 0 {
 		return nil
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, 64*len(ns), func(ctx context.Context, tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, `INSERT INTO neurons (id, layer, state, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET layer = excluded.layer, state = excluded.state, updated_at = excluded.updated_at`)
 		if err != nil {
@@ -430,10 +524,11 @@ func (s *Store) ListNeurons(ctx context.Context) ([]store.Neuron, error) {
 	return out, wrap(ctx, "list neurons", rows.Err())
 }
 
-// SaveSignal inserts or replaces the signal, its hops and its memories in
-// one transaction; hops and memories from an earlier save are replaced.
+// SaveSignal inserts or replaces the signal, its hops and its memories
+// atomically (in the group commit's transaction, inside a savepoint of its
+// own); hops and memories from an earlier save are replaced.
 func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Hop, mems []store.Memory) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, signalSize(sg, hops, mems), func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.StmtContext(ctx, s.stmts["upsertSignal"]).ExecContext(ctx,
 			sg.ID, sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
 			sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt)); err != nil {
@@ -471,6 +566,15 @@ func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Ho
 	return wrap(ctx, "save signal "+sg.ID, err)
 }
 
+// signalSize is about the bytes a SaveSignal writes.
+func signalSize(sg store.Signal, hops []store.Hop, mems []store.Memory) int {
+	n := 256 + len(sg.Content) + len(sg.Output) + len(sg.Error) + 128*len(hops)
+	for _, m := range mems {
+		n += 64 + len(m.Content)
+	}
+	return n
+}
+
 // GetSignal returns the signal and its hops ordered by Seq, or ErrNotFound.
 func (s *Store) GetSignal(ctx context.Context, id string) (store.Signal, []store.Hop, error) {
 	var sg store.Signal
@@ -503,14 +607,34 @@ func (s *Store) GetSignal(ctx context.Context, id string) (store.Signal, []store
 	return sg, hops, nil
 }
 
-// FailPendingSignals marks signals pending since before `before` failed.
+// failPendingChunk is how many stale signals one write fails: the sweep
+// never holds the writer for more than one small transaction at a time.
+const failPendingChunk = 256
+
+// FailPendingSignals marks signals pending since before `before` failed, a
+// chunk per write (found through the partial index signals_pending), so
+// request-path writes interleave with a large sweep.
 func (s *Store) FailPendingSignals(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.stmts["failPending"].ExecContext(ctx, store.InterruptedError, micros(time.Now()), micros(before))
-	if err != nil {
-		return 0, wrap(ctx, "fail pending signals", err)
+	total := 0
+	for {
+		var n int64
+		err := s.write(ctx, 64*failPendingChunk, func(ctx context.Context, tx *sql.Tx) error {
+			res, err := tx.StmtContext(ctx, s.stmts["failPending"]).ExecContext(ctx,
+				store.InterruptedError, micros(time.Now()), micros(before), failPendingChunk)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, wrap(ctx, "fail pending signals", err)
+		}
+		total += int(n)
+		if n < failPendingChunk {
+			return total, nil
+		}
 	}
-	n, err := res.RowsAffected()
-	return int(n), wrap(ctx, "fail pending signals", err)
 }
 
 // SearchMemories finds userID's memories containing every word of query, best first

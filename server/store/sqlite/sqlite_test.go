@@ -2,10 +2,13 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,8 +123,8 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 6 { // acquires_total is PostgreSQL-only
-		t.Fatalf("got %d series, want 6", n)
+	if n != 8 { // acquires_total is PostgreSQL-only; + the two group-commit histograms
+		t.Fatalf("got %d series, want 8", n)
 	}
 	want := `
 # HELP hal9_db_pool_max_conns Maximum connections the pool may open.
@@ -197,4 +200,82 @@ func TestMemoryUserMigration(t *testing.T) {
 			t.Fatalf("user %q after migration: %+v, want %d of alice's", c.user, got, c.want)
 		}
 	}
+}
+
+// TestCrashDurability: 32 writers through the group committer, SIGKILL
+// mid-stream, and every acknowledged signal is in the file afterwards.
+func TestCrashDurability(t *testing.T) {
+	storetest.Crash(t,
+		func(t *testing.T) string { return filepath.Join(t.TempDir(), "crash.db") },
+		func(ctx context.Context, path string) (store.Store, error) { return Open(ctx, path) },
+		storetest.CrashOptions{WantBatches: true})
+}
+
+// TestGroupCommitIsolatesBadWrite: writes queued behind a held commit go
+// in one batch; the one that breaks a constraint fails alone and leaves no
+// trace, the others are all committed.
+func TestGroupCommitIsolatesBadWrite(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "g.db")).(*Store)
+	ctx := context.Background()
+	release, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, 1, func(context.Context, *sql.Tx) error { close(held); <-release; return nil })
+	<-held
+	const n = 8
+	hops := []store.Hop{{Seq: 0, NeuronID: "n", Layer: "L1", Cache: "hit"}, {Seq: 1, NeuronID: "n", Layer: "L1", Cache: "hit"}}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		hs := hops
+		if i == 3 {
+			hs = []store.Hop{hops[0], hops[0]} // duplicate seq: a constraint violation
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sg := store.Signal{ID: fmt.Sprintf("g-%d", i), Layer: "L1", NeuronID: "n", Content: "c", Status: store.SignalProcessed, CreatedAt: time.Now()}
+			mem := []store.Memory{{NeuronID: "n", Layer: "L1", Content: fmt.Sprintf("grouped memory %d", i)}}
+			errs[i] = s.SaveSignal(ctx, sg, hs, mem)
+		}()
+	}
+	for s.commits.Queued() < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		_, gotHops, gerr := s.GetSignal(ctx, fmt.Sprintf("g-%d", i))
+		switch {
+		case i == 3:
+			if !errors.Is(err, store.ErrConflict) || !errors.Is(gerr, store.ErrNotFound) {
+				t.Fatalf("the bad write: save %v, read %v; want a conflict and nothing stored", err, gerr)
+			}
+		case err != nil || gerr != nil || len(gotHops) != 2:
+			t.Fatalf("write %d of the batch: save %v, read %v, %d hops", i, err, gerr, len(gotHops))
+		}
+	}
+	if found, _ := s.SearchMemories(ctx, "", "grouped", 20); len(found) != 0 {
+		t.Fatalf("memories without a user must not be found: %v", found)
+	}
+	count, sum := batchCounts(t, s)
+	if sum-count < n-1 {
+		t.Fatalf("%v writes in %v commits: the %d queued writes were not committed together", sum, count, n)
+	}
+}
+
+func batchCounts(t *testing.T, s *Store) (count, sum float64) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "hal9_db_batch_size" {
+			h := mf.GetMetric()[0].GetHistogram()
+			return float64(h.GetSampleCount()), h.GetSampleSum()
+		}
+	}
+	t.Fatal("no hal9_db_batch_size")
+	return 0, 0
 }
