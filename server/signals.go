@@ -249,8 +249,13 @@ func llmError(err error) *apiError {
 			e.RetryAfter = d
 		}
 	case errors.Is(err, llm.ErrBudgetExceeded):
-		e.Msg = "the LLM cost budget is spent: " + err.Error()
+		// Only signals that need an LLM call get here: cached answers flow.
+		e.Code = CodeBudgetExceeded
+		e.Msg = "the LLM cost budget is spent, so signals that are not cached cannot be answered now (--llm-budget-hourly, --llm-budget-daily): " + err.Error()
 		e.RetryAfter = time.Minute
+		if d, ok := llm.RetryAfter(err); ok {
+			e.RetryAfter = d
+		}
 	case errors.Is(err, llm.ErrTimeout):
 		e.Msg = "the LLM call timed out: " + err.Error()
 	case isCanceled(err):
