@@ -124,7 +124,7 @@ type BudgetError struct {
 }
 
 func (e *BudgetError) Error() string {
-	return fmt.Sprintf("%v: $%.2f spent in the last %s, budget $%.2f; calls resume in %s",
+	return fmt.Sprintf("%v: $%.4g spent in the last %s, budget $%.4g; calls resume in %s",
 		ErrBudgetExceeded, e.SpentUSD, e.Window, e.BudgetUSD, e.RetryAfter.Round(time.Second))
 }
 
