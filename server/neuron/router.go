@@ -100,6 +100,7 @@ type node struct {
 	durationNS  atomic.Int64 // total hop time
 	consecutive atomic.Int64 // consecutive failures; 3 or more → degraded
 	lastErr     atomic.Pointer[string]
+	system      string // its system prompt, made once
 }
 
 // NewRouter builds the neurons of the topology.
@@ -125,6 +126,7 @@ func NewRouter(opts Options) (*Router, error) {
 	r := &Router{opts: opts, byID: map[string]*node{}, byLayer: map[string][]*node{}, stats: newStats()}
 	for _, s := range opts.Topology.Specs() {
 		n := &node{Spec: s}
+		n.system = systemPrompt(n)
 		r.byID[s.ID] = n
 		r.byLayer[s.Layer] = append(r.byLayer[s.Layer], n)
 		r.order = append(r.order, n)
@@ -287,7 +289,7 @@ func (r *Router) hop(ctx context.Context, n *node, prompt string) (Hop, string, 
 		Model:     r.opts.Model,
 		Layer:     n.Layer,
 		NeuronID:  n.ID,
-		System:    systemPrompt(n),
+		System:    n.system,
 		Prompt:    prompt,
 		MaxTokens: r.opts.MaxTokens,
 	}

@@ -142,7 +142,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s.batches = groupcommit.NewMetrics("postgres")
 	if opts.GroupCommit {
-		s.commits = groupcommit.New(s.execSaves, groupcommit.Options{Metrics: s.batches})
+		s.commits = groupcommit.New(s.execSaves, groupcommit.Options{Metrics: s.batches, Timeout: 30 * time.Second})
 	}
 	return s, nil
 }

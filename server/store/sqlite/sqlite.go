@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,7 @@ type Store struct {
 	reader *sql.DB // WAL readers, in parallel with the writer
 
 	stmts     map[string]*sql.Stmt
+	multi     map[string][]*sql.Stmt // multi-row INSERTs by table and row count
 	commits   *groupcommit.Committer[writeOp]
 	batches   *groupcommit.Metrics
 	closeOnce sync.Once
@@ -80,7 +82,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 
-	s := &Store{path: path, writer: writer}
+	s := &Store{path: path, writer: writer, multi: map[string][]*sql.Stmt{}}
 	// The writer creates the file and switches it to WAL before any reader opens.
 	if err := writer.PingContext(ctx); err != nil {
 		writer.Close()
@@ -193,9 +195,6 @@ var queries = map[string]struct {
 		duration_ms = excluded.duration_ms, created_at = excluded.created_at, completed_at = excluded.completed_at`},
 	"deleteHops":     {true, `DELETE FROM signal_hops WHERE signal_id = ?`},
 	"deleteMemories": {true, `DELETE FROM memories WHERE signal_id = ?`},
-	"insertHop": {true, `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
-		cost_usd, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-	"insertMemory": {true, `INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
 	"search": {false, `SELECT m.id, m.user_id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at, -bm25(memories_fts)
 		FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid
 		WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY bm25(memories_fts), m.id DESC LIMIT ?`},
@@ -215,6 +214,36 @@ func (s *Store) prepare(ctx context.Context) error {
 			return fmt.Errorf("prepare %s: %w", name, err)
 		}
 		s.stmts[name] = st
+	}
+	return s.prepareMultiRow(ctx)
+}
+
+// maxRowsPerInsert bounds a multi-row INSERT (SQLite allows 32,766
+// parameters; a signal has at most a handful of hops).
+const maxRowsPerInsert = 16
+
+// multiRowInserts are the INSERTs of SaveSignal's rows, by table.
+var multiRowInserts = map[string]struct{ head, row string }{
+	"hops": {`INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out, cost_usd, duration_ms, error) VALUES `,
+		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+	"memories": {`INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES `, `(?, ?, ?, ?, ?, ?)`},
+}
+
+// multiRow is the prepared INSERT of n (1..maxRowsPerInsert) rows into
+// table. All are prepared at Open, before the committer holds the one
+// writer connection.
+func (s *Store) multiRow(table string, n int) *sql.Stmt { return s.multi[table][n] }
+
+func (s *Store) prepareMultiRow(ctx context.Context) error {
+	for table, q := range multiRowInserts {
+		s.multi[table] = make([]*sql.Stmt, maxRowsPerInsert+1)
+		for n := 1; n <= maxRowsPerInsert; n++ {
+			st, err := s.writer.PrepareContext(ctx, q.head+strings.TrimSuffix(strings.Repeat(q.row+", ", n), ", "))
+			if err != nil {
+				return fmt.Errorf("prepare the %d-row insert into %s: %w", n, table, err)
+			}
+			s.multi[table][n] = st
+		}
 	}
 	return nil
 }
@@ -245,6 +274,13 @@ func (s *Store) Close() error {
 		}
 		for _, st := range s.stmts {
 			st.Close()
+		}
+		for _, sts := range s.multi {
+			for _, st := range sts {
+				if st != nil {
+					st.Close()
+				}
+			}
 		}
 		var errs []error
 		if s.reader != nil {
@@ -540,25 +576,29 @@ func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Ho
 		if _, err := tx.StmtContext(ctx, s.stmts["deleteMemories"]).ExecContext(ctx, sg.ID); err != nil {
 			return err
 		}
-		if len(hops) > 0 {
-			ins := tx.StmtContext(ctx, s.stmts["insertHop"])
-			for _, h := range hops {
-				if _, err := ins.ExecContext(ctx, sg.ID, h.Seq, h.NeuronID, h.Layer, h.Cache, h.TokensIn, h.TokensOut,
-					h.CostUSD, h.DurationMS, h.Error); err != nil {
-					return err
-				}
+		// Rows go in multi-row INSERTs: one statement (and one flush of
+		// the FTS5 index, which SQLite makes at every statement that
+		// writes it) for up to maxRowsPerInsert rows.
+		for rows := range slices.Chunk(hops, maxRowsPerInsert) {
+			args := make([]any, 0, len(rows)*10)
+			for _, h := range rows {
+				args = append(args, sg.ID, h.Seq, h.NeuronID, h.Layer, h.Cache, h.TokensIn, h.TokensOut, h.CostUSD, h.DurationMS, h.Error)
+			}
+			if _, err := tx.StmtContext(ctx, s.multiRow("hops", len(rows))).ExecContext(ctx, args...); err != nil {
+				return err
 			}
 		}
-		if len(mems) > 0 {
-			ins := tx.StmtContext(ctx, s.stmts["insertMemory"])
-			for _, m := range mems {
+		for rows := range slices.Chunk(mems, maxRowsPerInsert) {
+			args := make([]any, 0, len(rows)*6)
+			for _, m := range rows {
 				at := m.CreatedAt
 				if at.IsZero() {
 					at = time.Now()
 				}
-				if _, err := ins.ExecContext(ctx, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at)); err != nil {
-					return err
-				}
+				args = append(args, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at))
+			}
+			if _, err := tx.StmtContext(ctx, s.multiRow("memories", len(rows))).ExecContext(ctx, args...); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -29,7 +29,6 @@ var ErrClosed = errors.New("store is closed")
 const (
 	DefaultMaxBatch = 128
 	DefaultMaxBytes = 4 << 20
-	DefaultTimeout  = 30 * time.Second
 	queueLen        = 4096
 )
 
@@ -42,7 +41,10 @@ type Exec[T any] func(ctx context.Context, batch []T) []error
 type Options struct {
 	MaxBatch int           // writes per commit (128)
 	MaxBytes int           // the writes' Size summed, per commit (4 MiB); a larger write goes alone
-	Timeout  time.Duration // one batch, begin to commit (30 s)
+	// Timeout bounds one batch, begin to commit; 0: none, and Exec gets a
+	// context without a Done channel (SQLite's driver then watches no
+	// context per statement; its own busy_timeout bounds a wait).
+	Timeout time.Duration
 	Metrics  *Metrics      // nil: none
 }
 
@@ -109,9 +111,6 @@ func New[T any](exec Exec[T], opts Options) *Committer[T] {
 	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
 	}
 	c := &Committer[T]{exec: exec, opts: opts, reqs: make(chan *request[T], queueLen), done: make(chan struct{})}
 	go c.loop()
@@ -223,10 +222,14 @@ func (c *Committer[T]) loop() {
 }
 
 func (c *Committer[T]) commit(batch []*request[T], items []T) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	ctx := context.Background()
+	if c.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
 	start := time.Now()
 	errs := c.exec(ctx, items)
-	cancel()
 	if m := c.opts.Metrics; m != nil {
 		m.size.Observe(float64(len(batch)))
 		m.duration.Observe(time.Since(start).Seconds())
