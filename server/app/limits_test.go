@@ -128,7 +128,7 @@ func TestShutdownStagesKeepToTheTotal(t *testing.T) {
 		}
 	}
 	errs := runStages(clock, total, []stage{
-		{"quick", 0.25, step(time.Second)},       // finishes 1.5 s early
+		{"quick", 0.25, step(time.Second)},        // finishes 1.5 s early
 		{"overruns", 0.25, step(6 * time.Second)}, // ignores its deadline
 		{"third", 0.3, step(0)},
 		{"last", 0.2, step(0)},

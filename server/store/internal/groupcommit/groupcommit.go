@@ -39,13 +39,13 @@ type Exec[T any] func(ctx context.Context, batch []T) []error
 
 // Options bound a Committer's batches.
 type Options struct {
-	MaxBatch int           // writes per commit (128)
-	MaxBytes int           // the writes' Size summed, per commit (4 MiB); a larger write goes alone
+	MaxBatch int // writes per commit (128)
+	MaxBytes int // the writes' Size summed, per commit (4 MiB); a larger write goes alone
 	// Timeout bounds one batch, begin to commit; 0: none, and Exec gets a
 	// context without a Done channel (SQLite's driver then watches no
 	// context per statement; its own busy_timeout bounds a wait).
 	Timeout time.Duration
-	Metrics  *Metrics      // nil: none
+	Metrics *Metrics // nil: none
 }
 
 // Metrics are hal9_db_batch_size and hal9_db_commit_duration_seconds for one
