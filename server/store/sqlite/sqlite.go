@@ -6,14 +6,15 @@
 // keeps two pools: a writer pool of exactly one connection, used only by a
 // group committer (server/store/internal/groupcommit) that gathers the
 // writes arriving while a commit is in flight into the next transaction, and
-// a reader pool that WAL lets read in parallel with that writer. Each write
-// runs inside its own SAVEPOINT, so one that fails is rolled back alone and
-// the rest of its batch still commits.
+// a reader pool that WAL lets read in parallel with that writer. When one
+// write of a batch fails, the batch is run again write by write, so it fails
+// alone and the others still commit.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -45,16 +46,20 @@ type Store struct {
 	writer *sql.DB // exactly one connection: writes queue here, not on SQLITE_BUSY
 	reader *sql.DB // WAL readers, in parallel with the writer
 
-	stmts     map[string]*sql.Stmt
-	multi     map[string][]*sql.Stmt // multi-row INSERTs by table and row count
+	stmts map[string]*sql.Stmt
+	multi map[string][]*sql.Stmt // multi-row INSERTs by table and row count
+	// unindexed: memories written by the running write transaction, not
+	// in the search index yet (writeTx); only the committer touches it.
+	unindexed        []int64
+	unindexedSignals map[string]bool // the signals those memories belong to
 	commits   *groupcommit.Committer[writeOp]
 	batches   *groupcommit.Metrics
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// writeOp is one caller's write: statements run in the batch's transaction
-// (inside the write's own savepoint when the batch holds several).
+// writeOp is one caller's write: statements run in the batch's transaction.
+// It may run twice (see execBatch), so it sets its results afresh.
 type writeOp func(ctx context.Context, tx *sql.Tx) error
 
 var _ store.Store = (*Store)(nil)
@@ -82,7 +87,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 
-	s := &Store{path: path, writer: writer, multi: map[string][]*sql.Stmt{}}
+	s := &Store{path: path, writer: writer, multi: map[string][]*sql.Stmt{}, unindexedSignals: map[string]bool{}}
 	// The writer creates the file and switches it to WAL before any reader opens.
 	if err := writer.PingContext(ctx); err != nil {
 		writer.Close()
@@ -117,59 +122,87 @@ func (s *Store) write(ctx context.Context, size int, op writeOp) error {
 	return s.commits.Do(ctx, op, size)
 }
 
-// execBatch commits a batch in one transaction: one WAL sync for all. With
-// several writes each runs inside a savepoint, so a write that fails (a
-// constraint, say) is rolled back alone and answered with its error while
-// the others commit; an error of the transaction itself (BEGIN, a savepoint
-// statement, COMMIT) fails every write of the batch, none of which is then
-// written.
+// execBatch commits a batch in one transaction: one WAL sync for all. When
+// one write fails (a constraint, say), the transaction is rolled back and
+// every write of the batch is run again in a transaction of its own, so
+// only the bad one fails. Failures are rare, so this costs less than a
+// SAVEPOINT per write, whose RELEASE makes FTS5 flush its index each time
+// (measured: a fifth of the committer's CPU under load). Writes are
+// therefore written to be run again: they set their results afresh.
 func (s *Store) execBatch(ctx context.Context, ops []writeOp) []error {
 	errs := make([]error, len(ops))
-	failAll := func(err error) []error {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
+	if len(ops) > 1 {
+		if err := s.writeTx(ctx, func(tx *sql.Tx) error {
+			for _, op := range ops {
+				if err := op(ctx, tx); err != nil {
+					return err
+				}
 			}
-		}
-		return errs
-	}
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return failAll(err)
-	}
-	if len(ops) == 1 {
-		if err := ops[0](ctx, tx); err != nil {
-			tx.Rollback()
-			errs[0] = err
+			return nil
+		}); err == nil {
 			return errs
 		}
-		if err := tx.Commit(); err != nil {
-			return failAll(err)
-		}
-		return errs
 	}
 	for i, op := range ops {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-			tx.Rollback()
-			return failAll(err)
-		}
-		if err := op(ctx, tx); err != nil {
-			errs[i] = err
-			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
-				// SQLite rolled back the whole transaction (I/O error, disk full).
-				tx.Rollback()
-				return failAll(fmt.Errorf("roll back one write of a group commit: %w (after %v)", rerr, err))
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `RELEASE w`); err != nil {
-			tx.Rollback()
-			return failAll(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return failAll(err)
+		errs[i] = s.writeTx(ctx, func(tx *sql.Tx) error { return op(ctx, tx) })
 	}
 	return errs
+}
+
+// writeTx is one group-commit transaction. Memories inserted in it are
+// added to the search index once, at its end, in one statement: FTS5
+// flushes (and merges) its index at every statement that writes it, which
+// row-by-row triggers made a fifth of the committer's CPU under load. Only
+// the committer's goroutine runs it, so the watermark needs no lock.
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	s.unindexed = s.unindexed[:0]
+	clear(s.unindexedSignals)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return s.index(ctx, tx, "", s.unindexed)
+	})
+}
+
+// index adds memories written in this transaction to the search index (of
+// one signal, or all when signalID is ""), in one statement.
+func (s *Store) index(ctx context.Context, tx *sql.Tx, signalID string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, _ := json.Marshal(ids)
+	_, err := tx.ExecContext(ctx, `INSERT INTO memories_fts (rowid, content) SELECT id, content FROM memories
+		WHERE id IN (SELECT value FROM json_each(?)) AND (? = '' OR signal_id = ?)`, string(list), signalID, signalID)
+	return err
+}
+
+// indexPending indexes the signal's memories written earlier in this
+// transaction before a re-save deletes them: FTS5's external-content
+// delete (the memories_ad trigger) must find exactly what was indexed.
+func (s *Store) indexPending(ctx context.Context, tx *sql.Tx, signalID string) error {
+	if !s.unindexedSignals[signalID] { // the usual case: nothing of it written yet
+		return nil
+	}
+	if err := s.index(ctx, tx, signalID, s.unindexed); err != nil {
+		return err
+	}
+	// Those rows are about to be deleted; the rest stay for the end.
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM memories WHERE signal_id = ?`, signalID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	gone := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		gone[id] = true
+	}
+	s.unindexed = slices.DeleteFunc(s.unindexed, func(id int64) bool { return gone[id] })
+	return rows.Err()
 }
 
 // The hot paths, prepared once per connection (database/sql re-prepares a
@@ -186,13 +219,13 @@ var queries = map[string]struct {
 		cost_usd, duration_ms, created_at, completed_at FROM signals WHERE id = ?`},
 	"getHops": {false, `SELECT signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out, cost_usd, duration_ms, error
 		FROM signal_hops WHERE signal_id = ? ORDER BY seq`},
-	"upsertSignal": {true, `INSERT INTO signals (id, user_id, layer, neuron_id, content, output, status, error,
+	// A new signal is one INSERT; only a re-save (an async signal's final
+	// save) updates the row and replaces its hops and memories.
+	"insertSignal": {true, `INSERT INTO signals (id, user_id, layer, neuron_id, content, output, status, error,
 		tokens_in, tokens_out, cost_usd, duration_ms, created_at, completed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, layer = excluded.layer, neuron_id = excluded.neuron_id,
-		content = excluded.content, output = excluded.output, status = excluded.status, error = excluded.error,
-		tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out, cost_usd = excluded.cost_usd,
-		duration_ms = excluded.duration_ms, created_at = excluded.created_at, completed_at = excluded.completed_at`},
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`},
+	"updateSignal": {true, `UPDATE signals SET user_id = ?, layer = ?, neuron_id = ?, content = ?, output = ?, status = ?,
+		error = ?, tokens_in = ?, tokens_out = ?, cost_usd = ?, duration_ms = ?, created_at = ?, completed_at = ? WHERE id = ?`},
 	"deleteHops":     {true, `DELETE FROM signal_hops WHERE signal_id = ?`},
 	"deleteMemories": {true, `DELETE FROM memories WHERE signal_id = ?`},
 	"search": {false, `SELECT m.id, m.user_id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at, -bm25(memories_fts)
@@ -229,6 +262,10 @@ var multiRowInserts = map[string]struct{ head, row string }{
 	"memories": {`INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES `, `(?, ?, ?, ?, ?, ?)`},
 }
 
+// multiRowTails end the multi-row INSERTs (memories return their ids for
+// the search index).
+var multiRowTails = map[string]string{"memories": " RETURNING id"}
+
 // multiRow is the prepared INSERT of n (1..maxRowsPerInsert) rows into
 // table. All are prepared at Open, before the committer holds the one
 // writer connection.
@@ -238,7 +275,7 @@ func (s *Store) prepareMultiRow(ctx context.Context) error {
 	for table, q := range multiRowInserts {
 		s.multi[table] = make([]*sql.Stmt, maxRowsPerInsert+1)
 		for n := 1; n <= maxRowsPerInsert; n++ {
-			st, err := s.writer.PrepareContext(ctx, q.head+strings.TrimSuffix(strings.Repeat(q.row+", ", n), ", "))
+			st, err := s.writer.PrepareContext(ctx, q.head+strings.TrimSuffix(strings.Repeat(q.row+", ", n), ", ")+multiRowTails[table])
 			if err != nil {
 				return fmt.Errorf("prepare the %d-row insert into %s: %w", n, table, err)
 			}
@@ -374,8 +411,8 @@ func wrap(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("sqlite %s: %w", what, ctxErr(ctx, mapErr(err)))
 }
 
-// inTx runs fn in one write transaction of its own (BEGIN IMMEDIATE via
-// _txlock), outside the group committer: for migrations only.
+// inTx runs fn in one write transaction (BEGIN IMMEDIATE via _txlock):
+// the group committer's, or a migration's before the committer starts.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -561,20 +598,33 @@ func (s *Store) ListNeurons(ctx context.Context) ([]store.Neuron, error) {
 }
 
 // SaveSignal inserts or replaces the signal, its hops and its memories
-// atomically (in the group commit's transaction, inside a savepoint of its
-// own); hops and memories from an earlier save are replaced.
+// atomically (in the group commit's transaction); hops and memories from an
+// earlier save are replaced.
 func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Hop, mems []store.Memory) error {
 	err := s.write(ctx, signalSize(sg, hops, mems), func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.StmtContext(ctx, s.stmts["upsertSignal"]).ExecContext(ctx,
+		res, err := tx.StmtContext(ctx, s.stmts["insertSignal"]).ExecContext(ctx,
 			sg.ID, sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
-			sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt)); err != nil {
+			sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt))
+		if err != nil {
 			return err
 		}
-		if _, err := tx.StmtContext(ctx, s.stmts["deleteHops"]).ExecContext(ctx, sg.ID); err != nil {
+		if n, err := res.RowsAffected(); err != nil {
 			return err
-		}
-		if _, err := tx.StmtContext(ctx, s.stmts["deleteMemories"]).ExecContext(ctx, sg.ID); err != nil {
-			return err
+		} else if n == 0 { // saved before: replace it all
+			if _, err := tx.StmtContext(ctx, s.stmts["updateSignal"]).ExecContext(ctx,
+				sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
+				sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt), sg.ID); err != nil {
+				return err
+			}
+			if _, err := tx.StmtContext(ctx, s.stmts["deleteHops"]).ExecContext(ctx, sg.ID); err != nil {
+				return err
+			}
+			if err := s.indexPending(ctx, tx, sg.ID); err != nil {
+				return err
+			}
+			if _, err := tx.StmtContext(ctx, s.stmts["deleteMemories"]).ExecContext(ctx, sg.ID); err != nil {
+				return err
+			}
 		}
 		// Rows go in multi-row INSERTs: one statement (and one flush of
 		// the FTS5 index, which SQLite makes at every statement that
@@ -597,7 +647,7 @@ func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Ho
 				}
 				args = append(args, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at))
 			}
-			if _, err := tx.StmtContext(ctx, s.multiRow("memories", len(rows))).ExecContext(ctx, args...); err != nil {
+			if err := s.insertMemories(ctx, tx, sg.ID, len(rows), args); err != nil {
 				return err
 			}
 		}
@@ -613,6 +663,24 @@ func signalSize(sg store.Signal, hops []store.Hop, mems []store.Memory) int {
 		n += 64 + len(m.Content)
 	}
 	return n
+}
+
+// insertMemories inserts n memory rows and notes their ids for the index.
+func (s *Store) insertMemories(ctx context.Context, tx *sql.Tx, signalID string, n int, args []any) error {
+	s.unindexedSignals[signalID] = true
+	rows, err := tx.StmtContext(ctx, s.multiRow("memories", n)).QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		s.unindexed = append(s.unindexed, id)
+	}
+	return rows.Err()
 }
 
 // GetSignal returns the signal and its hops ordered by Seq, or ErrNotFound.

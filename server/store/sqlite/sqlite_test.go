@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,8 +171,13 @@ func TestMemoryUserMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema version 1, with data written the old way.
+	// Back to schema version 1 (undo 0003, then 0002), with data written the old way.
 	for _, q := range []string{
+		`DROP TABLE refresh_tokens`, `DROP TABLE server_secrets`, `DROP INDEX signals_pending`,
+		`CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+			INSERT INTO memories_fts (rowid, content) VALUES (new.id, new.content);
+		END`,
+		`DELETE FROM schema_migrations WHERE version = 3`,
 		`DROP INDEX memories_user`,
 		`ALTER TABLE memories DROP COLUMN user_id`,
 		`DELETE FROM schema_migrations WHERE version = 2`,
@@ -278,4 +284,69 @@ func batchCounts(t *testing.T, s *Store) (count, sum float64) {
 	}
 	t.Fatal("no hal9_db_batch_size")
 	return 0, 0
+}
+
+// TestSearchIndexAcrossABatch: memories are indexed once per group commit;
+// a signal saved twice in one batch (its memories replaced before they
+// were indexed) leaves an index that is consistent (FTS5 integrity-check)
+// and finds only the second save's memories.
+func TestSearchIndexAcrossABatch(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "i.db")).(*Store)
+	ctx := context.Background()
+	release, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, 1, func(context.Context, *sql.Tx) error { close(held); <-release; return nil })
+	<-held
+	sg := store.Signal{ID: "twice", UserID: "u", Layer: "L1", NeuronID: "n", Content: "c", Status: store.SignalProcessed, CreatedAt: time.Now()}
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i, words := range []string{"first aardvark", "second aardvark"} {
+		if i == 1 {
+			for s.commits.Queued() < 1 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.SaveSignal(ctx, sg, nil, []store.Memory{{NeuronID: "n", Layer: "L1", Content: words}, {NeuronID: "m", Layer: "L1", Content: words + " too"}})
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		other := sg
+		other.ID = "other"
+		errs[2] = s.SaveSignal(ctx, other, nil, []store.Memory{{NeuronID: "o", Layer: "L1", Content: "third aardvark"}})
+	}()
+	for s.commits.Queued() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("save %d: %v", i, err)
+		}
+	}
+	got, err := s.SearchMemories(ctx, "u", "aardvark", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var contents []string
+	for _, m := range got {
+		contents = append(contents, m.Content)
+	}
+	slices.Sort(contents)
+	// The two saves of "twice" ran in either order; one set is left.
+	want1 := []string{"first aardvark", "first aardvark too", "third aardvark"}
+	want2 := []string{"second aardvark", "second aardvark too", "third aardvark"}
+	if !slices.Equal(contents, want1) && !slices.Equal(contents, want2) {
+		t.Fatalf("search after a double save in one batch: %q", contents)
+	}
+	if _, err := s.writer.Exec(`INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')`); err != nil {
+		t.Fatalf("FTS5 index inconsistent: %v", err)
+	}
+	if count, sum := batchCounts(t, s); sum-count < 2 {
+		t.Fatalf("%v writes in %v commits: the saves did not share a batch", sum, count)
+	}
 }

@@ -8,8 +8,8 @@
 // Each caller is answered only after the commit holding its write returned,
 // so an acknowledged write is as durable as the database makes a commit.
 // Isolating a bad write, so that it fails alone, is the store's job in its
-// Exec function (SQLite uses a savepoint per write, PostgreSQL retries the
-// batch write by write).
+// Exec function (both stores roll the batch back and run it again write by
+// write).
 package groupcommit
 
 import (

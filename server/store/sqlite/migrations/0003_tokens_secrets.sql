@@ -23,3 +23,8 @@ CREATE TABLE server_secrets (
 
 -- The stale-pending sweep reads only pending signals.
 CREATE INDEX signals_pending ON signals (created_at) WHERE status = 'pending';
+
+-- Memories are indexed for search once per transaction, by the store, not
+-- row by row by a trigger: FTS5 flushes its index at every statement that
+-- writes it, and a group commit holds many signals (see writeTx).
+DROP TRIGGER memories_ai;
