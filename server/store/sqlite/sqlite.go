@@ -52,10 +52,10 @@ type Store struct {
 	// in the search index yet (writeTx); only the committer touches it.
 	unindexed        []int64
 	unindexedSignals map[string]bool // the signals those memories belong to
-	commits   *groupcommit.Committer[writeOp]
-	batches   *groupcommit.Metrics
-	closeOnce sync.Once
-	closeErr  error
+	commits          *groupcommit.Committer[writeOp]
+	batches          *groupcommit.Metrics
+	closeOnce        sync.Once
+	closeErr         error
 }
 
 // writeOp is one caller's write: statements run in the batch's transaction.
