@@ -414,7 +414,14 @@ const (
 		completed_at = EXCLUDED.completed_at`
 	sqlInsertHop = `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
 		cost_usd, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-	sqlInsertMemory = `INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES ($1, $2, $3, $4, $5, $6)`
+	sqlClearSignal  = `WITH stale AS (DELETE FROM signals WHERE id = $1 AND created_at <> $2),
+		old_hops AS (DELETE FROM signal_hops WHERE signal_id = $1)
+		DELETE FROM memories WHERE signal_id = $1`
+	// Rows as arrays, one statement per table.
+	sqlInsertHops = `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out, cost_usd, duration_ms, error)
+		SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::float8[], $9::float8[], $10::text[])`
+	sqlInsertMemories = `INSERT INTO memories (user_id, signal_id, neuron_id, layer, content, created_at)
+		SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[])`
 )
 
 // SaveSignal inserts or replaces the signal with its hops and memories.
@@ -453,22 +460,36 @@ func signalBatch(sg store.Signal, hops []store.Hop, mems []store.Memory) *pgx.Ba
 
 // queueSignal adds one signal's save to b.
 func queueSignal(b *pgx.Batch, sg store.Signal, hops []store.Hop, mems []store.Memory) {
-	// (id, created_at) is the key; drop a copy saved under another created_at
-	// so that an id names one signal, as in SQLite.
-	b.Queue(`DELETE FROM signals WHERE id = $1 AND created_at <> $2`, sg.ID, sg.CreatedAt)
+	// Four statements whatever the number of hops: every statement costs
+	// the database CPU, and PostgreSQL shares the machine with the server.
+	// (id, created_at) is the key; the first drops a copy saved under
+	// another created_at (so that an id names one signal, as in SQLite) and
+	// the hops and memories of an earlier save (the tables differ, so the
+	// deletes cannot interfere).
+	b.Queue(sqlClearSignal, sg.ID, sg.CreatedAt)
 	b.Queue(sqlUpsertSignal, sg.ID, sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
 		sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, sg.CreatedAt, nullTime(sg.CompletedAt))
-	b.Queue(`DELETE FROM signal_hops WHERE signal_id = $1`, sg.ID)
-	b.Queue(`DELETE FROM memories WHERE signal_id = $1`, sg.ID)
-	for _, h := range hops {
-		b.Queue(sqlInsertHop, sg.ID, h.Seq, h.NeuronID, h.Layer, h.Cache, h.TokensIn, h.TokensOut, h.CostUSD, h.DurationMS, h.Error)
-	}
-	for _, m := range mems {
-		at := m.CreatedAt
-		if at.IsZero() {
-			at = time.Now()
+	if len(hops) > 0 {
+		var (
+			seq, in, out            = make([]int32, len(hops)), make([]int32, len(hops)), make([]int32, len(hops))
+			neuron, layer, cch, msg = make([]string, len(hops)), make([]string, len(hops)), make([]string, len(hops)), make([]string, len(hops))
+			cost, dur               = make([]float64, len(hops)), make([]float64, len(hops))
+		)
+		for i, h := range hops {
+			seq[i], neuron[i], layer[i], cch[i], in[i], out[i] = int32(h.Seq), h.NeuronID, h.Layer, h.Cache, int32(h.TokensIn), int32(h.TokensOut)
+			cost[i], dur[i], msg[i] = h.CostUSD, h.DurationMS, h.Error
 		}
-		b.Queue(sqlInsertMemory, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), at)
+		b.Queue(sqlInsertHops, sg.ID, seq, neuron, layer, cch, in, out, cost, dur, msg)
+	}
+	if len(mems) > 0 {
+		neuron, layer, content, at := make([]string, len(mems)), make([]string, len(mems)), make([]string, len(mems)), make([]time.Time, len(mems))
+		for i, m := range mems {
+			neuron[i], layer[i], content[i], at[i] = m.NeuronID, m.Layer, ftsquery.Clean(m.Content), m.CreatedAt
+			if at[i].IsZero() {
+				at[i] = time.Now()
+			}
+		}
+		b.Queue(sqlInsertMemories, sg.UserID, sg.ID, neuron, layer, content, at)
 	}
 }
 
