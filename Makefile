@@ -7,7 +7,7 @@ LAB_FLAGS ?=
 GATE_FLAGS ?=
 FUZZTIME ?= 10s
 
-.PHONY: help build lab test vet unit fuzz gate dashboards alerts bench clean
+.PHONY: help build lab test vet unit fuzz gate dashboards alerts bench bench-server clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -43,9 +43,15 @@ alerts: ## promtool check and test the alert and recording rules
 	promtool check rules alerts/*.rules.yml
 	promtool test rules alerts/tests/*.yml
 
-bench: build ## Go benchmarks (server, cache, store, engine) and the engine vs wrk
+BENCH_FLAGS ?=
+
+bench: build ## Go benchmarks (server, cache, store, engine), the engine vs wrk, and bench-server
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(BIN)/hal9-lab bench engine
+	$(MAKE) bench-server
+
+bench-server: build ## wrk and 3,500-user measurements of bin/hal9 (BENCH_FLAGS='--hal9 OLD,bin/hal9 --only sqlite,pg,flood,mix')
+	scripts/bench-server.sh $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN) data
