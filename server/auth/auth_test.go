@@ -453,8 +453,8 @@ func TestHashPoolSize(t *testing.T) {
 		wantQueue      int
 	}{
 		{2, 5, time.Second, 2, 5},                     // as given
-		{2, 0, 50 * time.Millisecond, 2, 10},          // 250ms / 50ms × 2 workers
-		{2, 0, time.Second, 2, 2},                     // a slow hash: at least one place per worker
+		{2, 0, 50 * time.Millisecond, 2, 40},          // 1s / 50ms × 2 workers
+		{2, 0, time.Second, 2, 16},                    // a slow hash: at least 8 places per worker
 		{4, 0, time.Microsecond, 4, maxHashQueue},     // a cheap hash: bounded
 		{0, 3, time.Second, runtime.GOMAXPROCS(0), 3}, // workers default to GOMAXPROCS
 	}

@@ -12,12 +12,17 @@ import (
 
 // DefaultHashQueueWait is about how long a login may wait for a bcrypt
 // worker before it is refused with ErrBusy instead: the default queue holds
-// as many hashes as the workers get through in that time.
-const DefaultHashQueueWait = 250 * time.Millisecond
+// as many hashes as the workers get through in that time, and at least
+// minQueuePerWorker per worker, so ordinary bursts of logins queue briefly
+// while a flood is refused.
+const DefaultHashQueueWait = time.Second
 
-// maxHashQueue bounds the derived queue (cheap hashes, cost 4, would
-// otherwise give thousands).
-const maxHashQueue = 256
+// minQueuePerWorker and maxHashQueue bound the derived queue (a slow
+// machine measures slow hashes; cheap ones, cost 4, would give thousands).
+const (
+	minQueuePerWorker = 8
+	maxHashQueue      = 256
+)
 
 // hashPool runs bcrypt, the one deliberately slow thing on the request
 // path, on a bounded number of workers with a short queue. A flood of
@@ -40,7 +45,7 @@ func newHashPool(workers, queue int, took time.Duration, reg prometheus.Register
 	}
 	if queue == 0 {
 		per := max(took, time.Millisecond)
-		queue = min(max(int(DefaultHashQueueWait/per)*workers, workers), maxHashQueue)
+		queue = min(max(int(DefaultHashQueueWait/per)*workers, minQueuePerWorker*workers), maxHashQueue)
 	}
 	busy := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "hal9_auth_busy_total",

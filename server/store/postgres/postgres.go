@@ -414,7 +414,7 @@ const (
 		completed_at = EXCLUDED.completed_at`
 	sqlInsertHop = `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
 		cost_usd, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-	sqlClearSignal  = `WITH stale AS (DELETE FROM signals WHERE id = $1 AND created_at <> $2),
+	sqlClearSignal = `WITH stale AS (DELETE FROM signals WHERE id = $1 AND created_at <> $2),
 		old_hops AS (DELETE FROM signal_hops WHERE signal_id = $1)
 		DELETE FROM memories WHERE signal_id = $1`
 	// Rows as arrays, one statement per table.
