@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE ?= hal9-lab/hal9:$(VERSION)
 
-.PHONY: help build lab test vet unit fuzz gate dashboards alerts manifests bench image image-context clean
+.PHONY: help build lab test vet unit fuzz gate dashboards alerts manifests bench bench-server image image-context clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -48,9 +48,15 @@ alerts: ## promtool check and test the alert and recording rules
 	promtool check rules alerts/*.rules.yml
 	promtool test rules alerts/tests/*.yml
 
-bench: build ## Go benchmarks (server, cache, store, engine) and the engine vs wrk
+BENCH_FLAGS ?=
+
+bench: build ## Go benchmarks (server, cache, store, engine), the engine vs wrk, and bench-server
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(BIN)/hal9-lab bench engine
+	$(MAKE) bench-server
+
+bench-server: build ## wrk and 3,500-user measurements of bin/hal9 (BENCH_FLAGS='--hal9 OLD,bin/hal9 --only sqlite,pg,flood,mix')
+	scripts/bench-server.sh $(BENCH_FLAGS)
 
 image: build image-context ## the server's image $(IMAGE) FROM scratch, built through the Docker engine API
 	$(BIN)/hal9-lab infra images --server --dockerfile Dockerfile --context $(BIN)/image --tag $(IMAGE)

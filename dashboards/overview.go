@@ -138,6 +138,24 @@ func overview() (dashboard.Dashboard, error) {
 	bd.add(panel{title: "DB pool wait time", width: 8, unit: "s",
 		description: "Seconds spent waiting for a pool connection per second of wall time: the average number of requests blocked on the pool.",
 		queries:     []q{{`sum(rate(hal9_db_pool_acquire_wait_seconds_total{` + sel + `}[$__rate_interval]))`, "waiting"}}})
+	bd.add(panel{title: "Group commit: writes per commit", width: 8, unit: "short", min: f(0),
+		description: "Writes committed together by one transaction (one WAL sync): the mean, and the p99 from hal9_db_batch_size. Near 1 when the store is idle, higher under concurrent writes. PostgreSQL commits each signal on its own (its own WAL group commit shares the syncs), so only SQLite shows batches by default.",
+		queries: []q{
+			{`sum by (db) (rate(hal9_db_batch_size_sum{` + sel + `}[$__rate_interval])) / sum by (db) (rate(hal9_db_batch_size_count{` + sel + `}[$__rate_interval]))`, "mean {{db}}"},
+			{`histogram_quantile(0.99, sum by (db, le) (rate(hal9_db_batch_size_bucket{` + sel + `}[$__rate_interval])))`, "p99 {{db}}"},
+		}})
+	bd.add(panel{title: "Group commit: commit duration", width: 8, unit: "s", min: f(0),
+		description: "Time of one group commit from BEGIN to the end of COMMIT, the durable sync included (hal9_db_commit_duration_seconds). Every write in the batch waits this long at least; a rising p99 means the disk or the store's CPU is the limit.",
+		queries: []q{
+			{`histogram_quantile(0.5, sum by (db, le) (rate(hal9_db_commit_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, "p50 {{db}}"},
+			{`histogram_quantile(0.99, sum by (db, le) (rate(hal9_db_commit_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, "p99 {{db}}"},
+		}})
+	bd.add(panel{title: "Credential routes refused", width: 8, unit: "reqps", min: f(0),
+		description: "Register, login, refresh and logout answered 429 by the credential limiter (scope address: --auth-rate-limit per client address; user: --login-failures-per-user), and logins or registrations answered 503 because every bcrypt worker and queue place was taken.",
+		queries: []q{
+			{`sum by (scope) (rate(hal9_auth_limited_total{` + sel + `}[$__rate_interval]))`, "429 {{scope}}"},
+			{`sum(rate(hal9_auth_busy_total{` + sel + `}[$__rate_interval]))`, "503 bcrypt busy"},
+		}})
 
 	return bd.build()
 }

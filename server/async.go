@@ -18,9 +18,13 @@ import (
 // leaves it visible (pending) rather than lost; drain finishes the queue on
 // shutdown.
 type asyncPool struct {
-	s     *Server
-	jobs  chan asyncJob
-	slots chan struct{} // one per queued or running job
+	s       *Server
+	jobs    chan asyncJob
+	slots   chan struct{} // one per queued or running job
+	perUser int           // one user's share of the slots
+
+	userMu sync.Mutex
+	users  map[string]int // queued or running jobs per user
 
 	mu     sync.RWMutex
 	closed bool
@@ -32,7 +36,7 @@ type asyncPool struct {
 	retryDelays []time.Duration
 
 	queued   prometheus.GaugeFunc
-	rejected prometheus.Counter
+	rejected prometheus.Counter // queue full, or a user's share used up
 }
 
 type asyncJob struct {
@@ -40,15 +44,16 @@ type asyncJob struct {
 	in  neuron.Input
 }
 
-func newAsyncPool(s *Server, workers, queue int) *asyncPool {
+func newAsyncPool(s *Server, workers, queue, perUser int) *asyncPool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &asyncPool{
 		s: s, jobs: make(chan asyncJob, queue), slots: make(chan struct{}, queue),
+		perUser: perUser, users: map[string]int{},
 		ctx: ctx, cancel: cancel,
 		retryDelays: []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 1600 * time.Millisecond},
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hal9_async_rejections_total",
-			Help: "Async signals refused with 503 queue_full.",
+			Help: "Async signals refused: 503 queue_full, or 429 when the user's share of the queue is used up.",
 		}),
 	}
 	p.queued = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -70,13 +75,42 @@ func (p *asyncPool) work() {
 	defer p.wg.Done()
 	for j := range p.jobs {
 		p.run(j)
-		<-p.slots
+		p.release(j.sig.UserID)
 	}
+}
+
+// reserve takes a slot of the queue for user, within the user's share.
+func (p *asyncPool) reserve(user string) *apiError {
+	p.userMu.Lock()
+	defer p.userMu.Unlock()
+	if p.users[user] >= p.perUser {
+		p.rejected.Inc()
+		return &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited, RetryAfter: time.Second,
+			Msg: fmt.Sprintf("you already have %d async signals queued or running, your share of the queue (--async-queue-per-user); wait for them (GET /api/v1/signals/{id}) or send without async", p.users[user])}
+	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		p.rejected.Inc()
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeQueueFull,
+			Msg: fmt.Sprintf("the async queue is full (%d signals); retry shortly or send without async", cap(p.slots)), RetryAfter: time.Second}
+	}
+	p.users[user]++
+	return nil
+}
+
+func (p *asyncPool) release(user string) {
+	p.userMu.Lock()
+	defer p.userMu.Unlock()
+	if p.users[user]--; p.users[user] <= 0 {
+		delete(p.users, user)
+	}
+	<-p.slots
 }
 
 func (p *asyncPool) run(j asyncJob) {
 	s := p.s
-	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Minute)
+	ctx, cancel := context.WithTimeout(p.ctx, s.d.AsyncJobTimeout)
 	defer cancel()
 	res, perr := s.d.Router.Process(ctx, j.in)
 	sig := j.sig
@@ -117,15 +151,11 @@ func (p *asyncPool) enqueue(ctx context.Context, j asyncJob) (*apiError, error) 
 		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 			Msg: "the server is shutting down; send the signal to another instance", RetryAfter: 5 * time.Second}, nil
 	}
-	select {
-	case p.slots <- struct{}{}:
-	default:
-		p.rejected.Inc()
-		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeQueueFull,
-			Msg: fmt.Sprintf("the async queue is full (%d signals); retry shortly or send without async", cap(p.slots)), RetryAfter: time.Second}, nil
+	if e := p.reserve(j.sig.UserID); e != nil {
+		return e, nil
 	}
 	if err := p.s.save(ctx, j.sig, nil, nil); err != nil {
-		<-p.slots
+		p.release(j.sig.UserID)
 		return nil, err
 	}
 	p.jobs <- j // never blocks: a slot is held

@@ -123,8 +123,17 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "username and password are required")
 		return
 	}
+	if locked, wait := s.userLocked(r.Context(), req.Username); locked {
+		s.credLimited.WithLabelValues("user").Inc()
+		writeRetry(w, http.StatusTooManyRequests, CodeRateLimited,
+			fmt.Sprintf("too many failed logins for this username (limit %s); retry after the Retry-After delay", s.d.CredentialLimits.FailedLoginsPerUser), wait)
+		return
+	}
 	t, u, err := s.d.Auth.Login(r.Context(), req.Username, req.Password)
 	if err != nil {
+		if errors.Is(err, auth.ErrInvalidCredentials) {
+			s.loginFailed(r.Context(), req.Username)
+		}
 		s.authError(w, r, "login", err)
 		return
 	}
@@ -154,6 +163,25 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, TokenResponse{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
 		TokenType: "Bearer", ExpiresIn: t.ExpiresIn})
+}
+
+// logout ends the login of a refresh token: every refresh token of it
+// stops working (access tokens run out within their 15 minutes).
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if e := decodeJSON(r.Header.Get("Content-Type"), r.Body, &req); e != nil {
+		e.write(w)
+		return
+	}
+	if req.RefreshToken == "" {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "refresh_token is required: the latest refresh_token of the login to end")
+		return
+	}
+	if err := s.d.Auth.Logout(r.Context(), req.RefreshToken); err != nil {
+		s.authError(w, r, "logout", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) profile(w http.ResponseWriter, r *http.Request) {
@@ -272,6 +300,11 @@ func (s *Server) authError(w http.ResponseWriter, r *http.Request, what string, 
 	case errors.Is(err, auth.ErrInvalidToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hal9", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "the refresh token was rejected: "+err.Error()+"; log in again")
+	case errors.Is(err, auth.ErrMissingCredentials):
+		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, auth.ErrBusy):
+		writeRetry(w, http.StatusServiceUnavailable, CodeUnavailable,
+			"the server is checking as many passwords as it can; retry after the Retry-After delay", time.Second)
 	case errors.Is(err, auth.ErrInvalidInput): // ErrWeakPassword too
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 	case errors.As(err, &taken):

@@ -75,6 +75,10 @@ func decodeJSON(contentType string, body io.Reader, dst any) *apiError {
 		if errors.As(err, &mbe) {
 			return tooLarge(mbe.Limit)
 		}
+		if isTimeout(err) {
+			return &apiError{Status: http.StatusRequestTimeout, Code: CodeRequestTimeout,
+				Msg: "the request body did not arrive within the server's read timeout (--http-read-timeout); send the body at once"}
+		}
 		return badRequest(CodeInvalidJSON, "could not read the request body: %v", err)
 	}
 	// encoding/json silently replaces invalid UTF-8 in strings with U+FFFD,

@@ -15,14 +15,16 @@ const (
 	CodeInvalidLayer     = "invalid_layer"      // 400: layer is not L1..L5
 	CodeUnsupportedMedia = "unsupported_media"  // 415: Content-Type is set and is not JSON
 	CodePayloadTooLarge  = "payload_too_large"  // 413: body over 1 MiB (or content over 32 KiB)
-	CodeUnauthorized     = "unauthorized"       // 401: missing, bad or expired credentials
+	CodeUnauthorized     = "unauthorized"       // 401: missing, bad, expired, reused or revoked credentials
+	CodeRequestTimeout   = "request_timeout"    // 408: the body did not arrive within --http-read-timeout
 	CodeForbidden        = "forbidden"          // 403
 	CodeNotFound         = "not_found"          // 404: unknown route or record
 	CodeMethodNotAllowed = "method_not_allowed" // 405: the route exists with other methods (see Allow)
 	CodeConflict         = "conflict"           // 409: username or email taken
 	CodeRateLimited      = "rate_limited"       // 429: see Retry-After
-	CodeUnavailable      = "unavailable"        // 503: the database is unreachable or the server is shutting down
+	CodeUnavailable      = "unavailable"        // 503: the database is unreachable, the server is shutting down, or password checks are at capacity
 	CodeLLMUnavailable   = "llm_unavailable"    // 503: the LLM breaker is open, rate limited, or failing
+	CodeBudgetExceeded   = "budget_exceeded"    // 503: the LLM cost budget is spent (cached answers still flow)
 	CodeQueueFull        = "queue_full"         // 503: async queue full
 	CodeInternal         = "internal"           // 500
 )

@@ -35,19 +35,30 @@ const (
 // reqState travels in the request context.
 type reqState struct {
 	id        string
-	log       *slog.Logger
+	base      *slog.Logger
+	log       *slog.Logger    // base with request_id, made on first use
 	principal *auth.Principal // set by requireAuth
 }
+
+var discard = slog.New(slog.DiscardHandler)
 
 func stateFrom(ctx context.Context) *reqState {
 	if s, ok := ctx.Value(keyReq).(*reqState); ok {
 		return s
 	}
-	return &reqState{log: slog.New(slog.DiscardHandler)}
+	return &reqState{log: discard}
 }
 
-// loggerFrom returns the request's logger (it carries request_id).
-func loggerFrom(ctx context.Context) *slog.Logger { return stateFrom(ctx).log }
+// loggerFrom returns the request's logger (it carries request_id). It is
+// made when first asked for: most requests log nothing, and With copies.
+// A request's handlers run on one goroutine, so no lock is needed.
+func loggerFrom(ctx context.Context) *slog.Logger {
+	st := stateFrom(ctx)
+	if st.log == nil {
+		st.log = st.base.With("request_id", st.id)
+	}
+	return st.log
+}
 
 // statusWriter records the status written through it.
 type statusWriter struct {
@@ -100,8 +111,8 @@ func requestID(base *slog.Logger, next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		w.Header().Set("X-Request-ID", id)
-		st := &reqState{id: id, log: base.With("request_id", id)}
+		w.Header()["X-Request-Id"] = []string{id} // X-Request-ID, canonical: Set would allocate to canonicalise it
+		st := &reqState{id: id, base: base}
 		next.ServeHTTP(&statusWriter{ResponseWriter: w}, r.WithContext(context.WithValue(r.Context(), keyReq, st)))
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hal9-lab/hal9-lab/server/auth"
+	"github.com/hal9-lab/hal9-lab/server/limits"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 	"github.com/hal9-lab/hal9-lab/server/store"
@@ -46,9 +47,18 @@ type Deps struct {
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
 	RateLimit float64 // per client identity per second; 0 off
-	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024).
-	AsyncWorkers, AsyncQueue int
-	Version                  string
+	// Credentials counts the credential routes' limits (nil: in memory);
+	// server/app gives it a Redis backend when the server has Redis.
+	Credentials      *limits.Limiter
+	CredentialLimits CredentialLimits
+	// BodyReadTimeout bounds the arrival of a request body (0: none).
+	BodyReadTimeout time.Duration
+	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024);
+	// AsyncPerUser is one user's share of the queue (0: a quarter of it).
+	AsyncWorkers, AsyncQueue, AsyncPerUser int
+	// AsyncJobTimeout bounds one async signal (default 5m).
+	AsyncJobTimeout time.Duration
+	Version         string
 }
 
 // SignalRecords is the signal-record cache in front of the store. The store
@@ -77,12 +87,14 @@ type SearchCache interface {
 
 // Server holds the handlers.
 type Server struct {
-	d       Deps
-	log     *slog.Logger
-	metrics *httpMetrics
-	rl      *rateLimiter
-	async   *asyncPool
-	started time.Time
+	d           Deps
+	log         *slog.Logger
+	metrics     *httpMetrics
+	rl          *rateLimiter
+	creds       *limits.Limiter
+	credLimited *prometheus.CounterVec
+	async       *asyncPool
+	started     time.Time
 
 	shuttingDown atomic.Bool
 	sent         atomic.Int64 // signals accepted (sync and async)
@@ -107,19 +119,33 @@ func New(d Deps) (*Server, error) {
 	if d.AsyncQueue <= 0 {
 		d.AsyncQueue = 1024
 	}
+	if d.AsyncJobTimeout <= 0 {
+		d.AsyncJobTimeout = 5 * time.Minute
+	}
+	if d.AsyncPerUser <= 0 {
+		d.AsyncPerUser = max(1, d.AsyncQueue/4)
+	}
 	s := &Server{d: d, log: d.Logger, started: time.Now()}
 	s.metrics = newHTTPMetrics(d.Registry)
 	s.rl = newRateLimiter(d.RateLimit, s.metrics.rejected)
-	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncQueue)
+	s.creds = d.Credentials
+	if s.creds == nil {
+		s.creds = limits.New(nil, nil, nil)
+	}
+	s.credLimited = newCredentialMetrics(d.Registry)
+	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncQueue, d.AsyncPerUser)
 	d.Registry.MustRegister(s.async.collectors()...)
 
 	rt := newRoutes()
 	// Public.
 	rt.handle("GET /health", s.health)
-	rt.handle("GET /readyz", s.readyz)
-	rt.handle("POST /api/v1/auth/register", s.limit(s.register))
-	rt.handle("POST /api/v1/auth/login", s.limit(s.login))
-	rt.handle("POST /api/v1/auth/refresh", s.limit(s.refresh))
+	rt.handle("GET /readyz", s.readyz(false))
+	// Credential routes: their own limit per address first (a flood is
+	// refused before it costs a bcrypt hash), then the general one.
+	rt.handle("POST /api/v1/auth/register", s.credential(s.limit(s.register)))
+	rt.handle("POST /api/v1/auth/login", s.credential(s.limit(s.login)))
+	rt.handle("POST /api/v1/auth/refresh", s.credential(s.limit(s.refresh)))
+	rt.handle("POST /api/v1/auth/logout", s.credential(s.limit(s.logout)))
 	rt.handle("GET /api/v1/status", s.limit(s.status))
 	rt.handle("GET /api/v1/neurons", s.limit(s.listNeurons))
 	rt.handle("GET /api/v1/neurons/{id}", s.limit(s.getNeuron))
@@ -135,7 +161,7 @@ func New(d Deps) (*Server, error) {
 	rt.handle("GET /api/v1/memories/search", s.requireAuth(s.limit(s.searchMemories)))
 	mux := rt.build()
 
-	s.api = requestID(d.Logger, recoverer(s.metrics.instrument(bodyLimit(mux))))
+	s.api = requestID(d.Logger, recoverer(s.metrics.instrument(bodyDeadline(d.BodyReadTimeout, bodyLimit(mux)))))
 	s.admin = s.adminHandler()
 	return s, nil
 }
@@ -163,9 +189,13 @@ func (s *Server) adminHandler() http.Handler {
 		EnableOpenMetrics: true,
 	}))
 	mux.HandleFunc("GET /health", s.health)
-	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /readyz", s.readyz(true))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	// Not served: the command line holds whatever secret was passed as a
+	// flag (--jwt-secret, --anthropic-api-key, a database password).
+	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, CodeNotFound, "/debug/pprof/cmdline is not served: the command line may hold secrets; `hal9 config` prints the configuration with them redacted")
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -222,19 +252,31 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // readyz: 503 when shutting down or the store does not answer, 200
 // "degraded" when Redis is down or a layer has no active neuron (the server
 // still answers, more slowly or with LLM errors), 200 "ready" otherwise.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+// Only the admin listener's (detail) names the backends' errors: on the
+// API listener they would tell anyone the database's address and user.
+func (s *Server) readyz(detail bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.ready(w, r, detail) }
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request, detail bool) {
 	var fatal, degraded []string
+	reason := func(what string, err error) string {
+		if detail {
+			return what + ": " + err.Error()
+		}
+		return what + " unavailable (details on the admin listener's /readyz)"
+	}
 	if s.shuttingDown.Load() {
 		fatal = append(fatal, "shutting down")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.d.Store.Ping(ctx); err != nil {
-		fatal = append(fatal, "store: "+err.Error())
+		fatal = append(fatal, reason("store", err))
 	}
 	if s.d.RedisHealth != nil {
 		if err := s.d.RedisHealth(ctx); err != nil {
-			degraded = append(degraded, "redis: "+err.Error())
+			degraded = append(degraded, reason("redis", err))
 		}
 	}
 	if up, down := s.d.Router.Up(); !up {

@@ -85,7 +85,7 @@ func (s *Server) postSignal(w http.ResponseWriter, r *http.Request) {
 		Content: req.Content, Status: store.SignalPending, CreatedAt: time.Now().UTC(),
 	}
 	s.sent.Add(1)
-	w.Header().Set("X-HAL9-Signal-ID", sig.ID)
+	w.Header()["X-Hal9-Signal-Id"] = []string{sig.ID} // canonical keys set directly: Set would allocate to canonicalise X-HAL9-…
 	if async {
 		s.acceptAsync(w, r, sig, in)
 		return
@@ -124,9 +124,9 @@ func complete(sig *store.Signal, res neuron.Result, perr error) {
 // before the failure were billed.
 func setSignalHeaders(w http.ResponseWriter, res neuron.Result) {
 	h := w.Header()
-	h.Set("X-HAL9-Cache", res.CacheSummary())
-	h.Set("X-HAL9-Cost-USD", strconv.FormatFloat(res.CostUSD, 'f', -1, 64))
-	h.Set("X-HAL9-Tokens", strconv.Itoa(res.TokensIn+res.TokensOut))
+	h["X-Hal9-Cache"] = []string{res.CacheSummary()}
+	h["X-Hal9-Cost-Usd"] = []string{strconv.FormatFloat(res.CostUSD, 'f', -1, 64)}
+	h["X-Hal9-Tokens"] = []string{strconv.Itoa(res.TokensIn + res.TokensOut)}
 }
 
 // records turns the trace into stored hops and memories: one memory per
@@ -249,8 +249,13 @@ func llmError(err error) *apiError {
 			e.RetryAfter = d
 		}
 	case errors.Is(err, llm.ErrBudgetExceeded):
-		e.Msg = "the LLM cost budget is spent: " + err.Error()
+		// Only signals that need an LLM call get here: cached answers flow.
+		e.Code = CodeBudgetExceeded
+		e.Msg = "the LLM cost budget is spent, so signals that are not cached cannot be answered now (--llm-budget-hourly, --llm-budget-daily): " + err.Error()
 		e.RetryAfter = time.Minute
+		if d, ok := llm.RetryAfter(err); ok {
+			e.RetryAfter = d
+		}
 	case errors.Is(err, llm.ErrTimeout):
 		e.Msg = "the LLM call timed out: " + err.Error()
 	case isCanceled(err):

@@ -14,7 +14,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 )
 
-const infraUsage = `usage: hal9-lab infra up [--postgres] [--redis] [--infra auto|external|testcontainers|process] [--env-file PATH]
+const infraUsage = `usage: hal9-lab infra up [--postgres] [--redis] [--infra auto|external|testcontainers|process] [--durable] [--env-file PATH]
                       [--pg-image REF] [--redis-image REF]
        hal9-lab infra images [--postgres] [--redis] [--pg-image REF] [--redis-image REF] [--rebuild]
        hal9-lab infra images --server --tag TAG --context DIR [--dockerfile FILE]
@@ -65,6 +65,7 @@ func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rd := fs.Bool("redis", false, "start Redis (with neither --postgres nor --redis: both)")
 	modeFlag := fs.String("infra", "auto", "how: auto (external, then testcontainers, then process), external (HAL9_PG_DSN/HAL9_REDIS_URL), testcontainers (Docker), process (local initdb/postgres, redis-server)")
 	envFile := fs.String("env-file", "", "also write the variables to this file (removed on exit), for 'set -a; . FILE'")
+	durable := fs.Bool("durable", false, "process mode: PostgreSQL with fsync and synchronous_commit on and its data on disk (for measuring commit costs)")
 	var images infra.ImageOptions
 	imageFlags(fs, &images)
 	verbose := fs.Bool("v", false, "debug logs")
@@ -91,7 +92,8 @@ func infraUp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	begin := time.Now()
-	env, err := infra.Start(ctx, infra.Options{Postgres: *pg, Redis: *rd, Mode: mode, Logger: log, Images: images})
+	env, err := infra.Start(ctx, infra.Options{Postgres: *pg, Redis: *rd, Mode: mode, Logger: log, Images: images,
+		Process: infra.ProcessOptions{Durable: *durable}})
 	if err != nil {
 		return err
 	}

@@ -144,11 +144,13 @@ func TestDecodeStrict(t *testing.T) {
 	}
 }
 
-// TestShippedScenarios loads every scenarios/*.yaml: they must parse and
-// their thresholds must compile against the built-in metrics plus the
-// HAL9 workload's custom ones.
+// TestShippedScenarios loads every scenarios/*.yaml (and the benchmark
+// ones in scenarios/bench/): they must parse and their thresholds must
+// compile against the built-in metrics plus the HAL9 workload's custom ones.
 func TestShippedScenarios(t *testing.T) {
 	files, _ := filepath.Glob("../../scenarios/*.yaml")
+	bench, _ := filepath.Glob("../../scenarios/bench/*.yaml")
+	files = append(files, bench...)
 	if len(files) == 0 {
 		t.Fatal("no scenarios/*.yaml found: the shipped scenarios are missing")
 	}

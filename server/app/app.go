@@ -20,11 +20,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server"
 	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/cache"
+	"github.com/hal9-lab/hal9-lab/server/limits"
+	"github.com/hal9-lab/hal9-lab/server/limits/redislimits"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 	"github.com/hal9-lab/hal9-lab/server/store"
@@ -125,17 +128,18 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if c, ok := a.Store.(interface{ Collector() prometheus.Collector }); ok {
 		a.Registry.MustRegister(c.Collector())
 	}
-	// An async signal pending for longer than pendingMaxAge was cut by a
-	// crash or kill of the server processing it: no worker will ever finish
-	// it. Fail such signals, at start and then every minute, so clients
-	// polling GET /api/v1/signals/{id} learn to resubmit. The age (not this
-	// process's start time) keeps servers sharing one database from failing
-	// each other's live work.
+	// An async signal pending for longer than cfg.PendingMaxAge() was cut
+	// by a crash or kill of the server processing it: no worker will ever
+	// finish it. Fail such signals, at start and then every minute, so
+	// clients polling GET /api/v1/signals/{id} learn to resubmit. The age
+	// (not this process's start time) keeps servers sharing one database
+	// from failing each other's live work. The same sweep drops expired
+	// refresh tokens.
 	if err := a.failStalePending(ctx, startedAt); err != nil {
 		return nil, err
 	}
 	a.bg.Add(1)
-	go func() { defer a.bg.Done(); a.sweepStalePending(bgCtx, time.Minute) }()
+	go func() { defer a.bg.Done(); a.sweep(bgCtx, time.Minute) }()
 	if pg, ok := a.Store.(*postgres.Store); ok {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); pg.RunMaintenance(bgCtx, time.Hour) }()
@@ -172,7 +176,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 
 	// LLM: provider → guard (timeout, breakers, metrics, ledger).
 	lm := llm.NewMetrics(a.Registry)
-	ledger := llm.NewLedger(llm.Budgets{}, lm, log)
+	enforce, _ := cfg.BudgetEnforced()
+	ledger := llm.NewLedger(llm.Budgets{HourlyUSD: cfg.LLMBudgetHourly, DailyUSD: cfg.LLMBudgetDaily, Enforce: enforce}, lm, log)
+	if !enforce {
+		log.Info("LLM cost budgets are watched, not enforced (--llm-budget-enforce)", "llm", cfg.LLM,
+			"hourly_usd", cfg.LLMBudgetHourly, "daily_usd", cfg.LLMBudgetDaily)
+	}
 	var provider llm.Provider
 	switch cfg.LLM {
 	case "anthropic":
@@ -204,28 +213,34 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	go func() { defer a.bg.Done(); a.publishNeuronStates(bgCtx, 5*time.Second) }()
 
 	// Auth.
-	secret := []byte(cfg.JWTSecret)
-	if len(secret) == 0 {
-		secret = make([]byte, 32)
-		rand.Read(secret)
-		log.Warn("no --jwt-secret (HAL9_JWT_SECRET) set: using a random secret; tokens will not survive a restart or work across instances")
+	secret, err := a.jwtSecret(ctx)
+	if err != nil {
+		return nil, err
 	}
-	authn, err := auth.NewService(a.Store, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost}, a.Registry)
+	authn, err := auth.NewService(a.Store, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost, Logger: log}, a.Registry)
 	if err != nil {
 		return nil, err
 	}
 
 	var redisHealth func(context.Context) error
+	var sharedLimits limits.Backend
 	if a.Redis != nil {
 		redisHealth = a.Redis.Healthy
+		sharedLimits = redislimits.New(a.Redis.Client()) // replicas on one Redis count together
 	}
+	credentials := limits.New(sharedLimits, a.Registry, func(err error) {
+		log.Debug("credential limits: redis failed, counting in memory", "error", err)
+	})
 	a.HTTP, err = server.New(server.Deps{
 		Store: a.Store, Auth: authn, Router: a.Router,
 		Costs: ledger.Snapshot, Breakers: a.Guard.BreakerStates, RedisHealth: redisHealth,
 		Signals:  signalRecords{a.signalRecords},
 		Search:   searchCache{layered},
 		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit,
-		AsyncWorkers: cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, Version: cfg.Version,
+		Credentials: credentials, CredentialLimits: cfg.credentialLimits(),
+		BodyReadTimeout: cfg.HTTPReadTimeout,
+		AsyncWorkers:    cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
+		AsyncJobTimeout: cfg.AsyncJobTimeout(), Version: cfg.Version,
 	})
 	if err != nil {
 		return nil, err
@@ -233,11 +248,36 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	return a, nil
 }
 
-// Listen binds the API and admin listeners (":0" picks free ports).
+// jwtSecret is --jwt-secret, else the secret kept in the database: created
+// at random by the first server on it, then read by every later start and
+// every replica, so tokens survive restarts and work across servers.
+func (a *Server) jwtSecret(ctx context.Context) ([]byte, error) {
+	if a.cfg.JWTSecret != "" {
+		return []byte(a.cfg.JWTSecret), nil
+	}
+	candidate := make([]byte, 32)
+	rand.Read(candidate)
+	secret, err := a.Store.EnsureSecret(ctx, "jwt", candidate)
+	if err != nil {
+		return nil, fmt.Errorf("JWT secret: no --jwt-secret given and none could be kept in the database: %w", err)
+	}
+	if len(secret) < auth.MinSecretLen {
+		return nil, fmt.Errorf("JWT secret: the one kept in the database is %d bytes, under %d; delete it (server_secrets, name jwt) or set --jwt-secret", len(secret), auth.MinSecretLen)
+	}
+	a.log.Info("JWT secret: the one kept in the database, shared by every server on it (--jwt-secret overrides)")
+	return secret, nil
+}
+
+// Listen binds the API and admin listeners (":0" picks free ports). The API
+// listener accepts at most --http-max-conns connections at once; further
+// ones wait in the kernel's accept queue.
 func (a *Server) Listen() error {
 	var err error
 	if a.apiLn, err = net.Listen("tcp", a.cfg.Addr); err != nil {
 		return fmt.Errorf("listen on --addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.Addr, err)
+	}
+	if a.cfg.HTTPMaxConns > 0 {
+		a.apiLn = netutil.LimitListener(a.apiLn, a.cfg.HTTPMaxConns)
 	}
 	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
 		a.apiLn.Close()
@@ -250,25 +290,27 @@ func (a *Server) Listen() error {
 func (a *Server) APIAddr() string   { return a.apiLn.Addr().String() }
 func (a *Server) AdminAddr() string { return a.adminLn.Addr().String() }
 
-// Serve serves until ctx ends, then shuts down: readiness 503 at once, the
-// API stops accepting and drains in-flight requests (up to
-// --shutdown-timeout), async signals finish, write-behind flushes, the
-// admin listener stops, the store closes. It returns nil after a clean
-// shutdown.
+// Serve serves until ctx ends, then shuts down in stages within
+// --shutdown-timeout (see Shutdown). It returns nil after a clean shutdown.
 func (a *Server) Serve(ctx context.Context) error {
 	if a.apiLn == nil {
 		if err := a.Listen(); err != nil {
 			return err
 		}
 	}
-	a.apiSrv = &http.Server{Handler: a.HTTP.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 120 * time.Second, ConnState: a.HTTP.ConnState, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	// No ReadTimeout: the body's deadline is set per request by the server
+	// package (--http-read-timeout) and lifted once the body is read, since
+	// an http.Server ReadTimeout would cancel long signals mid-flight.
+	a.apiSrv = &http.Server{Handler: a.HTTP.Handler(), ReadHeaderTimeout: headerTimeout(a.cfg.HTTPReadTimeout),
+		WriteTimeout: a.cfg.WriteTimeout(), IdleTimeout: a.cfg.HTTPIdleTimeout,
+		ConnState: a.HTTP.ConnState, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.adminSrv = &http.Server{Handler: a.HTTP.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)
 	go func() { errc <- a.apiSrv.Serve(a.apiLn) }()
 	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
 	a.log.Info("hal9 serving", "addr", a.APIAddr(), "admin_addr", a.AdminAddr(),
+		"http_write_timeout", a.cfg.WriteTimeout().String(), "http_max_conns", a.cfg.HTTPMaxConns,
 		"database", redact.URL(a.cfg.EffectiveDatabaseURL()), "redis", redact.URL(a.cfg.RedisURL),
 		"cache_strategy", a.cfg.CacheStrategy, "llm", a.cfg.LLM, "model", a.cfg.LLMModel, "version", a.cfg.Version)
 
@@ -281,34 +323,6 @@ func (a *Server) Serve(ctx context.Context) error {
 		}
 	}
 	return errors.Join(serveErr, a.Shutdown())
-}
-
-// Shutdown runs the graceful shutdown sequence (see Serve).
-func (a *Server) Shutdown() error {
-	start := time.Now()
-	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
-	a.HTTP.BeginShutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	defer cancel()
-	var errs []error
-	if a.apiSrv != nil {
-		if err := a.apiSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("drain API requests: %w", err))
-			a.apiSrv.Close()
-		}
-	}
-	if err := a.HTTP.DrainAsync(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if a.adminSrv != nil {
-		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
-		a.adminSrv.Shutdown(actx)
-		acancel()
-	}
-	errs = append(errs, a.Close(ctx))
-	err := errors.Join(errs...)
-	a.log.Info("shut down", "took_ms", time.Since(start).Milliseconds(), "error", err)
-	return err
 }
 
 // Close releases everything Open made (idempotent): background tasks stop,

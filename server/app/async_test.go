@@ -12,7 +12,7 @@ import (
 
 // TestStartFailsLeftoverPending: a signal left pending by an earlier run (a
 // crash after the 202) is marked failed when the server starts, once it is
-// older than pendingMaxAge; a younger one may belong to another live server
+// older than Config.PendingMaxAge (the longest a live one can wait and run); a younger one may belong to another live server
 // sharing the database and is left alone.
 func TestStartFailsLeftoverPending(t *testing.T) {
 	dir := t.TempDir()
@@ -22,7 +22,7 @@ func TestStartFailsLeftoverPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	left := store.Signal{ID: "0193a000-0000-7000-8000-000000000001", UserID: "u", Layer: "L1", NeuronID: "l1-reflexive-1",
-		Content: "cut by a crash", Status: store.SignalPending, CreatedAt: time.Now().Add(-pendingMaxAge - time.Minute).UTC()}
+		Content: "cut by a crash", Status: store.SignalPending, CreatedAt: time.Now().Add(-testConfig(t).PendingMaxAge() - time.Minute).UTC()}
 	if err := st.SaveSignal(ctx, left, nil, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,12 @@ type signalRecord struct {
 }
 
 func (s signalRecords) Saved(ctx context.Context, sig store.Signal, hops []store.Hop) {
+	if s.r.Strategy() == cache.Aside {
+		// Nothing to invalidate: a signal is saved completed once, and
+		// nothing cached it before (pending signals are never filled), so
+		// aside would only pay a Redis round trip per signal for nothing.
+		return
+	}
 	b, err := json.Marshal(signalRecord{sig, hops})
 	if err != nil {
 		return

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
+	"github.com/hal9-lab/hal9-lab/server"
+	"github.com/hal9-lab/hal9-lab/server/limits"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
@@ -34,12 +36,27 @@ type Config struct {
 	CacheMaxBytes   int64  // process tier (256 MiB)
 	L1TTL, L5TTL    time.Duration
 
-	JWTSecret       string  // empty: random at start (tokens die with the process)
-	BcryptCost      int     // password hashing cost (10)
-	RateLimit       float64 // requests per second per client identity; 0 off
-	ShutdownTimeout time.Duration
-	AsyncWorkers    int // workers for ?async=true signals
-	AsyncQueue      int // queued async signals before 503 queue_full
+	JWTSecret  string  // empty: the database's shared secret (created once)
+	BcryptCost int     // password hashing cost (10)
+	RateLimit  float64 // requests per second per client identity; 0 off
+
+	// The credential routes' own limits (register, login, refresh, logout).
+	AuthRateLimit        float64       // requests per second per client address (IPv6 per /64); 0 off
+	AuthBurst            int           // and the burst of it
+	LoginFailuresPerUser int           // failed logins per username per LoginFailureWindow; 0 off
+	LoginFailureWindow   time.Duration // (15m)
+	HTTPReadTimeout      time.Duration // a request body must arrive within this (30s); 0 none
+	HTTPIdleTimeout      time.Duration // keep-alive connections idle longer are closed (120s)
+	HTTPWriteTimeout     time.Duration // 0: derived from LLMTimeout × the 5 layers a signal may cross + 30s
+	HTTPMaxConns         int           // open API connections at most (10,000); 0 unlimited
+	ShutdownTimeout      time.Duration
+	ShutdownDelay        time.Duration // readiness 503 this long before draining (at most a quarter of ShutdownTimeout)
+	AsyncWorkers         int           // workers for ?async=true signals
+	AsyncQueue           int           // queued async signals before 503 queue_full
+	AsyncQueuePerUser    int           // one user's share of the queue; 0: a quarter of AsyncQueue
+	LLMBudgetHourly      float64       // USD in the rolling hour (10, seed 004)
+	LLMBudgetDaily       float64       // USD in the rolling day (100)
+	LLMBudgetEnforce     string        // auto (on with --llm anthropic, off with sim), on, off
 
 	LLM             string // sim|anthropic
 	LLMModel        string
@@ -72,15 +89,27 @@ func DefaultConfig() Config {
 		L5TTL:           time.Minute,
 		RateLimit:       1000,
 		BcryptCost:      10,
-		ShutdownTimeout: 60 * time.Second,
-		AsyncWorkers:    8,
-		AsyncQueue:      1024,
-		LLM:             "sim",
-		LLMModel:        llm.DefaultModel,
-		LLMTimeout:      30 * time.Second,
-		AnthropicURL:    "https://api.anthropic.com",
-		LLMLatencyScale: 1,
-		LogLevel:        "info",
+
+		AuthRateLimit:        1,
+		AuthBurst:            20,
+		LoginFailuresPerUser: 10,
+		LoginFailureWindow:   15 * time.Minute,
+		HTTPReadTimeout:      30 * time.Second,
+		HTTPIdleTimeout:      120 * time.Second,
+		HTTPMaxConns:         10_000,
+		ShutdownTimeout:      60 * time.Second,
+		ShutdownDelay:        5 * time.Second,
+		AsyncWorkers:         8,
+		AsyncQueue:           1024,
+		LLMBudgetHourly:      10,
+		LLMBudgetDaily:       100,
+		LLMBudgetEnforce:     "auto",
+		LLM:                  "sim",
+		LLMModel:             llm.DefaultModel,
+		LLMTimeout:           30 * time.Second,
+		AnthropicURL:         "https://api.anthropic.com",
+		LLMLatencyScale:      1,
+		LogLevel:             "info",
 	}
 }
 
@@ -150,14 +179,53 @@ func (c Config) Validate() error {
 	if c.RateLimit < 0 {
 		add("--rate-limit %g: must be 0 (off) or a positive number of requests per second", c.RateLimit)
 	}
+	if c.AuthRateLimit < 0 {
+		add("--auth-rate-limit %g: must be 0 (off) or a positive number of requests per second per address", c.AuthRateLimit)
+	}
+	if c.AuthRateLimit > 0 && c.AuthBurst < 1 {
+		add("--auth-burst %d: must be at least 1 while --auth-rate-limit is on (e.g. 20)", c.AuthBurst)
+	}
+	if c.LoginFailuresPerUser < 0 {
+		add("--login-failures-per-user %d: must be 0 (off) or a positive number of failed logins per --login-failure-window", c.LoginFailuresPerUser)
+	}
+	if c.LoginFailuresPerUser > 0 && c.LoginFailureWindow < time.Second {
+		add("--login-failure-window %s: must be at least 1s while --login-failures-per-user is on, e.g. 15m", c.LoginFailureWindow)
+	}
+	if c.HTTPReadTimeout != 0 && c.HTTPReadTimeout < 100*time.Millisecond {
+		add("--http-read-timeout %s: must be 0 (none) or at least 100ms, e.g. 30s", c.HTTPReadTimeout)
+	}
+	if c.HTTPIdleTimeout < time.Second {
+		add("--http-idle-timeout %s: must be at least 1s, e.g. 120s", c.HTTPIdleTimeout)
+	}
+	if w := c.HTTPWriteTimeout; w != 0 && w < c.LLMTimeout {
+		add("--http-write-timeout %s: shorter than --llm-timeout (%s), so even one LLM call would be cut; use 0 (derived: %s) or more", w, c.LLMTimeout, c.derivedWriteTimeout())
+	}
+	if c.HTTPMaxConns < 0 {
+		add("--http-max-conns %d: must be 0 (unlimited) or a positive number of connections", c.HTTPMaxConns)
+	}
 	if c.ShutdownTimeout <= 0 {
 		add("--shutdown-timeout %s: must be positive, e.g. 60s", c.ShutdownTimeout)
+	}
+	if c.ShutdownDelay < 0 || (c.ShutdownTimeout > 0 && c.ShutdownDelay > c.ShutdownTimeout/2) {
+		add("--shutdown-delay %s: must be between 0 and half of --shutdown-timeout (%s); it is the pause with readiness 503 before draining", c.ShutdownDelay, c.ShutdownTimeout)
 	}
 	if c.AsyncWorkers < 1 || c.AsyncWorkers > 1024 {
 		add("--async-workers %d: must be 1..1024", c.AsyncWorkers)
 	}
 	if c.AsyncQueue < 1 {
 		add("--async-queue %d: must be at least 1", c.AsyncQueue)
+	}
+	if c.AsyncQueuePerUser < 0 || c.AsyncQueuePerUser > c.AsyncQueue {
+		add("--async-queue-per-user %d: must be between 0 (a quarter of --async-queue) and --async-queue (%d)", c.AsyncQueuePerUser, c.AsyncQueue)
+	}
+	if c.LLMBudgetHourly <= 0 {
+		add("--llm-budget-hourly %g: must be a positive number of dollars, e.g. 10", c.LLMBudgetHourly)
+	}
+	if c.LLMBudgetDaily <= 0 {
+		add("--llm-budget-daily %g: must be a positive number of dollars, e.g. 100", c.LLMBudgetDaily)
+	}
+	if _, err := c.BudgetEnforced(); err != nil {
+		add("--llm-budget-enforce %q: %v", c.LLMBudgetEnforce, err)
 	}
 	switch c.LLM {
 	case "sim":
@@ -198,6 +266,53 @@ func (c Config) Validate() error {
 		add("--log-level: %v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// BudgetEnforced resolves --llm-budget-enforce: auto enforces the budgets
+// on the real provider (real money) and not on the simulated one (the
+// lab's runs spend far past $10/h in simulated dollars).
+func (c Config) BudgetEnforced() (bool, error) {
+	switch strings.ToLower(c.LLMBudgetEnforce) {
+	case "auto", "":
+		return c.LLM == "anthropic", nil
+	case "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, errors.New("use auto (on with --llm anthropic, off with sim), on or off")
+}
+
+// LLMLayers is how many layers a signal may cross (L5 down to L1).
+const LLMLayers = 5
+
+// derivedWriteTimeout bounds a synchronous signal's answer: an LLM call per
+// layer at worst, plus time for the database and the response.
+func (c Config) derivedWriteTimeout() time.Duration {
+	return time.Duration(LLMLayers)*c.LLMTimeout + 30*time.Second
+}
+
+// WriteTimeout is --http-write-timeout, or the derived one when 0.
+func (c Config) WriteTimeout() time.Duration {
+	if c.HTTPWriteTimeout > 0 {
+		return c.HTTPWriteTimeout
+	}
+	return c.derivedWriteTimeout()
+}
+
+// PendingMaxAge is how long an async signal may stay pending before it is
+// failed as abandoned: the longest a live one can wait and run, behind a
+// full queue (AsyncQueue/AsyncWorkers jobs ahead of it, each up to
+// AsyncJobTimeout), plus a minute.
+func (c Config) PendingMaxAge() time.Duration {
+	ahead := (c.AsyncQueue + c.AsyncWorkers - 1) / max(c.AsyncWorkers, 1)
+	return time.Duration(ahead+1)*c.AsyncJobTimeout() + time.Minute
+}
+
+// AsyncJobTimeout bounds one async signal: every layer's LLM call at its
+// timeout, plus the final save and its retries.
+func (c Config) AsyncJobTimeout() time.Duration {
+	return time.Duration(LLMLayers)*c.LLMTimeout + 15*time.Second
 }
 
 // ParseTopology reads the --topology value: empty (two neurons per layer),
@@ -261,4 +376,17 @@ func ParseDatabaseURL(raw string) (driver, path string, err error) {
 	default:
 		return "", "", fmt.Errorf("%q: unknown scheme; use sqlite://PATH or postgres://user:pass@host:5432/db", redact.URL(raw))
 	}
+}
+
+// credentialLimits turns the flags into the server's limits.
+func (c Config) credentialLimits() server.CredentialLimits {
+	var l server.CredentialLimits
+	if c.AuthRateLimit > 0 {
+		// GCRA's rate is whole events per period: one per 1/rate seconds.
+		l.PerAddress = limits.Limit{Rate: 1, Period: time.Duration(float64(time.Second) / c.AuthRateLimit), Burst: c.AuthBurst}
+	}
+	if c.LoginFailuresPerUser > 0 {
+		l.FailedLoginsPerUser = limits.Limit{Rate: c.LoginFailuresPerUser, Period: c.LoginFailureWindow, Burst: c.LoginFailuresPerUser}
+	}
+	return l
 }

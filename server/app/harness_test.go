@@ -39,6 +39,8 @@ func testConfig(t testing.TB) Config {
 	cfg.LLMSeed = 1
 	cfg.BcryptCost = 4
 	cfg.RateLimit = 0
+	cfg.AuthRateLimit = 0 // every test client is 127.0.0.1; the limiter's own tests turn it on
+	cfg.ShutdownDelay = 0
 	cfg.JWTSecret = strings.Repeat("k", 32)
 	cfg.LogLevel = "error"
 	cfg.ShutdownTimeout = 30 * time.Second

@@ -290,6 +290,21 @@ func TestConfigValidate(t *testing.T) {
 		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "--log-level"},
 		{"zero ttl", func(c *Config) { c.L1TTL = 0 }, "--l1-ttl"},
 		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout"},
+		{"negative auth rate", func(c *Config) { c.AuthRateLimit = -1 }, "--auth-rate-limit (HAL9_AUTH_RATE_LIMIT)"},
+		{"auth limit off", func(c *Config) { c.AuthRateLimit, c.AuthBurst, c.LoginFailuresPerUser = 0, 0, 0 }, ""},
+		{"zero burst", func(c *Config) { c.AuthBurst = 0 }, "--auth-burst (HAL9_AUTH_BURST)"},
+		{"negative login failures", func(c *Config) { c.LoginFailuresPerUser = -3 }, "--login-failures-per-user"},
+		{"short failure window", func(c *Config) { c.LoginFailureWindow = time.Millisecond }, "--login-failure-window"},
+		{"tiny read timeout", func(c *Config) { c.HTTPReadTimeout = time.Millisecond }, "--http-read-timeout (HAL9_HTTP_READ_TIMEOUT)"},
+		{"no read timeout", func(c *Config) { c.HTTPReadTimeout = 0 }, ""},
+		{"tiny idle timeout", func(c *Config) { c.HTTPIdleTimeout = 0 }, "--http-idle-timeout"},
+		{"write timeout under the llm's", func(c *Config) { c.HTTPWriteTimeout = time.Second }, "shorter than --llm-timeout"},
+		{"negative max conns", func(c *Config) { c.HTTPMaxConns = -1 }, "--http-max-conns"},
+		{"delay over half", func(c *Config) { c.ShutdownDelay = 40 * time.Second }, "--shutdown-delay (HAL9_SHUTDOWN_DELAY)"},
+		{"per-user share over the queue", func(c *Config) { c.AsyncQueuePerUser = 5000 }, "--async-queue-per-user"},
+		{"zero hourly budget", func(c *Config) { c.LLMBudgetHourly = 0 }, "--llm-budget-hourly"},
+		{"negative daily budget", func(c *Config) { c.LLMBudgetDaily = -1 }, "--llm-budget-daily"},
+		{"bad enforce", func(c *Config) { c.LLMBudgetEnforce = "maybe" }, "auto (on with --llm anthropic"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,6 +321,44 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestDerivedLimits: the values that follow from others.
+func TestDerivedLimits(t *testing.T) {
+	c := DefaultConfig()
+	if got, want := c.WriteTimeout(), 5*30*time.Second+30*time.Second; got != want {
+		t.Errorf("derived write timeout %v, want %v (5 layers × --llm-timeout + 30s)", got, want)
+	}
+	c.HTTPWriteTimeout = 10 * time.Minute
+	if c.WriteTimeout() != 10*time.Minute {
+		t.Errorf("--http-write-timeout not used: %v", c.WriteTimeout())
+	}
+	// 1024 queued / 8 workers = 128 jobs ahead, + its own, × (5 × 30s + 15s), + 1m.
+	if got, want := c.PendingMaxAge(), 129*165*time.Second+time.Minute; got != want {
+		t.Errorf("pending max age %v, want %v", got, want)
+	}
+	c.AsyncQueue, c.AsyncWorkers, c.LLMTimeout = 10, 5, time.Second
+	if got, want := c.PendingMaxAge(), 3*20*time.Second+time.Minute; got != want {
+		t.Errorf("pending max age with a short queue %v, want %v", got, want)
+	}
+	for _, e := range []struct {
+		llm, flag string
+		want      bool
+	}{{"sim", "auto", false}, {"anthropic", "auto", true}, {"sim", "on", true}, {"anthropic", "off", false}} {
+		c.LLM, c.LLMBudgetEnforce = e.llm, e.flag
+		if got, err := c.BudgetEnforced(); err != nil || got != e.want {
+			t.Errorf("--llm %s --llm-budget-enforce %s: %v %v, want %v", e.llm, e.flag, got, err, e.want)
+		}
+	}
+	c = DefaultConfig()
+	l := c.credentialLimits()
+	if l.PerAddress.Period != time.Second || l.PerAddress.Burst != 20 || l.FailedLoginsPerUser.Rate != 10 || l.FailedLoginsPerUser.Period != 15*time.Minute {
+		t.Errorf("credential limits from the defaults: %+v", l)
+	}
+	c.AuthRateLimit, c.LoginFailuresPerUser = 0, 0
+	if l := c.credentialLimits(); !l.PerAddress.Off() || !l.FailedLoginsPerUser.Off() {
+		t.Errorf("0 must turn the credential limits off: %+v", l)
 	}
 }
 

@@ -108,16 +108,34 @@ func otherNeuron(id string) string {
 	return strings.TrimSuffix(id, "-2") + "-1"
 }
 
+// TestCacheTTLExpiry: a repeat within the TTL hits, one after it misses.
+// The "within" half only judges pairs that really were within the TTL
+// (measured from before the first request), so a slow machine makes the
+// test retry or skip rather than fail.
 func TestCacheTTLExpiry(t *testing.T) {
-	a := startApp(t, func(c *Config) { c.L1TTL = 50 * time.Millisecond })
+	const ttl = 100 * time.Millisecond
+	a := startApp(t, func(c *Config) { c.L1TTL = ttl })
 	tok, _ := a.user()
-	a.signal(tok, "reflex", "L1")
-	if r := a.signal(tok, "reflex", "L1"); r.Header.Get("X-HAL9-Cache") != "hit" {
-		t.Fatalf("second signal within the TTL: %s", r.Header.Get("X-HAL9-Cache"))
+	judged := false
+	for i := 0; i < 5 && !judged; i++ {
+		content := fmt.Sprint("reflex ", i)
+		start := time.Now()
+		a.signal(tok, content, "L1")
+		r := a.signal(tok, content, "L1")
+		if time.Since(start) >= ttl {
+			continue // too slow to say anything about "within the TTL"
+		}
+		judged = true
+		if r.Header.Get("X-HAL9-Cache") != "hit" {
+			t.Fatalf("second signal within the TTL: %s", r.Header.Get("X-HAL9-Cache"))
+		}
+		time.Sleep(4 * ttl)
+		if r := a.signal(tok, content, "L1"); r.Header.Get("X-HAL9-Cache") != "miss" {
+			t.Fatalf("after the TTL: %s", r.Header.Get("X-HAL9-Cache"))
+		}
 	}
-	time.Sleep(200 * time.Millisecond) // four TTLs
-	if r := a.signal(tok, "reflex", "L1"); r.Header.Get("X-HAL9-Cache") != "miss" {
-		t.Fatalf("after the TTL: %s", r.Header.Get("X-HAL9-Cache"))
+	if !judged {
+		t.Skipf("no two signals within %v on this machine: nothing to judge", ttl)
 	}
 }
 

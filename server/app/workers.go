@@ -64,24 +64,24 @@ func (a *Server) writeNeurons(ctx context.Context, recs []cache.Record) error {
 	return a.Store.UpsertNeurons(ctx, ns)
 }
 
-// pendingMaxAge bounds how long an async signal may stay pending: far above
-// a full hierarchy of LLM calls at their 30 s timeout behind a full queue.
-const pendingMaxAge = 10 * time.Minute
-
-// failStalePending marks signals pending since before now-pendingMaxAge failed.
+// failStalePending marks signals pending since before now −
+// cfg.PendingMaxAge() failed: the longest a live async signal can wait
+// behind a full queue and run, so only abandoned ones are failed.
 func (a *Server) failStalePending(ctx context.Context, now time.Time) error {
-	n, err := a.Store.FailPendingSignals(ctx, now.Add(-pendingMaxAge))
+	maxAge := a.cfg.PendingMaxAge()
+	n, err := a.Store.FailPendingSignals(ctx, now.Add(-maxAge))
 	if err != nil {
-		return fmt.Errorf("fail signals pending for over %s: %w", pendingMaxAge, err)
+		return fmt.Errorf("fail signals pending for over %s: %w", maxAge, err)
 	}
 	if n > 0 {
-		a.log.Warn("signals pending too long (their server stopped) marked failed", "count", n, "max_age", pendingMaxAge.String())
+		a.log.Warn("signals pending too long (their server stopped) marked failed", "count", n, "max_age", maxAge.String())
 	}
 	return nil
 }
 
-// sweepStalePending runs failStalePending every period until ctx ends.
-func (a *Server) sweepStalePending(ctx context.Context, every time.Duration) {
+// sweep fails stale pending signals and drops expired refresh tokens every
+// period until ctx ends.
+func (a *Server) sweep(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -91,6 +91,9 @@ func (a *Server) sweepStalePending(ctx context.Context, every time.Duration) {
 		case now := <-t.C:
 			if err := a.failStalePending(ctx, now); err != nil && ctx.Err() == nil {
 				a.log.Warn("failing stale pending signals", "error", err)
+			}
+			if _, err := a.Store.DeleteExpiredRefreshTokens(ctx, now); err != nil && ctx.Err() == nil {
+				a.log.Warn("deleting expired refresh tokens", "error", err)
 			}
 		}
 	}

@@ -41,6 +41,9 @@ var (
 	ErrWeakPassword = errors.New("weak password")
 	// ErrInvalidInput: a field failed validation; the message names it.
 	ErrInvalidInput = errors.New("invalid input")
+	// ErrBusy: every bcrypt worker and queue place is taken; the login or
+	// registration was refused at once instead of queueing (retry shortly).
+	ErrBusy = errors.New("password hashing is at capacity")
 )
 
 // TakenError is Register's refusal of a username or email already
@@ -90,6 +93,9 @@ const (
 	DefaultIssuer        = "hal9"
 	DefaultTouchInterval = time.Minute
 	MinSecretLen         = 32
+	// ClockSkew is how far iat, nbf and exp may be off between the server
+	// that signed a token and the one checking it (replicas' clocks).
+	ClockSkew = 30 * time.Second
 
 	// APIKeyPrefix starts every API key.
 	APIKeyPrefix = "hal9_"
@@ -124,9 +130,12 @@ const (
 	ReasonBadPassword  = "bad_password"
 	ReasonUnknownUser  = "unknown_user"
 	ReasonBadAPIKey    = "bad_api_key"
+	ReasonReused       = "reused"  // a retired refresh token presented again
+	ReasonRevoked      = "revoked" // a refresh token of a logged-out or revoked family
 )
 
-var reasons = []string{ReasonMissing, ReasonInvalidToken, ReasonExpired, ReasonWrongType, ReasonBadPassword, ReasonUnknownUser, ReasonBadAPIKey}
+var reasons = []string{ReasonMissing, ReasonInvalidToken, ReasonExpired, ReasonWrongType, ReasonBadPassword, ReasonUnknownUser,
+	ReasonBadAPIKey, ReasonReused, ReasonRevoked}
 
 // Options configure a Service. Secret is required; the rest have defaults.
 type Options struct {
@@ -138,8 +147,13 @@ type Options struct {
 	// TouchInterval: an API key's LastUsedAt is written at most this often
 	// (default 1m), so authenticating is not a database write per request.
 	TouchInterval time.Duration
-	Now           func() time.Time // default time.Now; tests inject a clock
-	Logger        *slog.Logger     // default: discard
+	// HashWorkers bcrypt hashes or comparisons run at once (default
+	// GOMAXPROCS); HashQueue more may wait for one (default: as many as
+	// the workers get through in about DefaultHashQueueWait, measured at
+	// start). Past both, Login and Register return ErrBusy at once.
+	HashWorkers, HashQueue int
+	Now                    func() time.Time // default time.Now; tests inject a clock
+	Logger                 *slog.Logger     // default: discard
 }
 
 // Tokens is what Login and Refresh hand out.
@@ -161,6 +175,8 @@ type Principal struct {
 type Service struct {
 	st       store.Store
 	opts     Options
+	hashes   *hashPool
+	verified tokenCache
 	failures *prometheus.CounterVec
 	dummy    []byte // a bcrypt hash compared against for unknown users, so both paths cost the same
 	parser   *jwt.Parser
@@ -206,10 +222,16 @@ func NewService(st store.Store, opts Options, reg prometheus.Registerer) (*Servi
 	}
 	opts.Secret = append([]byte(nil), opts.Secret...)
 
+	began := time.Now()
 	dummy, err := bcrypt.GenerateFromPassword([]byte("timing-equaliser"), opts.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	hashes, err := newHashPool(opts.HashWorkers, opts.HashQueue, time.Since(began), reg)
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("password hashing pool", "workers", cap(hashes.run), "queue", cap(hashes.admit)-cap(hashes.run), "bcrypt_cost", opts.BcryptCost)
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hal9_auth_failures_total",
 		Help: "Failed authentications by reason (missing, invalid_token, expired, wrong_type, bad_password, unknown_user, bad_api_key).",
@@ -227,12 +249,13 @@ func NewService(st store.Store, opts Options, reg prometheus.Registerer) (*Servi
 		failures.WithLabelValues(r)
 	}
 	return &Service{
-		st: st, opts: opts, failures: failures, dummy: dummy, log: log,
+		st: st, opts: opts, hashes: hashes, failures: failures, dummy: dummy, log: log,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), // no alg confusion, no "none"
 			jwt.WithIssuer(opts.Issuer),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
+			jwt.WithLeeway(ClockSkew),
 			jwt.WithTimeFunc(opts.Now),
 		),
 	}, nil
@@ -302,7 +325,10 @@ func (s *Service) Register(ctx context.Context, username, email, password string
 	if err := ValidatePassword(password); err != nil {
 		return store.User{}, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.opts.BcryptCost)
+	var hash []byte
+	if err := s.hashes.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), s.opts.BcryptCost) }); err != nil {
+		return store.User{}, fmt.Errorf("register %s: %w", username, err)
+	}
 	if err != nil {
 		return store.User{}, fmt.Errorf("register %s: hash password: %w", username, err)
 	}
@@ -335,27 +361,36 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 		return Tokens{}, store.User{}, invalid("password", "required")
 	}
 	u, err := s.st.UserByUsername(ctx, username)
-	if errors.Is(err, store.ErrNotFound) {
-		_ = bcrypt.CompareHashAndPassword(s.dummy, []byte(password))
-		return Tokens{}, store.User{}, s.fail(ReasonUnknownUser, ErrInvalidCredentials)
-	}
-	if err != nil {
+	unknown := errors.Is(err, store.ErrNotFound)
+	if err != nil && !unknown {
 		return Tokens{}, store.User{}, fmt.Errorf("login %s: %w", username, err)
 	}
-	if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)); err != nil {
+	hash := s.dummy
+	if !unknown {
+		hash = []byte(u.PasswordHash)
+	}
+	var mismatch error
+	if err := s.hashes.do(ctx, func() { mismatch = bcrypt.CompareHashAndPassword(hash, []byte(password)) }); err != nil {
+		return Tokens{}, store.User{}, fmt.Errorf("login %s: %w", username, err)
+	}
+	switch {
+	case unknown:
+		return Tokens{}, store.User{}, s.fail(ReasonUnknownUser, ErrInvalidCredentials)
+	case mismatch != nil:
 		return Tokens{}, store.User{}, s.fail(ReasonBadPassword, ErrInvalidCredentials)
 	}
-	t, err := s.issue(u)
+	t, err := s.login(ctx, u)
 	return t, u, err
 }
 
-// Refresh exchanges a valid refresh token for a new pair (the user must
-// still exist). Access tokens are refused here.
+// Refresh exchanges a refresh token for a new pair and retires it: each
+// refresh token works once. Presenting a retired one again (a stolen copy,
+// or a client that retried instead of using the first answer) is refused
+// and revokes every token of its login, so the thief's and the owner's
+// sessions both end and the owner logs in again. The user must still exist;
+// access tokens are refused here.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
-	if refreshToken == "" {
-		return Tokens{}, s.fail(ReasonMissing, fmt.Errorf("%w: refresh_token is empty", ErrMissingCredentials))
-	}
-	c, err := s.parse(refreshToken, TypeRefresh)
+	c, err := s.parseRefresh(refreshToken)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -366,7 +401,58 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	if err != nil {
 		return Tokens{}, fmt.Errorf("refresh: %w", err)
 	}
-	return s.issue(u)
+	t, next, err := s.issue(u, c.Family)
+	if err != nil {
+		return Tokens{}, err
+	}
+	err = s.st.RotateRefreshToken(ctx, c.ID, next, s.opts.Now().UTC().Truncate(time.Microsecond))
+	switch {
+	case errors.Is(err, store.ErrTokenReused):
+		s.log.Warn("refresh token reused: its login's tokens are revoked", "user_id", u.ID, "family", c.Family)
+		return Tokens{}, s.fail(ReasonReused, fmt.Errorf("%w: this refresh token was already used, so every token of this login was revoked", ErrInvalidToken))
+	case errors.Is(err, store.ErrTokenRevoked):
+		return Tokens{}, s.fail(ReasonRevoked, fmt.Errorf("%w: this login was ended (logout, or a reused refresh token)", ErrInvalidToken))
+	case errors.Is(err, store.ErrNotFound):
+		return Tokens{}, s.fail(ReasonInvalidToken, fmt.Errorf("%w: unknown refresh token", ErrInvalidToken))
+	case err != nil:
+		return Tokens{}, fmt.Errorf("refresh: %w", err)
+	}
+	return t, nil
+}
+
+// Logout ends the login a refresh token belongs to: that token and every
+// other of its family stop working at once (access tokens already handed
+// out stay valid until they expire, at most the access lifetime). Logging
+// out twice is not an error.
+func (s *Service) Logout(ctx context.Context, refreshToken string) error {
+	c, err := s.parseRefresh(refreshToken)
+	if err != nil {
+		return err
+	}
+	err = s.st.RevokeRefreshFamily(ctx, c.Family, s.opts.Now().UTC().Truncate(time.Microsecond))
+	if errors.Is(err, store.ErrNotFound) {
+		return s.fail(ReasonInvalidToken, fmt.Errorf("%w: unknown refresh token", ErrInvalidToken))
+	}
+	if err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	return nil
+}
+
+// parseRefresh checks a refresh token and that it names its family (tokens
+// from before rotation do not: their holders log in again).
+func (s *Service) parseRefresh(tok string) (*claims, error) {
+	if tok == "" {
+		return nil, s.fail(ReasonMissing, fmt.Errorf("%w: refresh_token is empty", ErrMissingCredentials))
+	}
+	c, err := s.parse(tok, TypeRefresh)
+	if err != nil {
+		return nil, err
+	}
+	if c.Family == "" || c.ID == "" {
+		return nil, s.fail(ReasonInvalidToken, fmt.Errorf("%w: a refresh token without a family (issued before rotation)", ErrInvalidToken))
+	}
+	return c, nil
 }
 
 // ---- tokens ----
@@ -374,26 +460,46 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 type claims struct {
 	TokenType string `json:"token_type"`
 	Username  string `json:"username,omitempty"`
+	Family    string `json:"fam,omitempty"` // refresh tokens: the login they descend from
 	jwt.RegisteredClaims
 }
 
-func (s *Service) issue(u store.User) (Tokens, error) {
-	access, err := s.sign(u, TypeAccess, s.opts.AccessTTL)
+// login issues the first pair of a new login (a new refresh family).
+func (s *Service) login(ctx context.Context, u store.User) (Tokens, error) {
+	t, rt, err := s.issue(u, uuid.NewString())
 	if err != nil {
 		return Tokens{}, err
 	}
-	refresh, err := s.sign(u, TypeRefresh, s.opts.RefreshTTL)
-	if err != nil {
-		return Tokens{}, err
+	if err := s.st.CreateRefreshToken(ctx, rt); err != nil {
+		return Tokens{}, fmt.Errorf("login %s: record refresh token: %w", u.Username, err)
 	}
-	return Tokens{AccessToken: access, RefreshToken: refresh, ExpiresIn: int(s.opts.AccessTTL / time.Second)}, nil
+	return t, nil
 }
 
-func (s *Service) sign(u store.User, typ string, ttl time.Duration) (string, error) {
+// issue signs an access token and a refresh token of the family, and
+// returns the refresh token's record for the store.
+func (s *Service) issue(u store.User, family string) (Tokens, store.RefreshToken, error) {
 	now := s.opts.Now()
+	access, _, err := s.sign(u, TypeAccess, "", now, s.opts.AccessTTL)
+	if err != nil {
+		return Tokens{}, store.RefreshToken{}, err
+	}
+	refresh, id, err := s.sign(u, TypeRefresh, family, now, s.opts.RefreshTTL)
+	if err != nil {
+		return Tokens{}, store.RefreshToken{}, err
+	}
+	// The record outlives the token by the clock skew its check allows.
+	rt := store.RefreshToken{ID: id, FamilyID: family, UserID: u.ID,
+		CreatedAt: now.UTC().Truncate(time.Microsecond), ExpiresAt: now.Add(s.opts.RefreshTTL + ClockSkew).UTC().Truncate(time.Microsecond)}
+	return Tokens{AccessToken: access, RefreshToken: refresh, ExpiresIn: int(s.opts.AccessTTL / time.Second)}, rt, nil
+}
+
+// sign returns the token and its jti.
+func (s *Service) sign(u store.User, typ, family string, now time.Time, ttl time.Duration) (string, string, error) {
 	c := claims{
 		TokenType: typ,
 		Username:  u.Username,
+		Family:    family,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.opts.Issuer,
 			Subject:   u.ID,
@@ -404,9 +510,9 @@ func (s *Service) sign(u store.User, typ string, ttl time.Duration) (string, err
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(s.opts.Secret)
 	if err != nil {
-		return "", fmt.Errorf("sign %s token: %w", typ, err)
+		return "", "", fmt.Errorf("sign %s token: %w", typ, err)
 	}
-	return tok, nil
+	return tok, c.ID, nil
 }
 
 // parse verifies signature, algorithm, issuer, expiry and token type.
@@ -431,13 +537,22 @@ func (s *Service) parse(tok, wantType string) (*claims, error) {
 	return c, nil
 }
 
-// AuthenticateToken checks an access token (not a refresh token).
+// AuthenticateToken checks an access token (not a refresh token). A token
+// already verified is answered from a small cache until it expires: access
+// tokens are stateless, so this changes no answer and saves the HMAC and
+// two JSON decodings on every request.
 func (s *Service) AuthenticateToken(tok string) (Principal, error) {
+	now := s.opts.Now()
+	if p, ok := s.verified.get(tok, now); ok {
+		return p, nil
+	}
 	c, err := s.parse(tok, TypeAccess)
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{UserID: c.Subject, Username: c.Username, Method: MethodToken}, nil
+	p := Principal{UserID: c.Subject, Username: c.Username, Method: MethodToken}
+	s.verified.put(tok, p, c.ExpiresAt.Time, now)
+	return p, nil
 }
 
 // Authenticate identifies the caller of r from `Authorization: Bearer

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -273,7 +274,10 @@ func TestTokens(t *testing.T) {
 		{"no expiry", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) { c.ExpiresAt = nil })), ErrInvalidToken, ReasonInvalidToken},
 		{"no type", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) { c.TokenType = "" })), ErrInvalidToken, ReasonWrongType},
 		{"issued in the future", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) {
-			c.IssuedAt = jwt.NewNumericDate(f.clock.Now().Add(time.Hour))
+			c.IssuedAt = jwt.NewNumericDate(f.clock.Now().Add(ClockSkew + time.Second))
+		})), ErrInvalidToken, ReasonInvalidToken},
+		{"not valid before a time beyond the skew", request("Authorization", "Bearer "+forge(jwt.SigningMethodHS256, secret, func(c *claims) {
+			c.NotBefore = jwt.NewNumericDate(f.clock.Now().Add(ClockSkew + time.Second))
 		})), ErrInvalidToken, ReasonInvalidToken},
 	}
 	for _, c := range cases {
@@ -289,7 +293,7 @@ func TestTokens(t *testing.T) {
 		_, err := f.svc.Refresh(ctx, "")
 		return err
 	})
-	ghost, err := f.svc.sign(store.User{ID: "ghost", Username: "ghost"}, TypeRefresh, time.Hour)
+	ghost, _, err := f.svc.sign(store.User{ID: "ghost", Username: "ghost"}, TypeRefresh, "fam-ghost", f.clock.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,11 +302,23 @@ func TestTokens(t *testing.T) {
 		return err
 	})
 
-	// Expiry with the injected clock: the access token dies after 15 minutes,
-	// the refresh token lives on and mints a new pair.
-	f.clock.Advance(15*time.Minute - time.Second)
+	// A server whose clock is up to ClockSkew behind the signer's accepts
+	// a token issued "in the future".
+	skewed := forge(jwt.SigningMethodHS256, secret, func(c *claims) {
+		c.IssuedAt = jwt.NewNumericDate(f.clock.Now().Add(ClockSkew - time.Second))
+		c.NotBefore = c.IssuedAt
+		c.ExpiresAt = jwt.NewNumericDate(f.clock.Now().Add(time.Hour))
+	})
+	if _, err := f.svc.AuthenticateToken(skewed); err != nil {
+		t.Fatalf("a token from a clock %v ahead was refused: %v", ClockSkew-time.Second, err)
+	}
+
+	// Expiry with the injected clock: the access token dies after 15 minutes
+	// (plus the clock skew allowed), the refresh token lives on and mints a
+	// new pair.
+	f.clock.Advance(15*time.Minute + ClockSkew - time.Second)
 	if _, err := f.svc.AuthenticateToken(tok.AccessToken); err != nil {
-		t.Fatalf("access token at 14m59s: %v", err)
+		t.Fatalf("access token at 15m + skew - 1s: %v", err)
 	}
 	f.clock.Advance(2 * time.Second)
 	f.expectFailure(t, "expired access token", ErrTokenExpired, ReasonExpired, func() error {
@@ -322,11 +338,139 @@ func TestTokens(t *testing.T) {
 	if p, err := f.svc.AuthenticateToken(fresh.AccessToken); err != nil || p.UserID != u.ID {
 		t.Fatalf("refreshed access token: %+v, %v", p, err)
 	}
-	f.clock.Advance(7 * 24 * time.Hour)
+	f.clock.Advance(7*24*time.Hour + ClockSkew + time.Second)
 	f.expectFailure(t, "expired refresh token", ErrTokenExpired, ReasonExpired, func() error {
-		_, err := f.svc.Refresh(ctx, tok.RefreshToken)
+		_, err := f.svc.Refresh(ctx, fresh.RefreshToken)
 		return err
 	})
+}
+
+// TestRefreshRotation: each refresh token works once; a replay revokes its
+// login's tokens (and only its login's); logout ends a login.
+func TestRefreshRotation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.svc.Register(ctx, "dave", "dave@example.com", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := f.svc.Login(ctx, "dave", "password1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := f.svc.Login(ctx, "dave", "password1") // a second device
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := f.svc.Refresh(ctx, first.RefreshToken)
+	if err != nil {
+		t.Fatalf("first refresh: %v", err)
+	}
+	third, err := f.svc.Refresh(ctx, second.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh with the rotated token: %v", err)
+	}
+	f.expectFailure(t, "replay of a retired refresh token", ErrInvalidToken, ReasonReused, func() error {
+		_, err := f.svc.Refresh(ctx, first.RefreshToken)
+		return err
+	})
+	f.expectFailure(t, "the newest token of the replayed login", ErrInvalidToken, ReasonRevoked, func() error {
+		_, err := f.svc.Refresh(ctx, third.RefreshToken)
+		return err
+	})
+	next, err := f.svc.Refresh(ctx, other.RefreshToken)
+	if err != nil {
+		t.Fatalf("the other login after a replay in the first: %v", err)
+	}
+	if err := f.svc.Logout(ctx, next.RefreshToken); err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+	if err := f.svc.Logout(ctx, next.RefreshToken); err != nil {
+		t.Fatalf("logout twice: %v", err)
+	}
+	f.expectFailure(t, "refresh after logout", ErrInvalidToken, ReasonRevoked, func() error {
+		_, err := f.svc.Refresh(ctx, next.RefreshToken)
+		return err
+	})
+	f.expectFailure(t, "logout with an access token", ErrInvalidToken, ReasonWrongType, func() error {
+		return f.svc.Logout(ctx, next.AccessToken)
+	})
+	legacy, _, err := f.svc.sign(store.User{ID: "x", Username: "x"}, TypeRefresh, "", f.clock.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expectFailure(t, "a refresh token without a family", ErrInvalidToken, ReasonInvalidToken, func() error {
+		_, err := f.svc.Refresh(ctx, legacy)
+		return err
+	})
+}
+
+// TestHashPoolBusy: with every bcrypt worker and queue place taken, login
+// and register are refused with ErrBusy at once (the test holds the slots:
+// no timing involved), counted, and work again once a slot is free.
+func TestHashPoolBusy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.svc.Register(ctx, "erin", "erin@example.com", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := newHashPool(1, 1, time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.hashes = pool
+	release := make(chan struct{})
+	running := make(chan struct{})
+	go pool.do(ctx, func() { close(running); <-release }) // the worker
+	<-running
+	queued := make(chan error)
+	go func() { queued <- pool.do(ctx, func() {}) }() // the queue place
+	for len(pool.admit) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, _, err := f.svc.Login(ctx, "erin", "password1"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Login with the pool full: %v, want ErrBusy", err)
+	}
+	if _, err := f.svc.Register(ctx, "frank", "frank@example.com", "password1"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Register with the pool full: %v, want ErrBusy", err)
+	}
+	if got := testutil.ToFloat64(pool.busy); got != 2 {
+		t.Fatalf("hal9_auth_busy_total = %v, want 2", got)
+	}
+	close(release)
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.Login(ctx, "erin", "password1"); err != nil {
+		t.Fatalf("Login once the pool has room: %v", err)
+	}
+}
+
+func TestHashPoolSize(t *testing.T) {
+	cases := []struct {
+		workers, queue int
+		took           time.Duration
+		wantWorkers    int
+		wantQueue      int
+	}{
+		{2, 5, time.Second, 2, 5},                     // as given
+		{2, 0, 50 * time.Millisecond, 2, 40},          // 1s / 50ms × 2 workers
+		{2, 0, time.Second, 2, 16},                    // a slow hash: at least 8 places per worker
+		{4, 0, time.Microsecond, 4, maxHashQueue},     // a cheap hash: bounded
+		{0, 3, time.Second, runtime.GOMAXPROCS(0), 3}, // workers default to GOMAXPROCS
+	}
+	for _, c := range cases {
+		p, err := newHashPool(c.workers, c.queue, c.took, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cap(p.run) != c.wantWorkers || cap(p.admit)-cap(p.run) != c.wantQueue {
+			t.Errorf("newHashPool(%d, %d, %v): %d workers, queue %d; want %d, %d",
+				c.workers, c.queue, c.took, cap(p.run), cap(p.admit)-cap(p.run), c.wantWorkers, c.wantQueue)
+		}
+	}
+	if _, err := newHashPool(-1, 0, time.Second, nil); err == nil {
+		t.Fatal("negative workers accepted")
+	}
 }
 
 func TestAPIKeyLifecycle(t *testing.T) {

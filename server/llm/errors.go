@@ -38,11 +38,16 @@ func (e *RateLimitError) Error() string {
 // Unwrap makes errors.Is(err, ErrRateLimited) true.
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 
-// RetryAfter returns the Retry-After carried by a rate-limit error.
+// RetryAfter returns the Retry-After carried by a rate-limit error or a
+// budget error.
 func RetryAfter(err error) (time.Duration, bool) {
 	var rl *RateLimitError
 	if errors.As(err, &rl) && rl.RetryAfter > 0 {
 		return rl.RetryAfter, true
+	}
+	var be *BudgetError
+	if errors.As(err, &be) && be.RetryAfter > 0 {
+		return be.RetryAfter, true
 	}
 	return 0, false
 }

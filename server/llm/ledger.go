@@ -114,21 +114,71 @@ func (l *Ledger) Add(model string, usd float64) {
 	l.publishLocked(hour, day)
 }
 
-// Check returns ErrBudgetExceeded when Enforce is on and a window is spent.
+// BudgetError is ErrBudgetExceeded with the window, the spend and when
+// enough of it will have left the rolling window to allow calls again.
+type BudgetError struct {
+	Window     string // "hour" or "day"
+	SpentUSD   float64
+	BudgetUSD  float64
+	RetryAfter time.Duration
+}
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("%v: $%.4g spent in the last %s, budget $%.4g; calls resume in %s",
+		ErrBudgetExceeded, e.SpentUSD, e.Window, e.BudgetUSD, e.RetryAfter.Round(time.Second))
+}
+
+// Unwrap makes errors.Is(err, ErrBudgetExceeded) true.
+func (e *BudgetError) Unwrap() error { return ErrBudgetExceeded }
+
+// Check returns a *BudgetError (an ErrBudgetExceeded) when Enforce is on
+// and a window is spent.
 func (l *Ledger) Check() error {
 	if !l.budgets.Enforce {
 		return nil
 	}
+	now := l.now()
 	l.mu.Lock()
-	hour, day := l.sumLocked(l.now())
-	l.mu.Unlock()
-	switch {
-	case hour >= l.budgets.HourlyUSD:
-		return fmt.Errorf("%w: $%.2f spent in the last hour, budget $%.2f", ErrBudgetExceeded, hour, l.budgets.HourlyUSD)
-	case day >= l.budgets.DailyUSD:
-		return fmt.Errorf("%w: $%.2f spent in the last day, budget $%.2f", ErrBudgetExceeded, day, l.budgets.DailyUSD)
+	defer l.mu.Unlock()
+	hour, day := l.sumLocked(now)
+	var worst *BudgetError
+	for _, w := range []struct {
+		name    string
+		spent   float64
+		budget  float64
+		minutes int64
+	}{{"hour", hour, l.budgets.HourlyUSD, 60}, {"day", day, l.budgets.DailyUSD, dayMinutes}} {
+		if w.spent < w.budget {
+			continue
+		}
+		e := &BudgetError{Window: w.name, SpentUSD: w.spent, BudgetUSD: w.budget, RetryAfter: l.untilUnderLocked(now, w.spent, w.budget, w.minutes)}
+		if worst == nil || e.RetryAfter > worst.RetryAfter {
+			worst = e
+		}
 	}
-	return nil
+	if worst == nil {
+		return nil
+	}
+	return worst
+}
+
+// untilUnderLocked is how long until the spend of the rolling window of
+// the given minutes drops under budget, as its oldest minutes leave it
+// (assuming no new spend).
+func (l *Ledger) untilUnderLocked(now time.Time, spent, budget float64, minutes int64) time.Duration {
+	cur := now.Unix() / 60
+	for age := minutes - 1; age >= 0; age-- {
+		m := cur - age
+		i := m % dayMinutes
+		if l.stamp[i] != m {
+			continue
+		}
+		spent -= l.minute[i]
+		if spent < budget {
+			return time.Unix((m+minutes)*60, 0).Sub(now)
+		}
+	}
+	return time.Duration(minutes) * time.Minute
 }
 
 // Snapshot returns the current totals (and refreshes the spend gauges, which

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -64,5 +65,40 @@ func TestLedgerWindowsAndWarnings(t *testing.T) {
 	now = now.Add(25 * time.Hour)
 	if s := l.Snapshot(); s.HourUSD != 0 || s.DayUSD != 0 || abs(s.TotalUSD-10.6) > 1e-9 {
 		t.Fatalf("after a day: %+v", s)
+	}
+}
+
+// TestLedgerEnforceRetryAfter: past a budget, Check refuses with the window,
+// the spend and when the rolling window will have let go of enough of it.
+func TestLedgerEnforceRetryAfter(t *testing.T) {
+	l := NewLedger(Budgets{HourlyUSD: 10, DailyUSD: 100, Enforce: true}, nil, nil)
+	now := time.Date(2026, 3, 2, 9, 0, 30, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	l.Add("m", 6) // at 09:00
+	now = now.Add(20 * time.Minute)
+	l.Add("m", 5) // at 09:20: 11 in the hour
+	err := l.Check()
+	var be *BudgetError
+	if !errors.As(err, &be) || !errors.Is(err, ErrBudgetExceeded) || be.Window != "hour" {
+		t.Fatalf("Check over the hourly budget: %v", err)
+	}
+	// The 09:00 minute leaves the window at 10:00; now is 09:20:30.
+	if want := 39*time.Minute + 30*time.Second; be.RetryAfter != want {
+		t.Fatalf("RetryAfter %v, want %v", be.RetryAfter, want)
+	}
+	if d, ok := RetryAfter(err); !ok || d != be.RetryAfter {
+		t.Fatalf("llm.RetryAfter(%v) = %v %v", err, d, ok)
+	}
+	now = now.Add(be.RetryAfter)
+	if err := l.Check(); err != nil {
+		t.Fatalf("Check once the old spend left the window: %v", err)
+	}
+	// The day: 9 × 11 more over the next hours goes past 100.
+	for range 9 {
+		now = now.Add(time.Hour)
+		l.Add("m", 11)
+	}
+	if err := l.Check(); !errors.As(err, &be) || be.Window != "day" || be.RetryAfter <= time.Hour {
+		t.Fatalf("Check over the daily budget: %v", err)
 	}
 }

@@ -259,3 +259,56 @@ func TestNeuronDegradedAndCollector(t *testing.T) {
 		t.Fatalf("collector series = %d %v", n, err)
 	}
 }
+
+// ctxProvider fails the way a real provider does when its caller leaves.
+type ctxProvider struct{ err error }
+
+func (p ctxProvider) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
+	if p.err != nil {
+		return llm.Response{}, p.err
+	}
+	<-ctx.Done()
+	return llm.Response{}, ctx.Err()
+}
+
+// TestBlamelessFailures: a client that left, or a spent LLM budget, fails
+// the signal without counting against the neuron: it stays active.
+func TestBlamelessFailures(t *testing.T) {
+	topo := Topology{"L1": 1, "L2": 1, "L3": 1, "L4": 1, "L5": 1}
+	for _, c := range []struct {
+		name       string
+		p          llm.Provider
+		wantStatus string
+	}{
+		{"client canceled", ctxProvider{}, "canceled"},
+		{"budget spent", ctxProvider{err: &llm.BudgetError{Window: "hour", RetryAfter: time.Minute}}, "failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			r, err := NewRouter(Options{Topology: topo, Provider: c.p, Metrics: NewMetrics(reg)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 5 {
+				ctx, cancel := context.WithCancel(context.Background())
+				if c.wantStatus == "canceled" {
+					cancel()
+				}
+				if _, err := r.Process(ctx, Input{Content: "c", Layer: "L1"}); err == nil {
+					t.Fatal("Process succeeded")
+				}
+				cancel()
+			}
+			n, _ := r.Neuron("l1-reflexive-1")
+			if n.State != StateActive || n.Failed != 0 {
+				t.Fatalf("neuron after blameless failures: %+v, want active with 0 failures", n)
+			}
+			if up, _ := r.Up(); !up {
+				t.Fatal("a layer went down")
+			}
+			if got := testutil.ToFloat64(r.opts.Metrics.signals.WithLabelValues("L1", c.wantStatus)); got != 5 {
+				t.Fatalf("hal9_signals_total{status=%q} = %v, want 5", c.wantStatus, got)
+			}
+		})
+	}
+}

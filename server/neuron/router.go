@@ -100,6 +100,7 @@ type node struct {
 	durationNS  atomic.Int64 // total hop time
 	consecutive atomic.Int64 // consecutive failures; 3 or more → degraded
 	lastErr     atomic.Pointer[string]
+	system      string // its system prompt, made once
 }
 
 // NewRouter builds the neurons of the topology.
@@ -125,6 +126,7 @@ func NewRouter(opts Options) (*Router, error) {
 	r := &Router{opts: opts, byID: map[string]*node{}, byLayer: map[string][]*node{}, stats: newStats()}
 	for _, s := range opts.Topology.Specs() {
 		n := &node{Spec: s}
+		n.system = systemPrompt(n)
 		r.byID[s.ID] = n
 		r.byLayer[s.Layer] = append(r.byLayer[s.Layer], n)
 		r.order = append(r.order, n)
@@ -265,14 +267,18 @@ func (r *Router) Process(ctx context.Context, in Input) (Result, error) {
 		if err != nil {
 			r.backward(ctx, &res, path[:i], n, err)
 			res.Duration = time.Since(start)
-			r.finish(in.Layer, res.Duration, err)
+			status := "failed"
+			if ctx.Err() != nil {
+				status = "canceled"
+			}
+			r.finish(in.Layer, res.Duration, status)
 			return res, &HopError{NeuronID: n.ID, Layer: n.Layer, Err: err}
 		}
 		prompt = out
 	}
 	res.Output = prompt
 	res.Duration = time.Since(start)
-	r.finish(in.Layer, res.Duration, nil)
+	r.finish(in.Layer, res.Duration, "processed")
 	return res, nil
 }
 
@@ -283,7 +289,7 @@ func (r *Router) hop(ctx context.Context, n *node, prompt string) (Hop, string, 
 		Model:     r.opts.Model,
 		Layer:     n.Layer,
 		NeuronID:  n.ID,
-		System:    systemPrompt(n),
+		System:    n.system,
 		Prompt:    prompt,
 		MaxTokens: r.opts.MaxTokens,
 	}
@@ -322,18 +328,27 @@ func (r *Router) hop(ctx context.Context, n *node, prompt string) (Hop, string, 
 		}
 	}
 	hop.Duration = time.Since(start)
-	n.durationNS.Add(int64(hop.Duration))
 	if err != nil {
-		n.failed.Add(1)
-		n.consecutive.Add(1)
-		msg := err.Error()
-		n.lastErr.Store(&msg)
 		hop.Cache = "miss" // nothing usable came from the cache
 		hop.Error = err.Error()
+		if ctx.Err() != nil {
+			// The client left (or its deadline passed): not the neuron's
+			// failure, so it neither degrades the neuron nor counts as an error.
+			r.opts.Metrics.hop(n.Layer, Forward, "canceled")
+			return hop, "", err
+		}
+		n.durationNS.Add(int64(hop.Duration))
+		if !errors.Is(err, llm.ErrBudgetExceeded) { // a refusal of the ledger, not of the neuron
+			n.failed.Add(1)
+			n.consecutive.Add(1)
+			msg := err.Error()
+			n.lastErr.Store(&msg)
+		}
 		r.stats.hop(n.Layer, "error", 0, 0, 0)
 		r.opts.Metrics.hop(n.Layer, Forward, "error")
 		return hop, "", err
 	}
+	n.durationNS.Add(int64(hop.Duration))
 	n.processed.Add(1)
 	n.consecutive.Store(0)
 	if ran.Load() {
@@ -375,12 +390,12 @@ func (r *Router) backward(ctx context.Context, res *Result, done []*node, failed
 		slog.Int("upstream_hops", len(done)), slog.String("error", cause.Error()))
 }
 
-func (r *Router) finish(layer string, d time.Duration, err error) {
-	status := "processed"
-	if err != nil {
-		status = "failed"
+// finish counts a signal: processed, failed, or canceled (the client left;
+// counted in the metrics only, neither processed nor failed in the stats).
+func (r *Router) finish(layer string, d time.Duration, status string) {
+	if status != "canceled" {
+		r.stats.signal(layer, status, d)
 	}
-	r.stats.signal(layer, status, d)
 	r.opts.Metrics.signal(layer, status, d)
 }
 

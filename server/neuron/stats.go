@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hal9_signals_total",
-			Help: "Signals processed, by entry layer and final status (processed, failed).",
+			Help: "Signals processed, by entry layer and final status (processed, failed, canceled: the client left first).",
 		}, []string{"layer", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hal9_signal_duration_seconds",
@@ -31,13 +31,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"layer"}),
 		hops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hal9_neuron_hops_total",
-			Help: "Hops through neurons by layer, direction (forward, backward) and result (hit, miss, error).",
+			Help: "Hops through neurons by layer, direction (forward, backward) and result (hit, miss, error, canceled: the client left).",
 		}, []string{"layer", "direction", "result"}),
 	}
 	reg.MustRegister(m.signals, m.duration, m.hops)
 	// Pre-create the series so dashboards and rate() see zeros, not gaps.
 	for _, l := range Layers {
-		for _, s := range []string{"processed", "failed"} {
+		for _, s := range []string{"processed", "failed", "canceled"} {
 			m.signals.WithLabelValues(l, s)
 		}
 		m.duration.WithLabelValues(l)

@@ -20,6 +20,12 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the database cannot be reached right now; retry later.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrTokenReused: a refresh token that was already exchanged was
+	// presented again. Its whole family has just been revoked.
+	ErrTokenReused = errors.New("refresh token already used")
+	// ErrTokenRevoked: the refresh token's family was revoked (logout or an
+	// earlier reuse) or the token expired.
+	ErrTokenRevoked = errors.New("refresh token revoked")
 )
 
 // ConflictError is the ErrConflict of a unique key: errors.Is(err,
@@ -120,7 +126,20 @@ type Memory struct {
 	Rank      float64 // search relevance, higher is better; 0 outside search
 }
 
+// RefreshToken is the server-side record of one refresh token. Tokens of one
+// login form a family: each refresh retires the token presented and adds its
+// successor, so only the newest token of a family is ever accepted.
+type RefreshToken struct {
+	ID        string // the token's jti
+	FamilyID  string // the login it descends from
+	UserID    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
 // Store is HAL9's persistence. Every method is safe for concurrent use.
+// Writes on the request path are group-committed: concurrent writers share
+// one transaction and one WAL sync, and each returns once its commit is durable.
 type Store interface {
 	// Migrate applies the embedded migrations; idempotent.
 	Migrate(ctx context.Context) error
@@ -154,6 +173,28 @@ type Store interface {
 	// now) and returns how many it changed. Servers call it with a cut-off
 	// far in the past: nothing else would ever finish those signals.
 	FailPendingSignals(ctx context.Context, before time.Time) (int, error)
+
+	// CreateRefreshToken stores the first token of a new family (a login).
+	CreateRefreshToken(ctx context.Context, t RefreshToken) error
+	// RotateRefreshToken retires the token oldID and stores next, its
+	// successor in the same family, atomically. next.FamilyID and
+	// next.UserID must be oldID's. Errors: ErrNotFound (unknown token, or
+	// next does not belong to its family); ErrTokenRevoked (the family was
+	// revoked, or the token expired before at); ErrTokenReused (oldID was
+	// already retired: this is a replay, and the whole family is revoked,
+	// durably, before the error is returned).
+	RotateRefreshToken(ctx context.Context, oldID string, next RefreshToken, at time.Time) error
+	// RevokeRefreshFamily revokes every token of the family (logout);
+	// revoking a revoked family is not an error, an unknown one is ErrNotFound.
+	RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error
+	// DeleteExpiredRefreshTokens removes tokens that expired before the
+	// given time and returns how many.
+	DeleteExpiredRefreshTokens(ctx context.Context, before time.Time) (int, error)
+
+	// EnsureSecret returns the secret kept under name, storing candidate
+	// first when there is none: the first caller wins, and every later one,
+	// in any process on the same database, gets the same bytes.
+	EnsureSecret(ctx context.Context, name string, candidate []byte) ([]byte, error)
 
 	// SearchMemories runs a full-text query over userID's memories only;
 	// results best first. An empty userID matches nothing (memories without

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,4 +99,65 @@ func signalArgs(sg store.Signal) []any {
 
 func hopArgs(signalID string, h store.Hop) []any {
 	return []any{signalID, int32(h.Seq), h.NeuronID, h.Layer, h.Cache, int32(h.TokensIn), int32(h.TokensOut), h.CostUSD, h.DurationMS, h.Error}
+}
+
+// BenchmarkConcurrentSaveSignal: 64 goroutines saving signals (5 hops, one
+// memory each) at once, as a busy server does, with and without the store's
+// group commit (Options.GroupCommit: many signals per pgx.Batch and commit).
+// It answers whether PostgreSQL's own group commit of concurrent
+// transactions already gives what ours would; it needs a durable
+// PostgreSQL to mean anything, e.g. HAL9_PG_DSN pointing at one with
+// fsync=on and synchronous_commit=on (lab/infra's own runs with both off):
+//
+//	HAL9_PG_DSN='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' \
+//	  go test -run '^$' -bench ConcurrentSaveSignal -benchtime 3000x ./server/store/postgres/
+func BenchmarkConcurrentSaveSignal(b *testing.B) {
+	for _, group := range []bool{false, true} {
+		name := "store_group_commit"
+		if !group {
+			name = "postgres_own_group_commit" // one transaction per signal, 64 connections
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			s, err := Open(ctx, infratest.PostgresURL(b), Options{MaxConns: 64, MinConns: 8, GroupCommit: group})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var fsync, syncCommit string
+			s.pool.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit')`).Scan(&fsync, &syncCommit)
+			b.Logf("fsync=%s synchronous_commit=%s", fsync, syncCommit)
+			hops := make([]store.Hop, 5)
+			for i := range hops {
+				hops[i] = store.Hop{Seq: i, NeuronID: "n", Layer: "L2", Cache: "hit"}
+			}
+			var seq atomic.Int64
+			// WAL syncs per save: PostgreSQL flushes the WAL once for every
+			// commit waiting on it, so under concurrency this falls below 1
+			// without any batching of ours (pg_stat_wal, PostgreSQL 14+; the
+			// counter is the whole server's).
+			walSyncs := func() (n int64) {
+				s.pool.QueryRow(ctx, `SELECT wal_sync FROM pg_stat_wal`).Scan(&n)
+				return n
+			}
+			syncs0 := walSyncs()
+			b.SetParallelism(32) // × GOMAXPROCS goroutines
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					id := fmt.Sprintf("c-%d", seq.Add(1))
+					sg := store.Signal{ID: id, Layer: "L2", NeuronID: "n", Content: "bench", Status: store.SignalProcessed, CreatedAt: time.Now()}
+					mem := []store.Memory{{NeuronID: "n", Layer: "L2", Content: "benchmark memory " + id}}
+					if err := s.SaveSignal(ctx, sg, hops, mem); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			if syncs := walSyncs() - syncs0; syncs > 0 {
+				b.ReportMetric(float64(syncs)/float64(b.N), "wal_syncs/save")
+			}
+		})
+	}
 }

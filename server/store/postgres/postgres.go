@@ -28,6 +28,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/server/store"
 	"github.com/hal9-lab/hal9-lab/server/store/internal/ftsquery"
+	"github.com/hal9-lab/hal9-lab/server/store/internal/groupcommit"
 	"github.com/hal9-lab/hal9-lab/server/store/internal/poolmetrics"
 )
 
@@ -55,14 +56,22 @@ type Options struct {
 	ConnectTimeout    time.Duration // per dial; default 5s (unless connect_timeout is in the URL)
 	// SkipMigrate leaves the schema alone at Open (for `hal9 migrate`-managed deployments).
 	SkipMigrate bool
+	// GroupCommit sends concurrent SaveSignal calls to PostgreSQL together,
+	// one pgx.Batch (one transaction, one round trip, one commit) per group.
+	// Off by default: measured on a durable PostgreSQL, its own group commit
+	// of concurrent transactions (one WAL flush for the commits waiting on
+	// it) does as well (docs/store.md).
+	GroupCommit bool
 	Logger      *slog.Logger // default: discard
 }
 
 // Store is a store.Store on a PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
-	addr string // host:port/database, for messages (never the password)
-	log  *slog.Logger
+	pool    *pgxpool.Pool
+	addr    string // host:port/database, for messages (never the password)
+	log     *slog.Logger
+	commits *groupcommit.Committer[signalSave] // nil unless Options.GroupCommit
+	batches *groupcommit.Metrics
 
 	closeOnce sync.Once
 }
@@ -131,6 +140,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open postgres store: %w", err)
 		}
 	}
+	s.batches = groupcommit.NewMetrics("postgres")
+	if opts.GroupCommit {
+		s.commits = groupcommit.New(s.execSaves, groupcommit.Options{Metrics: s.batches, Timeout: 30 * time.Second})
+	}
 	return s, nil
 }
 
@@ -143,15 +156,27 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.wrap(ctx, "ping", err)
 }
 
-// Close closes the pool. Every acknowledged write was committed by
-// PostgreSQL before it was acknowledged. Safe to call more than once.
+// Close commits the writes already queued and closes the pool. Every
+// acknowledged write was committed by PostgreSQL before it was
+// acknowledged. Safe to call more than once.
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
+	s.closeOnce.Do(func() {
+		if s.commits != nil {
+			s.commits.Close()
+		}
+		s.pool.Close()
+	})
 	return nil
 }
 
-// Collector exports pgxpool.Stat() as hal9_db_pool_* with db="postgres".
+// Collector exports pgxpool.Stat() as hal9_db_pool_* with db="postgres",
+// and hal9_db_batch_size / hal9_db_commit_duration_seconds (observed only
+// with Options.GroupCommit).
 func (s *Store) Collector() prometheus.Collector {
+	return poolmetrics.Join(append(s.batches.Collectors(), s.poolCollector())...)
+}
+
+func (s *Store) poolCollector() prometheus.Collector {
 	return poolmetrics.New("postgres", func() poolmetrics.Stats {
 		st := s.pool.Stat()
 		acq, empty := st.AcquireCount(), st.EmptyAcquireCount()
@@ -389,7 +414,14 @@ const (
 		completed_at = EXCLUDED.completed_at`
 	sqlInsertHop = `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
 		cost_usd, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-	sqlInsertMemory = `INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES ($1, $2, $3, $4, $5, $6)`
+	sqlClearSignal = `WITH stale AS (DELETE FROM signals WHERE id = $1 AND created_at <> $2),
+		old_hops AS (DELETE FROM signal_hops WHERE signal_id = $1)
+		DELETE FROM memories WHERE signal_id = $1`
+	// Rows as arrays, one statement per table.
+	sqlInsertHops = `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out, cost_usd, duration_ms, error)
+		SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::float8[], $9::float8[], $10::text[])`
+	sqlInsertMemories = `INSERT INTO memories (user_id, signal_id, neuron_id, layer, content, created_at)
+		SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[])`
 )
 
 // SaveSignal inserts or replaces the signal with its hops and memories.
@@ -398,37 +430,103 @@ const (
 // transaction runs in a single implicit transaction (up to its Sync). A
 // signal whose month has no partition yet gets one, then the save is retried.
 func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Hop, mems []store.Memory) error {
-	b := signalBatch(sg, hops, mems)
-	err := s.pool.SendBatch(ctx, b).Close()
-	if isNoPartition(err) {
-		if perr := s.ensurePartition(ctx, sg.CreatedAt); perr != nil {
-			return s.wrap(ctx, "save signal "+sg.ID, perr)
-		}
-		err = s.pool.SendBatch(ctx, signalBatch(sg, hops, mems)).Close()
+	var err error
+	if s.commits != nil {
+		err = s.commits.Do(ctx, signalSave{sg, hops, mems}, signalSize(sg, hops, mems))
+	} else {
+		err = s.saveSignal(ctx, sg, hops, mems)
 	}
 	return s.wrap(ctx, "save signal "+sg.ID, err)
 }
 
+// saveSignal is one save on its own: one batch, one implicit transaction
+// (errors unwrapped: SaveSignal names them).
+func (s *Store) saveSignal(ctx context.Context, sg store.Signal, hops []store.Hop, mems []store.Memory) error {
+	err := s.pool.SendBatch(ctx, signalBatch(sg, hops, mems)).Close()
+	if isNoPartition(err) {
+		if perr := s.ensurePartition(ctx, sg.CreatedAt); perr != nil {
+			return perr
+		}
+		err = s.pool.SendBatch(ctx, signalBatch(sg, hops, mems)).Close()
+	}
+	return err
+}
+
 func signalBatch(sg store.Signal, hops []store.Hop, mems []store.Memory) *pgx.Batch {
 	b := &pgx.Batch{}
-	// (id, created_at) is the key; drop a copy saved under another created_at
-	// so that an id names one signal, as in SQLite.
-	b.Queue(`DELETE FROM signals WHERE id = $1 AND created_at <> $2`, sg.ID, sg.CreatedAt)
+	queueSignal(b, sg, hops, mems)
+	return b
+}
+
+// queueSignal adds one signal's save to b.
+func queueSignal(b *pgx.Batch, sg store.Signal, hops []store.Hop, mems []store.Memory) {
+	// Four statements whatever the number of hops: every statement costs
+	// the database CPU, and PostgreSQL shares the machine with the server.
+	// (id, created_at) is the key; the first drops a copy saved under
+	// another created_at (so that an id names one signal, as in SQLite) and
+	// the hops and memories of an earlier save (the tables differ, so the
+	// deletes cannot interfere).
+	b.Queue(sqlClearSignal, sg.ID, sg.CreatedAt)
 	b.Queue(sqlUpsertSignal, sg.ID, sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
 		sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, sg.CreatedAt, nullTime(sg.CompletedAt))
-	b.Queue(`DELETE FROM signal_hops WHERE signal_id = $1`, sg.ID)
-	b.Queue(`DELETE FROM memories WHERE signal_id = $1`, sg.ID)
-	for _, h := range hops {
-		b.Queue(sqlInsertHop, sg.ID, h.Seq, h.NeuronID, h.Layer, h.Cache, h.TokensIn, h.TokensOut, h.CostUSD, h.DurationMS, h.Error)
-	}
-	for _, m := range mems {
-		at := m.CreatedAt
-		if at.IsZero() {
-			at = time.Now()
+	if len(hops) > 0 {
+		var (
+			seq, in, out            = make([]int32, len(hops)), make([]int32, len(hops)), make([]int32, len(hops))
+			neuron, layer, cch, msg = make([]string, len(hops)), make([]string, len(hops)), make([]string, len(hops)), make([]string, len(hops))
+			cost, dur               = make([]float64, len(hops)), make([]float64, len(hops))
+		)
+		for i, h := range hops {
+			seq[i], neuron[i], layer[i], cch[i], in[i], out[i] = int32(h.Seq), h.NeuronID, h.Layer, h.Cache, int32(h.TokensIn), int32(h.TokensOut)
+			cost[i], dur[i], msg[i] = h.CostUSD, h.DurationMS, h.Error
 		}
-		b.Queue(sqlInsertMemory, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), at)
+		b.Queue(sqlInsertHops, sg.ID, seq, neuron, layer, cch, in, out, cost, dur, msg)
 	}
-	return b
+	if len(mems) > 0 {
+		neuron, layer, content, at := make([]string, len(mems)), make([]string, len(mems)), make([]string, len(mems)), make([]time.Time, len(mems))
+		for i, m := range mems {
+			neuron[i], layer[i], content[i], at[i] = m.NeuronID, m.Layer, ftsquery.Clean(m.Content), m.CreatedAt
+			if at[i].IsZero() {
+				at[i] = time.Now()
+			}
+		}
+		b.Queue(sqlInsertMemories, sg.UserID, sg.ID, neuron, layer, content, at)
+	}
+}
+
+// signalSave is one SaveSignal queued for a group commit.
+type signalSave struct {
+	sg   store.Signal
+	hops []store.Hop
+	mems []store.Memory
+}
+
+func signalSize(sg store.Signal, hops []store.Hop, mems []store.Memory) int {
+	n := 256 + len(sg.Content) + len(sg.Output) + len(sg.Error) + 128*len(hops)
+	for _, m := range mems {
+		n += 64 + len(m.Content)
+	}
+	return n
+}
+
+// execSaves commits a group of signal saves as one pgx.Batch: one round
+// trip, one implicit transaction, one commit. A statement that fails aborts
+// that transaction and nothing of the batch is written, so the saves are
+// then retried one by one: only the bad one fails.
+func (s *Store) execSaves(ctx context.Context, saves []signalSave) []error {
+	errs := make([]error, len(saves))
+	if len(saves) > 1 {
+		b := &pgx.Batch{}
+		for _, sv := range saves {
+			queueSignal(b, sv.sg, sv.hops, sv.mems)
+		}
+		if s.pool.SendBatch(ctx, b).Close() == nil {
+			return errs
+		}
+	}
+	for i, sv := range saves {
+		errs[i] = s.saveSignal(ctx, sv.sg, sv.hops, sv.mems)
+	}
+	return errs
 }
 
 func isNoPartition(err error) bool {

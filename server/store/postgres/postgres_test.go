@@ -292,3 +292,96 @@ func TestClosedStoreIsUnavailable(t *testing.T) {
 		t.Fatalf("Ping after Close: %v, want store.ErrUnavailable", err)
 	}
 }
+
+// TestCrashDurability: 32 writers, SIGKILL of their process mid-stream, and
+// every acknowledged signal is in the database afterwards.
+func TestCrashDurability(t *testing.T) {
+	storetest.Crash(t,
+		func(t *testing.T) string { return infratest.PostgresURL(t) },
+		func(ctx context.Context, url string) (store.Store, error) { return Open(ctx, url, testOpts) },
+		storetest.CrashOptions{})
+}
+
+// TestGroupCommitIsolatesBadWrite: with Options.GroupCommit, saves queued
+// behind a held one go in one pgx.Batch; the one that breaks a constraint
+// fails that batch, and the retry one by one commits the others.
+func TestGroupCommitIsolatesBadWrite(t *testing.T) {
+	url := infratest.PostgresURL(t)
+	ctx := context.Background()
+	opts := testOpts
+	opts.GroupCommit = true
+	s := openURLWith(t, url, opts)
+	// Hold the first save: a table lock its hop inserts wait for.
+	locker, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(ctx)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE signal_hops IN EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	hop := func(seq int) store.Hop { return store.Hop{Seq: seq, NeuronID: "n", Layer: "L1", Cache: "hit"} }
+	save := func(id string, hs []store.Hop) error {
+		sg := store.Signal{ID: id, Layer: "L1", NeuronID: "n", Content: "c", Status: store.SignalProcessed, CreatedAt: time.Now()}
+		return s.SaveSignal(ctx, sg, hs, nil)
+	}
+	first := make(chan error, 1)
+	go func() { first <- save("held", []store.Hop{hop(0)}) }()
+	const n = 6
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting bool
+		locker.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database())`).Scan(&waiting)
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first save never waited for the lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := range n {
+		hs := []store.Hop{hop(0), hop(1)}
+		if i == 2 {
+			hs = []store.Hop{hop(0), hop(0)} // duplicate seq
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = save(fmt.Sprintf("gc-%d", i), hs) }()
+	}
+	for s.commits.Queued() < n {
+		time.Sleep(time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatalf("the held save: %v", err)
+	}
+	for i, err := range errs {
+		_, hs, gerr := s.GetSignal(ctx, fmt.Sprintf("gc-%d", i))
+		switch {
+		case i == 2:
+			if !errors.Is(err, store.ErrConflict) || !errors.Is(gerr, store.ErrNotFound) {
+				t.Fatalf("the bad save: %v, read %v; want a conflict and nothing stored", err, gerr)
+			}
+		case err != nil || gerr != nil || len(hs) != 2:
+			t.Fatalf("save %d: %v, read %v, %d hops", i, err, gerr, len(hs))
+		}
+	}
+}
+
+func openURLWith(t *testing.T, url string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}

@@ -3,17 +3,22 @@
 //
 // Concurrency: SQLite allows one writer at a time. Instead of letting many
 // connections fight over the write lock (SQLITE_BUSY under load), the store
-// keeps two pools: a writer pool of exactly one connection, through which
-// every write transaction queues in Go, and a reader pool that WAL lets read
-// in parallel with that writer.
+// keeps two pools: a writer pool of exactly one connection, used only by a
+// group committer (server/store/internal/groupcommit) that gathers the
+// writes arriving while a commit is in flight into the next transaction, and
+// a reader pool that WAL lets read in parallel with that writer. When one
+// write of a batch fails, the batch is run again write by write, so it fails
+// alone and the others still commit.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +29,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/server/store"
 	"github.com/hal9-lab/hal9-lab/server/store/internal/ftsquery"
+	"github.com/hal9-lab/hal9-lab/server/store/internal/groupcommit"
 	"github.com/hal9-lab/hal9-lab/server/store/internal/poolmetrics"
 )
 
@@ -40,10 +46,21 @@ type Store struct {
 	writer *sql.DB // exactly one connection: writes queue here, not on SQLITE_BUSY
 	reader *sql.DB // WAL readers, in parallel with the writer
 
-	stmts     map[string]*sql.Stmt
-	closeOnce sync.Once
-	closeErr  error
+	stmts map[string]*sql.Stmt
+	multi map[string][]*sql.Stmt // multi-row INSERTs by table and row count
+	// unindexed: memories written by the running write transaction, not
+	// in the search index yet (writeTx); only the committer touches it.
+	unindexed        []int64
+	unindexedSignals map[string]bool // the signals those memories belong to
+	commits          *groupcommit.Committer[writeOp]
+	batches          *groupcommit.Metrics
+	closeOnce        sync.Once
+	closeErr         error
 }
+
+// writeOp is one caller's write: statements run in the batch's transaction.
+// It may run twice (see execBatch), so it sets its results afresh.
+type writeOp func(ctx context.Context, tx *sql.Tx) error
 
 var _ store.Store = (*Store)(nil)
 
@@ -70,7 +87,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 
-	s := &Store{path: path, writer: writer}
+	s := &Store{path: path, writer: writer, multi: map[string][]*sql.Stmt{}, unindexedSignals: map[string]bool{}}
 	// The writer creates the file and switches it to WAL before any reader opens.
 	if err := writer.PingContext(ctx); err != nil {
 		writer.Close()
@@ -94,7 +111,98 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
+	s.batches = groupcommit.NewMetrics("sqlite")
+	s.commits = groupcommit.New(s.execBatch, groupcommit.Options{Metrics: s.batches})
 	return s, nil
+}
+
+// write runs op through the group committer; size is about the bytes it
+// writes (it bounds the batch).
+func (s *Store) write(ctx context.Context, size int, op writeOp) error {
+	return s.commits.Do(ctx, op, size)
+}
+
+// execBatch commits a batch in one transaction: one WAL sync for all. When
+// one write fails (a constraint, say), the transaction is rolled back and
+// every write of the batch is run again in a transaction of its own, so
+// only the bad one fails. Failures are rare, so this costs less than a
+// SAVEPOINT per write, whose RELEASE makes FTS5 flush its index each time
+// (measured: a fifth of the committer's CPU under load). Writes are
+// therefore written to be run again: they set their results afresh.
+func (s *Store) execBatch(ctx context.Context, ops []writeOp) []error {
+	errs := make([]error, len(ops))
+	if len(ops) > 1 {
+		if err := s.writeTx(ctx, func(tx *sql.Tx) error {
+			for _, op := range ops {
+				if err := op(ctx, tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err == nil {
+			return errs
+		}
+	}
+	for i, op := range ops {
+		errs[i] = s.writeTx(ctx, func(tx *sql.Tx) error { return op(ctx, tx) })
+	}
+	return errs
+}
+
+// writeTx is one group-commit transaction. Memories inserted in it are
+// added to the search index once, at its end, in one statement: FTS5
+// flushes (and merges) its index at every statement that writes it, which
+// row-by-row triggers made a fifth of the committer's CPU under load. Only
+// the committer's goroutine runs it, so the watermark needs no lock.
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	s.unindexed = s.unindexed[:0]
+	clear(s.unindexedSignals)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return s.index(ctx, tx, "", s.unindexed)
+	})
+}
+
+// index adds memories written in this transaction to the search index (of
+// one signal, or all when signalID is ""), in one statement.
+func (s *Store) index(ctx context.Context, tx *sql.Tx, signalID string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, _ := json.Marshal(ids)
+	_, err := tx.ExecContext(ctx, `INSERT INTO memories_fts (rowid, content) SELECT id, content FROM memories
+		WHERE id IN (SELECT value FROM json_each(?)) AND (? = '' OR signal_id = ?)`, string(list), signalID, signalID)
+	return err
+}
+
+// indexPending indexes the signal's memories written earlier in this
+// transaction before a re-save deletes them: FTS5's external-content
+// delete (the memories_ad trigger) must find exactly what was indexed.
+func (s *Store) indexPending(ctx context.Context, tx *sql.Tx, signalID string) error {
+	if !s.unindexedSignals[signalID] { // the usual case: nothing of it written yet
+		return nil
+	}
+	if err := s.index(ctx, tx, signalID, s.unindexed); err != nil {
+		return err
+	}
+	// Those rows are about to be deleted; the rest stay for the end.
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM memories WHERE signal_id = ?`, signalID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	gone := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		gone[id] = true
+	}
+	s.unindexed = slices.DeleteFunc(s.unindexed, func(id int64) bool { return gone[id] })
+	return rows.Err()
 }
 
 // The hot paths, prepared once per connection (database/sql re-prepares a
@@ -111,23 +219,20 @@ var queries = map[string]struct {
 		cost_usd, duration_ms, created_at, completed_at FROM signals WHERE id = ?`},
 	"getHops": {false, `SELECT signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out, cost_usd, duration_ms, error
 		FROM signal_hops WHERE signal_id = ? ORDER BY seq`},
-	"upsertSignal": {true, `INSERT INTO signals (id, user_id, layer, neuron_id, content, output, status, error,
+	// A new signal is one INSERT; only a re-save (an async signal's final
+	// save) updates the row and replaces its hops and memories.
+	"insertSignal": {true, `INSERT INTO signals (id, user_id, layer, neuron_id, content, output, status, error,
 		tokens_in, tokens_out, cost_usd, duration_ms, created_at, completed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, layer = excluded.layer, neuron_id = excluded.neuron_id,
-		content = excluded.content, output = excluded.output, status = excluded.status, error = excluded.error,
-		tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out, cost_usd = excluded.cost_usd,
-		duration_ms = excluded.duration_ms, created_at = excluded.created_at, completed_at = excluded.completed_at`},
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`},
+	"updateSignal": {true, `UPDATE signals SET user_id = ?, layer = ?, neuron_id = ?, content = ?, output = ?, status = ?,
+		error = ?, tokens_in = ?, tokens_out = ?, cost_usd = ?, duration_ms = ?, created_at = ?, completed_at = ? WHERE id = ?`},
 	"deleteHops":     {true, `DELETE FROM signal_hops WHERE signal_id = ?`},
 	"deleteMemories": {true, `DELETE FROM memories WHERE signal_id = ?`},
-	"insertHop": {true, `INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out,
-		cost_usd, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-	"insertMemory": {true, `INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
 	"search": {false, `SELECT m.id, m.user_id, m.neuron_id, m.layer, m.signal_id, m.content, m.created_at, -bm25(memories_fts)
 		FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid
 		WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY bm25(memories_fts), m.id DESC LIMIT ?`},
 	"failPending": {true, `UPDATE signals SET status = 'failed', error = ?, completed_at = ?
-		WHERE status = 'pending' AND created_at < ?`},
+		WHERE id IN (SELECT id FROM signals WHERE status = 'pending' AND created_at < ? LIMIT ?)`},
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -142,6 +247,40 @@ func (s *Store) prepare(ctx context.Context) error {
 			return fmt.Errorf("prepare %s: %w", name, err)
 		}
 		s.stmts[name] = st
+	}
+	return s.prepareMultiRow(ctx)
+}
+
+// maxRowsPerInsert bounds a multi-row INSERT (SQLite allows 32,766
+// parameters; a signal has at most a handful of hops).
+const maxRowsPerInsert = 16
+
+// multiRowInserts are the INSERTs of SaveSignal's rows, by table.
+var multiRowInserts = map[string]struct{ head, row string }{
+	"hops": {`INSERT INTO signal_hops (signal_id, seq, neuron_id, layer, cache, tokens_in, tokens_out, cost_usd, duration_ms, error) VALUES `,
+		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+	"memories": {`INSERT INTO memories (user_id, neuron_id, layer, signal_id, content, created_at) VALUES `, `(?, ?, ?, ?, ?, ?)`},
+}
+
+// multiRowTails end the multi-row INSERTs (memories return their ids for
+// the search index).
+var multiRowTails = map[string]string{"memories": " RETURNING id"}
+
+// multiRow is the prepared INSERT of n (1..maxRowsPerInsert) rows into
+// table. All are prepared at Open, before the committer holds the one
+// writer connection.
+func (s *Store) multiRow(table string, n int) *sql.Stmt { return s.multi[table][n] }
+
+func (s *Store) prepareMultiRow(ctx context.Context) error {
+	for table, q := range multiRowInserts {
+		s.multi[table] = make([]*sql.Stmt, maxRowsPerInsert+1)
+		for n := 1; n <= maxRowsPerInsert; n++ {
+			st, err := s.writer.PrepareContext(ctx, q.head+strings.TrimSuffix(strings.Repeat(q.row+", ", n), ", ")+multiRowTails[table])
+			if err != nil {
+				return fmt.Errorf("prepare the %d-row insert into %s: %w", n, table, err)
+			}
+			s.multi[table][n] = st
+		}
 	}
 	return nil
 }
@@ -161,13 +300,24 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools. Every acknowledged write is already durable
-// (synchronous=FULL); the last connection to close also checkpoints the WAL
-// into the main file. Safe to call more than once.
+// Close commits the writes already queued, then closes both pools. Every
+// acknowledged write is already durable (synchronous=FULL); the last
+// connection to close also checkpoints the WAL into the main file. Safe to
+// call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.commits != nil {
+			s.commits.Close()
+		}
 		for _, st := range s.stmts {
 			st.Close()
+		}
+		for _, sts := range s.multi {
+			for _, st := range sts {
+				if st != nil {
+					st.Close()
+				}
+			}
 		}
 		var errs []error
 		if s.reader != nil {
@@ -182,10 +332,15 @@ func (s *Store) Close() error {
 }
 
 // Collector exports the two pools' statistics, summed, as hal9_db_pool_*
-// with db="sqlite". database/sql does not count acquisitions, so
-// hal9_db_pool_acquires_total is PostgreSQL-only; empty_acquires_total is
-// database/sql's WaitCount.
+// with db="sqlite", and the group commits as hal9_db_batch_size and
+// hal9_db_commit_duration_seconds. database/sql does not count
+// acquisitions, so hal9_db_pool_acquires_total is PostgreSQL-only;
+// empty_acquires_total is database/sql's WaitCount.
 func (s *Store) Collector() prometheus.Collector {
+	return poolmetrics.Join(append(s.batches.Collectors(), s.poolCollector())...)
+}
+
+func (s *Store) poolCollector() prometheus.Collector {
 	return poolmetrics.New("sqlite", func() poolmetrics.Stats {
 		w, r := s.writer.Stats(), s.reader.Stats()
 		waits := w.WaitCount + r.WaitCount
@@ -227,9 +382,7 @@ func mapErr(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-			return &store.ConflictError{Field: uniqueColumn(se.Error()), Detail: err.Error()}
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return &store.ConflictError{Detail: err.Error()}
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			return fmt.Errorf("%w: referenced record: %v", store.ErrNotFound, err)
@@ -240,22 +393,6 @@ func mapErr(err error) error {
 		}
 	}
 	return err
-}
-
-// uniqueColumn is the column of a UNIQUE violation, from the message
-// SQLite gives it ("UNIQUE constraint failed: users.email"): SQLite reports
-// the columns in no other way. A key of several columns gives "".
-func uniqueColumn(msg string) string {
-	_, cols, ok := strings.Cut(msg, "UNIQUE constraint failed: ")
-	if !ok {
-		return ""
-	}
-	cols, _, _ = strings.Cut(cols, " (") // modernc appends " (code)"
-	if strings.Contains(cols, ",") {
-		return ""
-	}
-	_, col, _ := strings.Cut(cols, ".")
-	return col
 }
 
 // ctxErr prefers the context's error: a query interrupted because the
@@ -274,7 +411,8 @@ func wrap(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("sqlite %s: %w", what, ctxErr(ctx, mapErr(err)))
 }
 
-// inTx runs fn in one write transaction (BEGIN IMMEDIATE via _txlock).
+// inTx runs fn in one write transaction (BEGIN IMMEDIATE via _txlock):
+// the group committer's, or a migration's before the committer starts.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -297,11 +435,33 @@ func scanUser(r scanner) (store.User, error) {
 	return u, err
 }
 
-// CreateUser inserts u; ErrConflict when the id, username or email is taken.
+// CreateUser inserts u; ErrConflict when the id, username or email is
+// taken. Which of username and email was taken is read from the table in
+// the same transaction (SQLite names a violated constraint only in its
+// message text), so the ConflictError's Field is exact.
 func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	_, err := s.writer.ExecContext(ctx,
-		`INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-		u.ID, u.Username, u.Email, u.PasswordHash, micros(u.CreatedAt))
+	err := s.write(ctx, 128+len(u.PasswordHash), func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			u.ID, u.Username, u.Email, u.PasswordHash, micros(u.CreatedAt))
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return err
+		}
+		var byName, byEmail bool
+		if qerr := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE username = ?),
+			EXISTS (SELECT 1 FROM users WHERE email = ?)`, u.Username, u.Email).Scan(&byName, &byEmail); qerr != nil {
+			return err
+		}
+		field := ""
+		switch {
+		case byName:
+			field = "username"
+		case byEmail:
+			field = "email"
+		}
+		return &store.ConflictError{Field: field, Detail: err.Error()}
+	})
 	return wrap(ctx, "create user "+u.Username, err)
 }
 
@@ -328,9 +488,12 @@ func scanKey(r scanner) (store.APIKey, error) {
 // CreateAPIKey inserts k; ErrConflict on a duplicate id or hash, ErrNotFound
 // when the user does not exist.
 func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
-	_, err := s.writer.ExecContext(ctx,
-		`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.UserID, k.Name, k.Prefix, k.Hash, micros(k.CreatedAt), micros(k.LastUsedAt))
+	err := s.write(ctx, 256, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			k.ID, k.UserID, k.Name, k.Prefix, k.Hash, micros(k.CreatedAt), micros(k.LastUsedAt))
+		return err
+	})
 	return wrap(ctx, "create api key "+k.ID, err)
 }
 
@@ -363,14 +526,18 @@ func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey,
 // DeleteAPIKey deletes the user's key; ErrNotFound when the key does not
 // exist or belongs to someone else.
 func (s *Store) DeleteAPIKey(ctx context.Context, userID, id string) error {
-	res, err := s.writer.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID)
-	return wrap(ctx, "delete api key "+id, affected(res, err))
+	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
+		return affected(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID))
+	})
+	return wrap(ctx, "delete api key "+id, err)
 }
 
 // TouchAPIKey records when the key was last used; ErrNotFound when unknown.
 func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
-	res, err := s.stmts["touchAPIKey"].ExecContext(ctx, micros(at), id)
-	return wrap(ctx, "touch api key "+id, affected(res, err))
+	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
+		return affected(tx.StmtContext(ctx, s.stmts["touchAPIKey"]).ExecContext(ctx, micros(at), id))
+	})
+	return wrap(ctx, "touch api key "+id, err)
 }
 
 // affected turns "no row changed" into ErrNotFound.
@@ -393,7 +560,7 @@ func (s *Store) UpsertNeurons(ctx context.Context, ns []store.Neuron) error {
 	if len(ns) == 0 {
 		return nil
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, 64*len(ns), func(ctx context.Context, tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, `INSERT INTO neurons (id, layer, state, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET layer = excluded.layer, state = excluded.state, updated_at = excluded.updated_at`)
 		if err != nil {
@@ -430,45 +597,90 @@ func (s *Store) ListNeurons(ctx context.Context) ([]store.Neuron, error) {
 	return out, wrap(ctx, "list neurons", rows.Err())
 }
 
-// SaveSignal inserts or replaces the signal, its hops and its memories in
-// one transaction; hops and memories from an earlier save are replaced.
+// SaveSignal inserts or replaces the signal, its hops and its memories
+// atomically (in the group commit's transaction); hops and memories from an
+// earlier save are replaced.
 func (s *Store) SaveSignal(ctx context.Context, sg store.Signal, hops []store.Hop, mems []store.Memory) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.StmtContext(ctx, s.stmts["upsertSignal"]).ExecContext(ctx,
+	err := s.write(ctx, signalSize(sg, hops, mems), func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.stmts["insertSignal"]).ExecContext(ctx,
 			sg.ID, sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
-			sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt)); err != nil {
+			sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt))
+		if err != nil {
 			return err
 		}
-		if _, err := tx.StmtContext(ctx, s.stmts["deleteHops"]).ExecContext(ctx, sg.ID); err != nil {
+		if n, err := res.RowsAffected(); err != nil {
 			return err
-		}
-		if _, err := tx.StmtContext(ctx, s.stmts["deleteMemories"]).ExecContext(ctx, sg.ID); err != nil {
-			return err
-		}
-		if len(hops) > 0 {
-			ins := tx.StmtContext(ctx, s.stmts["insertHop"])
-			for _, h := range hops {
-				if _, err := ins.ExecContext(ctx, sg.ID, h.Seq, h.NeuronID, h.Layer, h.Cache, h.TokensIn, h.TokensOut,
-					h.CostUSD, h.DurationMS, h.Error); err != nil {
-					return err
-				}
+		} else if n == 0 { // saved before: replace it all
+			if _, err := tx.StmtContext(ctx, s.stmts["updateSignal"]).ExecContext(ctx,
+				sg.UserID, sg.Layer, sg.NeuronID, sg.Content, sg.Output, sg.Status, sg.Error,
+				sg.TokensIn, sg.TokensOut, sg.CostUSD, sg.DurationMS, micros(sg.CreatedAt), micros(sg.CompletedAt), sg.ID); err != nil {
+				return err
+			}
+			if _, err := tx.StmtContext(ctx, s.stmts["deleteHops"]).ExecContext(ctx, sg.ID); err != nil {
+				return err
+			}
+			if err := s.indexPending(ctx, tx, sg.ID); err != nil {
+				return err
+			}
+			if _, err := tx.StmtContext(ctx, s.stmts["deleteMemories"]).ExecContext(ctx, sg.ID); err != nil {
+				return err
 			}
 		}
-		if len(mems) > 0 {
-			ins := tx.StmtContext(ctx, s.stmts["insertMemory"])
-			for _, m := range mems {
+		// Rows go in multi-row INSERTs: one statement (and one flush of
+		// the FTS5 index, which SQLite makes at every statement that
+		// writes it) for up to maxRowsPerInsert rows.
+		for rows := range slices.Chunk(hops, maxRowsPerInsert) {
+			args := make([]any, 0, len(rows)*10)
+			for _, h := range rows {
+				args = append(args, sg.ID, h.Seq, h.NeuronID, h.Layer, h.Cache, h.TokensIn, h.TokensOut, h.CostUSD, h.DurationMS, h.Error)
+			}
+			if _, err := tx.StmtContext(ctx, s.multiRow("hops", len(rows))).ExecContext(ctx, args...); err != nil {
+				return err
+			}
+		}
+		for rows := range slices.Chunk(mems, maxRowsPerInsert) {
+			args := make([]any, 0, len(rows)*6)
+			for _, m := range rows {
 				at := m.CreatedAt
 				if at.IsZero() {
 					at = time.Now()
 				}
-				if _, err := ins.ExecContext(ctx, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at)); err != nil {
-					return err
-				}
+				args = append(args, sg.UserID, m.NeuronID, m.Layer, sg.ID, ftsquery.Clean(m.Content), micros(at))
+			}
+			if err := s.insertMemories(ctx, tx, sg.ID, len(rows), args); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	return wrap(ctx, "save signal "+sg.ID, err)
+}
+
+// signalSize is about the bytes a SaveSignal writes.
+func signalSize(sg store.Signal, hops []store.Hop, mems []store.Memory) int {
+	n := 256 + len(sg.Content) + len(sg.Output) + len(sg.Error) + 128*len(hops)
+	for _, m := range mems {
+		n += 64 + len(m.Content)
+	}
+	return n
+}
+
+// insertMemories inserts n memory rows and notes their ids for the index.
+func (s *Store) insertMemories(ctx context.Context, tx *sql.Tx, signalID string, n int, args []any) error {
+	s.unindexedSignals[signalID] = true
+	rows, err := tx.StmtContext(ctx, s.multiRow("memories", n)).QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		s.unindexed = append(s.unindexed, id)
+	}
+	return rows.Err()
 }
 
 // GetSignal returns the signal and its hops ordered by Seq, or ErrNotFound.
@@ -503,14 +715,34 @@ func (s *Store) GetSignal(ctx context.Context, id string) (store.Signal, []store
 	return sg, hops, nil
 }
 
-// FailPendingSignals marks signals pending since before `before` failed.
+// failPendingChunk is how many stale signals one write fails: the sweep
+// never holds the writer for more than one small transaction at a time.
+const failPendingChunk = 256
+
+// FailPendingSignals marks signals pending since before `before` failed, a
+// chunk per write (found through the partial index signals_pending), so
+// request-path writes interleave with a large sweep.
 func (s *Store) FailPendingSignals(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.stmts["failPending"].ExecContext(ctx, store.InterruptedError, micros(time.Now()), micros(before))
-	if err != nil {
-		return 0, wrap(ctx, "fail pending signals", err)
+	total := 0
+	for {
+		var n int64
+		err := s.write(ctx, 64*failPendingChunk, func(ctx context.Context, tx *sql.Tx) error {
+			res, err := tx.StmtContext(ctx, s.stmts["failPending"]).ExecContext(ctx,
+				store.InterruptedError, micros(time.Now()), micros(before), failPendingChunk)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, wrap(ctx, "fail pending signals", err)
+		}
+		total += int(n)
+		if n < failPendingChunk {
+			return total, nil
+		}
 	}
-	n, err := res.RowsAffected()
-	return int(n), wrap(ctx, "fail pending signals", err)
 }
 
 // SearchMemories finds userID's memories containing every word of query, best first

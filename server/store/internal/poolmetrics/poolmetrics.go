@@ -64,3 +64,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.wait, prometheus.CounterValue, s.AcquireWaitSeconds)
 }
+
+// Join is one collector made of several (a store's pool statistics and its
+// group-commit histograms, registered together).
+func Join(cs ...prometheus.Collector) prometheus.Collector { return joined(cs) }
+
+type joined []prometheus.Collector
+
+func (j joined) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range j {
+		c.Describe(ch)
+	}
+}
+
+func (j joined) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range j {
+		c.Collect(ch)
+	}
+}

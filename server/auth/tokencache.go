@@ -1,0 +1,50 @@
+package auth
+
+import (
+	"sync"
+	"time"
+)
+
+// maxVerified bounds the verified-token cache.
+const maxVerified = 50_000
+
+// tokenCache remembers access tokens that passed every check, until they
+// expire.
+type tokenCache struct {
+	mu sync.RWMutex
+	m  map[string]verifiedToken
+}
+
+type verifiedToken struct {
+	p       Principal
+	expires time.Time
+}
+
+func (c *tokenCache) get(tok string, now time.Time) (Principal, bool) {
+	c.mu.RLock()
+	v, ok := c.m[tok]
+	c.mu.RUnlock()
+	if !ok || !now.Before(v.expires) {
+		return Principal{}, false
+	}
+	return v.p, true
+}
+
+func (c *tokenCache) put(tok string, p Principal, expires, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]verifiedToken{}
+	}
+	if len(c.m) >= maxVerified {
+		for k, v := range c.m { // expired ones first, then any (map order is random)
+			if !now.Before(v.expires) || len(c.m) >= maxVerified {
+				delete(c.m, k)
+			}
+			if len(c.m) < maxVerified*9/10 {
+				break
+			}
+		}
+	}
+	c.m[tok] = verifiedToken{p, expires}
+}

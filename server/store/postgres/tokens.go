@@ -1,0 +1,97 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hal9-lab/hal9-lab/server/store"
+)
+
+// CreateRefreshToken stores the first token of a new family.
+func (s *Store) CreateRefreshToken(ctx context.Context, t store.RefreshToken) error {
+	_, err := s.pool.Exec(ctx, sqlInsertRefresh, t.ID, t.FamilyID, t.UserID, t.CreatedAt, t.ExpiresAt)
+	return s.wrap(ctx, "create refresh token", err)
+}
+
+const sqlInsertRefresh = `INSERT INTO refresh_tokens (id, family_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`
+
+// RotateRefreshToken retires oldID and stores next in its family in one
+// transaction; the old row is locked (FOR UPDATE), so of two concurrent
+// refreshes with one token the second sees it retired: a replay.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store.RefreshToken, at time.Time) error {
+	var outcome error // a reuse commits the revocation, so it is not the transaction's error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var family, user string
+		var expires time.Time
+		var used, revoked *time.Time
+		err := tx.QueryRow(ctx, `SELECT family_id, user_id, expires_at, used_at, revoked_at
+			FROM refresh_tokens WHERE id = $1 FOR UPDATE`, oldID).Scan(&family, &user, &expires, &used, &revoked)
+		if err != nil {
+			return err
+		}
+		switch {
+		case family != next.FamilyID || user != next.UserID:
+			return fmt.Errorf("%w: the new token is not of the old one's family", store.ErrNotFound)
+		case revoked != nil:
+			outcome = store.ErrTokenRevoked
+			return nil
+		case used != nil:
+			outcome = store.ErrTokenReused
+			_, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL`, at, family)
+			return err
+		case !expires.After(at):
+			outcome = fmt.Errorf("%w: expired", store.ErrTokenRevoked)
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE id = $2`, at, oldID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, sqlInsertRefresh, next.ID, next.FamilyID, next.UserID, next.CreatedAt, next.ExpiresAt)
+		return err
+	})
+	if err == nil {
+		err = outcome
+	}
+	return s.wrap(ctx, "rotate refresh token", err)
+}
+
+// RevokeRefreshFamily revokes every token of the family.
+func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error {
+	var found bool
+	err := s.pool.QueryRow(ctx, `WITH r AS (UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, $1)
+		WHERE family_id = $2 RETURNING 1) SELECT count(*) > 0 FROM r`, at, familyID).Scan(&found)
+	if err == nil && !found {
+		err = store.ErrNotFound
+	}
+	return s.wrap(ctx, "revoke refresh tokens", err)
+}
+
+// DeleteExpiredRefreshTokens removes tokens expired before `before`.
+func (s *Store) DeleteExpiredRefreshTokens(ctx context.Context, before time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM refresh_tokens WHERE expires_at < $1`, before)
+	if err != nil {
+		return 0, s.wrap(ctx, "delete expired refresh tokens", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// EnsureSecret returns the secret under name, storing candidate if none is.
+// Two statements, each its own transaction: after an INSERT that found a
+// row (or lost a race and waited for the winner's commit), the SELECT's
+// fresh snapshot sees the committed value.
+func (s *Store) EnsureSecret(ctx context.Context, name string, candidate []byte) ([]byte, error) {
+	if len(candidate) == 0 {
+		return nil, errors.New("postgres ensure secret: empty candidate")
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+		name, candidate); err != nil {
+		return nil, s.wrap(ctx, "secret "+name, err)
+	}
+	var got []byte
+	err := s.pool.QueryRow(ctx, `SELECT value FROM server_secrets WHERE name = $1`, name).Scan(&got)
+	return got, s.wrap(ctx, "secret "+name, err)
+}
