@@ -56,14 +56,20 @@ func TestStallAccuracy(t *testing.T) {
 		t.Fatalf("iterations = %v, want 1000", n)
 	}
 	irt, dur := m[MetricIterResponse].Values, m[MetricHTTPReqDuration].Values
-	t.Logf("iteration_response_time p90 %.0f p95 %.0f p99 %.0f ms; http_req_duration p99 %.1f max %.0f ms",
-		irt["p(90)"], irt["p(95)"], irt["p(99)"], dur["p(99)"], dur["max"])
+	t.Logf("iteration_response_time p90 %.0f p95 %.0f p99 %.0f ms; http_req_duration med %.2f p99 %.1f max %.0f ms",
+		irt["p(90)"], irt["p(95)"], irt["p(99)"], dur["med"], dur["p(99)"], dur["max"])
+	// The theory assumes the backlog left by a stall drains at once. With
+	// 2 VUs it takes (100 iterations / 2 VUs) × the request time (its p90
+	// here, to be safe), which a loaded machine stretches: allow for it
+	// above, not below.
+	drain := 50 * dur["p(90)"]
 	for _, c := range []struct {
 		stat      string
 		want, tol float64
 	}{{"p(90)", 500, 200}, {"p(95)", 750, 200}, {"p(99)", 950, 200}} {
-		if got := irt[c.stat]; got < c.want-c.tol || got > c.want+c.tol {
-			t.Errorf("iteration_response_time %s = %.0f ms, queueing theory says %.0f ± %.0f", c.stat, got, c.want, c.tol)
+		if got := irt[c.stat]; got < c.want-c.tol || got > c.want+c.tol+drain {
+			t.Errorf("iteration_response_time %s = %.0f ms, queueing theory says %.0f, −%.0f/+%.0f (+%.0f ms to drain the backlog at a p90 request time of %.1f ms)",
+				c.stat, got, c.want, c.tol, c.tol+drain, drain, dur["p(90)"])
 		}
 	}
 	if dur["p(99)"] > 100 {
