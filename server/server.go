@@ -46,6 +46,9 @@ type Deps struct {
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
 	RateLimit float64 // per client identity per second; 0 off
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client (nil: none, the peer is the client).
+	TrustedProxies *TrustedProxies
 	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024).
 	AsyncWorkers, AsyncQueue int
 	Version                  string
@@ -136,6 +139,9 @@ func New(d Deps) (*Server, error) {
 	mux := rt.build()
 
 	s.api = requestID(d.Logger, recoverer(s.metrics.instrument(bodyLimit(mux))))
+	if d.TrustedProxies != nil {
+		s.api = d.TrustedProxies.wrap(s.api)
+	}
 	s.admin = s.adminHandler()
 	return s, nil
 }

@@ -47,6 +47,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret for access and refresh tokens (random at start when empty)")
 	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", d.BcryptCost, "bcrypt cost of password hashes (4..31; each +1 doubles login CPU)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", d.RateLimit, "requests per second per client (user, API key, or IP); 0 turns it off")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "", "reverse proxies (addresses, CIDR ranges, comma-separated) whose X-Forwarded-For names the client; empty: none")
 	durationVar(fs, &cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown: time to drain in-flight requests")
 	fs.IntVar(&cfg.AsyncWorkers, "async-workers", d.AsyncWorkers, "workers processing ?async=true signals")
 	fs.IntVar(&cfg.AsyncQueue, "async-queue", d.AsyncQueue, "async signals queued before 503 queue_full")

@@ -215,6 +215,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		return nil, err
 	}
 
+	trusted, err := server.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	var redisHealth func(context.Context) error
 	if a.Redis != nil {
 		redisHealth = a.Redis.Healthy
@@ -224,7 +228,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		Costs: ledger.Snapshot, Breakers: a.Guard.BreakerStates, RedisHealth: redisHealth,
 		Signals:  signalRecords{a.signalRecords},
 		Search:   searchCache{layered},
-		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit,
+		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit, TrustedProxies: trusted,
 		AsyncWorkers: cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, Version: cfg.Version,
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
+	"github.com/hal9-lab/hal9-lab/server"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
@@ -37,6 +38,7 @@ type Config struct {
 	JWTSecret       string  // empty: random at start (tokens die with the process)
 	BcryptCost      int     // password hashing cost (10)
 	RateLimit       float64 // requests per second per client identity; 0 off
+	TrustedProxies  string  // proxies whose X-Forwarded-For names the client: "127.0.0.1/32,10.0.0.0/8"
 	ShutdownTimeout time.Duration
 	AsyncWorkers    int // workers for ?async=true signals
 	AsyncQueue      int // queued async signals before 503 queue_full
@@ -149,6 +151,9 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimit < 0 {
 		add("--rate-limit %g: must be 0 (off) or a positive number of requests per second", c.RateLimit)
+	}
+	if _, err := server.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		add("--trusted-proxies %q: %v", c.TrustedProxies, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("--shutdown-timeout %s: must be positive, e.g. 60s", c.ShutdownTimeout)
