@@ -40,9 +40,9 @@ func LegKey(backend, role string) string {
 type leg struct {
 	s       *Session
 	spec    LegSpec
-	key     string     // LegKey: names its profiles and logs
-	out     report.Leg // what the report gets
-	backing *Backing   // the run's own database (and Redis logical DB)
+	key     string      // LegKey: names its profiles and logs
+	out     report.Leg  // what the report gets
+	backing *Backing    // the run's own database (and Redis logical DB)
 	dataDir string      // the server's --data-dir (and the SQLite file)
 	srv     *ReplicaSet // the servers running now (one, or replicas behind HAProxy); nil between starts
 	limit   float64     // srv's --rate-limit

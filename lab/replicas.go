@@ -43,8 +43,12 @@ type Replica struct {
 }
 
 // URL is the replica's API base URL, AdminURL its admin listener's.
-func (r *Replica) URL() string      { return "http://" + r.Addr() }
-func (r *Replica) AdminURL() string { r.mu.Lock(); defer r.mu.Unlock(); return "http://" + r.opts.AdminAddr }
+func (r *Replica) URL() string { return "http://" + r.Addr() }
+func (r *Replica) AdminURL() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return "http://" + r.opts.AdminAddr
+}
 
 // Addr is the API listener's host:port.
 func (r *Replica) Addr() string { r.mu.Lock(); defer r.mu.Unlock(); return r.opts.Addr }

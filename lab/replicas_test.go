@@ -22,12 +22,12 @@ func TestPoolPerReplica(t *testing.T) {
 		want             int
 		wantErr          string
 	}{
-		{max: 100, reserved: 8, n: 1, want: 92},        // a stock server: one server's default 100 does not fit
-		{max: 200, reserved: 8, n: 1, want: 100},       // the lab's own: the default, capped
-		{max: 100, reserved: 8, n: 3, want: 30},        // three replicas on a stock server
-		{max: 200, reserved: 8, n: 3, want: 64},        // three on the lab's own
-		{max: 100, reserved: 8, n: 30, want: 3},        // seed 000's 30 pods on a stock server
-		{max: 100, reserved: 8, n: 46, want: 2},        // the smallest pool
+		{max: 100, reserved: 8, n: 1, want: 92},  // a stock server: one server's default 100 does not fit
+		{max: 200, reserved: 8, n: 1, want: 100}, // the lab's own: the default, capped
+		{max: 100, reserved: 8, n: 3, want: 30},  // three replicas on a stock server
+		{max: 200, reserved: 8, n: 3, want: 64},  // three on the lab's own
+		{max: 100, reserved: 8, n: 30, want: 3},  // seed 000's 30 pods on a stock server
+		{max: 100, reserved: 8, n: 46, want: 2},  // the smallest pool
 		{max: 100, reserved: 8, n: 47, wantErr: "fewer than 2 for each of 47 replicas"},
 		{max: 10, reserved: 13, n: 1, wantErr: "leaves 0 connections after 13 reserved"},
 	} {

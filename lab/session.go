@@ -74,7 +74,7 @@ type Session struct {
 	MetricsAddr string
 	servers     []*http.Server
 	prom        *prom.Server
-	adminAddr   string // fixed admin address when Prometheus scrapes the server
+	adminAddr   string   // fixed admin address when Prometheus scrapes the server
 	adminAddrs  []string // with replicas: each one's (adminAddr is the first)
 	lbMetrics   string   // with replicas: HAProxy's exporter address Prometheus scrapes
 	plans       []scenarioPlan
