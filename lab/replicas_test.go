@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -129,6 +130,14 @@ func (sl *signalLedger) iteration(ctx context.Context, it *load.Iter) error {
 func TestReplicaKilledUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts PostgreSQL, Redis, three servers and HAProxy")
+	}
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
+			if requireInfra() {
+				t.Fatal("HAL9_REQUIRE_INFRA=1 but no haproxy (apt-get install haproxy)")
+			}
+			t.Skip("no haproxy (apt-get install haproxy)")
+		}
 	}
 	bin := serverBin(t)
 	r := root(t)
