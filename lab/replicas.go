@@ -36,10 +36,11 @@ type Replica struct {
 	Index int
 	Name  string // r0, r1, …: HAProxy's name for it
 
-	mu       sync.Mutex
-	opts     ServerOptions // Addr and AdminAddr fixed after the first start
-	srv      *Server
-	restarts int
+	restartMu sync.Mutex // one Restart at a time
+	mu        sync.Mutex
+	opts      ServerOptions // Addr and AdminAddr fixed after the first start
+	srv       *Server
+	restarts  int
 }
 
 // URL is the replica's API base URL, AdminURL its admin listener's.
@@ -80,11 +81,15 @@ func (r *Replica) Signal(sig syscall.Signal) error {
 
 // Restart starts the replica again on the same addresses and waits until
 // it is ready. A replica still running (e.g. draining after SIGTERM) is
-// waited for first, up to its drain time plus 5 s, then killed.
+// waited for first, up to its drain time plus 5 s, then killed. The other
+// methods keep answering meanwhile (about the old process until the new
+// one has started).
 func (r *Replica) Restart(ctx context.Context) error {
+	r.restartMu.Lock()
+	defer r.restartMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	old := r.srv
+	old, opts, n := r.srv, r.opts, r.restarts+1
+	r.mu.Unlock()
 	select {
 	case <-old.done:
 	case <-time.After(old.opts.Shutdown + 5*time.Second):
@@ -93,16 +98,16 @@ func (r *Replica) Restart(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	opts := r.opts
 	if opts.LogPath != "" {
-		opts.LogPath = strings.TrimSuffix(opts.LogPath, ".log") + fmt.Sprintf("-restart%d.log", r.restarts+1)
+		opts.LogPath = strings.TrimSuffix(opts.LogPath, ".log") + fmt.Sprintf("-restart%d.log", n)
 	}
 	srv, err := StartServer(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("restart replica %s: %w", r.Name, err)
 	}
-	r.srv = srv
-	r.restarts++
+	r.mu.Lock()
+	r.srv, r.restarts = srv, n
+	r.mu.Unlock()
 	if err := srv.WaitReady(ctx, 60*time.Second); err != nil {
 		srv.Kill()
 		return fmt.Errorf("restart replica %s: %w", r.Name, err)

@@ -293,22 +293,25 @@ func checkHAProxyConfig(ctx context.Context, bin, cfg, dir string) error {
 	return nil
 }
 
-// findHAProxy returns bin when given, else haproxy from PATH or /usr/sbin
-// (Debian installs it there, off a normal user's PATH).
-func findHAProxy(bin string) (string, error) {
+// findHAProxy returns bin when given, else haproxy from PATH or /usr/sbin.
+func findHAProxy(bin string) (string, error) { return findSbin("haproxy", bin, haproxyInstallHint) }
+
+// findSbin returns bin when given (checked), else name from PATH or from
+// /usr/sbin, where Debian installs daemons off a normal user's PATH.
+func findSbin(name, bin, hint string) (string, error) {
 	if bin != "" {
 		if !isExecutable(bin) {
-			return "", fmt.Errorf("haproxy binary: %s is not an executable file; %s", bin, haproxyInstallHint)
+			return "", fmt.Errorf("%s binary: %s is not an executable file; %s", name, bin, hint)
 		}
 		return bin, nil
 	}
-	if p, err := exec.LookPath("haproxy"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	if isExecutable("/usr/sbin/haproxy") {
-		return "/usr/sbin/haproxy", nil
+	if sbin := "/usr/sbin/" + name; isExecutable(sbin) {
+		return sbin, nil
 	}
-	return "", fmt.Errorf("haproxy binary: not found on PATH nor at /usr/sbin/haproxy; %s", haproxyInstallHint)
+	return "", fmt.Errorf("%s binary: not found on PATH nor at /usr/sbin/%s; %s", name, name, hint)
 }
 
 // getOK is one GET that must answer 200.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -162,20 +161,7 @@ func ThroughPgBouncer(dbURL, bouncerURL string) (string, error) {
 	return u.String(), nil
 }
 
-// findPgBouncer returns bin when given, else pgbouncer from PATH or
-// /usr/sbin (Debian's place for it).
+// findPgBouncer returns bin when given, else pgbouncer from PATH or /usr/sbin.
 func findPgBouncer(bin string) (string, error) {
-	if bin != "" {
-		if !isExecutable(bin) {
-			return "", fmt.Errorf("pgbouncer binary: %s is not an executable file; %s", bin, pgbouncerInstallHint)
-		}
-		return bin, nil
-	}
-	if p, err := exec.LookPath("pgbouncer"); err == nil {
-		return p, nil
-	}
-	if isExecutable("/usr/sbin/pgbouncer") {
-		return "/usr/sbin/pgbouncer", nil
-	}
-	return "", fmt.Errorf("pgbouncer binary: not found on PATH nor at /usr/sbin/pgbouncer; %s", pgbouncerInstallHint)
+	return findSbin("pgbouncer", bin, pgbouncerInstallHint)
 }
