@@ -118,8 +118,13 @@ func (r *Replica) Restart(ctx context.Context) error {
 // Stop sends SIGTERM and waits for the exit (Server.Stop).
 func (r *Replica) Stop() (code int, took time.Duration, err error) { return r.Server().Stop() }
 
-// Kill SIGKILLs the replica's process group.
-func (r *Replica) Kill() { r.Server().Kill() }
+// Kill SIGKILLs the replica's process group (not once it has exited and
+// been reaped: its group id may belong to another process by then).
+func (r *Replica) Kill() {
+	if srv := r.Server(); !srv.Exited() {
+		srv.Kill()
+	}
+}
 
 // ReplicaSet is a leg's servers and, with more than one, the HAProxy in
 // front of them.
