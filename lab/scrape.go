@@ -143,8 +143,23 @@ func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
 }
 
 // Delta is after − before of Sum; a counter reset (server restart) gives
-// after's value.
+// after's value. On scrapes of several replicas (ReplicaSet.Scrape) it is
+// taken per replica and added up, so one restarted replica resets only
+// its own share.
 func Delta(before, after *Scrape, name string, match map[string]string) float64 {
+	if _, one := match["replica"]; !one {
+		if reps := after.SumBy(name, "replica", nil); len(reps) > 1 {
+			var sum float64
+			for r := range reps {
+				m := map[string]string{"replica": r}
+				for k, v := range match {
+					m[k] = v
+				}
+				sum += Delta(before, after, name, m)
+			}
+			return sum
+		}
+	}
 	a, b := after.Sum(name, match), before.Sum(name, match)
 	if a < b {
 		return a
