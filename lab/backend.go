@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 type Backend struct {
 	Name string
 	env  *infra.Env // nil for SQLite
+	pg   pgBudget   // PostgreSQL's connection budget and PgBouncer (pgconns.go)
 }
 
 // Infra says how the backend's servers were had: lab/infra's mode, or
@@ -40,6 +42,9 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 	var err error
 	if needPG || needRedis {
 		b.env, err = infra.Start(ctx, infra.Options{Postgres: needPG, Redis: needRedis, Mode: infra.Mode(s.opts.Infra), Logger: s.log})
+	}
+	if err == nil && needPG {
+		err = s.connectionBudget(ctx, b)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -93,7 +98,11 @@ func (b *Backend) Stop(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	return b.env.Stop(ctx)
+	var err error
+	if b.pg.bouncer != nil {
+		err = b.pg.bouncer.Close(ctx)
+	}
+	return errors.Join(err, b.env.Stop(ctx))
 }
 
 func orAuto(m string) string {

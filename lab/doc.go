@@ -25,6 +25,13 @@
 //     limit, none below) and its report scenario.
 //   - server.go: building and running `hal9 serve` as a subprocess in its
 //     own process group; its peak RSS and CPU from /proc.
+//   - replicas.go: a leg's servers as a ReplicaSet: one, or N replicas on
+//     fixed addresses behind HAProxy (lab/infra), each addressable
+//     (Signal, Restart, Stop, Kill) by faults; their merged /metrics, the
+//     pool sizes that fit max_connections, per-replica and HAProxy numbers.
+//     profile_replicas.go: the profile's replicas, haproxy, pgbouncer keys.
+//   - pgconns.go: a PostgreSQL backend's connection budget (max_connections,
+//     PgBouncer in front with --pgbouncer) and the pg_stat_activity sampler.
 //   - finish.go: the end of a session: Prometheus query checks, merged
 //     profiles and their top functions (against the baseline's), the report
 //     files.

@@ -40,12 +40,13 @@ func LegKey(backend, role string) string {
 type leg struct {
 	s       *Session
 	spec    LegSpec
-	key     string     // LegKey: names its profiles and logs
-	out     report.Leg // what the report gets
-	backing *Backing   // the run's own database (and Redis logical DB)
-	dataDir string     // the server's --data-dir (and the SQLite file)
-	srv     *Server    // the server running now; nil between servers
-	limit   float64    // srv's --rate-limit
+	key     string      // LegKey: names its profiles and logs
+	out     report.Leg  // what the report gets
+	backing *Backing    // the run's own database (and Redis logical DB)
+	dataDir string      // the server's --data-dir (and the SQLite file)
+	srv     *ReplicaSet // the servers running now (one, or replicas behind HAProxy); nil between starts
+	limit   float64     // srv's --rate-limit
+	secret  string      // the leg's --jwt-secret, shared by its replicas and restarts
 }
 
 // RunLeg runs one leg: a fresh database, the server, warm-up, every
@@ -54,7 +55,7 @@ type leg struct {
 // leg.Error. A cancelled ctx stops it early (Ctrl-C).
 func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	b := spec.Backend
-	l := &leg{s: s, spec: spec, key: LegKey(b.Name, spec.Role), backing: &Backing{}, limit: -1,
+	l := &leg{s: s, spec: spec, key: LegKey(b.Name, spec.Role), backing: &Backing{}, limit: -1, secret: randomSecret(),
 		out: report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.Infra(), Redis: b.Name == PostgresRedis}}
 	s.prog.setLeg(l.label())
 	defer l.dropDatabase(ctx)
@@ -77,7 +78,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	}
 	// Server totals come from the scenario diffs; peak RSS from /proc.
 	if l.srv != nil {
-		if rss, _, ok := ProcStats(l.srv.PID()); ok && rss > l.out.Server.PeakRSSBytes {
+		if rss, _, ok := l.srv.ProcStats(); ok && rss > l.out.Server.PeakRSSBytes {
 			l.out.Server.PeakRSSBytes = rss
 		}
 	}
@@ -181,8 +182,9 @@ func (l *leg) rateLimitCheck(ctx context.Context, rc RateLimitCheck) {
 		return
 	}
 	var sc report.Scenario
-	_ = l.step(fmt.Sprintf("rate-limit check: %.0f then %.0f req/s against --rate-limit %.0f", rc.Below*rc.Limit, rc.Above*rc.Limit, rc.Limit), func() error {
-		sc = l.s.rateLimitScenario(ctx, l.srv, rc)
+	n := float64(l.srv.Len()) // round robin over n limiters: n × the limit gets through
+	_ = l.step(fmt.Sprintf("rate-limit check: %.0f then %.0f req/s against --rate-limit %.0f%s", rc.Below*rc.Limit*n, rc.Above*rc.Limit*n, rc.Limit, limitersText(l.srv.Len())), func() error {
+		sc = l.s.rateLimitScenario(ctx, l.srv.URL(), l.srv.Len(), rc)
 		if sc.Error != "" {
 			return errors.New(sc.Error)
 		}
@@ -191,8 +193,9 @@ func (l *leg) rateLimitCheck(ctx context.Context, rc RateLimitCheck) {
 	l.out.Scenarios = append(l.out.Scenarios, sc)
 }
 
-// startServer starts the leg's server with --rate-limit limit (0: off) on
-// the run's database and waits until it is ready.
+// startServer starts the leg's servers (one, or replicas behind HAProxy:
+// replicas.go) with --rate-limit limit (0: off) on the run's database and
+// waits until they are ready.
 func (l *leg) startServer(ctx context.Context, limit float64) error {
 	s := l.s
 	env := map[string]string{} // the profile's, then the session's, then the leg's
@@ -202,18 +205,23 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: l.backing.DatabaseURL, RedisURL: l.backing.RedisURL, RateLimit: limit,
 		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
 		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
-	s.recv.SetLeg(l.key)
-	srv, err := StartServer(ctx, opts)
+	plan, err := l.replicaPlan(&opts)
 	if err != nil {
 		return err
 	}
-	l.srv, l.limit = srv, limit
-	if err := srv.WaitReady(ctx, 60*time.Second); err != nil {
-		srv.Kill()
-		l.srv = nil
+	s.recv.SetLeg(l.key)
+	rs, err := startReplicaSet(ctx, opts, plan, s.prog.step)
+	if err != nil {
 		return err
 	}
-	s.prog.step("server ready: API %s, admin %s (rate limit %s)", srv.URL(), srv.AdminURL(), limitString(limit))
+	l.srv, l.limit = rs, limit
+	if rs.Len() == 1 {
+		r, _ := rs.Replica(0)
+		s.prog.step("server ready: API %s, admin %s (rate limit %s)", r.URL(), r.AdminURL(), limitString(limit))
+	} else {
+		l.noteBalancer(rs)
+		s.prog.step("%d replicas ready behind %s (rate limit %s each)", rs.Len(), rs.URL(), limitString(limit))
+	}
 	return nil
 }
 

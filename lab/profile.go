@@ -72,6 +72,8 @@ type Profile struct {
 	Gate GateDefaults `yaml:"gate"`
 	// Env is passed to the server on top of the lab's own environment.
 	Env map[string]string `yaml:"env"`
+	// ReplicaSettings: replicas, haproxy, pgbouncer (profile_replicas.go).
+	ReplicaSettings `yaml:",inline"`
 
 	file string
 }
@@ -227,6 +229,9 @@ func (p *Profile) validate(root string) error {
 				return fmt.Errorf("ratelimit.backends: %w", err)
 			}
 		}
+	}
+	if err := p.ReplicaSettings.validate(); err != nil {
+		return err
 	}
 	if p.Gate.Runs < 0 {
 		return errors.New("gate.runs must not be negative")

@@ -65,7 +65,9 @@ func (rl *rateLimitCounter) iteration(ctx context.Context, it *load.Iter) error 
 
 // RateLimitResult is the verdict of the rate-limit check.
 type RateLimitResult struct {
-	Limit     float64 `json:"limit"`
+	Limit     float64 `json:"limit"` // the client's: Limiters × PerServer
+	PerServer float64 `json:"per_server"`
+	Limiters  int     `json:"limiters"`
 	BelowRate float64 `json:"below_rate"`
 	AboveRate float64 `json:"above_rate"`
 	Below     rlCount `json:"below"`
@@ -90,15 +92,24 @@ func rateLimitPlan(rc RateLimitCheck) *load.Plan {
 		Scenarios: []load.Scenario{mk("below", rc.Below*rc.Limit, 0), mk("above", rc.Above*rc.Limit, d+time.Second)}}
 }
 
-// runRateLimitCheck drives target (a server started with --rate-limit
-// rc.Limit) and judges the outcome.
-func runRateLimitCheck(ctx context.Context, target string, rc RateLimitCheck, progress io.Writer) (*RateLimitResult, error) {
+// runRateLimitCheck drives target (limiters servers in round robin, each
+// started with --rate-limit rc.Limit) and judges the outcome.
+//
+// The requests of one client spread evenly over the limiters, each with
+// its own bucket of rc.Limit tokens per second (burst rc.Limit), so the
+// client's limit is limiters × rc.Limit: the check sends below and above
+// that, and while above, in d seconds it expects between 0.8 × N × L and
+// 1.25 × (N × L + N × L / d) requests per second through (N limiters of L
+// per second, each bucket full at the start).
+func runRateLimitCheck(ctx context.Context, target string, limiters int, rc RateLimitCheck, progress io.Writer) (*RateLimitResult, error) {
+	perServer := rc.Limit
+	rc.Limit *= float64(max(limiters, 1))
 	rl := newRateLimitCounter()
 	res, err := load.Run(ctx, rateLimitPlan(rc), load.Options{Target: target, Workload: load.IterationFunc(rl.iteration), Progress: progress, RunID: "ratelimit-" + randomSuffix()})
 	if err != nil {
 		return nil, fmt.Errorf("rate-limit check: %w", err)
 	}
-	out := &RateLimitResult{Limit: rc.Limit, BelowRate: rc.Below * rc.Limit, AboveRate: rc.Above * rc.Limit, LoadResult: res}
+	out := &RateLimitResult{Limit: rc.Limit, PerServer: perServer, Limiters: max(limiters, 1), BelowRate: rc.Below * rc.Limit, AboveRate: rc.Above * rc.Limit, LoadResult: res}
 	rl.mu.Lock()
 	if c := rl.counts["below"]; c != nil {
 		out.Below = *c
@@ -138,17 +149,17 @@ func runRateLimitCheck(ctx context.Context, target string, rc RateLimitCheck, pr
 
 // rateLimitScenario runs the rate-limit check and reports it as a scenario
 // whose thresholds are the check's conditions.
-func (s *Session) rateLimitScenario(ctx context.Context, srv *Server, rc RateLimitCheck) report.Scenario {
+func (s *Session) rateLimitScenario(ctx context.Context, target string, limiters int, rc RateLimitCheck) report.Scenario {
 	sc := report.Scenario{Name: "ratelimit", File: "(built in: " + s.opts.Profile.Name + " profile's ratelimit)"}
-	r, err := runRateLimitCheck(ctx, srv.URL(), rc, s.opts.Progress)
+	r, err := runRateLimitCheck(ctx, target, limiters, rc, s.opts.Progress)
 	if err != nil {
 		sc.Error = err.Error()
 		return sc
 	}
 	fillFromLoad(&sc, r.LoadResult)
 	sc.Thresholds = []report.Threshold{
-		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %.0f)", r.BelowRate, r.Limit), Expr: fmt.Sprintf("count==0 (got %d of %d)", r.Below.Limited, r.Below.Total), OK: r.Below.Limited == 0},
-		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %.0f)", r.AboveRate, r.Limit), Expr: fmt.Sprintf("count>0 (got %d of %d)", r.Above.Limited, r.Above.Total), OK: r.Above.Limited > 0},
+		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %s)", r.BelowRate, r.limitText()), Expr: fmt.Sprintf("count==0 (got %d of %d)", r.Below.Limited, r.Below.Total), OK: r.Below.Limited == 0},
+		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %s)", r.AboveRate, r.limitText()), Expr: fmt.Sprintf("count>0 (got %d of %d)", r.Above.Limited, r.Above.Total), OK: r.Above.Limited > 0},
 		{Metric: "429s with Retry-After", Expr: fmt.Sprintf("rate==1 (%d of %d)", r.Above.WithRetryAfter, r.Above.Limited), OK: r.Above.WithRetryAfter == r.Above.Limited},
 		{Metric: "accepted rate while above the limit", Expr: fmt.Sprintf("about %.0f/s (got %.1f/s)", r.Limit, r.AcceptedRate), OK: len(r.Problems) == 0 || !slices.ContainsFunc(r.Problems, func(p string) bool { return strings.Contains(p, "got through") })},
 	}
@@ -159,4 +170,13 @@ func (s *Session) rateLimitScenario(ctx context.Context, srv *Server, rc RateLim
 	sc.Metrics.Status429 = float64(r.Below.Limited + r.Above.Limited)
 	sc.Metrics.ErrorRate = 0 // 429s are the point here, not errors
 	return sc
+}
+
+// limitText is the client's limit, with its product when several servers
+// share it: "60 = 3 replicas × 20".
+func (r *RateLimitResult) limitText() string {
+	if r.Limiters <= 1 {
+		return fmt.Sprintf("%.0f", r.Limit)
+	}
+	return fmt.Sprintf("%.0f = %d replicas × %g", r.Limit, r.Limiters, r.PerServer)
 }

@@ -43,13 +43,18 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 		sc.Name = strings.TrimSuffix(filepath.Base(sp.file), filepath.Ext(sp.file))
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	metricsURL := srv.AdminURL() + "/metrics"
-	before, err := ScrapeMetrics(ctx, client, metricsURL)
+	scrape := func(ctx context.Context) (*Scrape, error) { return srv.Scrape(ctx, client) }
+	before, err := scrape(ctx)
 	if err != nil {
 		sc.Error = err.Error()
 		return sc
 	}
-	_, cpu0, _ := ProcStats(srv.PID())
+	_, cpu0, _ := srv.ProcStats()
+	lbBefore := l.scrapeBalancer(ctx, client)
+	if l.out.Connections != nil {
+		sampler := startConnSampler(ctx, l.spec.Backend.env.PostgresURL, l.backing.DatabaseURL, l.out.Connections)
+		defer sampler.Stop()
+	}
 	w, err := workload.New(sp.plan.Workload)
 	if err != nil {
 		sc.Error = err.Error()
@@ -62,7 +67,7 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 	seriesWG.Add(1)
 	go func() {
 		defer seriesWG.Done()
-		scrapeSeries(ctx, client, metricsURL, before, srv.PID(), &sc.Server.Series, stopSeries)
+		scrapeSeries(ctx, scrape, before, func() float64 { rss, _, _ := srv.ProcStats(); return rss }, &sc.Server.Series, stopSeries)
 	}()
 	var res *load.Result
 	err = l.step(fmt.Sprintf("load: %s (scale %.3g)", sc.Name, sp.scale), func() error {
@@ -77,13 +82,15 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 		sc.Error = err.Error()
 		return sc
 	}
-	after, err := ScrapeMetrics(context.WithoutCancel(ctx), client, metricsURL)
+	after, err := scrape(context.WithoutCancel(ctx))
 	if err != nil {
 		sc.Error = err.Error()
 	}
+	lbAfter := l.scrapeBalancer(context.WithoutCancel(ctx), client)
 	fillFromLoad(&sc, res)
 	n := diffServer(before, after)
-	rss, cpu1, procOK := ProcStats(srv.PID())
+	l.addReplicaScenario(before, after, lbBefore, lbAfter, n)
+	rss, cpu1, procOK := srv.ProcStats()
 	fillServer(&sc.Server, n, s.summary.Seed)
 	if procOK {
 		sc.Server.PeakRSSBytes = max(rss, sc.Server.PeakRSSBytes)

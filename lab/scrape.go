@@ -143,8 +143,23 @@ func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
 }
 
 // Delta is after − before of Sum; a counter reset (server restart) gives
-// after's value.
+// after's value. On scrapes of several replicas (ReplicaSet.Scrape) it is
+// taken per replica and added up, so one restarted replica resets only
+// its own share.
 func Delta(before, after *Scrape, name string, match map[string]string) float64 {
+	if _, one := match["replica"]; !one {
+		if reps := after.SumBy(name, "replica", nil); len(reps) > 1 {
+			var sum float64
+			for r := range reps {
+				m := map[string]string{"replica": r}
+				for k, v := range match {
+					m[k] = v
+				}
+				sum += Delta(before, after, name, m)
+			}
+			return sum
+		}
+	}
 	a, b := after.Sum(name, match), before.Sum(name, match)
 	if a < b {
 		return a
@@ -191,7 +206,8 @@ func diffServer(before, after *Scrape) serverNumbers {
 			n.Missing = append(n.Missing, name)
 		}
 	}
-	n.Requests = Delta(before, after, "hal9_http_requests_total", nil)
+	// HAProxy's health checks (GET /readyz) are not the load's requests.
+	n.Requests = Delta(before, after, "hal9_http_requests_total", nil) - Delta(before, after, "hal9_http_requests_total", map[string]string{"route": "/readyz"})
 	n.Status429 = Delta(before, after, "hal9_http_requests_total", map[string]string{"code": "429"})
 	n.ByRoute = map[string]float64{}
 	for r, v := range after.SumBy("hal9_http_requests_total", "route", nil) {
@@ -311,8 +327,9 @@ func finishServer(sv *report.Server, seed report.Seed) {
 
 // scrapeSeries appends one ServerPoint per second until stop: the cache
 // hit rate of that second (-1 when it had no lookup), and cost, RSS and
-// CPU since base.
-func scrapeSeries(ctx context.Context, client *http.Client, url string, base *Scrape, pid int, out *[]report.ServerPoint, stop <-chan struct{}) {
+// CPU since base. scrape reads the servers' /metrics; procRSS is their RSS
+// from /proc, for servers that do not export it.
+func scrapeSeries(ctx context.Context, scrape func(context.Context) (*Scrape, error), base *Scrape, procRSS func() float64, out *[]report.ServerPoint, stop <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	prev := base
@@ -324,7 +341,7 @@ func scrapeSeries(ctx context.Context, client *http.Client, url string, base *Sc
 			return
 		case <-t.C:
 		}
-		cur, err := ScrapeMetrics(ctx, client, url)
+		cur, err := scrape(ctx)
 		if err != nil {
 			continue
 		}
@@ -334,7 +351,7 @@ func scrapeSeries(ctx context.Context, client *http.Client, url string, base *Sc
 			p.CacheHitRate = rate(step.CacheHits, step.CacheLookups)
 		}
 		if p.RSSBytes == 0 {
-			p.RSSBytes, _, _ = ProcStats(pid)
+			p.RSSBytes = procRSS()
 		}
 		*out = append(*out, p)
 		prev = cur

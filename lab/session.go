@@ -42,6 +42,11 @@ type Options struct {
 	Scale float64
 	// Repetitions overrides the profile's (0: the profile's).
 	Repetitions int
+	// Replicas overrides the profile's replicas (0: the profile's);
+	// PgBouncer true puts PgBouncer in front of PostgreSQL (false: the
+	// profile's pgbouncer). See replicas.go.
+	Replicas  int
+	PgBouncer bool
 	// ServerEnv is added to every server's environment.
 	ServerEnv map[string]string
 	// BaselineDir holds baseline files and profiles (reports/baselines).
@@ -69,7 +74,9 @@ type Session struct {
 	MetricsAddr string
 	servers     []*http.Server
 	prom        *prom.Server
-	adminAddr   string // fixed admin address when Prometheus scrapes the server
+	adminAddr   string   // fixed admin address when Prometheus scrapes the server
+	adminAddrs  []string // with replicas: each one's (adminAddr is the first)
+	lbMetrics   string   // with replicas: HAProxy's exporter address Prometheus scrapes
 	plans       []scenarioPlan
 	summary     *report.RunSummary
 	mu          sync.Mutex
@@ -104,6 +111,13 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 	if opts.Repetitions == 0 {
 		opts.Repetitions = opts.Profile.Repetitions
 	}
+	if opts.Replicas == 0 {
+		opts.Replicas = opts.Profile.Replicas
+	}
+	if opts.Replicas < 0 || opts.Replicas > MaxReplicas {
+		return nil, fmt.Errorf("lab: %d replicas: want 1..%d", opts.Replicas, MaxReplicas)
+	}
+	opts.PgBouncer = opts.PgBouncer || opts.Profile.PgBouncer
 	if opts.OutDir == "" {
 		return nil, errors.New("lab: no output directory")
 	}
@@ -151,13 +165,13 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 	}
 	s.prog.step("profiles to %s, lab metrics on http://%s/metrics", s.recvURL, s.MetricsAddr)
 	if opts.Prometheus {
-		if s.adminAddr, err = freeAddr(); err != nil {
+		targets, err := s.promTargets()
+		if err != nil {
 			s.Close()
 			return nil, err
 		}
 		rules, _ := filepath.Glob(filepath.Join(opts.Root, "alerts", "*.rules.yml"))
-		s.prom, err = prom.Start(ctx, prom.Options{Targets: []prom.Target{{Job: "hal9", Addr: s.adminAddr}, {Job: "hal9lab", Addr: s.MetricsAddr}},
-			RuleFiles: rules, Logger: opts.Logger})
+		s.prom, err = prom.Start(ctx, prom.Options{Targets: targets, RuleFiles: rules, Logger: opts.Logger})
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("--prometheus: %w", err)

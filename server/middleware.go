@@ -272,15 +272,14 @@ func bodyLimit(next http.Handler) http.Handler {
 	})
 }
 
-// clientIP is the remote address without the port. X-Forwarded-For is not
-// trusted: the server is meant to be reached directly or through a proxy
-// that rate-limits by itself.
+// clientIP is the client's address: the remote address without the port,
+// or, when the request came through one of --trusted-proxies, the address
+// X-Forwarded-For names (trustedproxy.go). Every per-address limit keys on it.
 func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	if ip, ok := forwardedClient(r.Context()); ok {
+		return ip
 	}
-	return host
+	return remoteHost(r.RemoteAddr)
 }
 
 // limit applies the per-client rate limit: the principal when the route

@@ -47,6 +47,9 @@ type Deps struct {
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
 	RateLimit float64 // per client identity per second; 0 off
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client (nil: none, the peer is the client).
+	TrustedProxies *TrustedProxies
 	// Credentials counts the credential routes' limits (nil: in memory);
 	// server/app gives it a Redis backend when the server has Redis.
 	Credentials      *limits.Limiter
@@ -162,6 +165,9 @@ func New(d Deps) (*Server, error) {
 	mux := rt.build()
 
 	s.api = requestID(d.Logger, recoverer(s.metrics.instrument(bodyDeadline(d.BodyReadTimeout, bodyLimit(mux)))))
+	if d.TrustedProxies != nil {
+		s.api = d.TrustedProxies.wrap(s.api)
+	}
 	s.admin = s.adminHandler()
 	return s, nil
 }

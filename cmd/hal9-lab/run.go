@@ -44,6 +44,8 @@ type labFlags struct {
 	scale      float64
 	pyroscope  string
 	verbose    bool
+	replicas   int
+	pgbouncer  bool
 }
 
 func (f *labFlags) register(fs *flag.FlagSet, defProfile string) {
@@ -58,6 +60,8 @@ func (f *labFlags) register(fs *flag.FlagSet, defProfile string) {
 	fs.Float64Var(&f.scale, "scale", 1, "multiply the profile's durations and user counts (quick tries: 0.2)")
 	fs.StringVar(&f.pyroscope, "pyroscope-url", "", "send the servers' profiles to this Pyroscope instead of the lab's own receiver")
 	fs.BoolVar(&f.verbose, "v", false, "log the lab's debug messages to stderr")
+	fs.IntVar(&f.replicas, "replicas", 0, fmt.Sprintf("servers per PostgreSQL leg, on one database and one Redis, behind HAProxy (1..%d; default: the profile's replicas, else 1)", lab.MaxReplicas))
+	fs.BoolVar(&f.pgbouncer, "pgbouncer", false, "put PgBouncer (transaction pooling) between the servers and PostgreSQL (default: the profile's pgbouncer)")
 }
 
 // options validates the flags and builds lab.Options.
@@ -72,6 +76,9 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 	default:
 		return o, fmt.Errorf("--infra %q: use auto, external, testcontainers or process", f.infra)
 	}
+	if f.replicas < 0 || f.replicas > lab.MaxReplicas {
+		return o, fmt.Errorf("--replicas %d: want 1..%d servers per leg", f.replicas, lab.MaxReplicas)
+	}
 	if f.scale <= 0 || f.scale > 100 {
 		return o, fmt.Errorf("--scale %v: want a positive factor (e.g. 0.2 for a quick try)", f.scale)
 	}
@@ -80,7 +87,8 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 		return o, fmt.Errorf("--profile: %w", err)
 	}
 	o = lab.Options{Root: root, Profile: p, Infra: f.infra, RequireAll: f.requireAll, Prometheus: f.prometheus,
-		Scale: f.scale, Command: command, BaselineDir: filepath.Join(root, "reports", "baselines"), Progress: os.Stderr}
+		Scale: f.scale, Command: command, BaselineDir: filepath.Join(root, "reports", "baselines"), Progress: os.Stderr,
+		Replicas: f.replicas, PgBouncer: f.pgbouncer}
 	if o.Infra == "auto" {
 		o.Infra = ""
 	}

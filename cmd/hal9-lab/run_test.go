@@ -29,6 +29,7 @@ func TestLabFlagErrors(t *testing.T) {
 		{"run missing binary", runRun, []string{"--hal9-bin", "/nonexistent/hal9"}, "--hal9-bin"},
 		{"run stray argument", runRun, []string{"smoke"}, `unexpected argument "smoke"`},
 		{"run bad repetitions", runRun, []string{"--repetitions", "-2"}, "--repetitions"},
+		{"run too many replicas", runRun, []string{"--replicas", "17"}, "--replicas 17: want 1..16"},
 		{"run bad pyroscope", runRun, []string{"--pyroscope-url", "pyroscope:4040"}, "--pyroscope-url"},
 		{"run unknown flag", runRun, []string{"--fast"}, "flag provided but not defined"},
 		{"gate bad runs", runGate, []string{"--runs", "-1"}, "--runs"},

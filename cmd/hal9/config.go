@@ -47,6 +47,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret for access and refresh tokens (empty: one kept in the database, shared by every server on it)")
 	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", d.BcryptCost, "bcrypt cost of password hashes (4..31; each +1 doubles login CPU)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", d.RateLimit, "requests per second per client (user, API key, or IP); 0 turns it off")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "", "reverse proxies (addresses, CIDR ranges, comma-separated) whose X-Forwarded-For names the client; empty: none")
 	fs.Float64Var(&cfg.AuthRateLimit, "auth-rate-limit", d.AuthRateLimit, "register, login, refresh and logout requests per second per client address (IPv6 per /64); 0 turns it off (load tests from one machine)")
 	fs.IntVar(&cfg.AuthBurst, "auth-burst", d.AuthBurst, "burst of --auth-rate-limit")
 	fs.IntVar(&cfg.LoginFailuresPerUser, "login-failures-per-user", d.LoginFailuresPerUser, "failed logins per username per --login-failure-window, from any address; 0 turns it off")

@@ -135,6 +135,8 @@ func TestRunCommands(t *testing.T) {
 		{"config invalid", []string{"config", "--llm-error-rate", "2"}, nil, 2, "", "--llm-error-rate (HAL9_LLM_ERROR_RATE) 2: must be within [0, 1]", ""},
 		{"config invalid env", []string{"config"}, map[string]string{"HAL9_LLM_LATENCY_SCALE": "-1"}, 2, "", "HAL9_LLM_LATENCY_SCALE", ""},
 		{"config unknown llm", []string{"config", "--llm", "gpt"}, nil, 2, "", "sim or anthropic", ""},
+		{"config bad trusted proxy", []string{"config"}, map[string]string{"HAL9_TRUSTED_PROXIES": "127.0.0.1/32,proxy.internal"}, 2, "",
+			`--trusted-proxies (HAL9_TRUSTED_PROXIES) "127.0.0.1/32,proxy.internal": "proxy.internal" is not an IP address or CIDR range`, ""},
 		{"migrate", []string{"migrate", "--database-url", db}, nil, 0, "migrations applied", "", ""},
 		{"serve bad url", []string{"serve", "--database-url", "mysql://x"}, nil, 2, "", "unknown scheme", ""},
 	}

@@ -1,7 +1,11 @@
 // Package infra gives the lab a PostgreSQL and a Redis: external servers
 // named by environment variables, containers started with testcontainers-go
 // when a Docker engine answers, or local initdb/postgres and redis-server
-// processes in temporary directories. Everything it starts it stops again:
+// processes in temporary directories. In front of them it starts HAProxy
+// (haproxy.go: round robin over the lab's replicas, health-checked, with its
+// Prometheus exporter; or an external one, HAL9_HAPROXY_URL) and PgBouncer
+// (pgbouncer.go: transaction pooling) as local processes the same way.
+// Everything it starts it stops again:
 // on Stop, when a later start step fails, and (for processes) when this
 // program dies, through Pdeathsig and a small watchdog per process.
 package infra

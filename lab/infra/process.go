@@ -72,7 +72,8 @@ func (o ProcessOptions) stopTimeout() time.Duration {
 	return 10 * time.Second
 }
 
-// Process is one locally started server (PostgreSQL or Redis) living in its
+// Process is one locally started server (PostgreSQL, Redis, HAProxy or
+// PgBouncer) living in its
 // own temporary directory on a fixed loopback port. Stop and Start keep the
 // directory and the port, so a test can take the backend away and bring it
 // back; Close removes everything.
@@ -87,6 +88,7 @@ type Process struct {
 	opts     ProcessOptions
 	log      *slog.Logger
 	command  func(port int) (path string, args []string)
+	makeURL  func(port int) string // nil: postgres:// or redis:// by name
 	ready    func(ctx context.Context, url string) error
 	bindFail func(logTail string) bool
 
@@ -269,6 +271,9 @@ func (p *Process) startOnce(ctx context.Context) (string, error) {
 
 // urlFor builds the URL for a port; set by the constructors.
 func (p *Process) urlFor(port int) string {
+	if p.makeURL != nil {
+		return p.makeURL(port)
+	}
 	if p.name == "postgres" {
 		return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	}

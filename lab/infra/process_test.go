@@ -24,6 +24,10 @@ func needProcess(t *testing.T, kind string) {
 		_, _, err = findPostgres("")
 	case "redis":
 		_, err = findRedis("")
+	case "haproxy":
+		_, err = findHAProxy("")
+	case "pgbouncer":
+		_, err = findPgBouncer("")
 	}
 	if err != nil {
 		if os.Getenv("HAL9_REQUIRE_INFRA") == "1" {

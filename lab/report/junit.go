@@ -70,6 +70,13 @@ func JUnit(s *RunSummary) ([]byte, error) {
 				root.Suites = append(root.Suites, suite)
 			}
 		}
+		if cases := replicaCases(l); len(cases) > 0 {
+			suite := junitSuite{Name: fmt.Sprintf("replicas.%s.run%d", legName(l), l.Run)}
+			for _, c := range cases {
+				suite.add(c)
+			}
+			root.Suites = append(root.Suites, suite)
+		}
 		if l.Server.ExitCode != nil {
 			c := junitCase{Name: "server exits 0 on SIGTERM", Classname: "hal9lab." + l.Name}
 			if *l.Server.ExitCode != 0 {

@@ -62,6 +62,10 @@ type Leg struct {
 	Server    Server     `json:"server"`
 	Steps     []Step     `json:"steps,omitempty"`
 	Error     string     `json:"error,omitempty"`
+	// Replicas: several servers behind HAProxy (replicas.go); Connections:
+	// a PostgreSQL leg's pools against max_connections.
+	Replicas    *Replicas    `json:"replicas,omitempty"`
+	Connections *Connections `json:"connections,omitempty"`
 }
 
 // Step is one orchestration step of a leg, timed.

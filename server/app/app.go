@@ -222,6 +222,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		return nil, err
 	}
 
+	trusted, err := server.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	var redisHealth func(context.Context) error
 	var sharedLimits limits.Backend
 	if a.Redis != nil {
@@ -236,7 +240,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		Costs: ledger.Snapshot, Breakers: a.Guard.BreakerStates, RedisHealth: redisHealth,
 		Signals:  signalRecords{a.signalRecords},
 		Search:   searchCache{layered},
-		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit,
+		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit, TrustedProxies: trusted,
 		Credentials: credentials, CredentialLimits: cfg.credentialLimits(),
 		BodyReadTimeout: cfg.HTTPReadTimeout,
 		AsyncWorkers:    cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,

@@ -39,6 +39,8 @@ type Config struct {
 	JWTSecret  string  // empty: the database's shared secret (created once)
 	BcryptCost int     // password hashing cost (10)
 	RateLimit  float64 // requests per second per client identity; 0 off
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client: "127.0.0.1/32,10.0.0.0/8".
+	TrustedProxies string
 
 	// The credential routes' own limits (register, login, refresh, logout).
 	AuthRateLimit        float64       // requests per second per client address (IPv6 per /64); 0 off
@@ -202,6 +204,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPMaxConns < 0 {
 		add("--http-max-conns %d: must be 0 (unlimited) or a positive number of connections", c.HTTPMaxConns)
+	}
+	if _, err := server.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		add("--trusted-proxies %q: %v", c.TrustedProxies, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("--shutdown-timeout %s: must be positive, e.g. 60s", c.ShutdownTimeout)
