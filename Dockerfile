@@ -4,9 +4,11 @@
 # `make image` stages and builds through the engine API, tagged
 # hal9-lab/hal9:$(VERSION). By hand, after `make image-context`:
 #   docker build -f Dockerfile -t hal9-lab/hal9:dev bin/image
+# The lab's --server container builds it on a context whose bin/ holds
+# the server alone.
 FROM scratch
 COPY etc/ /etc/
-COPY hal9 hal9-lab /usr/local/bin/
+COPY bin/ /usr/local/bin/
 COPY tmp /tmp
 COPY --chown=65532:65532 data /data
 USER 65532:65532

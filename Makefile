@@ -14,8 +14,10 @@ IMAGE ?= hal9-lab/hal9:$(VERSION)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
+# hal9 without cgo: the binary the lab runs as a process is the one its
+# --server container image holds (FROM scratch, no libc).
 build: ## build bin/hal9 and bin/hal9-lab
-	$(GO) build -o $(BIN)/hal9 ./cmd/hal9
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/hal9 ./cmd/hal9
 	$(GO) build -o $(BIN)/hal9-lab ./cmd/hal9-lab
 
 lab: build ## the lab run (PROFILE=smoke, LAB_FLAGS=...): every backend that can be had, a report in reports/runs/
@@ -58,20 +60,15 @@ bench: build ## Go benchmarks (server, cache, store, engine), the engine vs wrk,
 bench-server: build ## wrk and 3,500-user measurements of bin/hal9 (BENCH_FLAGS='--hal9 OLD,bin/hal9 --only sqlite,pg,flood,mix')
 	scripts/bench-server.sh $(BENCH_FLAGS)
 
-image: build image-context ## the server's image $(IMAGE) FROM scratch, built through the Docker engine API
-	$(BIN)/hal9-lab infra images --server --dockerfile Dockerfile --context $(BIN)/image --tag $(IMAGE)
+# The build context (static hal9 and hal9-lab, passwd/group of the
+# unprivileged user hal9 (65532), CA certificates, /data and /tmp) is staged
+# by hal9-lab (lab.StageServerImage), the same code the lab's
+# --server container builds its images with.
+image: build ## the server's image $(IMAGE) FROM scratch, built through the Docker engine API
+	$(BIN)/hal9-lab infra images --server --version $(VERSION) --tag $(IMAGE) --context $(BIN)/image
 
-# The build context of Dockerfile: static binaries, passwd/group of the
-# unprivileged user hal9 (65532), CA certificates, /data and /tmp.
-image-context:
-	rm -rf $(BIN)/image
-	mkdir -p $(BIN)/image/etc/ssl/certs $(BIN)/image/data $(BIN)/image/tmp
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/image/hal9 ./cmd/hal9
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/image/hal9-lab ./cmd/hal9-lab
-	printf 'root:x:0:0:root:/root:/sbin/nologin\nhal9:x:65532:65532:hal9:/data:/sbin/nologin\n' > $(BIN)/image/etc/passwd
-	printf 'root:x:0:\nhal9:x:65532:\n' > $(BIN)/image/etc/group
-	if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(BIN)/image/etc/ssl/certs/; else touch $(BIN)/image/etc/ssl/certs/ca-certificates.crt; fi
-	chmod 1777 $(BIN)/image/tmp
+image-context: build ## stage the image's build context in bin/image (for docker build by hand)
+	$(BIN)/hal9-lab infra images --server --stage-only --version $(VERSION) --context $(BIN)/image
 
 clean:
 	rm -rf $(BIN) data

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra"
@@ -16,6 +17,13 @@ type Backend struct {
 	Name string
 	env  *infra.Env // nil for SQLite
 	pg   pgBudget   // PostgreSQL's connection budget and PgBouncer (pgconns.go)
+	// --server container (servercontainer.go): the session its servers
+	// run in (the env's, or one of its own: ownCtrs), and the profile
+	// receiver on that network.
+	ctrs    *infra.ContainerSession
+	ownCtrs bool
+	recvURL string
+	recvSrv *http.Server
 }
 
 // Infra says how the backend's servers were had: lab/infra's mode, or
@@ -45,6 +53,9 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 	}
 	if err == nil && needPG {
 		err = s.connectionBudget(ctx, b)
+	}
+	if err == nil {
+		err = s.containerBackend(ctx, b)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -93,14 +104,17 @@ func (s *Session) eachBackend(ctx context.Context, legs func(i int, b *Backend))
 
 // Stop stops the backend's infrastructure.
 func (b *Backend) Stop(ctx context.Context) error {
-	if b == nil || b.env == nil {
+	if b == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	var err error
+	err := b.stopContainers(ctx)
+	if b.env == nil {
+		return err
+	}
 	if b.pg.bouncer != nil {
-		err = b.pg.bouncer.Close(ctx)
+		err = errors.Join(err, b.pg.bouncer.Close(ctx))
 	}
 	return errors.Join(err, b.env.Stop(ctx))
 }

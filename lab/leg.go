@@ -40,13 +40,14 @@ func LegKey(backend, role string) string {
 type leg struct {
 	s       *Session
 	spec    LegSpec
-	key     string      // LegKey: names its profiles and logs
-	out     report.Leg  // what the report gets
-	backing *Backing    // the run's own database (and Redis logical DB)
-	dataDir string      // the server's --data-dir (and the SQLite file)
-	srv     *ReplicaSet // the servers running now (one, or replicas behind HAProxy); nil between starts
-	limit   float64     // srv's --rate-limit
-	secret  string      // the leg's --jwt-secret, shared by its replicas and restarts
+	key     string           // LegKey: names its profiles and logs
+	out     report.Leg       // what the report gets
+	backing *Backing         // the run's own database (and Redis logical DB)
+	dataDir string           // the server's --data-dir (and the SQLite file)
+	srv     *ReplicaSet      // the servers running now (one, or replicas behind HAProxy); nil between starts
+	limit   float64          // srv's --rate-limit
+	secret  string           // the leg's --jwt-secret, shared by its replicas and restarts
+	ctr     *ServerContainer // --server container: how its servers run (nil: processes)
 }
 
 // RunLeg runs one leg: a fresh database, the server, warm-up, every
@@ -64,6 +65,9 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 		return l.fail(fmt.Errorf("create data dir: %w", err))
 	}
 	defer os.RemoveAll(l.dataDir)
+	if err := l.containerLeg(ctx); err != nil {
+		return l.fail(err)
+	}
 	if err := l.step("fresh database", func() error { return l.freshDatabase(ctx) }); err != nil {
 		return l.fail(err)
 	}
@@ -205,6 +209,7 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: l.backing.DatabaseURL, RedisURL: l.backing.RedisURL, RateLimit: limit,
 		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
 		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
+	l.containerOptions(&opts)
 	plan, err := l.replicaPlan(&opts)
 	if err != nil {
 		return err
@@ -215,6 +220,7 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 		return err
 	}
 	l.srv, l.limit = rs, limit
+	l.noteContainers(rs)
 	if rs.Len() == 1 {
 		r, _ := rs.Replica(0)
 		s.prog.step("server ready: API %s, admin %s (rate limit %s)", r.URL(), r.AdminURL(), limitString(limit))

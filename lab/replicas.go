@@ -73,7 +73,7 @@ func (r *Replica) Signal(sig syscall.Signal) error {
 	if srv.Exited() {
 		return fmt.Errorf("replica %s: not running", r.Name)
 	}
-	if err := syscall.Kill(-srv.PID(), sig); err != nil {
+	if err := srv.Signal(sig); err != nil {
 		return fmt.Errorf("replica %s: send %v: %w", r.Name, sig, err)
 	}
 	return nil
@@ -654,7 +654,7 @@ func (l *leg) replicaPlan(opts *ServerOptions) (replicaPlan, error) {
 			if ext != nil {
 				s.Step("note: an external HAProxy: set HAL9_TRUSTED_PROXIES to its address, or every client shares its rate limit")
 			} else {
-				plan.env["HAL9_TRUSTED_PROXIES"] = "127.0.0.1/32"
+				plan.env["HAL9_TRUSTED_PROXIES"] = l.trustedProxy()
 			}
 		}
 		h := s.opts.Profile.HAProxy

@@ -15,12 +15,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/infra"
 )
 
-// BuildServer builds the server binary from the module at root into out.
+// BuildServer builds the server binary from the module at root into out,
+// statically (CGO_ENABLED=0: SQLite is pure Go), so that the same binary
+// runs as a process and in the server's FROM-scratch image (--server
+// container).
 func BuildServer(ctx context.Context, root, out string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/hal9")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build -o %s ./cmd/hal9 (in %s): %w\n%s", out, root, err, b)
 	}
@@ -47,33 +53,45 @@ type ServerOptions struct {
 	Env     map[string]string
 	LogPath string // server stdout+stderr
 	Extra   []string
+	// Container, when set, runs the server in a container instead of a
+	// process (--server container; servercontainer.go).
+	Container *ServerContainer
 }
 
-// Server is a running `hal9 serve` subprocess in its own process group.
+// Server is a running `hal9 serve`: a subprocess in its own process
+// group, or a container (ctr set).
 type Server struct {
 	Addr, AdminAddr string
 	cmd             *exec.Cmd
+	ctr             *infra.Container
+	pid             int           // the container's main process, as /proc sees it
+	readyIn         time.Duration // the container's create to ready
 	opts            ServerOptions
 	done            chan struct{}
 	waitErr         error
+	code            int // the container's exit code, once done
 	logFile         *os.File
 }
 
 // StartServer starts the server on free loopback ports. It retries when a
 // port was taken between choosing it and the server binding it.
 func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
-	if opts.Bin == "" {
+	if opts.Bin == "" && opts.Container == nil {
 		return nil, errors.New("start server: no binary (build it with `go build -o bin/hal9 ./cmd/hal9` or pass --hal9-bin)")
 	}
-	if _, err := os.Stat(opts.Bin); err != nil {
+	if _, err := os.Stat(opts.Bin); err != nil && opts.Container == nil {
 		return nil, fmt.Errorf("start server: binary %s: %w", opts.Bin, err)
 	}
 	if opts.Shutdown == 0 {
 		opts.Shutdown = 10 * time.Second
 	}
+	start := startOnce
+	if opts.Container != nil {
+		start = startContainer
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := startOnce(ctx, opts)
+		s, err := start(ctx, opts)
 		if err == nil {
 			return s, nil
 		}
@@ -99,22 +117,7 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 			return nil, err
 		}
 	}
-	args := []string{"serve", "--addr", addr, "--admin-addr", admin,
-		"--database-url", opts.DatabaseURL,
-		"--rate-limit", strconv.FormatFloat(opts.RateLimit, 'f', -1, 64),
-		"--data-dir", opts.DataDir,
-		"--shutdown-timeout", opts.Shutdown.String(),
-		// Every virtual user comes from 127.0.0.1: the credential routes'
-		// per-address limit would refuse the load's logins. No load
-		// balancer to wait for on shutdown either.
-		"--auth-rate-limit", "0", "--shutdown-delay", "0s"}
-	if opts.RedisURL != "" {
-		args = append(args, "--redis-url", opts.RedisURL)
-	}
-	if opts.PyroscopeURL != "" {
-		args = append(args, "--pyroscope-url", opts.PyroscopeURL)
-	}
-	args = append(args, opts.Extra...)
+	args := serveArgs(opts, addr, admin)
 	// Not CommandContext: the lab stops the server itself (SIGTERM, then
 	// a bounded wait), so a cancelled ctx still gets a clean shutdown.
 	cmd := exec.Command(opts.Bin, args...)
@@ -150,6 +153,27 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 	return s, nil
 }
 
+// serveArgs are the arguments of `hal9 serve` on the given listeners, with
+// opts' database, Redis, data dir and the rest.
+func serveArgs(opts ServerOptions, addr, admin string) []string {
+	args := []string{"serve", "--addr", addr, "--admin-addr", admin,
+		"--database-url", opts.DatabaseURL,
+		"--rate-limit", strconv.FormatFloat(opts.RateLimit, 'f', -1, 64),
+		"--data-dir", opts.DataDir,
+		"--shutdown-timeout", opts.Shutdown.String(),
+		// Every virtual user comes from 127.0.0.1: the credential routes'
+		// per-address limit would refuse the load's logins. No load
+		// balancer to wait for on shutdown either.
+		"--auth-rate-limit", "0", "--shutdown-delay", "0s"}
+	if opts.RedisURL != "" {
+		args = append(args, "--redis-url", opts.RedisURL)
+	}
+	if opts.PyroscopeURL != "" {
+		args = append(args, "--pyroscope-url", opts.PyroscopeURL)
+	}
+	return append(args, opts.Extra...)
+}
+
 // freeAddr picks a free loopback port.
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -164,8 +188,35 @@ func freeAddr() (string, error) {
 func (s *Server) URL() string      { return "http://" + s.Addr }
 func (s *Server) AdminURL() string { return "http://" + s.AdminAddr }
 
-// PID of the server process.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+// PID of the server process (a container's main process as this
+// machine's /proc sees it).
+func (s *Server) PID() int {
+	if s.ctr != nil {
+		return s.pid
+	}
+	return s.cmd.Process.Pid
+}
+
+// Signal sends sig to the server: its process group, or the container's
+// main process.
+func (s *Server) Signal(sig syscall.Signal) error {
+	if s.ctr != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.ctr.Signal(ctx, strconv.Itoa(int(sig)))
+	}
+	return syscall.Kill(-s.cmd.Process.Pid, sig)
+}
+
+// ExitCode is the server's exit code once it has exited (-1 when a
+// process was killed by a signal; a container reports 128+signal).
+func (s *Server) ExitCode() int {
+	<-s.done
+	if s.ctr != nil {
+		return s.code
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
 
 // Exited tells whether the process has ended.
 func (s *Server) Exited() bool {
@@ -220,7 +271,7 @@ func (s *Server) WaitReady(ctx context.Context, timeout time.Duration) error {
 func (s *Server) Stop() (code int, took time.Duration, err error) {
 	start := time.Now()
 	if !s.Exited() {
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		_ = s.Signal(syscall.SIGTERM)
 	}
 	wait := s.opts.Shutdown + 5*time.Second
 	select {
@@ -231,15 +282,20 @@ func (s *Server) Stop() (code int, took time.Duration, err error) {
 		return -1, time.Since(start), fmt.Errorf("server did not exit within %s of SIGTERM (drain %s): killed", wait, s.opts.Shutdown)
 	}
 	took = time.Since(start)
-	code = s.cmd.ProcessState.ExitCode()
+	code = s.ExitCode()
 	if code != 0 {
 		return code, took, fmt.Errorf("server exited with code %d after SIGTERM (want 0)%s", code, s.logTail())
 	}
 	return 0, took, nil
 }
 
-// Kill SIGKILLs the server's process group (Ctrl-C twice, failures).
+// Kill SIGKILLs the server's process group, or its container (Ctrl-C
+// twice, failures).
 func (s *Server) Kill() {
+	if s.ctr != nil {
+		_ = s.Signal(syscall.SIGKILL)
+		return
+	}
 	if s.cmd.Process != nil {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	}

@@ -29,15 +29,19 @@ import (
 
 // Options configure a lab session (one `hal9-lab run`, gate or baseline).
 type Options struct {
-	Root       string   // repository root: scenarios/, dashboards/, alerts/
-	Profile    *Profile // what to run
-	Backends   []string // nil: the profile's
-	Scenarios  []string // scenario files replacing the profile's (nil: the profile's)
-	OutDir     string   // where reports, logs and profiles go
-	Infra      string   // ""(auto)|external|testcontainers|process
-	RequireAll bool     // a backend that cannot be had is an error, not a skip
-	Prometheus bool     // run a real Prometheus and check dashboard and rule queries
-	HalBin     string   // server binary; "" builds Root/bin/hal9 once
+	Root      string   // repository root: scenarios/, dashboards/, alerts/
+	Profile   *Profile // what to run
+	Backends  []string // nil: the profile's
+	Scenarios []string // scenario files replacing the profile's (nil: the profile's)
+	OutDir    string   // where reports, logs and profiles go
+	Infra     string   // ""(auto)|external|testcontainers|process
+	// Server is where the servers run: "process" (default) or "container"
+	// (the server's image on the backend's container network; implies
+	// Infra testcontainers: servercontainer.go).
+	Server     string
+	RequireAll bool   // a backend that cannot be had is an error, not a skip
+	Prometheus bool   // run a real Prometheus and check dashboard and rule queries
+	HalBin     string // server binary; "" builds Root/bin/hal9 once
 	// Scale multiplies the profile's scale (tests use tiny values); 0: 1.
 	Scale float64
 	// Repetitions overrides the profile's (0: the profile's).
@@ -78,6 +82,7 @@ type Session struct {
 	adminAddrs  []string // with replicas: each one's (adminAddr is the first)
 	lbMetrics   string   // with replicas: HAProxy's exporter address Prometheus scrapes
 	plans       []scenarioPlan
+	images      map[string]*serverImage // --server container: each binary's image
 	summary     *report.RunSummary
 	mu          sync.Mutex
 	labErrors   []string
@@ -118,6 +123,9 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 		return nil, fmt.Errorf("lab: %d replicas: want 1..%d", opts.Replicas, MaxReplicas)
 	}
 	opts.PgBouncer = opts.PgBouncer || opts.Profile.PgBouncer
+	if err := ValidateServerMode(&opts); err != nil {
+		return nil, err
+	}
 	if opts.OutDir == "" {
 		return nil, errors.New("lab: no output directory")
 	}

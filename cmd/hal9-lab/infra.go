@@ -8,16 +8,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 )
 
 const infraUsage = `usage: hal9-lab infra up [--postgres] [--redis] [--infra auto|external|testcontainers|process] [--durable] [--env-file PATH]
                       [--pg-image REF] [--redis-image REF]
        hal9-lab infra images [--postgres] [--redis] [--pg-image REF] [--redis-image REF] [--rebuild]
-       hal9-lab infra images --server --tag TAG --context DIR [--dockerfile FILE]
+       hal9-lab infra images --server [--version V] [--tag TAG] [--context DIR [--stage-only]] [--dockerfile FILE]
 
 up: starts PostgreSQL and/or Redis for the lab (neither flag: both), prints
 HAL9_DATABASE_URL=… and HAL9_REDIS_URL=… on stdout (logs go to stderr),
@@ -30,8 +32,11 @@ images: makes sure the Docker engine has the images of the testcontainers
 mode: the public ones (--pg-image, --redis-image; $HAL9_PG_IMAGE,
 $HAL9_REDIS_IMAGE; "host" skips them) when present or pullable, else images
 built FROM scratch from this machine's PostgreSQL and Redis. With --server:
-builds the server's image from the Dockerfile and a context directory (what
-'make image' does).
+stages the server image's build context (static hal9 and hal9-lab built
+with CGO_ENABLED=0, a non-root user, CA certificates) in --context (default:
+a temporary directory) and builds the repository's Dockerfile on it,
+tagged --tag (default hal9-lab/hal9:VERSION); --stage-only stops after the
+context ('make image' and 'make image-context' run these).
 `
 
 // runInfra: hal9-lab infra up.
@@ -155,10 +160,12 @@ func infraImages(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var opts infra.ImageOptions
 	imageFlags(fs, &opts)
 	fs.BoolVar(&opts.Rebuild, "rebuild", false, "build the images from this machine's servers even when they exist")
-	server := fs.Bool("server", false, "build the server's image from --dockerfile and --context instead")
-	tag := fs.String("tag", "", "--server: the image's name:tag, e.g. hal9-lab/hal9:v1.2.3")
-	dir := fs.String("context", "", "--server: the build context directory (make image stages bin/image)")
-	dockerfile := fs.String("dockerfile", "Dockerfile", "--server: the Dockerfile")
+	server := fs.Bool("server", false, "build the server's image (Dockerfile at the repository root) instead")
+	version := fs.String("version", "", "--server: the server's version (hal9 version; default: git describe --tags --always --dirty, else dev)")
+	tag := fs.String("tag", "", "--server: the image's name:tag (default hal9-lab/hal9:VERSION)")
+	dir := fs.String("context", "", "--server: where to stage the build context (emptied first; default: a temporary directory, removed after)")
+	stageOnly := fs.Bool("stage-only", false, "--server: stage the context in --context and build no image")
+	dockerfile := fs.String("dockerfile", "", "--server: the Dockerfile (default: the repository's)")
 	verbose := fs.Bool("v", false, "debug logs (the engine's build output)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -176,25 +183,16 @@ func infraImages(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	begin := time.Now()
 	if *server {
-		if *tag == "" || *dir == "" {
-			return errors.New("infra images --server: give --tag NAME:TAG and --context DIR (make image does: bin/hal9-lab infra images --server --tag hal9-lab/hal9:$(VERSION) --context bin/image)")
-		}
 		if *pg || *rd || opts.Rebuild {
 			return errors.New("infra images --server builds the server's image only: drop --postgres, --redis and --rebuild")
 		}
-		version := *tag
-		if i := strings.LastIndexByte(version, ':'); i >= 0 {
-			version = version[i+1:]
+		if *stageOnly && *dir == "" {
+			return errors.New("infra images --server --stage-only: give --context DIR, where to stage it (make image-context stages bin/image)")
 		}
-		labels := map[string]string{"org.opencontainers.image.title": "hal9", "org.opencontainers.image.version": version}
-		if err := infra.BuildFromDir(ctx, *dockerfile, *dir, *tag, labels, log); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "server\t%s\tbuilt\t%s\n", *tag, time.Since(begin).Round(time.Millisecond))
-		return nil
+		return serverImage(ctx, serverImageFlags{version: *version, tag: *tag, dir: *dir, dockerfile: *dockerfile, stageOnly: *stageOnly}, stdout, log, begin)
 	}
-	if *tag != "" || *dir != "" {
-		return errors.New("infra images: --tag and --context go with --server")
+	if *tag != "" || *dir != "" || *version != "" || *stageOnly || *dockerfile != "" {
+		return errors.New("infra images: --tag, --version, --context, --stage-only and --dockerfile go with --server")
 	}
 	var kinds []string
 	if *pg || !*rd {
@@ -208,6 +206,49 @@ func infraImages(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", img.Kind, img.Ref, img.Source, img.Took.Round(time.Millisecond))
 	}
 	return err
+}
+
+type serverImageFlags struct {
+	version, tag, dir, dockerfile string
+	stageOnly                     bool
+}
+
+// serverImage is `infra images --server`: stage the context, build it.
+func serverImage(ctx context.Context, f serverImageFlags, stdout io.Writer, log *slog.Logger, begin time.Time) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if f.version == "" {
+		f.version = lab.GitDescribe(root)
+	}
+	if f.tag == "" {
+		f.tag = "hal9-lab/hal9:" + f.version
+	}
+	if f.dockerfile == "" {
+		f.dockerfile = filepath.Join(root, "Dockerfile")
+	}
+	if f.dir == "" {
+		tmp, err := os.MkdirTemp("", "hal9-image-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		f.dir = tmp
+	}
+	if err := lab.StageServerImage(ctx, lab.StageOptions{Root: root, Dir: f.dir, Version: f.version, WithLab: true}); err != nil {
+		return err
+	}
+	if f.stageOnly {
+		fmt.Fprintf(stdout, "server\t%s\tstaged\t%s\n", f.dir, time.Since(begin).Round(time.Millisecond))
+		return nil
+	}
+	labels := map[string]string{"org.opencontainers.image.title": "hal9", "org.opencontainers.image.version": f.version}
+	if err := infra.BuildFromDir(ctx, f.dockerfile, f.dir, f.tag, labels, log); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "server\t%s\tbuilt\t%s\n", f.tag, time.Since(begin).Round(time.Millisecond))
+	return nil
 }
 
 // heldServer is a server infra up holds: a process or a container.

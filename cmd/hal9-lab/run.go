@@ -38,6 +38,7 @@ type labFlags struct {
 	scenarios  multiFlag
 	out        string
 	infra      string
+	server     string
 	requireAll bool
 	prometheus bool
 	hal9Bin    string
@@ -54,6 +55,7 @@ func (f *labFlags) register(fs *flag.FlagSet, defProfile string) {
 	fs.Var(&f.scenarios, "scenario", "scenario file to run instead of the profile's (repeatable)")
 	fs.StringVar(&f.out, "out", "", "report directory (default reports/runs/<UTC time>)")
 	fs.StringVar(&f.infra, "infra", "auto", "how to get PostgreSQL and Redis: auto|external|testcontainers|process")
+	fs.StringVar(&f.server, "server", "process", "where the servers run: process, or container (the server's image, built when missing, on the network of PostgreSQL and Redis containers: implies --infra testcontainers and a Docker engine on this machine)")
 	fs.BoolVar(&f.requireAll, "require-all", false, "fail instead of skipping a backend that cannot be had")
 	fs.BoolVar(&f.prometheus, "prometheus", false, "run a real Prometheus and report dashboard and rule queries without data")
 	fs.StringVar(&f.hal9Bin, "hal9-bin", "", "use this server binary instead of building bin/hal9")
@@ -88,7 +90,7 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 	}
 	o = lab.Options{Root: root, Profile: p, Infra: f.infra, RequireAll: f.requireAll, Prometheus: f.prometheus,
 		Scale: f.scale, Command: command, BaselineDir: filepath.Join(root, "reports", "baselines"), Progress: os.Stderr,
-		Replicas: f.replicas, PgBouncer: f.pgbouncer}
+		Replicas: f.replicas, PgBouncer: f.pgbouncer, Server: f.server}
 	if o.Infra == "auto" {
 		o.Infra = ""
 	}
@@ -125,6 +127,9 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 			return o, fmt.Errorf("--pyroscope-url %q: want http(s)://host:port of a Pyroscope server", f.pyroscope)
 		}
 		o.PyroscopeURL = f.pyroscope
+	}
+	if err := lab.ValidateServerMode(&o); err != nil {
+		return o, err
 	}
 	o.OutDir = f.out
 	if o.OutDir == "" {

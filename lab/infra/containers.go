@@ -71,6 +71,9 @@ type ContainerSpec struct {
 	HostPorts map[int]int
 	// Tmpfs mounts (path -> mount options), e.g. for a database's data.
 	Tmpfs map[string]string
+	// Binds are bind mounts "HOSTPATH:PATH[:OPTIONS]" (a local engine's
+	// paths), e.g. a server's data that must outlive its container.
+	Binds []string
 	// Ready, when set, is called until it returns nil (or ReadyTimeout
 	// passes, or the container exits) with the container's published
 	// address of Ports[0]: a real connection, not a log line.
@@ -269,6 +272,7 @@ func (s *ContainerSession) Run(ctx context.Context, spec ContainerSpec) (*Contai
 			if len(spec.Tmpfs) > 0 {
 				hc.Tmpfs = spec.Tmpfs
 			}
+			hc.Binds = append(hc.Binds, spec.Binds...)
 		}),
 	}
 	if len(spec.Cmd) > 0 {

@@ -589,6 +589,15 @@ func BuildFromDir(ctx context.Context, dockerfile, contextDir, tag string, label
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cli, err := newEngine(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return buildFromDir(ctx, cli, dockerfile, contextDir, tag, labels, log)
+}
+
+func buildFromDir(ctx context.Context, cli *client.Client, dockerfile, contextDir, tag string, labels map[string]string, log *slog.Logger) error {
 	df, err := os.ReadFile(dockerfile)
 	if err != nil {
 		return fmt.Errorf("build image %s: %w", tag, err)
@@ -596,11 +605,6 @@ func BuildFromDir(ctx context.Context, dockerfile, contextDir, tag string, label
 	if st, err := os.Stat(contextDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("build image %s: context %s is not a directory", tag, contextDir)
 	}
-	cli, err := newEngine(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
 	return buildImage(ctx, cli, tag, labels, func(tw *tar.Writer) error {
 		if err := addTarFile(tw, "Dockerfile", df, 0o644); err != nil {
 			return err

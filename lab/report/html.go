@@ -45,7 +45,7 @@ func HTML(s *RunSummary) ([]byte, error) {
 		"ms": ms, "pct": pct, "usd": usd, "usd0": usd0, "mib": mib, "legName": legName, "tiers": tiers,
 		"shutdown": shutdown, "short": short, "num": num, "change": change, "shortFunc": shortFunc,
 		"pct100": func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
-		"ratio":  ratio, "replicas": replicasHTML,
+		"ratio":  ratio, "replicas": replicasHTML, "containers": containersHTML,
 	}).Parse(htmlTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("parse report template: %w", err)

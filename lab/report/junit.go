@@ -77,6 +77,9 @@ func JUnit(s *RunSummary) ([]byte, error) {
 			}
 			root.Suites = append(root.Suites, suite)
 		}
+		if suite := containerSuite(l); suite != nil {
+			root.Suites = append(root.Suites, *suite)
+		}
 		if l.Server.ExitCode != nil {
 			c := junitCase{Name: "server exits 0 on SIGTERM", Classname: "hal9lab." + l.Name}
 			if *l.Server.ExitCode != 0 {

@@ -34,6 +34,7 @@ func Markdown(s *RunSummary) string {
 	writeResults(&b, s)
 	writeServer(&b, s)
 	writeReplicas(&b, s)
+	writeContainers(&b, s)
 
 	if len(s.Skipped) > 0 {
 		b.WriteString("## Skipped legs\n\n")

@@ -66,6 +66,8 @@ type Leg struct {
 	// a PostgreSQL leg's pools against max_connections.
 	Replicas    *Replicas    `json:"replicas,omitempty"`
 	Connections *Connections `json:"connections,omitempty"`
+	// Containers: the leg's servers ran in containers (containers.go).
+	Containers *Containers `json:"containers,omitempty"`
 }
 
 // Step is one orchestration step of a leg, timed.
