@@ -112,7 +112,11 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 		}
 	}
 	admin := opts.AdminAddr
-	if admin == "" {
+	// Two free ports picked one after the other can be the same one.
+	for admin == "" || admin == addr {
+		if opts.AdminAddr != "" {
+			return nil, fmt.Errorf("start server: --addr and --admin-addr are both %s", addr)
+		}
 		if admin, err = freeAddr(); err != nil {
 			return nil, err
 		}
@@ -126,14 +130,11 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.SysProcAttr = procAttr() // own process group, killed if the lab dies
-	var log *os.File
-	if opts.LogPath != "" {
-		if err := os.MkdirAll(filepath.Dir(opts.LogPath), 0o755); err != nil {
-			return nil, fmt.Errorf("create log dir: %w", err)
-		}
-		if log, err = os.Create(opts.LogPath); err != nil {
-			return nil, fmt.Errorf("create server log: %w", err)
-		}
+	log, err := createLog(opts.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	if log != nil {
 		cmd.Stdout, cmd.Stderr = log, log
 	}
 	if err := cmd.Start(); err != nil {
@@ -151,6 +152,21 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 		close(s.done)
 	}()
 	return s, nil
+}
+
+// createLog creates a server's log file (nil for no path).
+func createLog(path string) (*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create server log: %w", err)
+	}
+	return f, nil
 }
 
 // serveArgs are the arguments of `hal9 serve` on the given listeners, with

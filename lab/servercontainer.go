@@ -264,14 +264,9 @@ func startContainer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		env[k] = v
 	}
 	name := c.Name()
-	var logFile *os.File
-	if opts.LogPath != "" {
-		if err := os.MkdirAll(filepath.Dir(opts.LogPath), 0o755); err != nil {
-			return nil, fmt.Errorf("create log dir: %w", err)
-		}
-		if logFile, err = os.Create(opts.LogPath); err != nil {
-			return nil, fmt.Errorf("create server log: %w", err)
-		}
+	logFile, err := createLog(opts.LogPath)
+	if err != nil {
+		return nil, err
 	}
 	begin := time.Now()
 	ctr, err := c.Session.Run(ctx, infra.ContainerSpec{

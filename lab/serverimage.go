@@ -74,7 +74,7 @@ func StageServerImage(ctx context.Context, o StageOptions) error {
 		if err := checkStatic(o.HalBin); err != nil {
 			return err
 		}
-		if err := copyFile(o.HalBin, filepath.Join(o.Dir, "bin", "hal9"), 0o755); err != nil {
+		if err := infra.CopyFile(o.HalBin, filepath.Join(o.Dir, "bin", "hal9"), 0o755); err != nil {
 			return fmt.Errorf("stage the server image: %w", err)
 		}
 	} else {
@@ -101,7 +101,7 @@ func StageServerImage(ctx context.Context, o StageOptions) error {
 		}
 	}
 	certs := filepath.Join(o.Dir, "etc/ssl/certs/ca-certificates.crt")
-	if err := copyFile("/etc/ssl/certs/ca-certificates.crt", certs, 0o644); err != nil {
+	if err := infra.CopyFile("/etc/ssl/certs/ca-certificates.crt", certs, 0o644); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("stage the server image: %w", err)
 		}
@@ -137,23 +137,6 @@ func checkStatic(path string) error {
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // GitDescribe is `git describe --tags --always --dirty` at root (what

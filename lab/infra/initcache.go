@@ -117,7 +117,7 @@ func copyTree(src, dst string, cred *syscall.Credential) error {
 				return err
 			}
 		case info.Mode().IsRegular():
-			if err := copyFile(path, target, info.Mode().Perm()); err != nil {
+			if err := CopyFile(path, target, info.Mode().Perm()); err != nil {
 				return err
 			}
 		default:
@@ -130,7 +130,8 @@ func copyTree(src, dst string, cred *syscall.Credential) error {
 	})
 }
 
-func copyFile(src, dst string, perm fs.FileMode) error {
+// CopyFile copies src to a new file dst (an existing dst is an error).
+func CopyFile(src, dst string, perm fs.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
