@@ -99,16 +99,16 @@ func TestStageServerImage(t *testing.T) {
 	if _, changed := stage(other); changed == sum {
 		t.Error("another binary, the same hash: a rebuilt server would run the old image")
 	}
-	if err := checkStatic(bin); err != nil {
-		t.Errorf("checkStatic(the lab's build) = %v", err)
+	if err := CheckStatic(bin); err != nil {
+		t.Errorf("CheckStatic(the lab's build) = %v", err)
 	}
 	if _, err := os.Stat("/bin/sh"); err == nil { // a C program: a loader and libc
-		if err := checkStatic("/bin/sh"); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
-			t.Errorf("checkStatic(/bin/sh) = %v, want it refused", err)
+		if err := CheckStatic("/bin/sh"); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
+			t.Errorf("CheckStatic(/bin/sh) = %v, want it refused", err)
 		}
 	}
-	if err := checkStatic(filepath.Join(dir, "etc/passwd")); err == nil || !strings.Contains(err.Error(), "not an ELF") {
-		t.Errorf("checkStatic(passwd) = %v", err)
+	if err := CheckStatic(filepath.Join(dir, "etc/passwd")); err == nil || !strings.Contains(err.Error(), "not an ELF") {
+		t.Errorf("CheckStatic(passwd) = %v", err)
 	}
 }
 

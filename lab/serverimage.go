@@ -71,7 +71,7 @@ func StageServerImage(ctx context.Context, o StageOptions) error {
 		return fmt.Errorf("stage the server image: %w", err)
 	}
 	if o.HalBin != "" {
-		if err := checkStatic(o.HalBin); err != nil {
+		if err := CheckStatic(o.HalBin); err != nil {
 			return err
 		}
 		if err := infra.CopyFile(o.HalBin, filepath.Join(o.Dir, "bin", "hal9"), 0o755); err != nil {
@@ -123,9 +123,9 @@ func goBuildStatic(ctx context.Context, root, pkg, out, ldflags string) error {
 	return nil
 }
 
-// checkStatic refuses a binary that needs a dynamic loader: the image has
+// CheckStatic refuses a binary that needs a dynamic loader: the image has
 // none (FROM scratch).
-func checkStatic(path string) error {
+func CheckStatic(path string) error {
 	f, err := elf.Open(path)
 	if err != nil {
 		return fmt.Errorf("server binary %s: not an ELF executable (%v): the server image runs a static Linux binary: build it with CGO_ENABLED=0 go build -o bin/hal9 ./cmd/hal9", path, err)

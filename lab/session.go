@@ -246,6 +246,11 @@ func (s *Session) Binary(ctx context.Context) (string, error) {
 		if _, err := os.Stat(s.opts.HalBin); err != nil {
 			return "", fmt.Errorf("--hal9-bin %s: %w", s.opts.HalBin, err)
 		}
+		if s.opts.Server == ServerModeContainer {
+			if err := CheckStatic(s.opts.HalBin); err != nil {
+				return "", fmt.Errorf("--hal9-bin with --server container: %w", err)
+			}
+		}
 		return s.opts.HalBin, nil
 	}
 	out := filepath.Join(s.opts.Root, "bin", "hal9")

@@ -120,6 +120,11 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 			return o, fmt.Errorf("--hal9-bin %s: not an executable file (build one with `go build -o bin/hal9 ./cmd/hal9`)", f.hal9Bin)
 		}
 		o.HalBin = abs
+		if f.server == lab.ServerModeContainer {
+			if err := lab.CheckStatic(abs); err != nil {
+				return o, fmt.Errorf("--hal9-bin with --server container: %w", err)
+			}
+		}
 	}
 	if f.pyroscope != "" {
 		u, err := url.Parse(f.pyroscope)

@@ -35,6 +35,7 @@ func TestLabFlagErrors(t *testing.T) {
 		{"run bad server", runRun, []string{"--server", "vm"}, `--server "vm": use process or container`},
 		{"run container servers, process infra", runRun, []string{"--server", "container", "--infra", "process"}, "drop --infra process"},
 		{"run container servers, PgBouncer", runRun, []string{"--server", "container", "--pgbouncer"}, "drop --pgbouncer"},
+		{"run container servers, dynamic binary", runRun, []string{"--server", "container", "--hal9-bin", "/bin/sh"}, "dynamically linked"},
 		{"run container servers, loopback Pyroscope", runRun, []string{"--server", "container", "--pyroscope-url", "http://127.0.0.1:4040"}, "give an address they reach"},
 		{"gate bad runs", runGate, []string{"--runs", "-1"}, "--runs"},
 		{"gate zero runs", runGate, []string{"--runs", "0"}, "--runs 0"},
