@@ -49,6 +49,8 @@ type Deps struct {
 	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024).
 	AsyncWorkers, AsyncQueue int
 	Version                  string
+	// LLMFaults serves /admin/llm/faults (nil: the provider is not simulated).
+	LLMFaults LLMFaults
 }
 
 // SignalRecords is the signal-record cache in front of the store. The store
@@ -169,6 +171,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.adminLLM(mux)
 	return mux
 }
 

@@ -83,7 +83,7 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 			MaxConns: int32(cfg.DBMaxConns), MinConns: int32(cfg.DBMinConns), Logger: log,
 		})
 		if err != nil {
-			return nil, err
+			return nil, explainStoreDown(raw, err)
 		}
 		return st, nil
 	}
@@ -174,12 +174,14 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	lm := llm.NewMetrics(a.Registry)
 	ledger := llm.NewLedger(llm.Budgets{}, lm, log)
 	var provider llm.Provider
+	var llmFaults server.LLMFaults // the admin listener's /admin/llm/faults
 	switch cfg.LLM {
 	case "anthropic":
 		provider = llm.NewAnthropic(llm.AnthropicOptions{BaseURL: cfg.AnthropicURL, APIKey: cfg.AnthropicAPIKey, Model: cfg.LLMModel})
 	default:
-		provider = llm.NewSimulated(llm.SimOptions{Model: cfg.LLMModel, LatencyScale: cfg.LLMLatencyScale,
+		sim := llm.NewSimulated(llm.SimOptions{Model: cfg.LLMModel, LatencyScale: cfg.LLMLatencyScale,
 			ErrorRate: cfg.LLMErrorRate, RateLimitRPM: cfg.LLMRateLimitRPM, Seed: cfg.LLMSeed})
+		provider, llmFaults = sim, sim
 	}
 	a.Guard = llm.NewGuard(provider, llm.GuardOptions{Timeout: cfg.LLMTimeout, Metrics: lm, Ledger: ledger,
 		Logger: log, DefaultModel: cfg.LLMModel})
@@ -226,23 +228,27 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		Search:   searchCache{layered},
 		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit,
 		AsyncWorkers: cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, Version: cfg.Version,
+		LLMFaults: llmFaults,
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.startBackendProbe(bgCtx)
+	a.startRetention(bgCtx)
 	return a, nil
 }
 
-// Listen binds the API and admin listeners (":0" picks free ports).
+// Listen binds the API and admin listeners (":0" picks free ports) unless
+// UseListeners gave them (bind.go).
 func (a *Server) Listen() error {
-	var err error
-	if a.apiLn, err = net.Listen("tcp", a.cfg.Addr); err != nil {
-		return fmt.Errorf("listen on --addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.Addr, err)
+	if a.apiLn != nil {
+		return nil
 	}
-	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
-		a.apiLn.Close()
-		return fmt.Errorf("listen on --admin-addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.AdminAddr, err)
+	l, err := Bind(a.cfg)
+	if err != nil {
+		return err
 	}
+	a.UseListeners(l)
 	return nil
 }
 
