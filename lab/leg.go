@@ -46,6 +46,7 @@ type leg struct {
 	dataDir string     // the server's --data-dir (and the SQLite file)
 	srv     *Server    // the server running now; nil between servers
 	limit   float64    // srv's --rate-limit
+	fx      *legFaults // the ledger and the faults' proxies (faultleg.go)
 }
 
 // RunLeg runs one leg: a fresh database, the server, warm-up, every
@@ -67,8 +68,13 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 		return l.fail(err)
 	}
 	l.out.Database = redact.URL(l.backing.DatabaseURL)
+	if err := l.prepareFaults(); err != nil {
+		return l.fail(err)
+	}
+	defer l.closeFaults()
 
 	defer l.stopServer()
+	l.portTaken(ctx)
 	if err := l.runScenarios(ctx); err != nil {
 		return l.fail(err)
 	}
@@ -83,6 +89,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	}
 	finishServer(&l.out.Server, s.summary.Seed)
 	l.stopServer()
+	l.verifyLedger(ctx)
 	return l.out
 }
 
@@ -199,7 +206,8 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 	maps.Copy(env, s.opts.Profile.Env)
 	maps.Copy(env, s.opts.ServerEnv)
 	maps.Copy(env, l.spec.Env)
-	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: l.backing.DatabaseURL, RedisURL: l.backing.RedisURL, RateLimit: limit,
+	dbURL, redisURL := l.serverURLs()
+	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: dbURL, RedisURL: redisURL, RateLimit: limit,
 		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
 		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
 	s.recv.SetLeg(l.key)
@@ -208,6 +216,9 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 		return err
 	}
 	l.srv, l.limit = srv, limit
+	if l.fx != nil {
+		l.fx.srvOpts = opts
+	}
 	if err := srv.WaitReady(ctx, 60*time.Second); err != nil {
 		srv.Kill()
 		l.srv = nil

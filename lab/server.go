@@ -36,8 +36,9 @@ type ServerOptions struct {
 	PyroscopeURL string
 	DataDir      string
 	// AdminAddr fixes the admin listener's address (Prometheus scrapes one
-	// address for the whole run); "" picks a free port.
-	AdminAddr string
+	// address for the whole run); "" picks a free port. Addr fixes the
+	// API's (a server restarted by a fault keeps its address).
+	AdminAddr, Addr string
 	// Shutdown is --shutdown-timeout: how long in-flight requests get on
 	// SIGTERM; the lab waits that long plus a margin for the exit.
 	Shutdown time.Duration
@@ -85,9 +86,11 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 }
 
 func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
+	addr, err := opts.Addr, error(nil)
+	if addr == "" {
+		if addr, err = freeAddr(); err != nil {
+			return nil, err
+		}
 	}
 	admin := opts.AdminAddr
 	if admin == "" {

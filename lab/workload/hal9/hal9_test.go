@@ -29,7 +29,7 @@ type fakeServer struct {
 	cost         float64
 	tokensBilled int
 	ops          map[string]int
-	registerCode int // 201; the original's test expected 200
+	registerCode int                       // 201; the original's test expected 200
 	signals      map[string]map[string]any // id → GET body (async signals)
 	keys         int
 }
