@@ -212,7 +212,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		rand.Read(secret)
 		log.Warn("no --jwt-secret (HAL9_JWT_SECRET) set: using a random secret; tokens will not survive a restart or work across instances")
 	}
-	authn, err := auth.NewService(a.Store, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost}, a.Registry)
+	// Requests' store calls are bounded (store.WithTimeout): a frozen
+	// database is answered 503 in 10 s, not held until the client leaves.
+	bounded := store.WithTimeout(a.Store, StoreCallTimeout)
+	authn, err := auth.NewService(bounded, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost}, a.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +225,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		redisHealth = a.Redis.Healthy
 	}
 	a.HTTP, err = server.New(server.Deps{
-		Store: a.Store, Auth: authn, Router: a.Router,
+		Store: bounded, Auth: authn, Router: a.Router,
 		Costs: ledger.Snapshot, Breakers: a.Guard.BreakerStates, RedisHealth: redisHealth,
 		Signals:  signalRecords{a.signalRecords},
 		Search:   searchCache{layered},

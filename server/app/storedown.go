@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server/store"
@@ -21,3 +22,7 @@ func explainStoreDown(raw string, err error) error {
 	}
 	return fmt.Errorf("%w\nthe database at %s does not answer. hal9 does not start without its database: start it (or fix --database-url / HAL9_DATABASE_URL) and start hal9 again; under a supervisor (systemd Restart=on-failure, Kubernetes) the restarts wait for it with back-off", err, redact.URL(raw))
 }
+
+// StoreCallTimeout bounds each store call a request makes (the signal
+// save has the same 10 s of its own).
+const StoreCallTimeout = 10 * time.Second
