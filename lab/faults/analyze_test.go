@@ -180,7 +180,7 @@ func TestAnalyzeAlerts(t *testing.T) {
 	in := Input{Records: []Record{redis, down}, Requests: traffic(400, ok), End: at(400), AlertFor: forOf,
 		Alerts: []AlertSpan{
 			{Name: "HAL9RedisUnavailable", From: at(72), To: at(86)},
-			{Name: "HAL9ErrorBudgetBurn", From: at(330), To: at(390)},       // a symptom of the kill
+			{Name: "HAL9ErrorBudgetBurn", From: at(330), To: at(390)},        // a symptom of the kill
 			{Name: "HAL9LLMHourlyBudgetWarning", From: at(100), To: at(400)}, // follows the load
 			{Name: "HAL9Down", From: at(262), To: at(276)},
 		}}

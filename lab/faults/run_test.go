@@ -142,7 +142,12 @@ type fakeServer struct {
 	exit     int
 }
 
-func (f *fakeServer) Signal(s syscall.Signal) error { f.mu.Lock(); f.signals = append(f.signals, s); f.mu.Unlock(); return nil }
+func (f *fakeServer) Signal(s syscall.Signal) error {
+	f.mu.Lock()
+	f.signals = append(f.signals, s)
+	f.mu.Unlock()
+	return nil
+}
 func (f *fakeServer) Wait(d time.Duration) (int, error) {
 	f.waited = d
 	return f.exit, nil
