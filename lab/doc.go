@@ -25,6 +25,10 @@
 //     limit, none below) and its report scenario.
 //   - server.go: building and running `hal9 serve` as a subprocess in its
 //     own process group; its peak RSS and CPU from /proc.
+//   - faultleg.go, profile_faults.go: the leg's acknowledgement ledger
+//     (checked in its database after the server stopped) and, with a
+//     `faults:` timeline, the proxies before the backends, the timeline
+//     played during the load (lab/faults), the per-fault results.
 //   - finish.go: the end of a session: Prometheus query checks, merged
 //     profiles and their top functions (against the baseline's), the report
 //     files.
