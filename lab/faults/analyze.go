@@ -5,7 +5,6 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -311,7 +310,7 @@ func checks(in Input, r Record, st stats, f report.FaultResult, limit time.Time)
 	var out []report.FaultCheck
 	noFiveXX := func(what string) {
 		n := st.noResponse + st.no503RetryAfter + st.other5xx + st.byStatus["503"]
-		out = append(out, check("no 5xx "+what, n == 0, "%.0f of %.0f requests failed (%s)", n, st.tried, statusList(st.byStatus)))
+		out = append(out, check("no 5xx "+what, n == 0, "%.0f of %.0f requests failed (%s)", n, st.tried, report.StatusList(st.byStatus)))
 	}
 	only503 := func() {
 		bad := st.noResponse + st.no503RetryAfter + st.other5xx
@@ -402,23 +401,7 @@ func durOrNever(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
-func statusList(m map[string]float64) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s: %.0f", statusName(atoi(k)), m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
 
-func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // alertChecks: the meant alert fired during the fault (when the fault
 // lasted long enough for its for:), and no alert fired that nothing
@@ -447,7 +430,7 @@ func alertChecks(in Input, r Record, first bool, all []Record, cks []report.Faul
 		if held := r.Healed.Sub(r.Injected); held < need {
 			notes = append(notes, fmt.Sprintf("%s not checked: the fault held %s, its for: needs at least %s", meant, held.Round(time.Second), need))
 		} else {
-			cks = append(cks, check(meant+" fired", fired[meant], "firing during the fault: %s", orNone(a.Fired)))
+			cks = append(cks, check(meant+" fired", fired[meant], "firing during the fault: %s", report.OrNone(a.Fired)))
 		}
 	}
 	// Unrelated: alerts that started between this fault and the next (or,
@@ -473,7 +456,7 @@ func alertChecks(in Input, r Record, first bool, all []Record, cks []report.Faul
 		a.Unrelated = append(a.Unrelated, sp.Name)
 	}
 	sort.Strings(a.Unrelated)
-	cks = append(cks, check("no unrelated alert fired", len(a.Unrelated) == 0, "unrelated: %s", orNone(a.Unrelated)))
+	cks = append(cks, check("no unrelated alert fired", len(a.Unrelated) == 0, "unrelated: %s", report.OrNone(a.Unrelated)))
 	return a, cks, notes
 }
 
@@ -496,9 +479,3 @@ func explained(sp AlertSpan, all []Record, alertFor map[string]time.Duration) bo
 	return false
 }
 
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "none"
-	}
-	return strings.Join(s, ", ")
-}

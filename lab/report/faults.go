@@ -99,7 +99,8 @@ func msOrDash(p *float64) string {
 	return fmt.Sprintf("%.0f ms", *p)
 }
 
-func statusList(m map[string]float64) string {
+// StatusList names failures by status: "503×3, no response×1".
+func StatusList(m map[string]float64) string {
 	if len(m) == 0 {
 		return "—"
 	}
@@ -150,14 +151,15 @@ func alertsCell(a *FaultAlerts) string {
 	if a == nil {
 		return "—"
 	}
-	s := "meant: " + orNone(a.Meant) + "; fired: " + orNone(a.Fired)
+	s := "meant: " + OrNone(a.Meant) + "; fired: " + OrNone(a.Fired)
 	if len(a.Unrelated) > 0 {
 		s += "; UNRELATED: " + strings.Join(a.Unrelated, ", ")
 	}
 	return s
 }
 
-func orNone(s []string) string {
+// OrNone joins s with commas, "none" when empty.
+func OrNone(s []string) string {
 	if len(s) == 0 {
 		return "none"
 	}
@@ -201,7 +203,7 @@ func writeFaults(b *strings.Builder, s *RunSummary) {
 			if !f.Passed() {
 				v = "❌ fail"
 			}
-			fmt.Fprintf(b, "| %s | %s | %.0f | %.0f (%s) | %s | %s | %s | %s | %s |\n", cell(f.Name), v, f.Tried, f.Failed, statusList(f.FailedByStatus),
+			fmt.Fprintf(b, "| %s | %s | %.0f | %.0f (%s) | %s | %s | %s | %s | %s |\n", cell(f.Name), v, f.Tried, f.Failed, StatusList(f.FailedByStatus),
 				msOrDash(f.DetectMS), msOrDash(f.RecoverMS), hitDip(f), costChange(f), cell(alertsCell(f.Alerts)))
 		}
 		b.WriteString("\n")
@@ -253,7 +255,7 @@ func faultsHTML(s *RunSummary) template.HTML {
 				detail.WriteString("error: " + f.Error + "\n")
 			}
 			fmt.Fprintf(&b, `<tr title="%s"><td>%s</td><td>%s</td><td class="n">%.0f</td><td>%.0f (%s)</td><td class="n">%s</td><td class="n">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`,
-				template.HTMLEscapeString(detail.String()), template.HTMLEscapeString(f.Name), v, f.Tried, f.Failed, template.HTMLEscapeString(statusList(f.FailedByStatus)),
+				template.HTMLEscapeString(detail.String()), template.HTMLEscapeString(f.Name), v, f.Tried, f.Failed, template.HTMLEscapeString(StatusList(f.FailedByStatus)),
 				msOrDash(f.DetectMS), msOrDash(f.RecoverMS), template.HTMLEscapeString(hitDip(f)), template.HTMLEscapeString(costChange(f)), template.HTMLEscapeString(alertsCell(f.Alerts)))
 		}
 		b.WriteString("</table>")

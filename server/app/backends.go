@@ -39,17 +39,22 @@ func (a *Server) startBackendProbe(ctx context.Context) {
 		}
 	}
 	probe()
+	a.every(ctx, backendProbeEvery, probe)
+}
+
+// every runs fn every interval in the background until ctx ends.
+func (a *Server) every(ctx context.Context, interval time.Duration, fn func()) {
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()
-		t := time.NewTicker(backendProbeEvery)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				probe()
+				fn()
 			}
 		}
 	}()

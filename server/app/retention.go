@@ -37,18 +37,6 @@ func (a *Server) startRetention(ctx context.Context) {
 		}
 	}
 	a.bg.Add(1)
-	go func() {
-		defer a.bg.Done()
-		apply()
-		t := time.NewTicker(time.Hour)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				apply()
-			}
-		}
-	}()
+	go func() { defer a.bg.Done(); apply() }() // not in Open's way: it may delete a lot
+	a.every(ctx, time.Hour, apply)
 }
