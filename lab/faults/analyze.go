@@ -401,8 +401,6 @@ func durOrNever(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
-
-
 // alertChecks: the meant alert fired during the fault (when the fault
 // lasted long enough for its for:), and no alert fired that nothing
 // explains: not meant by a fault whose influence covers it, not a
@@ -478,4 +476,3 @@ func explained(sp AlertSpan, all []Record, alertFor map[string]time.Duration) bo
 	}
 	return false
 }
-

@@ -23,6 +23,10 @@ type Proxy struct {
 
 var apiServer = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 
+// toxiproxy's toxics log through zerolog's global logger (at trace level,
+// on stdout): silence it, the lab reports the faults itself.
+func init() { zerolog.SetGlobalLevel(zerolog.Disabled) }
+
 // NewProxy listens on a free loopback port and forwards to upstream
 // (host:port).
 func NewProxy(name, upstream string) (*Proxy, error) {

@@ -25,7 +25,7 @@ func redisThrough(t *testing.T) (*Proxy, *redis.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.ReadTimeout, o.WriteTimeout, o.DialTimeout, o.MaxRetries = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, -1
+	o.ReadTimeout, o.WriteTimeout, o.DialTimeout, o.MaxRetries, o.DialerRetries = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, -1, 1
 	c := redis.NewClient(o)
 	t.Cleanup(func() { c.Close() })
 	return p, c

@@ -40,16 +40,17 @@ func during(t *testing.T, env Env, s Spec, probe func() error) (Record, error) {
 func TestRunRedisProcess(t *testing.T) {
 	p := infratest.RedisProcess(t)
 	o, _ := redis.ParseURL(p.URL())
-	o.ReadTimeout, o.DialTimeout, o.MaxRetries = 200*time.Millisecond, 200*time.Millisecond, -1
+	o.ReadTimeout, o.DialTimeout, o.MaxRetries, o.DialerRetries = 200*time.Millisecond, 200*time.Millisecond, -1, 1 // one quick try: a retrying dial could outlast the fault
 	c := redis.NewClient(o)
 	defer c.Close()
 	ctx := context.Background()
 	env := Env{Redis: p}
 	for _, kind := range []string{"kill", "pause", "stop-start"} {
 		s := Spec{Target: Redis, Kind: kind, Duration: 800 * time.Millisecond}
-		r, err := during(t, env, s, func() error { return c.Ping(ctx).Err() })
+		var probed time.Time
+		r, err := during(t, env, s, func() error { probed = time.Now(); return c.Ping(ctx).Err() })
 		if err == nil {
-			t.Errorf("%s: Redis answered during the fault", kind)
+			t.Errorf("%s: Redis answered during the fault (probed %s after the injection, healed after %s)", kind, probed.Sub(r.Injected), r.Healed.Sub(r.Injected))
 		}
 		if got := r.Healed.Sub(r.Injected); got < s.Duration {
 			t.Errorf("%s: healed after %s, before its duration %s", kind, got, s.Duration)
@@ -149,10 +150,12 @@ func (f *fakeServer) Signal(s syscall.Signal) error {
 	return nil
 }
 func (f *fakeServer) Wait(d time.Duration) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.waited = d
 	return f.exit, nil
 }
-func (f *fakeServer) Restart(context.Context) error { f.restarts++; return nil }
+func (f *fakeServer) Restart(context.Context) error { f.mu.Lock(); f.restarts++; f.mu.Unlock(); return nil }
 func (f *fakeServer) AdminURL() string              { return "" }
 
 func TestRunServer(t *testing.T) {
@@ -164,7 +167,7 @@ func TestRunServer(t *testing.T) {
 	}}
 	recs := Run(context.Background(), time.Now(), []Spec{
 		{Target: Server, Kind: "sigterm"},
-		{Target: Server, Kind: "sigkill", At: 20 * time.Millisecond, Duration: 30 * time.Millisecond},
+		{Target: Server, Kind: "sigkill", At: 200 * time.Millisecond, Duration: 30 * time.Millisecond},
 		{Target: Server, Kind: "port-taken"}, // the lab's own, at start: not played here
 	}, env)
 	if len(recs) != 2 || recs[0].Err != nil || recs[1].Err != nil {
