@@ -155,8 +155,13 @@ func (f *fakeServer) Wait(d time.Duration) (int, error) {
 	f.waited = d
 	return f.exit, nil
 }
-func (f *fakeServer) Restart(context.Context) error { f.mu.Lock(); f.restarts++; f.mu.Unlock(); return nil }
-func (f *fakeServer) AdminURL() string              { return "" }
+func (f *fakeServer) Restart(context.Context) error {
+	f.mu.Lock()
+	f.restarts++
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeServer) AdminURL() string { return "" }
 
 func TestRunServer(t *testing.T) {
 	srv := &fakeServer{exit: 0}
