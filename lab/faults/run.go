@@ -165,22 +165,24 @@ func (env Env) backend(ctx context.Context, s Spec, r *Record, hold func(time.Ti
 	pid := p.PID()
 	switch s.Kind {
 	case "pause":
-		// The whole process group: PostgreSQL's backends with the postmaster.
-		if err := syscall.Kill(-pid, syscall.SIGSTOP); err != nil {
+		// The process and its children: PostgreSQL's backends are the
+		// postmaster's children, each in a session of its own.
+		if err := signalTree(pid, syscall.SIGSTOP); err != nil {
 			return fmt.Errorf("SIGSTOP %s (pid %d): %w", s.Target, pid, err)
 		}
 		hold(r.Injected)
-		if err := syscall.Kill(-pid, syscall.SIGCONT); err != nil {
+		if err := signalTree(pid, syscall.SIGCONT); err != nil {
 			return fmt.Errorf("SIGCONT %s (pid %d): %w", s.Target, pid, err)
 		}
 		return nil
 	case "kill", "crash":
+		kids := children(pid)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			return fmt.Errorf("SIGKILL %s (pid %d): %w", s.Target, pid, err)
 		}
 		// Wait for the process and (PostgreSQL) its orphaned backends to go:
 		// a new postmaster refuses to start while they hold shared memory.
-		waitGone(ctx, pid, p)
+		waitGone(ctx, pid, kids, p)
 	case "stop", "stop-start", "restart":
 		if err := p.Stop(ctx); err != nil {
 			return fmt.Errorf("stop %s: %w", s.Target, err)
@@ -207,12 +209,12 @@ func startAgain(ctx context.Context, p Process, what string) error {
 	return fmt.Errorf("start %s again: %w", what, err)
 }
 
-// waitGone waits up to 10 s for the process to be reaped and its process
-// group to be empty.
-func waitGone(ctx context.Context, pid int, p Process) {
+// waitGone waits up to 10 s for the process to be reaped and its former
+// children (PostgreSQL's backends notice the postmaster's death) to exit.
+func waitGone(ctx context.Context, pid int, kids []int, p Process) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if !p.Running() && syscall.Kill(-pid, 0) != nil {
+		if !p.Running() && !alive(kids) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -79,6 +79,23 @@ func TestRunPostgresProcess(t *testing.T) {
 	}
 	env := Env{Postgres: p}
 	pid := p.PID()
+	// An open connection (a backend of its own, not in the postmaster's
+	// process group) must freeze with the pause too, as the server's pooled
+	// connections do.
+	held, err := pgx.Connect(ctx, p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(ctx)
+	query := func() error {
+		c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := held.Exec(c, "SELECT 1")
+		return err
+	}
+	if _, err := during(t, env, Spec{Target: Postgres, Kind: "pause", Duration: 900 * time.Millisecond}, query); err == nil {
+		t.Error("pause: a pooled connection's query was answered during the pause")
+	}
 	for _, s := range []Spec{
 		{Target: Postgres, Kind: "crash", Duration: 600 * time.Millisecond},
 		{Target: Postgres, Kind: "pause", Duration: 900 * time.Millisecond},
