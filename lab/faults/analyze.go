@@ -129,7 +129,9 @@ func analyzeOne(in Input, r Record, limit time.Time, first bool, all []Record) r
 	var firstFail *Req
 	for i := range in.Requests {
 		q := in.Requests[i]
-		if q.Start.Before(r.Injected) || !q.Start.Before(winEnd) {
+		// A request still running when the next fault began may be that
+		// fault's: it is not counted here.
+		if q.Start.Before(r.Injected) || !q.Start.Before(winEnd) || (winEnd.Equal(limit) && q.End.After(limit)) {
 			if q.Start.Before(r.Injected) && q.End.After(r.Injected) && q.Failed() {
 				st.inflightFailed++
 			}
@@ -230,7 +232,9 @@ func recovery(reqs []Req, healed, limit time.Time) *float64 {
 	n := int(math.Ceil(limit.Sub(healed).Seconds()))
 	total, failed := make([]float64, n), make([]float64, n)
 	for _, q := range reqs {
-		if q.Start.Before(healed) || !q.Start.Before(limit) {
+		// Requests still running when the limit (the next fault) came may
+		// have failed because of it.
+		if q.Start.Before(healed) || !q.End.Before(limit) {
 			continue
 		}
 		i := int(q.Start.Sub(healed) / time.Second)

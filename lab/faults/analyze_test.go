@@ -107,6 +107,19 @@ func TestAnalyzeRedisNo5xx(t *testing.T) {
 	}
 }
 
+// Requests cut by the next fault belong to it, not to the one before.
+func TestAnalyzeNextFaultsFailures(t *testing.T) {
+	reqs := traffic(40, ok)
+	reqs = append(reqs, Req{Start: at(19.9), End: at(20.4), Status: 0}, Req{Start: at(20.1), End: at(20.2), Status: 503, RetryAfter: true})
+	res := Analyze(Input{Records: []Record{rec(spec(Postgres, "restart", 10, 0), 10, 11), rec(spec(Postgres, "crash", 20, 2), 20, 22)}, Requests: reqs, End: at(40)})
+	if !res[0].Passed() || *res[0].RecoverMS != 0 || res[0].Failed != 0 {
+		t.Errorf("the restart was charged with the crash's failures: %+v recover %v", res[0].Checks, *res[0].RecoverMS)
+	}
+	if res[1].Failed != 1 {
+		t.Errorf("the crash: %v failed, want 1 (the one started within it)", res[1].Failed)
+	}
+}
+
 func TestAnalyzeNotRecovered(t *testing.T) {
 	reqs := traffic(20, func(x float64) (int, bool) { return map[bool]int{true: 503}[x >= 5], x >= 5 })
 	f := Analyze(Input{Records: []Record{rec(spec(LLM, "error-rate", 5, 5), 5, 10)}, Requests: reqs, End: at(20)})[0]
