@@ -166,12 +166,13 @@ func (l *leg) beginScenario(ctx context.Context, sp scenarioPlan, w load.Workloa
 	fr.cancel = cancel
 	fr.monitor = faults.StartMonitor(mctx, l.srv.AdminURL(), 500*time.Millisecond)
 	env := faults.Env{
-		Servers:   []faults.ServerHandle{legServer{l}},
-		Proxies:   []map[string]*faults.Proxy{l.fx.proxies},
-		AdminURLs: []string{l.srv.AdminURL()},
-		Drain:     l.s.opts.Drain,
-		AfterKill: l.afterKill,
-		Logf:      func(f string, a ...any) { l.s.prog.step(f, a...) },
+		Servers:    []faults.ServerHandle{legServer{l}},
+		Proxies:    []map[string]*faults.Proxy{l.fx.proxies},
+		AdminURLs:  []string{l.srv.AdminURL()},
+		Drain:      l.s.opts.Drain,
+		AfterKill:  l.afterKill,
+		BeforeKill: l.beforeKill,
+		Logf:       func(f string, a ...any) { l.s.prog.step(f, a...) },
 	}
 	if b := l.spec.Backend; b.env != nil {
 		for _, p := range b.env.Processes {
@@ -334,6 +335,17 @@ func (l *leg) afterKill(ctx context.Context, _ faults.Spec, killed time.Time) []
 	}
 	return []string{fmt.Sprintf("write-behind loss window (neuron states, --cache-strategy %s): the newest state in the database was %s old at the SIGKILL; newer states died with the process",
 		strategy, killed.Sub(at).Round(10*time.Millisecond))}
+}
+
+// beforeKill reads, just before a SIGKILL, how many records wait in the
+// write-behind queue: they die with the process.
+func (l *leg) beforeKill(ctx context.Context, _ faults.Spec) []string {
+	sc, err := ScrapeMetrics(ctx, &http.Client{Timeout: 2 * time.Second}, l.srv.AdminURL()+"/metrics")
+	if err != nil || !sc.Has("hal9_cache_writebehind_queue_length") {
+		return nil
+	}
+	return []string{fmt.Sprintf("write-behind loss at the SIGKILL: %.0f neuron-state records were queued behind the cache (hal9_cache_writebehind_queue_length) and died with the process; the queue is flushed every second or 100 records",
+		sc.Sum("hal9_cache_writebehind_queue_length", nil))}
 }
 
 // onStart tells when the workload's setup is done: the executors start.

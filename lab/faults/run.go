@@ -46,10 +46,11 @@ type Env struct {
 	// AdminURLs by replica: where LLM faults go (for a server the lab
 	// did not start: --admin-url).
 	AdminURLs []string
-	// AfterKill runs right after a SIGKILL of a server, before its
-	// restart (the lab measures the write-behind loss window there); its
-	// notes go into the fault's record.
-	AfterKill func(ctx context.Context, s Spec, killedAt time.Time) []string
+	// BeforeKill runs right before a SIGKILL of a server and AfterKill
+	// right after it, before the restart (the lab measures the
+	// write-behind loss window there); their notes go into the record.
+	BeforeKill func(ctx context.Context, s Spec) []string
+	AfterKill  func(ctx context.Context, s Spec, killedAt time.Time) []string
 	// Drain is the server's --shutdown-timeout (SIGTERM's exit wait).
 	Drain  time.Duration
 	Logf   func(format string, args ...any)
@@ -302,6 +303,10 @@ func (env Env) server(ctx context.Context, s Spec, r *Record, hold func(time.Tim
 	sig, wait := syscall.SIGTERM, env.Drain+10*time.Second
 	if s.Kind == "sigkill" {
 		sig, wait = syscall.SIGKILL, 10*time.Second
+		if env.BeforeKill != nil {
+			r.Notes = append(r.Notes, env.BeforeKill(ctx, s)...)
+			r.Injected = time.Now()
+		}
 	}
 	if err := srv.Signal(sig); err != nil {
 		return fmt.Errorf("send %s: %w", sig, err)
