@@ -62,12 +62,13 @@
       svg.appendChild(el("text", { x: X(t), y: H - M.b + 15, "text-anchor": "middle", "font-size": 10, fill: "#6b7686" }, t + "s"));
     });
     svg.appendChild(el("line", { x1: M.l, x2: W - M.r, y1: Y(0), y2: Y(0), stroke: "#b9c2cf" }));
-    (bands || []).forEach(function (b) {
+    (bands || []).forEach(function (b, i) {
       var x0 = X(Math.max(0, b.x0)), x1 = X(Math.min(xmax, Math.max(b.x1, b.x0)));
       var band = el("rect", { x: x0, y: M.t, width: Math.max(2, x1 - x0), height: ih, fill: b.ok ? "#f2b33d" : "#e15759", "fill-opacity": 0.16, "class": "fault-band" });
-      band.appendChild(el("title", {}, b.label));
+      band.appendChild(el("title", {}, b.name));
       svg.appendChild(band);
-      svg.appendChild(el("text", { x: x0 + 2, y: M.t + ih - 3, "font-size": 8.5, fill: "#8a6d1f" }, b.label));
+      // Labels on the first chart only, staggered over three rows.
+      if (b.label) svg.appendChild(el("text", { x: x0 + 1, y: M.t + 8 + (i % 3) * 9, "font-size": 7.5, fill: "#8a6d1f" }, b.label));
     });
     (marks || []).forEach(function (m) {
       svg.appendChild(el("line", { x1: X(m.x), x2: X(m.x), y1: M.t, y2: M.t + ih, stroke: "#9aa5b5", "stroke-dasharray": "3 3" }));
@@ -105,7 +106,7 @@
     var r = { p50: [], p95: [], p99: [], reqs: [], iters: [], planned: [], errors: [], dropped: [], vus: [], hit: [], cost: [], marks: [], bands: [], xmax: 1 };
     if (!isFinite(t0)) return r;
     (leg.faults || []).forEach(function (f) {
-      r.bands.push({ x0: (f.start - t0) / 1000, x1: (f.healed - t0) / 1000, label: f.name, ok: f.ok });
+      r.bands.push({ x0: (f.start - t0) / 1000, x1: (f.healed - t0) / 1000, name: f.name, label: "", ok: f.ok });
     });
     var costBase = 0;
     leg.scenarios.forEach(function (sc) {
@@ -158,7 +159,8 @@
     col.appendChild(Object.assign(document.createElement("h3"), { textContent: leg.name }));
     var charts = [
       lineChart("Latency percentiles (http_req_duration, ms)", "ms", [
-        { name: "p50", color: "#4e79a7", pts: r.p50 }, { name: "p95", color: "#f28e2b", pts: r.p95 }, { name: "p99", color: "#e15759", pts: r.p99 }], xMax, lim.lat, r.marks, r.bands),
+        { name: "p50", color: "#4e79a7", pts: r.p50 }, { name: "p95", color: "#f28e2b", pts: r.p95 }, { name: "p99", color: "#e15759", pts: r.p99 }], xMax, lim.lat, r.marks,
+        r.bands.map(function (b) { return Object.assign({}, b, { label: b.name }); })),
       lineChart("Rate: achieved vs planned (per second)", "", [
         { name: "requests/s", color: "#59a14f", pts: r.reqs }, { name: "iterations/s", color: "#4e79a7", pts: r.iters },
         { name: "planned it/s", color: "#8c8c8c", dash: true, pts: r.planned }], xMax, lim.rate, r.marks, r.bands),
