@@ -333,7 +333,7 @@ func (l *leg) afterKill(ctx context.Context, _ faults.Spec, killed time.Time) []
 	if strategy == "" {
 		strategy = "aside"
 	}
-	return []string{fmt.Sprintf("write-behind loss window (neuron states, --cache-strategy %s): the newest state in the database was %s old at the SIGKILL; newer states died with the process",
+	return []string{fmt.Sprintf("write-behind loss window (neuron states, --cache-strategy %s): the newest neuron state in the database was %s old at the SIGKILL (states are saved on a change and every minute: what the crash could lose is younger than that)",
 		strategy, killed.Sub(at).Round(10*time.Millisecond))}
 }
 

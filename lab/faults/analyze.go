@@ -90,8 +90,8 @@ func MeantAlert(s Spec) string {
 		}
 		return "HAL9CircuitBreakersOpen"
 	case Server:
-		if s.Kind == "port-taken" {
-			return ""
+		if s.Kind == "port-taken" || s.Duration == 0 {
+			return "" // restarted at once: too short for any alert
 		}
 		return "HAL9Down"
 	}

@@ -188,7 +188,7 @@ func TestAnalyzeRateLimitStorm(t *testing.T) {
 
 func TestAnalyzeAlerts(t *testing.T) {
 	redis := rec(spec(Redis, "kill", 10, 75), 10, 85)
-	down := rec(spec(Server, "sigkill", 200, 75), 200, 275)
+	down := rec(spec(Server, "sigkill", 200, 75), 200, 275) // held down 75 s
 	forOf := map[string]time.Duration{"HAL9RedisUnavailable": time.Minute, "HAL9Down": time.Minute, "HAL9ErrorBudgetBurn": 2 * time.Minute}
 	in := Input{Records: []Record{redis, down}, Requests: traffic(400, ok), End: at(400), AlertFor: forOf,
 		Alerts: []AlertSpan{
@@ -236,7 +236,8 @@ func TestMeantAlert(t *testing.T) {
 		{Spec{Target: Network, Kind: "latency", Backend: Postgres}, ""},
 		{Spec{Target: LLM, Kind: "latency-scale"}, ""},
 		{Spec{Target: LLM, Kind: "rate-limit"}, "HAL9CircuitBreakersOpen"},
-		{Spec{Target: Server, Kind: "sigkill"}, "HAL9Down"},
+		{Spec{Target: Server, Kind: "sigkill", Duration: time.Minute}, "HAL9Down"},
+		{Spec{Target: Server, Kind: "sigterm"}, ""},
 		{Spec{Target: Server, Kind: "sigkill", Alert: &none}, ""},
 	} {
 		if got := MeantAlert(c.s); got != c.want {
