@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE ?= hal9-lab/hal9:$(VERSION)
 
-.PHONY: help build lab test vet unit fuzz gate dashboards alerts manifests bench bench-server image image-context clean
+.PHONY: help build lab test vet unit fuzz gate chaos dashboards alerts manifests bench bench-server image image-context clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ fuzz: ## short fuzz run of request decoding (FUZZTIME=10s)
 
 gate: build ## nightly performance gate (GATE_FLAGS='--against origin/main'); exit 99 on regression
 	$(BIN)/hal9-lab gate --profile nightly $(GATE_FLAGS)
+
+chaos: build ## the chaos profile (~30 min): every fault under load on PostgreSQL + Redis, with Prometheus and the real alerts; exit 99 when a fault's verdict fails or an acknowledged write is lost
+	$(BIN)/hal9-lab run --profile chaos --prometheus $(LAB_FLAGS)
 
 dashboards: ## regenerate dashboards/*.json from the Go generator
 	$(GO) run ./dashboards/cmd/gen -out dashboards

@@ -49,7 +49,7 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 	needPG, needRedis := name == Postgres || name == PostgresRedis, name == PostgresRedis
 	var err error
 	if needPG || needRedis {
-		b.env, err = infra.Start(ctx, infra.Options{Postgres: needPG, Redis: needRedis, Mode: infra.Mode(s.opts.Infra), Logger: s.log})
+		b.env, err = infra.Start(ctx, s.infraOptions(needPG, needRedis))
 	}
 	if err == nil && needPG {
 		err = s.connectionBudget(ctx, b)

@@ -32,6 +32,10 @@
 //     profile_replicas.go: the profile's replicas, haproxy, pgbouncer keys.
 //   - pgconns.go: a PostgreSQL backend's connection budget (max_connections,
 //     PgBouncer in front with --pgbouncer) and the pg_stat_activity sampler.
+//   - faultleg.go, profile_faults.go: the leg's acknowledgement ledger
+//     (checked in its database after the server stopped) and, with a
+//     `faults:` timeline, the proxies before the backends, the timeline
+//     played during the load (lab/faults), the per-fault results.
 //   - finish.go: the end of a session: Prometheus query checks, merged
 //     profiles and their top functions (against the baseline's), the report
 //     files.

@@ -260,6 +260,10 @@ func TestRunEndToEnd(t *testing.T) {
 		if l.Server.ExitCode == nil || *l.Server.ExitCode != 0 {
 			t.Errorf("leg %s: server exit code %v, want 0", l.Name, l.Server.ExitCode)
 		}
+		// Every acknowledged write of the leg is in its database.
+		if v := l.Ledger; v == nil || !v.OK() || v.Acknowledged == 0 || v.Found != v.Acknowledged || v.Checks != "durability" {
+			t.Errorf("leg %s: ledger %+v", l.Name, v)
+		}
 	}
 	if _, ok := legs[SQLite]; !ok {
 		t.Fatalf("the sqlite leg did not run")

@@ -48,6 +48,7 @@ type leg struct {
 	limit   float64          // srv's --rate-limit
 	secret  string           // the leg's --jwt-secret, shared by its replicas and restarts
 	ctr     *ServerContainer // --server container: how its servers run (nil: processes)
+	fx      *legFaults       // the ledger and the faults' proxies (faultleg.go)
 }
 
 // RunLeg runs one leg: a fresh database, the server, warm-up, every
@@ -72,8 +73,13 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 		return l.fail(err)
 	}
 	l.out.Database = redact.URL(l.backing.DatabaseURL)
+	if err := l.prepareFaults(); err != nil {
+		return l.fail(err)
+	}
+	defer l.closeFaults()
 
 	defer l.stopServer()
+	l.portTaken(ctx)
 	if err := l.runScenarios(ctx); err != nil {
 		return l.fail(err)
 	}
@@ -88,6 +94,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	}
 	finishServer(&l.out.Server, s.summary.Seed)
 	l.stopServer()
+	l.verifyLedger(ctx)
 	return l.out
 }
 
@@ -206,7 +213,8 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 	maps.Copy(env, s.opts.Profile.Env)
 	maps.Copy(env, s.opts.ServerEnv)
 	maps.Copy(env, l.spec.Env)
-	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: l.backing.DatabaseURL, RedisURL: l.backing.RedisURL, RateLimit: limit,
+	dbURL, redisURL := l.serverURLs()
+	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: dbURL, RedisURL: redisURL, RateLimit: limit,
 		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
 		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
 	l.containerOptions(&opts)

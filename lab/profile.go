@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hal9-lab/hal9-lab/lab/faults"
 )
 
 // Backends a leg can run on.
@@ -74,8 +76,13 @@ type Profile struct {
 	Env map[string]string `yaml:"env"`
 	// ReplicaSettings: replicas, haproxy, pgbouncer (profile_replicas.go).
 	ReplicaSettings `yaml:",inline"`
+	// Faults is the fault timeline of every scenario (profile_faults.go).
+	Faults yaml.Node `yaml:"faults"`
+	// Postgres configures the legs' PostgreSQL (profile_faults.go).
+	Postgres ProfilePostgres `yaml:"postgres"`
 
-	file string
+	file   string
+	faults []faults.Spec
 }
 
 // ProfileScenario is one scenario file of a profile.
@@ -236,7 +243,7 @@ func (p *Profile) validate(root string) error {
 	if p.Gate.Runs < 0 {
 		return errors.New("gate.runs must not be negative")
 	}
-	return nil
+	return p.parseFaults()
 }
 
 func resolve(root, path string) string {

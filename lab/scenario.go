@@ -60,6 +60,7 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 		sc.Error = err.Error()
 		return sc
 	}
+	fx := l.beginScenario(ctx, sp, w) // the ledger; the faults' timeline (faultleg.go)
 	// Scrape the server every second while the load runs: cache hit rate
 	// and cost over time for the charts.
 	stopSeries := make(chan struct{})
@@ -72,12 +73,13 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 	var res *load.Result
 	err = l.step(fmt.Sprintf("load: %s (scale %.3g)", sc.Name, sp.scale), func() error {
 		var err error
-		res, err = load.Run(ctx, sp.plan, load.Options{Target: srv.URL(), Workload: w, Scale: sp.scale, Progress: s.opts.Progress,
+		res, err = load.Run(ctx, sp.plan, load.Options{Target: srv.URL(), Workload: fx.workload, Transport: fx.roundTripper(), Scale: sp.scale, Progress: s.opts.Progress,
 			Registerer: s.reg, Logger: s.log, RunID: fmt.Sprintf("%s-%s-r%d-%s", strings.ReplaceAll(l.spec.Backend.Name, "+", ""), sc.Name, l.spec.Run, randomSuffix()), Seed: 1})
 		return err
 	})
 	close(stopSeries)
 	seriesWG.Wait()
+	l.endScenario(ctx, fx, &sc)
 	if err != nil {
 		sc.Error = err.Error()
 		return sc
@@ -98,7 +100,7 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 			sc.Server.CPUSeconds = cpu1 - cpu0
 		}
 	}
-	if !res.Aborted {
+	if !res.Aborted && len(fx.specs) == 0 {
 		l.crossCheck(&sc)
 	}
 	return sc

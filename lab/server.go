@@ -43,7 +43,7 @@ type ServerOptions struct {
 	DataDir      string
 	// AdminAddr fixes the admin listener's address (Prometheus scrapes one
 	// address for the whole run); "" picks a free port. Addr fixes the
-	// API listener's (a replica restarted behind HAProxy keeps its own).
+	// API listener's (a replica restarted behind HAProxy or by a fault keeps its own).
 	AdminAddr, Addr string
 	// Shutdown is --shutdown-timeout: how long in-flight requests get on
 	// SIGTERM; the lab waits that long plus a margin for the exit.

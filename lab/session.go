@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/faults"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
@@ -93,6 +94,7 @@ type scenarioPlan struct {
 	plan      *load.Plan
 	scale     float64
 	rateLimit float64
+	faults    []faults.Spec // its timeline, scaled (profile_faults.go)
 }
 
 // NewSession validates the scenarios, builds nothing yet, and starts the
@@ -151,7 +153,11 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 		if sc == 0 {
 			sc = 1
 		}
-		s.plans = append(s.plans, scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: ps.RateLimit})
+		sp := scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: ps.RateLimit}
+		if sp.faults, err = planFaults(opts.Profile, plan, sp.scale, opts.Backends, opts.Infra); err != nil {
+			return nil, err
+		}
+		s.plans = append(s.plans, sp)
 	}
 	s.summary = &report.RunSummary{Version: report.Version, Command: opts.Command, Profile: opts.Profile.Name, StartedAt: time.Now().UTC(),
 		Commit: gitCommit(opts.Root), Machine: baseline.DescribeMachine(), Seed: report.DefaultSeed()}

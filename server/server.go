@@ -62,6 +62,8 @@ type Deps struct {
 	// AsyncJobTimeout bounds one async signal (default 5m).
 	AsyncJobTimeout time.Duration
 	Version         string
+	// LLMFaults serves /admin/llm/faults (nil: the provider is not simulated).
+	LLMFaults LLMFaults
 }
 
 // SignalRecords is the signal-record cache in front of the store. The store
@@ -205,6 +207,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.adminLLM(mux)
 	return mux
 }
 

@@ -37,6 +37,7 @@ flags:`
 // loadFlags are the flags of `hal9-lab load`.
 type loadFlags struct {
 	target, export, segment, out, metricsAddr, runID, startAt string
+	ledger, adminURL                                          string // loadfaults.go
 	scale                                                     float64
 	quiet, verbose, noThresholdExit                           bool
 	startLateMax                                              time.Duration
@@ -57,6 +58,8 @@ func newLoadFlagSet(f *loadFlags, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&f.startAt, "start-at", "", "RFC 3339 time at which to start the executors, after the workload's setup (segments of one test start together); refused when already past by more than --start-late-max")
 	fs.DurationVar(&f.startLateMax, "start-late-max", 10*time.Second, "how far past --start-at a run may still begin")
 	fs.BoolVar(&f.noThresholdExit, "no-threshold-exit", false, "exit 0 even when a threshold fails (a segment whose merged summary is judged by 'hal9-lab load merge')")
+	fs.StringVar(&f.ledger, "ledger", "", "write every write the server acknowledged to FILE (JSON Lines) and read each back through the API as its owner afterwards (visibility, not durability); a loss exits 99")
+	fs.StringVar(&f.adminURL, "admin-url", "", "the server's admin listener (http://HOST:PORT) for the scenario's LLM faults (PUT /admin/llm/faults); the only faults injectable into a server the lab did not start")
 	fs.BoolVar(&f.verbose, "v", false, "log at debug level")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), loadUsage)
@@ -179,6 +182,11 @@ func runLoad(ctx context.Context, args []string) error {
 	if err := checkOutputs(a.export, a.out); err != nil {
 		return err
 	}
+	lf, err := prepareLoadFaults(ctx, a, plan, wl)
+	if err != nil {
+		return err
+	}
+	wl = lf.workload
 	level := slog.LevelWarn
 	if a.verbose {
 		level = slog.LevelDebug
@@ -205,7 +213,7 @@ func runLoad(ctx context.Context, args []string) error {
 	}
 	res, err := load.Run(ctx, plan, load.Options{
 		Target: a.target, Workload: wl, Scale: a.scale, Segment: a.seg, Progress: progress,
-		Registerer: reg, Logger: logger, RunID: a.runID,
+		Registerer: reg, Logger: logger, RunID: a.runID, Transport: lf.transport(),
 	})
 	if err != nil {
 		return err
@@ -217,7 +225,9 @@ func runLoad(ctx context.Context, args []string) error {
 			h.Warnings = append(h.Warnings, fmt.Sprintf("started %s after --start-at (the setup took longer than the wait): more than --start-late-max %s", late.Round(time.Millisecond), a.startLateMax))
 		}
 	}
-	if err := finishLoad(res.Summary, a.export, a.out, res.Aborted); err != nil {
+	err = finishLoad(res.Summary, a.export, a.out, res.Aborted)
+	ferr := lf.finish(ctx, os.Stdout) // after the summary: the faults' verdicts and the ledger check
+	if err != nil {
 		var ee *exitError
 		if a.noThresholdExit && errors.As(err, &ee) && ee.code == load.ExitThresholdsFailed {
 			fmt.Fprintln(os.Stderr, "thresholds failed in this segment; exit 0 (--no-threshold-exit): the merged summary is judged")
@@ -225,7 +235,7 @@ func runLoad(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	return nil
+	return ferr
 }
 
 func finishLoad(s *load.Summary, export, out string, aborted bool) error {

@@ -108,16 +108,19 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger, stderr io.Writ
 	// go-redis logs through a process-wide logger (plain text on stderr by
 	// default); send it into our JSON log, once, here in the binary.
 	redis.SetLogger(app.RedisLogger{Log: log})
-	srv, err := app.Open(ctx, cfg, log)
+	// Bind first: a taken port fails before the store is opened or migrated.
+	lns, err := app.Bind(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "hal9 serve: %v\n", err)
 		return 1
 	}
-	if err := srv.Listen(); err != nil {
-		srv.Close(context.Background())
+	srv, err := app.Open(ctx, cfg, log)
+	if err != nil {
+		lns.Close()
 		fmt.Fprintf(stderr, "hal9 serve: %v\n", err)
 		return 1
 	}
+	srv.UseListeners(lns)
 	if err := srv.Serve(ctx); err != nil {
 		log.Error("shutdown finished with errors", "error", err)
 		return 1

@@ -21,6 +21,7 @@ import (
 var expectedNoData = map[string]string{
 	"hal9lab_":               "no lab engine runs in this test (the Load lab dashboard's lab side)",
 	"go_gc_gomemlimit_bytes": "GOMEMLIMIT is unset; the panel draws the limit only when it is set",
+	`backend="redis"`:        "the server in this test runs without Redis (hal9_backend_up has no redis series)",
 }
 
 // TestQueriesReturnDataInPrometheus is the tiny-scale version of

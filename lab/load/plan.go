@@ -20,6 +20,8 @@ type Plan struct {
 	Workload    WorkloadSpec
 	Scenarios   []Scenario
 	Thresholds  []Threshold
+	// Faults is the file's `faults:` timeline, raw: lab/faults decodes it.
+	Faults *yaml.Node
 }
 
 // WorkloadSpec is the scenario file's workload section: its kind and the
@@ -113,8 +115,10 @@ func ParseScenario(file string, data []byte) (*Plan, error) {
 				p.Thresholds = append(p.Thresholds, ts...)
 				return err
 			})
+		case "faults":
+			p.Faults = v // decoded and validated by lab/faults
 		default:
-			err = nodeErr(file, k, key, "unknown key (known keys: name, description, workload, scenarios, thresholds)")
+			err = nodeErr(file, k, key, "unknown key (known keys: name, description, workload, scenarios, thresholds, faults)")
 		}
 		return err
 	})

@@ -68,6 +68,9 @@ func TestHTMLRendersInChromium(t *testing.T) {
 			if errs := errorBox(dom); !strings.Contains(dom, `data-errors="0"`) || errs != "" {
 				t.Errorf("script errors in the page (%s): %q", regexp.MustCompile(`<body[^>]*>`).FindString(dom), errs)
 			}
+			if bands := strings.Count(dom, `class="fault-band"`); bands != 6*2 {
+				t.Errorf("%d fault bands, want 2 on each of the postgres+redis leg's 6 charts", bands)
+			}
 			if got := strings.Count(dom, "<svg"); got < want {
 				t.Errorf("DOM has %d <svg> elements, want ≥ %d", got, want)
 			}

@@ -42,8 +42,9 @@
   }
 
   // lineChart draws series [{name, color, dash, pts:[[x,y]...]}] with shared
-  // scales xMax, yMax; marks [{x, label}] are vertical dashed lines.
-  function lineChart(title, unit, series, xMax, yMax, marks) {
+  // scales xMax, yMax; marks [{x, label}] are vertical dashed lines; bands
+  // [{x0, x1, label, ok}] are shaded fault windows.
+  function lineChart(title, unit, series, xMax, yMax, marks, bands) {
     var box = document.createElement("div");
     box.className = "chart";
     box.appendChild(Object.assign(document.createElement("h4"), { textContent: title }));
@@ -61,6 +62,14 @@
       svg.appendChild(el("text", { x: X(t), y: H - M.b + 15, "text-anchor": "middle", "font-size": 10, fill: "#6b7686" }, t + "s"));
     });
     svg.appendChild(el("line", { x1: M.l, x2: W - M.r, y1: Y(0), y2: Y(0), stroke: "#b9c2cf" }));
+    (bands || []).forEach(function (b, i) {
+      var x0 = X(Math.max(0, b.x0)), x1 = X(Math.min(xmax, Math.max(b.x1, b.x0)));
+      var band = el("rect", { x: x0, y: M.t, width: Math.max(2, x1 - x0), height: ih, fill: b.ok ? "#f2b33d" : "#e15759", "fill-opacity": 0.16, "class": "fault-band" });
+      band.appendChild(el("title", {}, b.name));
+      svg.appendChild(band);
+      // Labels on the first chart only, staggered over three rows.
+      if (b.label) svg.appendChild(el("text", { x: x0 + 1, y: M.t + 8 + (i % 3) * 9, "font-size": 7.5, fill: "#8a6d1f" }, b.label));
+    });
     (marks || []).forEach(function (m) {
       svg.appendChild(el("line", { x1: X(m.x), x2: X(m.x), y1: M.t, y2: M.t + ih, stroke: "#9aa5b5", "stroke-dasharray": "3 3" }));
       svg.appendChild(el("text", { x: X(m.x) + 3, y: M.t + 9, "font-size": 9, fill: "#6b7686" }, m.label));
@@ -94,8 +103,11 @@
       (sc.series || []).forEach(function (p) { t0 = Math.min(t0, p.t); });
       (sc.server || []).forEach(function (p) { t0 = Math.min(t0, p.t); });
     });
-    var r = { p50: [], p95: [], p99: [], reqs: [], iters: [], planned: [], errors: [], dropped: [], vus: [], hit: [], cost: [], marks: [], xmax: 1 };
+    var r = { p50: [], p95: [], p99: [], reqs: [], iters: [], planned: [], errors: [], dropped: [], vus: [], hit: [], cost: [], marks: [], bands: [], xmax: 1 };
     if (!isFinite(t0)) return r;
+    (leg.faults || []).forEach(function (f) {
+      r.bands.push({ x0: (f.start - t0) / 1000, x1: (f.healed - t0) / 1000, name: f.name, label: "", ok: f.ok });
+    });
     var costBase = 0;
     leg.scenarios.forEach(function (sc) {
       var series = sc.series || [], server = sc.server || [];
@@ -147,15 +159,16 @@
     col.appendChild(Object.assign(document.createElement("h3"), { textContent: leg.name }));
     var charts = [
       lineChart("Latency percentiles (http_req_duration, ms)", "ms", [
-        { name: "p50", color: "#4e79a7", pts: r.p50 }, { name: "p95", color: "#f28e2b", pts: r.p95 }, { name: "p99", color: "#e15759", pts: r.p99 }], xMax, lim.lat, r.marks),
+        { name: "p50", color: "#4e79a7", pts: r.p50 }, { name: "p95", color: "#f28e2b", pts: r.p95 }, { name: "p99", color: "#e15759", pts: r.p99 }], xMax, lim.lat, r.marks,
+        r.bands.map(function (b) { return Object.assign({}, b, { label: b.name }); })),
       lineChart("Rate: achieved vs planned (per second)", "", [
         { name: "requests/s", color: "#59a14f", pts: r.reqs }, { name: "iterations/s", color: "#4e79a7", pts: r.iters },
-        { name: "planned it/s", color: "#8c8c8c", dash: true, pts: r.planned }], xMax, lim.rate, r.marks),
+        { name: "planned it/s", color: "#8c8c8c", dash: true, pts: r.planned }], xMax, lim.rate, r.marks, r.bands),
       lineChart("Errors and dropped iterations (per second)", "", [
-        { name: "failed requests", color: "#e15759", pts: r.errors }, { name: "dropped", color: "#b07aa1", pts: r.dropped }], xMax, lim.err, r.marks),
-      lineChart("Virtual users", "", [{ name: "VUs", color: "#76b7b2", pts: r.vus }], xMax, lim.vus, r.marks),
-      lineChart("LLM cache hit rate (server, per scrape)", "%", [{ name: "hit rate", color: "#d4a72c", pts: r.hit }], xMax, 100, r.marks),
-      lineChart("LLM cost (server, cumulative USD)", "$", [{ name: "cost", color: "#e17c9a", pts: r.cost }], xMax, lim.cost || 0.01, r.marks)
+        { name: "failed requests", color: "#e15759", pts: r.errors }, { name: "dropped", color: "#b07aa1", pts: r.dropped }], xMax, lim.err, r.marks, r.bands),
+      lineChart("Virtual users", "", [{ name: "VUs", color: "#76b7b2", pts: r.vus }], xMax, lim.vus, r.marks, r.bands),
+      lineChart("LLM cache hit rate (server, per scrape)", "%", [{ name: "hit rate", color: "#d4a72c", pts: r.hit }], xMax, 100, r.marks, r.bands),
+      lineChart("LLM cost (server, cumulative USD)", "$", [{ name: "cost", color: "#e17c9a", pts: r.cost }], xMax, lim.cost || 0.01, r.marks, r.bands)
     ];
     charts.forEach(function (c) { col.appendChild(c); drawn++; });
     grid.appendChild(col);

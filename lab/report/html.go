@@ -21,6 +21,7 @@ var chartsJS string
 type chartLeg struct {
 	Name      string          `json:"name"`
 	Scenarios []chartScenario `json:"scenarios"`
+	Faults    []chartFault    `json:"faults,omitempty"` // shaded bands (faults.go)
 }
 
 type chartScenario struct {
@@ -73,7 +74,7 @@ func HTML(s *RunSummary) ([]byte, error) {
 	var buf bytes.Buffer
 	err = t.Execute(&buf, map[string]any{
 		"S": s, "Verdict": s.Verdict(), "Duration": duration(s), "Seed": seed,
-		"GateRows": gateRows, "Counts": counts,
+		"GateRows": gateRows, "Counts": counts, "Faults": faultsHTML(s),
 		"Data": template.JS(data), "Script": template.JS(chartsJS),
 	})
 	if err != nil {
@@ -92,7 +93,7 @@ func charts(s *RunSummary) chartData {
 			continue
 		}
 		seen[name] = true
-		cl := chartLeg{Name: name}
+		cl := chartLeg{Name: name, Faults: chartFaults(l)}
 		for _, sc := range l.Scenarios {
 			cl.Scenarios = append(cl.Scenarios, chartScenario{Name: sc.Name, Series: sc.Series, Server: sc.Server.Series})
 		}

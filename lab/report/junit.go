@@ -90,6 +90,7 @@ func JUnit(s *RunSummary) ([]byte, error) {
 			root.Suites = append(root.Suites, suite)
 		}
 	}
+	faultsJUnit(&root, s)
 	if s.Gate != nil {
 		suite := junitSuite{Name: "gate"}
 		for _, r := range s.Gate.Comparison.Results {

@@ -32,6 +32,7 @@ func Markdown(s *RunSummary) string {
 		writeGate(&b, s.Gate)
 	}
 	writeResults(&b, s)
+	writeFaults(&b, s)
 	writeServer(&b, s)
 	writeReplicas(&b, s)
 	writeContainers(&b, s)

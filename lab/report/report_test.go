@@ -38,6 +38,17 @@ func fakeSummary(withGate bool) *RunSummary {
 			sc.Server.CacheHitRate, sc.Server.CostUSD, sc.Server.CostPer1K, sc.Server.Requests = 0.62, 0.08, 0.05, 1600
 			l.Scenarios = append(l.Scenarios, sc)
 		}
+		if name == "postgres+redis" {
+			rec := 1200.0
+			l.Faults = []FaultResult{
+				{Name: "redis kill at 5s for 10s", Target: "redis", Kind: "kill", Start: t0 + 5000, Healed: t0 + 15000, Tried: 400, CacheHitBefore: 0.6, CacheHitDuring: 0.4,
+					CostPer1KBefore: 0.05, CostPer1KDuring: 0.07, CostChange: 0.4, RecoverMS: new(float64), Checks: []FaultCheck{{Name: "no 5xx while Redis was away", OK: true}}},
+				{Name: "postgres crash at 20s for 5s", Target: "postgres", Kind: "crash", Start: t0 + 20000, Healed: t0 + 25000, Tried: 200, Failed: 80,
+					FailedByStatus: map[string]float64{"503": 80}, RecoverMS: &rec, CacheHitBefore: -1, CacheHitDuring: -1,
+					Checks: []FaultCheck{{Name: "every failure a 503 with Retry-After", OK: true}}, Alerts: &FaultAlerts{Meant: []string{"HAL9StoreUnavailable"}}},
+			}
+			l.Ledger = &LedgerVerdict{Source: "database", Checks: "durability", Acknowledged: 900, Found: 900, ByKind: map[string]LedgerCounts{"signal": {Acknowledged: 900, Found: 900}}}
+		}
 		l.Server = Server{Requests: 3200, CacheHitRate: 0.62, CacheByTier: map[string]float64{"process": 0.5, "redis": 0.12}, TokensIn: 120000, TokensOut: 30000,
 			CostUSD: 0.16, CostPer1K: 0.05, MonthlyUSD: 155520, PeakRSSBytes: 80 << 20, CPUSeconds: 12.5, ExitCode: &zero, ShutdownMS: 310}
 		s.Legs = append(s.Legs, l)
@@ -78,7 +89,7 @@ func TestWriteAllAndRender(t *testing.T) {
 	if gi < 0 || ri < 0 || gi > ri {
 		t.Errorf("gate table must precede results (gate at %d, results at %d):\n%s", gi, ri, m)
 	}
-	for _, want := range []string{"# HAL9 lab · smoke: REGRESSED", "❌ regressed | sqlite | smoke | http_req_duration_p95_ms", "Total http_reqs: 9600.",
+	for _, want := range []string{"# HAL9 lab · smoke: REGRESSED", "❌ regressed | sqlite | smoke | http_req_duration_p95_ms", "Total http_reqs: 9600.", "| postgres crash at 20s for 5s | ✔️ pass | 200 | 80 (503×80) |", "nothing lost: 900 acknowledged",
 		"**mysql**: no such backend", "postgres+redis", "monthly projection", "`server.(*Server).handle` 21.0%", "❔ inconclusive"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("report.md lacks %q", want)
@@ -91,7 +102,8 @@ func TestWriteAllAndRender(t *testing.T) {
 		t.Fatalf("junit.xml does not parse: %v", err)
 	}
 	// 3 legs × 2 scenarios × 2 thresholds + 3 server exits + 3 gate + 1 skipped leg + 0 lab errors
-	if ju.Tests != 12+3+3+1 || ju.Failures != 1+1 || ju.Skipped != 1+1 {
+	// + the postgres+redis leg's ledger and its 2 faults' checks
+	if ju.Tests != 12+3+3+1+3 || ju.Failures != 1+1 || ju.Skipped != 1+1 {
 		t.Errorf("junit totals tests=%d failures=%d skipped=%d", ju.Tests, ju.Failures, ju.Skipped)
 	}
 

@@ -68,6 +68,10 @@ type Leg struct {
 	Connections *Connections `json:"connections,omitempty"`
 	// Containers: the leg's servers ran in containers (containers.go).
 	Containers *Containers `json:"containers,omitempty"`
+	// Faults are the leg's fault timeline and verdicts (faults.go).
+	Faults []FaultResult `json:"faults,omitempty"`
+	// Ledger is the acknowledgement-ledger check of the run (ledger.go).
+	Ledger *LedgerVerdict `json:"ledger,omitempty"`
 }
 
 // Step is one orchestration step of a leg, timed.
@@ -280,7 +284,7 @@ func (s *RunSummary) Verdict() string {
 		return "interrupted"
 	}
 	for _, l := range s.Legs {
-		if l.Error != "" {
+		if l.Error != "" || !l.Ledger.OK() || faultsFailed(l.Faults) {
 			return "failed"
 		}
 		for _, sc := range l.Scenarios {

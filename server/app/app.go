@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server"
@@ -86,7 +85,7 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 			MaxConns: int32(cfg.DBMaxConns), MinConns: int32(cfg.DBMinConns), Logger: log,
 		})
 		if err != nil {
-			return nil, err
+			return nil, explainStoreDown(raw, err)
 		}
 		return st, nil
 	}
@@ -183,12 +182,14 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 			"hourly_usd", cfg.LLMBudgetHourly, "daily_usd", cfg.LLMBudgetDaily)
 	}
 	var provider llm.Provider
+	var llmFaults server.LLMFaults // the admin listener's /admin/llm/faults
 	switch cfg.LLM {
 	case "anthropic":
 		provider = llm.NewAnthropic(llm.AnthropicOptions{BaseURL: cfg.AnthropicURL, APIKey: cfg.AnthropicAPIKey, Model: cfg.LLMModel})
 	default:
-		provider = llm.NewSimulated(llm.SimOptions{Model: cfg.LLMModel, LatencyScale: cfg.LLMLatencyScale,
+		sim := llm.NewSimulated(llm.SimOptions{Model: cfg.LLMModel, LatencyScale: cfg.LLMLatencyScale,
 			ErrorRate: cfg.LLMErrorRate, RateLimitRPM: cfg.LLMRateLimitRPM, Seed: cfg.LLMSeed})
+		provider, llmFaults = sim, sim
 	}
 	a.Guard = llm.NewGuard(provider, llm.GuardOptions{Timeout: cfg.LLMTimeout, Metrics: lm, Ledger: ledger,
 		Logger: log, DefaultModel: cfg.LLMModel})
@@ -217,7 +218,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if err != nil {
 		return nil, err
 	}
-	authn, err := auth.NewService(a.Store, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost, Logger: log}, a.Registry)
+	// Requests' store calls are bounded (store.WithTimeout): a frozen
+	// database is answered 503 in 10 s, not held until the client leaves.
+	bounded := store.WithTimeout(a.Store, StoreCallTimeout)
+	authn, err := auth.NewService(bounded, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost, Logger: log}, a.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +240,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		log.Debug("credential limits: redis failed, counting in memory", "error", err)
 	})
 	a.HTTP, err = server.New(server.Deps{
-		Store: a.Store, Auth: authn, Router: a.Router,
+		Store: bounded, Auth: authn, Router: a.Router,
 		Costs: ledger.Snapshot, Breakers: a.Guard.BreakerStates, RedisHealth: redisHealth,
 		Signals:  signalRecords{a.signalRecords},
 		Search:   searchCache{layered},
@@ -245,10 +249,13 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		BodyReadTimeout: cfg.HTTPReadTimeout,
 		AsyncWorkers:    cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
 		AsyncJobTimeout: cfg.AsyncJobTimeout(), Version: cfg.Version,
+		LLMFaults: llmFaults,
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.startBackendProbe(bgCtx)
+	a.startRetention(bgCtx)
 	return a, nil
 }
 
@@ -272,21 +279,17 @@ func (a *Server) jwtSecret(ctx context.Context) ([]byte, error) {
 	return secret, nil
 }
 
-// Listen binds the API and admin listeners (":0" picks free ports). The API
-// listener accepts at most --http-max-conns connections at once; further
-// ones wait in the kernel's accept queue.
+// Listen binds the API and admin listeners (":0" picks free ports) unless
+// UseListeners gave them (bind.go).
 func (a *Server) Listen() error {
-	var err error
-	if a.apiLn, err = net.Listen("tcp", a.cfg.Addr); err != nil {
-		return fmt.Errorf("listen on --addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.Addr, err)
+	if a.apiLn != nil {
+		return nil
 	}
-	if a.cfg.HTTPMaxConns > 0 {
-		a.apiLn = netutil.LimitListener(a.apiLn, a.cfg.HTTPMaxConns)
+	l, err := Bind(a.cfg)
+	if err != nil {
+		return err
 	}
-	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
-		a.apiLn.Close()
-		return fmt.Errorf("listen on --admin-addr %s: %w (is another process using the port? `ss -ltnp` shows which)", a.cfg.AdminAddr, err)
-	}
+	a.UseListeners(l)
 	return nil
 }
 

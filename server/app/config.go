@@ -28,6 +28,9 @@ type Config struct {
 	DatabaseURL string // sqlite://PATH or postgres://...; empty: sqlite://<DataDir>/hal9.db
 	DBMaxConns  int    // PostgreSQL pool (100, seed 000)
 	DBMinConns  int    // (10)
+	// SignalRetentionMonths keeps signals created in the current month
+	// and the N before it; 0 keeps them forever (retention.go).
+	SignalRetentionMonths int
 
 	RedisURL        string // optional second cache tier: redis://, rediss://, unix://
 	RedisPoolSize   int    // 0: go-redis default (10 per CPU)
@@ -145,6 +148,9 @@ func (c Config) Validate() error {
 	}
 	if c.DBMinConns < 0 || c.DBMinConns > c.DBMaxConns {
 		add("--db-min-conns %d: must be between 0 and --db-max-conns (%d)", c.DBMinConns, c.DBMaxConns)
+	}
+	if c.SignalRetentionMonths < 0 || c.SignalRetentionMonths > 1200 {
+		add("--signal-retention %d: must be 0 (keep signals forever) or a number of months up to 1200", c.SignalRetentionMonths)
 	}
 	if c.RedisURL != "" {
 		u, err := url.Parse(c.RedisURL)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -23,6 +24,11 @@ type BreakerOptions struct {
 	Buckets   int           // the window rolls in this many steps (6: 10 s each); 1 = fixed window
 	OpenFor   time.Duration // open → half-open after this (60 s; gobreaker's Timeout)
 	Successes uint32        // half-open successes that close it (3; also the trial calls let through)
+	// RateLimitStorm is how many 429s in a row a layer takes in its stride
+	// (10): a few are the provider pacing us and open nothing; past them
+	// every further 429 is a failure, so a 429 storm opens the breaker and
+	// sheds the load instead of hammering the provider (see excluded).
+	RateLimitStorm uint32
 }
 
 func (o BreakerOptions) withDefaults() BreakerOptions {
@@ -40,6 +46,9 @@ func (o BreakerOptions) withDefaults() BreakerOptions {
 	}
 	if o.Successes == 0 {
 		o.Successes = 3
+	}
+	if o.RateLimitStorm == 0 {
+		o.RateLimitStorm = 10
 	}
 	return o
 }
@@ -67,6 +76,8 @@ type Guard struct {
 	opts     GuardOptions
 	log      *slog.Logger
 	breakers map[string]*gobreaker.CircuitBreaker[Response]
+	// limited counts each layer's 429s in a row (reset by any other outcome).
+	limited map[string]*atomic.Uint32
 }
 
 var _ Provider = (*Guard)(nil)
@@ -84,9 +95,11 @@ func NewGuard(p Provider, opts GuardOptions) *Guard {
 	}
 	bo := opts.Breaker.withDefaults()
 	opts.Breaker = bo
-	g := &Guard{p: p, opts: opts, log: opts.Logger, breakers: map[string]*gobreaker.CircuitBreaker[Response]{}}
+	g := &Guard{p: p, opts: opts, log: opts.Logger, breakers: map[string]*gobreaker.CircuitBreaker[Response]{}, limited: map[string]*atomic.Uint32{}}
 	for _, layer := range Layers {
 		name := "llm_" + layer
+		inRow := &atomic.Uint32{}
+		g.limited[layer] = inRow
 		g.breakers[layer] = gobreaker.NewCircuitBreaker[Response](gobreaker.Settings{
 			Name:         name,
 			MaxRequests:  bo.Successes,
@@ -94,7 +107,12 @@ func NewGuard(p Provider, opts GuardOptions) *Guard {
 			BucketPeriod: bucketPeriod(bo),
 			Timeout:      bo.OpenFor,
 			ReadyToTrip:  func(c gobreaker.Counts) bool { return c.TotalFailures >= bo.Failures },
-			IsExcluded:   excluded,
+			IsExcluded: func(err error) bool {
+				if errors.Is(err, ErrRateLimited) && inRow.Load() > bo.RateLimitStorm {
+					return false // a storm: a failure
+				}
+				return excluded(err)
+			},
 			OnStateChange: func(name string, from, to gobreaker.State) {
 				// Called under the breaker's lock: only cheap work here.
 				g.log.Warn("circuit breaker state change", "breaker", name, "from", from.String(), "to", to.String())
@@ -105,7 +123,7 @@ func NewGuard(p Provider, opts GuardOptions) *Guard {
 		})
 		if opts.Metrics != nil {
 			opts.Metrics.BreakerState.WithLabelValues(name).Set(0)
-			for _, kind := range []string{"timeout", "api_error", "other"} {
+			for _, kind := range []string{"timeout", "api_error", "rate_limited", "other"} {
 				opts.Metrics.BreakerFailures.WithLabelValues(name, kind)
 			}
 		}
@@ -166,6 +184,11 @@ func (g *Guard) Complete(ctx context.Context, req Request) (Response, error) {
 		start := time.Now()
 		resp, err := g.p.Complete(cctx, req)
 		took = time.Since(start)
+		if errors.Is(err, ErrRateLimited) {
+			g.limited[req.Layer].Add(1)
+		} else if ctx.Err() == nil {
+			g.limited[req.Layer].Store(0)
+		}
 		if err != nil {
 			switch {
 			case ctx.Err() != nil: // the caller gave up: not the provider's fault
@@ -187,12 +210,15 @@ func (g *Guard) Complete(ctx context.Context, req Request) (Response, error) {
 		g.opts.Metrics.Duration.WithLabelValues(req.Model, req.Layer).Observe(took.Seconds())
 	}
 	if err != nil {
-		if !excluded(err) {
+		storm := errors.Is(err, ErrRateLimited) && g.limited[req.Layer].Load() > g.opts.Breaker.RateLimitStorm
+		if !excluded(err) || storm {
 			kind := "other"
 			var ae *APIError
 			switch {
 			case errors.Is(err, ErrTimeout):
 				kind = "timeout"
+			case storm:
+				kind = "rate_limited"
 			case errors.As(err, &ae):
 				kind = "api_error"
 			}

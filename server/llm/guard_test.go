@@ -220,6 +220,38 @@ func TestGuardExcludesRateLimitsAndCallerCancellation(t *testing.T) {
 	}
 }
 
+// A few 429s in a row are the provider pacing us; a storm of them (more
+// than RateLimitStorm in a row) counts as failures and opens the breaker,
+// and a success resets the count.
+func TestGuardRateLimitStormOpensBreaker(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	p := &scripted{}
+	g := NewGuard(p, GuardOptions{Breaker: fastBreaker, Metrics: m})
+	p.push(repeat(&RateLimitError{}, 10)...)
+	p.push(nil)
+	p.push(repeat(&RateLimitError{}, 10)...)
+	for range 21 {
+		_ = call(g, "L2")
+	}
+	if s := g.BreakerStates()["llm_L2"]; s != "closed" {
+		t.Fatalf("10 + 10 429s with a success between: %s, want closed", s)
+	}
+	const failures = 5 // the default that opens a breaker
+	p.push(repeat(&RateLimitError{}, failures)...)
+	for range failures {
+		_ = call(g, "L2")
+	}
+	if s := g.BreakerStates()["llm_L2"]; s != "open" {
+		t.Fatalf("after a storm of %d 429s in a row: %s, want open", 10+failures, s)
+	}
+	if n := testutil.ToFloat64(m.BreakerFailures.WithLabelValues("llm_L2", "rate_limited")); n != failures {
+		t.Fatalf("rate_limited failures %v, want %d", n, failures)
+	}
+	if err := call(g, "L2"); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("open breaker: %v, want ErrCircuitOpen (load shed)", err)
+	}
+}
+
 func TestGuardRejectsUnknownLayer(t *testing.T) {
 	g := NewGuard(&scripted{}, GuardOptions{})
 	for _, layer := range []string{"", "L0", "L6", "l1"} {

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // SimOptions configure the simulated provider.
@@ -63,9 +61,9 @@ func profileFor(layer string) layerProfile {
 // generator. Safe for concurrent use: each call derives its own PCG stream
 // from (Seed, call number), so no lock is shared between calls.
 type Simulated struct {
-	opts    SimOptions
-	limiter *rate.Limiter // nil: unlimited
-	calls   atomic.Uint64
+	opts  SimOptions
+	state atomic.Pointer[simState] // error rate, latency scale, rate limit (simfaults.go)
+	calls atomic.Uint64
 }
 
 var _ Provider = (*Simulated)(nil)
@@ -78,9 +76,7 @@ func NewSimulated(opts SimOptions) *Simulated {
 	opts.ErrorRate = min(max(opts.ErrorRate, 0), 1)
 	opts.LatencyScale = max(opts.LatencyScale, 0)
 	s := &Simulated{opts: opts}
-	if opts.RateLimitRPM > 0 {
-		s.limiter = rate.NewLimiter(rate.Limit(float64(opts.RateLimitRPM)/60), max(1, opts.RateLimitRPM/60))
-	}
+	s.state.Store(newSimState(SimFaults{ErrorRate: opts.ErrorRate, LatencyScale: opts.LatencyScale, RateLimitRPM: max(opts.RateLimitRPM, 0)}))
 	return s
 }
 
@@ -88,8 +84,9 @@ func NewSimulated(opts SimOptions) *Simulated {
 // errors, tokens, text and cost.
 func (s *Simulated) Complete(ctx context.Context, req Request) (Response, error) {
 	start := time.Now()
-	if s.limiter != nil {
-		r := s.limiter.Reserve()
+	st := s.state.Load()
+	if st.limiter != nil {
+		r := st.limiter.Reserve()
 		if d := r.Delay(); d > 0 {
 			r.Cancel()
 			return Response{}, &RateLimitError{RetryAfter: d}
@@ -102,12 +99,12 @@ func (s *Simulated) Complete(ctx context.Context, req Request) (Response, error)
 	prof := profileFor(req.Layer)
 	rng := rand.New(rand.NewPCG(uint64(s.opts.Seed), s.calls.Add(1)))
 
-	fail := s.opts.ErrorRate > 0 && rng.Float64() < s.opts.ErrorRate
+	fail := st.f.ErrorRate > 0 && rng.Float64() < st.f.ErrorRate
 	status := 500 + rng.IntN(30)
-	if s.opts.LatencyScale > 0 {
+	if st.f.LatencyScale > 0 {
 		// z capped at ±3σ keeps the tail bounded (L5 ≤ ~1.3 s unscaled).
 		z := min(max(rng.NormFloat64(), -3), 3)
-		d := time.Duration(float64(prof.median) * math.Exp(prof.sigma*z) * s.opts.LatencyScale)
+		d := time.Duration(float64(prof.median) * math.Exp(prof.sigma*z) * st.f.LatencyScale)
 		if err := sleep(ctx, d); err != nil {
 			return Response{}, err
 		}

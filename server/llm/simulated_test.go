@@ -140,3 +140,47 @@ func TestPriceFor(t *testing.T) {
 		t.Fatalf("Cost = %v, want %v", got, want)
 	}
 }
+
+// SetFaults changes a running provider's behaviour for the next calls and
+// refuses values out of range.
+func TestSimulatedSetFaults(t *testing.T) {
+	s := NewSimulated(SimOptions{Seed: 1})
+	ctx := context.Background()
+	if _, err := s.Complete(ctx, Request{Layer: "L1", Prompt: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFaults(SimFaults{ErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var ae *APIError
+	if _, err := s.Complete(ctx, Request{Layer: "L1", Prompt: "x"}); !errors.As(err, &ae) {
+		t.Fatalf("error rate 1: %v, want an APIError", err)
+	}
+	if err := s.SetFaults(SimFaults{RateLimitRPM: 60}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = s.Complete(ctx, Request{Layer: "L1", Prompt: "x"}) // the burst of one
+	if _, err := s.Complete(ctx, Request{Layer: "L1", Prompt: "x"}); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("60 rpm, second call at once: %v, want ErrRateLimited", err)
+	}
+	if f := s.Faults(); f.RateLimitRPM != 60 || f.ErrorRate != 0 {
+		t.Errorf("Faults() = %+v", f)
+	}
+	for _, bad := range []SimFaults{{ErrorRate: 1.5}, {ErrorRate: -0.1}, {LatencyScale: -1}, {LatencyScale: 1000}, {RateLimitRPM: -1}} {
+		if err := s.SetFaults(bad); err == nil {
+			t.Errorf("SetFaults(%+v) accepted", bad)
+		}
+	}
+	// Concurrent changes and calls (run with -race).
+	done := make(chan struct{})
+	go func() {
+		for i := range 200 {
+			_ = s.SetFaults(SimFaults{ErrorRate: float64(i%2) / 2, RateLimitRPM: i % 3 * 600})
+		}
+		close(done)
+	}()
+	for range 200 {
+		_, _ = s.Complete(ctx, Request{Layer: "L2", Prompt: "y"})
+	}
+	<-done
+}

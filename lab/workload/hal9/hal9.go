@@ -1,8 +1,11 @@
 // Package hal9 is the HAL9 traffic mix of seed 002 as a load workload:
-// 40 % signal submissions (layers L2–L4), 20 % status, 20 % neuron queries
-// (list, then one), 15 % auth flows (register → login → profile) and 5 %
+// 40 % signal submissions (layers L2–L4; 36 synchronous, 4 with
+// ?async=true), 20 % status, 20 % neuron queries (list, then one), 15 %
+// auth flows (14 register → login → profile, 1 API-key creation) and 5 %
 // metrics, with checks against the server's real response shapes and
-// custom metrics read from its X-HAL9-* headers.
+// custom metrics read from its X-HAL9-* headers. Every write the server
+// acknowledges goes to an acknowledgement ledger when one is set
+// (SetLedger, acks.go).
 package hal9
 
 import (
@@ -16,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/workload/internal/section"
 )
@@ -24,7 +28,8 @@ import (
 type Config struct {
 	Kind string `yaml:"kind"`
 	// Mix weights the operations; when mix is given, operations it leaves
-	// out get 0. Default: seed 002's 40/20/20/15/5.
+	// out get 0. Default: seed 002's 40/20/20/15/5, with 4 of the 40
+	// signals async and 1 of the 15 auth flows an API-key creation.
 	Mix *Mix `yaml:"mix"`
 	// RepeatRatio is the share of signals whose content comes from a hot
 	// set of HotSet contents, drawn Zipf-like (a few very popular, a long
@@ -52,10 +57,20 @@ type Mix struct {
 	Neurons float64 `yaml:"neurons"`
 	Auth    float64 `yaml:"auth"`
 	Metrics float64 `yaml:"metrics"`
+	// AsyncSignal: POST /api/v1/signals?async=true (202), then GET the
+	// signal until it is done. APIKey: POST /api/v1/auth/api-keys (201).
+	AsyncSignal float64 `yaml:"async_signal"`
+	APIKey      float64 `yaml:"api_key"`
 }
 
-// DefaultMix is seed 002's traffic mix.
-var DefaultMix = Mix{Signal: 40, Status: 20, Neurons: 20, Auth: 15, Metrics: 5}
+// weights in the order of ops.
+func (m *Mix) weights() [nOps]float64 {
+	return [nOps]float64{m.Signal, m.Status, m.Neurons, m.Auth, m.Metrics, m.AsyncSignal, m.APIKey}
+}
+
+// DefaultMix is seed 002's traffic mix (40/20/20/15/5), with small shares
+// of async signals and API keys so every kind of acknowledged write occurs.
+var DefaultMix = Mix{Signal: 36, AsyncSignal: 4, Status: 20, Neurons: 20, Auth: 14, APIKey: 1, Metrics: 5}
 
 var validLayers = map[string]bool{"L1": true, "L2": true, "L3": true, "L4": true, "L5": true}
 
@@ -75,13 +90,15 @@ func (c *Config) Normalize(pos section.Pos) error {
 		c.Mix = &m
 	}
 	m := c.Mix
-	for _, w := range []float64{m.Signal, m.Status, m.Neurons, m.Auth, m.Metrics} {
+	total := 0.0
+	for _, w := range m.weights() {
 		if w < 0 {
 			return bad("mix", "weights must not be negative")
 		}
+		total += w
 	}
-	if m.Signal+m.Status+m.Neurons+m.Auth+m.Metrics <= 0 {
-		return bad("mix", "at least one of signal, status, neurons, auth, metrics must be positive")
+	if total <= 0 {
+		return bad("mix", "at least one of signal, async_signal, status, neurons, auth, api_key, metrics must be positive")
 	}
 	if c.RepeatRatio == nil {
 		r := 0.6
@@ -120,7 +137,7 @@ func (c *Config) Normalize(pos section.Pos) error {
 // Workload implements load.Workload.
 type Workload struct {
 	cfg     Config
-	cum     [5]float64 // cumulative mix weights
+	cum     [nOps]float64 // cumulative mix weights
 	runID   string
 	seed    int64
 	hot     []string
@@ -128,8 +145,9 @@ type Workload struct {
 		cacheHit, signalHit, cost, tokens *load.Metric
 	}
 	shared struct {
-		token string
+		token, user string
 	}
+	acks ledger.Recorder // nil: no ledger
 }
 
 // The operations, also the values of the "op" tag.
@@ -140,9 +158,14 @@ const (
 	OpAuth    = "auth"
 	OpMetrics = "metrics"
 	OpSetup   = "setup" // each VU's own register + login
+	// OpAsyncSignal and OpAPIKey: see acks.go.
+	OpAsyncSignal = "async_signal"
+	OpAPIKey      = "api_key"
 )
 
-var ops = [5]string{OpSignal, OpStatus, OpNeurons, OpAuth, OpMetrics}
+const nOps = 7
+
+var ops = [nOps]string{OpSignal, OpStatus, OpNeurons, OpAuth, OpMetrics, OpAsyncSignal, OpAPIKey}
 
 // Custom metric names. hal9_cache_hit counts one sample per forward hop of
 // each signal's trace (1 when the hop's cache is "hit", at any tier or
@@ -170,9 +193,8 @@ func New(cfg Config) (*Workload, error) {
 		return nil, err
 	}
 	w := &Workload{cfg: cfg}
-	m := cfg.Mix
 	acc := 0.0
-	for i, v := range []float64{m.Signal, m.Status, m.Neurons, m.Auth, m.Metrics} {
+	for i, v := range cfg.Mix.weights() {
 		acc += v
 		w.cum[i] = acc
 	}
@@ -211,11 +233,12 @@ func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
 		w.hot[i] = fmt.Sprintf("hot signal %d: %s", i, phrase(rng))
 	}
 	if w.cfg.SharedUser {
-		tok, err := setupUser(ctx, env.HTTP, env.Target, "lab_"+w.runID+"_shared")
+		user := "lab_" + w.runID + "_shared"
+		tok, err := w.setupUser(ctx, env.HTTP, env.Target, user)
 		if err != nil {
 			return fmt.Errorf("shared user: %w", err)
 		}
-		w.shared.token = tok
+		w.shared.token, w.shared.user = tok, user
 	}
 	return nil
 }
@@ -246,10 +269,14 @@ func phrase(rng *rand.Rand) string {
 	return strings.Join(p, " ")
 }
 
-const password = "lab-password-8+"
+// Password is every lab user's password (the ledger check logs users in
+// with it to read their entries back).
+const Password = "lab-password-8+"
+
+const password = Password
 
 // setupUser registers and logs in a user without recording samples.
-func setupUser(ctx context.Context, c *http.Client, target, user string) (string, error) {
+func (w *Workload) setupUser(ctx context.Context, c *http.Client, target, user string) (string, error) {
 	body, _ := json.Marshal(map[string]string{"username": user, "email": user + "@lab.invalid", "password": password})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(target, "/")+"/api/v1/auth/register", strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")
@@ -257,10 +284,19 @@ func setupUser(ctx context.Context, c *http.Client, target, user string) (string
 	if err != nil {
 		return "", fmt.Errorf("register: %w", err)
 	}
-	res.Body.Close()
 	if res.StatusCode != http.StatusCreated && res.StatusCode != http.StatusConflict {
+		res.Body.Close()
 		return "", fmt.Errorf("register: status %d, want 201", res.StatusCode)
 	}
+	if res.StatusCode == http.StatusCreated {
+		var out struct {
+			User *userJSON `json:"user"`
+		}
+		if json.NewDecoder(res.Body).Decode(&out) == nil && out.User != nil {
+			w.ackUser(out.User.ID, user)
+		}
+	}
+	res.Body.Close()
 	body, _ = json.Marshal(map[string]string{"username": user, "password": password})
 	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(target, "/")+"/api/v1/auth/login", strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")
@@ -289,6 +325,7 @@ func (w *Workload) NewVU(id int) (load.VU, error) {
 	v.auth = http.Header{}
 	if w.cfg.SharedUser {
 		v.setToken(w.shared.token)
+		v.user = w.shared.user
 	}
 	return v, nil
 }
@@ -299,6 +336,7 @@ type vu struct {
 	rng     *rand.Rand
 	zipf    *rand.Zipf
 	token   string
+	user    string      // the VU's own user (or the shared one)
 	json    http.Header // Content-Type only
 	auth    http.Header // Authorization (+ Content-Type)
 	neurons []string
@@ -329,6 +367,10 @@ func (v *vu) Iteration(ctx context.Context, it *load.Iter) error {
 			err = v.authFlow(ctx, it)
 		case OpMetrics:
 			err = v.metrics(ctx, it)
+		case OpAsyncSignal:
+			err = v.asyncSignal(ctx, it)
+		case OpAPIKey:
+			err = v.apiKey(ctx, it)
 		}
 	}
 	if serr := load.Sleep(ctx, v.w.cfg.ThinkTime); serr != nil && err == nil {
@@ -338,13 +380,13 @@ func (v *vu) Iteration(ctx context.Context, it *load.Iter) error {
 }
 
 func (v *vu) pick() string {
-	x := v.rng.Float64() * v.w.cum[4]
+	x := v.rng.Float64() * v.w.cum[nOps-1]
 	for i, c := range v.w.cum {
 		if x < c {
 			return ops[i]
 		}
 	}
-	return ops[4]
+	return ops[nOps-1]
 }
 
 // login is the VU's own register + login, once (again after a 401).
@@ -358,6 +400,7 @@ func (v *vu) login(ctx context.Context, it *load.Iter) error {
 		return err
 	}
 	v.setToken(tok)
+	v.user = user
 	return nil
 }
 
@@ -394,6 +437,7 @@ func (v *vu) register(ctx context.Context, it *load.Iter, op, user string) (bool
 	if !it.Check("register: 201 with user {id, username, email, created_at}", ok) {
 		return false, fmt.Errorf("register %s: status %d: %w", user, res.Status, errFailed)
 	}
+	v.w.ackUser(out.User.ID, user)
 	return true, nil
 }
 
@@ -466,22 +510,9 @@ func (v *vu) signal(ctx context.Context, it *load.Iter) error {
 	var s signalResponse
 	shape := json.Unmarshal(res.Body, &s) == nil && s.SignalID != "" && s.Layer == layer && s.Output != nil &&
 		len(s.Trace) > 0 && s.CostUSD != nil && s.DurationMS != nil
-	hits, total := 0, 0
-	for _, h := range s.Trace {
-		if h.NeuronID == "" || h.Layer == "" || h.TokensIn == nil || h.TokensOut == nil || h.CostUSD == nil || h.DurationMS == nil {
-			shape = false
-		}
-		if h.Cache == "" || (h.Direction != "" && h.Direction != "forward") {
-			continue
-		}
-		total++
-		hit := h.Cache == "hit"
-		if hit {
-			hits++
-		}
-		it.Add(v.w.metrics.cacheHit, rateSample(hit))
-	}
-	it.Check("signal: body has signal_id, layer, output, trace[], cost_usd, duration_ms", shape)
+	v.ackSignal(s.SignalID, http.StatusOK)
+	hits, total, complete := v.traceSamples(it, s.Trace)
+	it.Check("signal: body has signal_id, layer, output, trace[], cost_usd, duration_ms", shape && complete)
 	hdr := res.Header.Get("X-HAL9-Cache")
 	it.Check("signal: X-HAL9-Cache, X-HAL9-Cost-USD, X-HAL9-Tokens headers",
 		hdr != "" && res.Header.Get("X-HAL9-Cost-USD") != "" && res.Header.Get("X-HAL9-Tokens") != "")

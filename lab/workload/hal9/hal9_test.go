@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 )
 
@@ -28,12 +29,14 @@ type fakeServer struct {
 	cost         float64
 	tokensBilled int
 	ops          map[string]int
-	registerCode int // 201; the original's test expected 200
+	registerCode int                       // 201; the original's test expected 200
+	signals      map[string]map[string]any // id → GET body (async signals)
+	keys         int
 }
 
 func newFake() *fakeServer {
 	return &fakeServer{users: map[string]string{}, tokens: map[string]string{}, seen: map[string]bool{},
-		ops: map[string]int{}, registerCode: http.StatusCreated}
+		ops: map[string]int{}, registerCode: http.StatusCreated, signals: map[string]map[string]any{}}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -121,11 +124,33 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else if hits == 0 {
 			cache = "miss"
 		}
+		id := fmt.Sprintf("s%d", len(f.signals)+1)
+		body := map[string]any{"signal_id": id, "layer": req.Layer, "neuron_id": req.Layer + "-0", "status": "processed",
+			"output": "ok", "cache": cache, "trace": trace, "tokens_in": toks / 3, "tokens_out": toks - toks/3, "cost_usd": cost, "duration_ms": 3.0}
+		f.signals[id] = body
+		if r.URL.Query().Get("async") == "true" {
+			writeJSON(w, 202, map[string]any{"signal_id": id, "status": "pending"})
+			return
+		}
 		w.Header().Set("X-HAL9-Cache", cache)
 		w.Header().Set("X-HAL9-Cost-USD", strconv.FormatFloat(cost, 'f', -1, 64))
 		w.Header().Set("X-HAL9-Tokens", strconv.Itoa(toks))
-		writeJSON(w, 200, map[string]any{"signal_id": "s1", "layer": req.Layer, "neuron_id": req.Layer + "-0", "status": "processed",
-			"output": "ok", "cache": cache, "trace": trace, "tokens_in": 1, "tokens_out": 2, "cost_usd": cost, "duration_ms": 3.0})
+		writeJSON(w, 200, body)
+	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/api/v1/signals/"):
+		if _, ok := authed(); !ok {
+			return
+		}
+		if b, ok := f.signals[strings.TrimPrefix(r.URL.Path, "/api/v1/signals/")]; ok {
+			writeJSON(w, 200, b)
+			return
+		}
+		writeJSON(w, 404, map[string]any{"error": map[string]string{"code": "not_found", "message": "no"}})
+	case r.Method == "POST" && r.URL.Path == "/api/v1/auth/api-keys":
+		if _, ok := authed(); !ok {
+			return
+		}
+		f.keys++
+		writeJSON(w, 201, map[string]any{"key": "hal9_k", "api_key": map[string]any{"id": fmt.Sprintf("k%d", f.keys), "prefix": "hal9_k"}})
 	case r.Method == "GET" && r.URL.Path == "/api/v1/status":
 		writeJSON(w, 200, map[string]any{"status": "ok", "neurons_total": 2})
 	case r.Method == "GET" && r.URL.Path == "/api/v1/neurons":
@@ -172,12 +197,13 @@ func TestWorkloadAgainstDocumentedShapes(t *testing.T) {
 	if v := s.Metrics["http_req_failed"].Values; v["passes"] != 0 {
 		t.Errorf("failed requests: %v", v)
 	}
-	// the mix: 300 iterations, 40/20/20/15/5 (binomial: ±4σ)
+	// the mix: 300 iterations, 40/20/20/15/5 with 4 of the 40 async and 1
+	// of the 15 an API key (binomial: ±4σ)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	want := map[string]float64{
 		"POST /api/v1/signals": 120, "GET /api/v1/status": 60, "GET /api/v1/neurons": 60,
-		"GET /api/v1/auth/profile": 45, "GET /api/v1/metrics": 15,
+		"GET /api/v1/auth/profile": 42, "POST /api/v1/auth/api-keys": 3, "GET /api/v1/metrics": 15,
 	}
 	for op, n := range want {
 		sd := math.Sqrt(300 * n / 300 * (1 - n/300))
@@ -206,6 +232,55 @@ func TestWorkloadAgainstDocumentedShapes(t *testing.T) {
 	}
 	if s.Metrics["http_req_duration{op:signal}"] != nil {
 		t.Error("sub-metrics appear only for thresholds")
+	}
+}
+
+// Every acknowledged write is in the ledger, once, with its owner.
+func TestLedgerRecordsEveryAcknowledgedWrite(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	w, err := New(Config{Mix: &Mix{Signal: 2, AsyncSignal: 2, Auth: 1, APIKey: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acks ledger.Memory
+	w.SetLedger(&acks)
+	plan := &load.Plan{Name: "hal9", Scenarios: []load.Scenario{{Name: "s", Executor: load.ConstantArrivalRate,
+		Rate: 60, Duration: time.Second, PreAllocatedVUs: 3}}}
+	if _, err := load.Run(context.Background(), plan, load.Options{Target: srv.URL, Workload: w, RunID: "t", Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	count := map[string]int{}
+	ids := map[string]bool{}
+	for _, e := range acks.Entries {
+		if err := e.Validate(); err != nil {
+			t.Errorf("entry %+v: %v", e, err)
+		}
+		count[e.Kind]++
+		if ids[e.Kind+e.ID] {
+			t.Errorf("%s %s recorded twice", e.Kind, e.ID)
+		}
+		ids[e.Kind+e.ID] = true
+		switch e.Kind {
+		case ledger.KindSignal:
+			if e.Status != 200 && e.Status != 202 || e.At == nil || !strings.HasPrefix(e.User, "lab_t_") {
+				t.Errorf("signal entry %+v", e)
+			}
+		case ledger.KindUser:
+			if f.users[e.Username] != e.ID {
+				t.Errorf("user entry %+v: the server gave %s id %q", e, e.Username, f.users[e.Username])
+			}
+		}
+	}
+	if count[ledger.KindSignal] != len(f.signals) || count[ledger.KindUser] != len(f.users) || count[ledger.KindAPIKey] != f.keys {
+		t.Errorf("ledger %v; the server acknowledged %d signals, %d users, %d keys", count, len(f.signals), len(f.users), f.keys)
+	}
+	if f.keys == 0 || count[ledger.KindSignal] == 0 || f.ops["GET /api/v1/signals/s1"]+f.ops["GET /api/v1/signals/s2"]+len(f.signals) == 0 {
+		t.Errorf("the mix made no key or signal: %v", f.ops)
 	}
 }
 

@@ -1,0 +1,48 @@
+package app
+
+import (
+	"fmt"
+	"net"
+
+	"golang.org/x/net/netutil"
+)
+
+// Listeners are the API and admin listeners, bound before anything else
+// happens: `hal9 serve` binds them first, so a taken port (seed 000's
+// "port taken at 3 am") fails at once, naming the address, before the
+// store is opened or migrated.
+type Listeners struct {
+	API, Admin net.Listener
+}
+
+// Bind binds cfg's --addr and --admin-addr.
+func Bind(cfg Config) (*Listeners, error) {
+	api, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --addr %s: %w (is another process using the port? `ss -ltnp` shows which); nothing was started", cfg.Addr, err)
+	}
+	admin, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		api.Close()
+		return nil, fmt.Errorf("listen on --admin-addr %s: %w (is another process using the port? `ss -ltnp` shows which); nothing was started", cfg.AdminAddr, err)
+	}
+	return &Listeners{API: api, Admin: admin}, nil
+}
+
+// Close closes both (a start that failed after Bind).
+func (l *Listeners) Close() {
+	if l != nil {
+		l.API.Close()
+		l.Admin.Close()
+	}
+}
+
+// UseListeners makes the server serve on listeners bound by Bind. The API
+// listener accepts at most --http-max-conns connections at once; further
+// ones wait in the kernel's accept queue.
+func (a *Server) UseListeners(l *Listeners) {
+	a.apiLn, a.adminLn = l.API, l.Admin
+	if a.cfg.HTTPMaxConns > 0 {
+		a.apiLn = netutil.LimitListener(a.apiLn, a.cfg.HTTPMaxConns)
+	}
+}
