@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -358,4 +359,86 @@ func DropThinkTime(spec load.WorkloadSpec) (load.WorkloadSpec, string) {
 	}
 	spec.Node = &n
 	return spec, old
+}
+
+// Params are a search's knobs, as `hal9-lab capacity` flags or a
+// profile's capacity: block (durations as Go durations).
+type Params struct {
+	StartRate float64       `yaml:"start_rate"` // iterations/s of the first step (10)
+	Growth    float64       `yaml:"growth"`     // ramp factor (2)
+	Ceiling   float64       `yaml:"ceiling"`    // highest rate tried (5000)
+	Precision float64       `yaml:"precision"`  // bisection stops within this (0.05)
+	MaxSteps  int           `yaml:"max_steps"`  // bound on steps (30)
+	Step      time.Duration `yaml:"step"`       // measured phase (20s)
+	Settle    time.Duration `yaml:"settle"`     // unjudged phase before it (5s)
+	MaxVUs    int           `yaml:"max_vus"`    // VU bound per phase (2000)
+	Cooldown  time.Duration `yaml:"cooldown"`   // pause between steps (2s)
+	// SLO in --slo syntax (METRIC:EXPR); empty: the scenario's thresholds.
+	SLO []string `yaml:"slo"`
+}
+
+// Defaults fills the zero knobs.
+func (p *Params) Defaults() {
+	if p.Step == 0 {
+		p.Step = DefaultStep
+	}
+	if p.Settle == 0 {
+		p.Settle = DefaultSettle
+	}
+	if p.MaxVUs == 0 {
+		p.MaxVUs = DefaultMaxVUs
+	}
+}
+
+// Validate checks the knobs (after Defaults) with messages naming them.
+func (p *Params) Validate() error {
+	c := Config{StartRate: p.StartRate, Growth: p.Growth, Ceiling: p.Ceiling, Precision: p.Precision, MaxSteps: p.MaxSteps}
+	if err := c.defaults(); err != nil {
+		return err
+	}
+	switch {
+	case p.Step < time.Second:
+		return fmt.Errorf("step %s: want at least 1s of measured load per step", p.Step)
+	case p.Settle < 0 || p.Cooldown < 0:
+		return errors.New("settle and cooldown must not be negative")
+	case p.MaxVUs < 1 || p.MaxVUs > load.MaxVUsPerExecutor:
+		return fmt.Errorf("max VUs %d: want 1..%d", p.MaxVUs, load.MaxVUsPerExecutor)
+	}
+	_, err := ParseSLO(p.SLO)
+	return err
+}
+
+// Run searches the knee of target under plan's workload with lab/load:
+// the stepper's notes and settings go into the result. base may set the
+// load options the params do not (Around, Logger, Registerer, RunID).
+func Run(ctx context.Context, plan *load.Plan, target string, p Params, progress io.Writer, base LoadOptions) (*Result, error) {
+	p.Defaults()
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("capacity: %w", err)
+	}
+	slo, err := ParseSLO(p.SLO)
+	if err != nil {
+		return nil, err
+	}
+	o := base
+	o.Plan, o.Target, o.Step, o.Settle, o.MaxVUs, o.Cooldown = plan, target, p.Step, p.Settle, p.MaxVUs, p.Cooldown
+	if len(slo) > 0 {
+		o.SLO = slo
+	}
+	st, err := NewLoadStepper(o)
+	if err != nil {
+		return nil, err
+	}
+	res, err := Search(ctx, st, Config{StartRate: p.StartRate, Growth: p.Growth, Ceiling: p.Ceiling, Precision: p.Precision,
+		MaxSteps: p.MaxSteps, Progress: progress})
+	if res != nil {
+		st.Settings(&res.Settings)
+		res.Notes = append(res.Notes, st.Notes()...)
+		if len(res.Knee.SLO) == 0 {
+			for i, t := range st.SLO() {
+				res.Knee.SLO = append(res.Knee.SLO, st.names[i]+":"+t.Expr)
+			}
+		}
+	}
+	return res, err
 }
