@@ -23,7 +23,7 @@ const pgInstallHint = "install PostgreSQL's server binaries (Debian/Ubuntu: apt-
 // StartPostgresProcess initialises a fresh cluster in a new temporary
 // directory (initdb -A trust -U postgres --no-sync) and starts postgres on a
 // free 127.0.0.1 port with durability off (fsync, synchronous_commit,
-// full_page_writes) for speed and max_connections=200. The URL connects as
+// full_page_writes; opts.Durable keeps them on) for speed and max_connections=200. The URL connects as
 // user postgres to database postgres without a password. As root, initdb and
 // postgres run as the unprivileged "postgres" system user, because
 // PostgreSQL refuses to run as root. On error nothing is left behind.
@@ -32,7 +32,11 @@ func StartPostgresProcess(ctx context.Context, opts ProcessOptions) (*Process, e
 	if err != nil {
 		return nil, err
 	}
-	cred, root, err := postgresCredential(opts.TempRoot)
+	tempRoot := opts.TempRoot
+	if opts.Durable && tempRoot == "" && os.Getenv(EnvTempRoot) == "" {
+		tempRoot = os.TempDir() // a RAM directory would make fsync free
+	}
+	cred, root, err := postgresCredential(tempRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -60,12 +64,14 @@ func StartPostgresProcess(ctx context.Context, opts ProcessOptions) (*Process, e
 	}
 	p.log.Debug("infra: cluster ready", "from_cache", cached, "took", time.Since(begin).Round(time.Millisecond))
 	p.command = func(port int) (string, []string) {
-		return postgres, []string{
+		args := []string{
 			"-D", data, "-p", strconv.Itoa(port), "-k", p.dir,
-			"-c", "listen_addresses=127.0.0.1",
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=200",
+			"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
 		}
+		if !opts.Durable {
+			args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+		}
+		return postgres, args
 	}
 	p.ready = pingPostgres
 	p.bindFail = func(tail string) bool {

@@ -44,6 +44,11 @@ type ProcessOptions struct {
 	// initialised once per machine (see initCluster). Also set by
 	// HAL9_PG_INITDB_CACHE=off.
 	NoInitdbCache bool
+	// Durable starts PostgreSQL with its durability settings left on
+	// (fsync, synchronous_commit, full_page_writes) and, unless TempRoot or
+	// $HAL9_INFRA_TMPDIR says otherwise, its data on disk (os.TempDir())
+	// rather than in /dev/shm: for measuring what a commit really costs.
+	Durable bool
 }
 
 func (o ProcessOptions) logger() *slog.Logger {
