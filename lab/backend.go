@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra"
@@ -39,7 +40,8 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 	needPG, needRedis := name == Postgres || name == PostgresRedis, name == PostgresRedis
 	var err error
 	if needPG || needRedis {
-		b.env, err = infra.Start(ctx, infra.Options{Postgres: needPG, Redis: needRedis, Mode: infra.Mode(s.opts.Infra), Logger: s.log})
+		b.env, err = infra.Start(ctx, infra.Options{Postgres: needPG, Redis: needRedis, Mode: infra.Mode(s.opts.Infra), Logger: s.log,
+			Durable: s.opts.Profile.Postgres.durable()})
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -55,6 +57,15 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 	}
 	if name != SQLite {
 		s.prog.step("infrastructure up (%s) in %s", b.Infra(), time.Since(t).Round(100*time.Millisecond))
+	}
+	if needPG {
+		off, err := infra.PostgresDurability(ctx, b.env.PostgresURL)
+		switch {
+		case err != nil:
+			s.LabError("%s: %v", name, err)
+		case len(off) > 0:
+			s.noteDepartures(name, []string{fmt.Sprintf("PostgreSQL durability off (%s): an acknowledged commit may not be on disk yet, and commits cost less than in production", strings.Join(off, ", "))})
+		}
 	}
 	return b, nil
 }

@@ -40,12 +40,16 @@ func LegKey(backend, role string) string {
 type leg struct {
 	s       *Session
 	spec    LegSpec
-	key     string     // LegKey: names its profiles and logs
-	out     report.Leg // what the report gets
-	backing *Backing   // the run's own database (and Redis logical DB)
-	dataDir string     // the server's --data-dir (and the SQLite file)
-	srv     *Server    // the server running now; nil between servers
-	limit   float64    // srv's --rate-limit
+	key     string         // LegKey: names its profiles and logs
+	out     report.Leg     // what the report gets
+	backing *Backing       // the run's own database (and Redis logical DB)
+	dataDir string         // the server's --data-dir (and the SQLite file)
+	srv     *Server        // the server running now; nil between servers
+	limit   float64        // srv's --rate-limit
+	config  map[string]any // srv's effective configuration (hal9 config)
+	// capMachine: CPU seconds of the lab and of the local databases during
+	// the capacity search, and the requests the server counted there.
+	capMachine [3]float64
 }
 
 // RunLeg runs one leg: a fresh database, the server, warm-up, every
@@ -72,6 +76,9 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	if err := l.runScenarios(ctx); err != nil {
 		return l.fail(err)
 	}
+	if s.capacity != nil && ctx.Err() == nil {
+		l.capacitySearch(ctx)
+	}
 	if spec.RateLimitCheck && s.opts.Profile.RateLimit != nil && ctx.Err() == nil {
 		l.rateLimitCheck(ctx, *s.opts.Profile.RateLimit)
 	}
@@ -83,6 +90,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	}
 	finishServer(&l.out.Server, s.summary.Seed)
 	l.stopServer()
+	l.capacityDemand()
 	return l.out
 }
 
@@ -202,6 +210,9 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: l.backing.DatabaseURL, RedisURL: l.backing.RedisURL, RateLimit: limit,
 		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
 		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
+	if err := l.applySettings(ctx, &opts); err != nil {
+		return err
+	}
 	s.recv.SetLeg(l.key)
 	srv, err := StartServer(ctx, opts)
 	if err != nil {
@@ -223,6 +234,7 @@ func (l *leg) stopServer() {
 	if l.srv == nil {
 		return
 	}
+	l.countRequests()
 	var code int
 	var took time.Duration
 	err := l.step("SIGTERM, expect exit 0 within the drain time", func() error {

@@ -95,18 +95,7 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 			return nil, err
 		}
 	}
-	args := []string{"serve", "--addr", addr, "--admin-addr", admin,
-		"--database-url", opts.DatabaseURL,
-		"--rate-limit", strconv.FormatFloat(opts.RateLimit, 'f', -1, 64),
-		"--data-dir", opts.DataDir,
-		"--shutdown-timeout", opts.Shutdown.String()}
-	if opts.RedisURL != "" {
-		args = append(args, "--redis-url", opts.RedisURL)
-	}
-	if opts.PyroscopeURL != "" {
-		args = append(args, "--pyroscope-url", opts.PyroscopeURL)
-	}
-	args = append(args, opts.Extra...)
+	args := append([]string{"serve"}, opts.args(addr, admin)...)
 	// Not CommandContext: the lab stops the server itself (SIGTERM, then
 	// a bounded wait), so a cancelled ctx still gets a clean shutdown.
 	cmd := exec.Command(opts.Bin, args...)
@@ -140,6 +129,23 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 		close(s.done)
 	}()
 	return s, nil
+}
+
+// args are the flags of `hal9 serve` (and of `hal9 config`, which prints
+// the configuration they make).
+func (opts ServerOptions) args(addr, admin string) []string {
+	args := []string{"--addr", addr, "--admin-addr", admin,
+		"--database-url", opts.DatabaseURL,
+		"--rate-limit", strconv.FormatFloat(opts.RateLimit, 'f', -1, 64),
+		"--data-dir", opts.DataDir,
+		"--shutdown-timeout", opts.Shutdown.String()}
+	if opts.RedisURL != "" {
+		args = append(args, "--redis-url", opts.RedisURL)
+	}
+	if opts.PyroscopeURL != "" {
+		args = append(args, "--pyroscope-url", opts.PyroscopeURL)
+	}
+	return append(args, opts.Extra...)
 }
 
 // freeAddr picks a free loopback port.

@@ -74,6 +74,8 @@ type Session struct {
 	summary     *report.RunSummary
 	mu          sync.Mutex
 	labErrors   []string
+	capacity    *capacityRun              // the profile's capacity: block (capacityleg.go)
+	defaults    map[string]map[string]any // server binary → its `hal9 config` defaults
 }
 
 type scenarioPlan struct {
@@ -129,7 +131,14 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 		if sc == 0 {
 			sc = 1
 		}
-		s.plans = append(s.plans, scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: ps.RateLimit})
+		limit := ps.RateLimit
+		if limit == 0 && opts.Profile.Server != nil && opts.Profile.Server.RateLimit != nil {
+			limit = *opts.Profile.Server.RateLimit
+		}
+		s.plans = append(s.plans, scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: limit})
+	}
+	if err := s.loadCapacity(); err != nil {
+		return nil, err
 	}
 	s.summary = &report.RunSummary{Version: report.Version, Command: opts.Command, Profile: opts.Profile.Name, StartedAt: time.Now().UTC(),
 		Commit: gitCommit(opts.Root), Machine: baseline.DescribeMachine(), Seed: report.DefaultSeed()}

@@ -108,7 +108,7 @@ func runCapacity(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	level := slog.LevelWarn
+	level := slog.LevelError // the engine's per-step warnings are in the step lines
 	if f.verbose {
 		level = slog.LevelDebug
 	}
@@ -167,8 +167,11 @@ func writeCapacity(w io.Writer, r *capacity.Result) {
 	}
 	if f := r.Fit; f != nil {
 		fmt.Fprintf(w, "\nUSL fit over %d steps (N = req/s × mean response time): σ=%.4g κ=%.4g λ=%.4g req/s, R²=%.3f", f.Points, f.Sigma, f.Kappa, f.Lambda, f.R2)
-		if f.PeakN > 0 {
+		switch {
+		case f.PeakN > 0:
 			fmt.Fprintf(w, ", peak at N*=%.1f (%.4g req/s)", f.PeakN, f.PeakX)
+		case f.PeakX > 0:
+			fmt.Fprintf(w, ", no peak in reach (κ≈0): ceiling λ/σ = %.4g req/s", f.PeakX)
 		}
 		fmt.Fprintln(w)
 	} else if r.FitError != "" {

@@ -153,6 +153,21 @@ func ComputeDemands(p *profile.Profile, c Counts, cores int) (*Demands, error) {
 			layered[k.route] += c.SignalsByLayer[k.layer]
 		}
 	}
+	// CPU of a layered route spent before its layer was known (decoding
+	// the request) goes to its layers in proportion to their requests.
+	for k, v := range cpu {
+		if k.layer != "" || layered[k.route] == 0 || c.ByRoute[k.route]-layered[k.route] > 0 {
+			continue
+		}
+		delete(cpu, k)
+		for kk := range cpu {
+			if kk.route == k.route && kk.layer != "" {
+				f := c.SignalsByLayer[kk.layer] / layered[k.route]
+				cpu[kk] += v * f
+				bc[kk] += bc[k] * f
+			}
+		}
+	}
 	for k, v := range cpu {
 		n := c.ByRoute[k.route]
 		if k.layer != "" {

@@ -272,17 +272,17 @@ func progress(w io.Writer, n int, s *Step) {
 	if !s.Pass {
 		verdict = "FAIL (" + s.LimitedBy + ")"
 	}
-	fmt.Fprintf(w, "capacity step %d (%s): %.1f it/s planned, %.1f achieved, %.1f req/s, p50 %.1f ms, p99 %.1f ms, errors %.2f%%, dropped %.0f, VUs %d/%d: %s",
+	line := fmt.Sprintf("capacity step %d (%s): %.1f it/s planned, %.1f achieved, %.1f req/s, p50 %.1f ms, p99 %.1f ms, errors %.2f%%, dropped %.0f, VUs %d/%d: %s",
 		n, s.Phase, s.PlannedRate, s.AchievedRate, s.RequestRate, s.P50, s.P99, s.ErrorRate*100, s.Dropped, s.VUs, s.MaxVUs, verdict)
 	for _, t := range s.SLO {
 		if !t.OK {
-			fmt.Fprintf(w, "; %s %s observed %.4g", t.Metric, t.Expr, t.Observed)
+			line += fmt.Sprintf("; %s %s observed %.4g", t.Metric, t.Expr, t.Observed)
 		}
 	}
 	if s.Engine != "" {
-		fmt.Fprintf(w, "; engine: %s", s.Engine)
+		line += "; engine: " + s.Engine
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintln(w, line) // one write: the lab turns writes into progress lines
 }
 
 // fitSteps fits the USL to the steps that carried load (throughput in

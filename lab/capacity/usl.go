@@ -21,8 +21,9 @@ type USL struct {
 	Sigma  float64 `json:"sigma"`
 	Kappa  float64 `json:"kappa"`
 	Lambda float64 `json:"lambda"`
-	// PeakN is N*; PeakX is X(N*). Both 0 when κ is 0 (no retrograde
-	// region: throughput approaches λ/σ).
+	// PeakN is N*, when it lies within 10× the largest concurrency
+	// measured (beyond, κ is too small to tell: 0); PeakX is X(N*), or
+	// the ceiling λ/σ that X approaches when there is no peak.
 	PeakN  float64 `json:"peak_concurrency"`
 	PeakX  float64 `json:"peak_throughput"`
 	R2     float64 `json:"r2"`
@@ -103,9 +104,17 @@ func FitUSL(n, x []float64) (USL, error) {
 	if sst > 0 {
 		u.R2 = 1 - bestF/sst
 	}
+	maxN := 0.0
+	for _, v := range pn {
+		maxN = math.Max(maxN, v)
+	}
 	if u.Kappa > 0 && u.Sigma < 1 {
-		u.PeakN = math.Sqrt((1 - u.Sigma) / u.Kappa)
-		u.PeakX = u.X(u.PeakN)
+		if n := math.Sqrt((1 - u.Sigma) / u.Kappa); n <= 10*maxN {
+			u.PeakN, u.PeakX = n, u.X(n)
+		}
+	}
+	if u.PeakN == 0 && u.Sigma > 0 {
+		u.PeakX = u.Lambda / u.Sigma
 	}
 	return u, nil
 }

@@ -30,8 +30,9 @@ type chartScenario struct {
 }
 
 type chartData struct {
-	Legs []chartLeg        `json:"legs"`
-	Gate []baseline.Result `json:"gate,omitempty"`
+	Legs     []chartLeg        `json:"legs"`
+	Gate     []baseline.Result `json:"gate,omitempty"`
+	Capacity []chartCapacity   `json:"capacity,omitempty"` // capacity.go
 }
 
 // HTML renders report.html: one self-contained page, no network. Tables
@@ -44,8 +45,9 @@ func HTML(s *RunSummary) ([]byte, error) {
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms": ms, "pct": pct, "usd": usd, "usd0": usd0, "mib": mib, "legName": legName, "tiers": tiers,
 		"shutdown": shutdown, "short": short, "num": num, "change": change, "shortFunc": shortFunc,
-		"pct100": func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
-		"ratio":  ratio,
+		"pct100":     func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
+		"ratio":      ratio,
+		"departures": departuresHTML, "capacity": capacityHTML, "onlyCapacity": onlyCapacity,
 	}).Parse(htmlTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("parse report template: %w", err)
@@ -101,5 +103,6 @@ func charts(s *RunSummary) chartData {
 	if s.Gate != nil {
 		d.Gate = s.Gate.Comparison.Results
 	}
+	d.Capacity = capacityCharts(s)
 	return d
 }

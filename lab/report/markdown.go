@@ -28,10 +28,12 @@ func Markdown(s *RunSummary) string {
 		b.WriteString("> **Interrupted** (Ctrl-C): the numbers below are what was measured before the stop.\n\n")
 	}
 
+	writeDepartures(&b, s)
 	if s.Gate != nil {
 		writeGate(&b, s.Gate)
 	}
 	writeResults(&b, s)
+	writeCapacity(&b, s)
 	writeServer(&b, s)
 
 	if len(s.Skipped) > 0 {
@@ -116,6 +118,9 @@ func change(r baseline.Result) string {
 func writeResults(b *strings.Builder, s *RunSummary) {
 	if len(s.Legs) == 0 {
 		b.WriteString("No leg ran.\n\n")
+		return
+	}
+	if onlyCapacity(s) {
 		return
 	}
 	b.WriteString("## Results\n\n| leg | run | scenario | thresholds | http_reqs | req/s (planned) | errors | p50 | p95 | p99 | iteration p99 | cache hit | cost / 1k req |\n")

@@ -39,6 +39,8 @@ type RunSummary struct {
 	Profiles          []profiles.LegSummary `json:"profiles,omitempty"`
 	// Seed is the reference the cost projection is set beside.
 	Seed Seed `json:"seed"`
+	// Departures from production's settings, in plain words (settings.go).
+	Departures []Departure `json:"departures,omitempty"`
 }
 
 // Seed holds the production numbers of seed 000 the report compares with.
@@ -62,6 +64,7 @@ type Leg struct {
 	Server    Server     `json:"server"`
 	Steps     []Step     `json:"steps,omitempty"`
 	Error     string     `json:"error,omitempty"`
+	Capacity  *Capacity  `json:"capacity,omitempty"` // capacity.go
 }
 
 // Step is one orchestration step of a leg, timed.
@@ -281,6 +284,9 @@ func (s *RunSummary) Verdict() string {
 			if !sc.Passed {
 				return "failed"
 			}
+		}
+		if c := l.Capacity; c != nil && (c.Search == nil || !c.Search.Knee.Found) {
+			return "failed" // no knee: the search could not run, or the start rate failed
 		}
 	}
 	if len(s.LabErrors) > 0 {
