@@ -87,6 +87,11 @@ func parseCapacityArgs(args []string, getenv func(string) string) (*capacityFlag
 		return nil, "", bad("--target %q must be an http:// or https:// URL", f.target)
 	}
 	f.p.SLO = f.slo
+	for name, v := range map[string]float64{"start-rate": f.p.StartRate, "growth": f.p.Growth, "ceiling": f.p.Ceiling, "precision": f.p.Precision} {
+		if v == 0 { // the search would take 0 as "the default"; on the command line it is a mistake
+			return nil, "", bad("--%s 0: want a positive value (see -h for the default)", name)
+		}
+	}
 	if err := f.p.Validate(); err != nil {
 		return nil, "", bad("%v", err)
 	}
