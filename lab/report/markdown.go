@@ -154,7 +154,7 @@ func writeResults(b *strings.Builder, s *RunSummary) {
 }
 
 func writeServer(b *strings.Builder, s *RunSummary) {
-	if len(s.Legs) == 0 {
+	if len(s.Legs) == 0 || onlyCapacity(s) { // the capacity section has the search's server side
 		return
 	}
 	seed := s.Seed
