@@ -162,7 +162,8 @@
       lineChart("Errors and dropped iterations (per second)", "", [
         { name: "failed requests", color: "#e15759", pts: r.errors }, { name: "dropped", color: "#b07aa1", pts: r.dropped }], xMax, lim.err, r.marks),
       lineChart("Virtual users", "", [{ name: "VUs", color: "#76b7b2", pts: r.vus }], xMax, lim.vus, r.marks),
-      lineChart("LLM cache hit rate (server, per scrape)", "%", [{ name: "hit rate", color: "#d4a72c", pts: r.hit }], xMax, 100, r.marks),
+      lineChart("LLM cache hit rate (server, per scrape)", "%", [{ name: "hit rate", color: "#d4a72c", pts: r.hit }], xMax, 100, r.marks, "s",
+        [{ y: 90, label: "seed 002 target 90 %", color: "#1f8a4c" }, { y: 30, label: "seed 000 alert < 30 %", color: "#c62f3a" }]),
       lineChart("LLM cost (server, cumulative USD)", "$", [{ name: "cost", color: "#e17c9a", pts: r.cost }], xMax, lim.cost || 0.01, r.marks)
     ];
     charts.forEach(function (c) { col.appendChild(c); drawn++; });
