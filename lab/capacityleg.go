@@ -71,7 +71,9 @@ func (l *leg) applySettings(ctx context.Context, opts *ServerOptions) error {
 		return fmt.Errorf("the server's configuration: %w", err)
 	}
 	l.config = eff
-	s.noteDepartures(l.spec.Backend.Name, departures(def, eff))
+	if !l.checkOnly {
+		s.noteDepartures(l.spec.Backend.Name, departures(def, eff))
+	}
 	return nil
 }
 

@@ -50,6 +50,7 @@ type leg struct {
 	// capMachine: CPU seconds of the lab and of the local databases during
 	// the capacity search, and the requests the server counted there.
 	capMachine [3]float64
+	checkOnly  bool // the running server is the rate-limit check's
 }
 
 // RunLeg runs one leg: a fresh database, the server, warm-up, every
@@ -185,6 +186,7 @@ func (l *leg) runScenarios(ctx context.Context) error {
 // adds the check to the leg as a scenario.
 func (l *leg) rateLimitCheck(ctx context.Context, rc RateLimitCheck) {
 	l.stopServer()
+	l.checkOnly = true // its --rate-limit is the check's, not a departure of the measurements
 	if err := l.step("start server", func() error { return l.startServer(ctx, rc.Limit) }); err != nil {
 		return
 	}
