@@ -126,7 +126,7 @@ func TestSearchFindsQueueCapacity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a real search of ~30 s")
 	}
-	res := searchQueue(t, 25, time.Second, 4*time.Second)
+	res := searchQueue(t, 25, 2*time.Second, 4*time.Second)
 	for _, s := range res.Steps {
 		if s.Pass && (s.P99 <= 0 || s.RequestRate <= 0 || s.Concurrency <= 0) {
 			t.Errorf("passing step without measurements: %+v", s)
