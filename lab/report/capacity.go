@@ -331,7 +331,8 @@ func capacityJUnit(root *junitSuites, s *RunSummary) {
 				out += fmt.Sprintf("; bottleneck %s (%s of %.3f ms per request), utilisation-law max %.4g req/s", d.Bottleneck, pct(d.BottleShare), d.MixDemandMS, d.ServerMaxRPS)
 			}
 			if f := c.Fleet; f != nil {
-				out += fmt.Sprintf("; fleet: %d pods sustained, %d at peak (seed 000: %d); LLM %s/month", f.PodsSustained, f.PodsPeak, f.SeedPods, usd0(f.MonthlyLLMUSD))
+				out += fmt.Sprintf("; fleet: %d pods sustained, %d at peak (seed 000: %d); LLM %s/month. Assumptions: %s", f.PodsSustained, f.PodsPeak, f.SeedPods,
+					usd0(f.MonthlyLLMUSD), strings.Join(f.Assumptions, "; "))
 			}
 			tc.Output = out
 		}
