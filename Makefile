@@ -5,11 +5,12 @@ BIN := bin
 PROFILE ?= smoke
 LAB_FLAGS ?=
 GATE_FLAGS ?=
+CAPACITY_CHECK ?= 25,50,100,200
 FUZZTIME ?= 10s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE ?= hal9-lab/hal9:$(VERSION)
 
-.PHONY: help build lab test vet unit fuzz gate chaos dashboards alerts manifests bench bench-server image image-context clean
+.PHONY: help build lab capacity capacity-check test vet unit fuzz gate chaos dashboards alerts manifests bench bench-server image image-context clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -22,6 +23,12 @@ build: ## build bin/hal9 and bin/hal9-lab
 
 lab: build ## the lab run (PROFILE=smoke, LAB_FLAGS=...): every backend that can be had, a report in reports/runs/
 	$(BIN)/hal9-lab run --profile $(PROFILE) $(LAB_FLAGS)
+
+capacity: build ## the knee per backend, its service demands, USL fit and fleet projection (PROFILE=capacity, ~12 min)
+	$(BIN)/hal9-lab run --profile capacity $(LAB_FLAGS)
+
+capacity-check: ## the knee search against queues of known capacity (CAPACITY_CHECK=25,50,100,200 req/s; ~1.5 min each)
+	HAL9_CAPACITY_CHECK=$(CAPACITY_CHECK) $(GO) test -count=1 -timeout 30m -run '^TestCapacityCheck$$' -v ./lab/capacity/
 
 test: vet unit fuzz alerts ## vet, race-enabled tests, a short fuzz run, promtool checks
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra"
@@ -71,6 +72,15 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 	}
 	if name != SQLite {
 		s.prog.step("infrastructure up (%s) in %s", b.Infra(), time.Since(t).Round(100*time.Millisecond))
+	}
+	if needPG {
+		off, err := infra.PostgresDurability(ctx, b.env.PostgresURL)
+		switch {
+		case err != nil:
+			s.LabError("%s: %v", name, err)
+		case len(off) > 0:
+			s.noteDepartures(name, []string{fmt.Sprintf("PostgreSQL durability off (%s): an acknowledged commit may not be on disk yet, and commits cost less than in production", strings.Join(off, ", "))})
+		}
 	}
 	return b, nil
 }

@@ -42,6 +42,12 @@
 //   - run.go, gate.go: the entry points: Run (`hal9-lab run`), Gate (the
 //     Mann-Whitney gate against a baseline file or interleaved runs of a
 //     reference build), UpdateBaseline (baseline files and profiles).
-//   - profile.go: profile files (scenarios/profiles/*.yaml) and backends.
+//   - profile.go: profile files (scenarios/profiles/*.yaml) and backends;
+//     profile_server.go their server:, postgres: and capacity: blocks.
+//   - settings.go: `hal9 config` before each server starts, and the
+//     departures from production's settings it shows, for the report.
+//   - capacityleg.go: a leg's knee search (lab/capacity), the requests its
+//     servers counted, the service demand from its CPU profile and the
+//     fleet projection.
 //   - progress.go: the lab's progress lines (elapsed time, leg, step).
 package lab

@@ -38,14 +38,14 @@ type legFaults struct {
 }
 
 // infraOptions: the session's --infra, but local processes when a fault
-// kills, stops or pauses PostgreSQL or Redis; the profile's durability.
+// kills, stops or pauses PostgreSQL or Redis; the profile's durability
+// (production's unless it says postgres: {durable: false}).
 func (s *Session) infraOptions(pg, redis bool) infra.Options {
 	mode := infra.Mode(s.opts.Infra)
 	if needsProcesses(s.plans) && (mode == infra.ModeAuto || mode == "auto") {
 		mode = infra.ModeProcess
 	}
-	return infra.Options{Postgres: pg, Redis: redis, Mode: mode, Logger: s.log,
-		Process: infra.ProcessOptions{Durable: s.opts.Profile.Postgres.Durable}}
+	return infra.Options{Postgres: pg, Redis: redis, Mode: mode, Logger: s.log, Durable: s.opts.Profile.Postgres.durable()}
 }
 
 // prepareFaults opens the leg's ledger and, with faults, its proxies.
@@ -117,7 +117,7 @@ func (l *leg) verifyLedger(ctx context.Context) {
 	if len(l.fx.mem.Entries) == 0 {
 		return
 	}
-	var v report.LedgerVerdict
+	var v ledger.Verdict
 	_ = l.step(fmt.Sprintf("ledger: %d acknowledged writes checked in the database", len(l.fx.mem.Entries)), func() error {
 		v = ledger.VerifyDB(context.WithoutCancel(ctx), l.backing.DatabaseURL, l.fx.mem.Entries)
 		if !v.OK() {

@@ -109,6 +109,15 @@ func TestLoadProfileErrors(t *testing.T) {
 		{"bad duration", "name: p\nwarmup: soon\nscenarios: [{file: scenarios/s.yaml}]\n", "not a non-negative duration"},
 		{"bad ratelimit", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nratelimit: {limit: 10, below: 2}\n", "below"},
 		{"zero limit", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nratelimit: {limit: 0}\n", "limit must be positive"},
+		{"server ok", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt_cost: 4, rate_limit: 0, llm_latency_scale: 0.5}\n", ""},
+		{"server unknown key", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt: 4}\n", "server.bcrypt: unknown key (known keys: bcrypt_cost, llm_latency_scale"},
+		{"server out of range", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt_cost: 3}\n", "server.bcrypt_cost: 3 is out of range: want 4..31"},
+		{"server bad scale", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {llm_latency_scale: -1}\n", "server.llm_latency_scale: -1 is out of range"},
+		{"postgres unknown key", "name: p\nscenarios: [{file: scenarios/s.yaml}]\npostgres: {fsync: false}\n", "postgres.fsync: unknown key (known keys: durable)"},
+		{"capacity without scenario", "name: p\ncapacity: {start_rate: 10}\n", "capacity.scenario is required"},
+		{"capacity bad knob", "name: p\ncapacity: {scenario: scenarios/s.yaml, precision: 2}\n", "capacity: precision 2"},
+		{"capacity bad slo", "name: p\ncapacity: {scenario: scenarios/s.yaml, slo: [p99]}\n", "want METRIC:EXPRESSION"},
+		{"capacity unknown key", "name: p\ncapacity: {scenario: scenarios/s.yaml, steps: 3}\n", "capacity.steps: unknown key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,6 +140,83 @@ func TestLoadProfileErrors(t *testing.T) {
 	}
 	if _, err := LoadProfile(dir, "nightlyy"); err == nil || !strings.Contains(err.Error(), "available: p") {
 		t.Errorf("unknown profile: %v", err)
+	}
+}
+
+// TestCapacityRun is a capacity profile end to end on SQLite: two short
+// steps up to a ceiling, the service demand from the server's labelled
+// CPU profile, the projection, the departures from production.
+func TestCapacityRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a real server")
+	}
+	bin := serverBin(t)
+	r := root(t)
+	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "capacity-profile.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var progress strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: bin, Command: "run", Progress: &syncWriter{w: &progress}})
+	if err != nil {
+		t.Fatalf("lab run: %v\n%s", err, progress.String())
+	}
+	if len(sum.Legs) != 1 || sum.Legs[0].Capacity == nil || sum.Legs[0].Capacity.Search == nil {
+		t.Fatalf("no capacity result: %+v\n%s", sum.Legs, progress.String())
+	}
+	c := sum.Legs[0].Capacity
+	k := c.Search.Knee
+	if !k.Found || k.LimitedBy != "ceiling" || k.Rate != 20 || len(c.Search.Steps) != 2 || k.RequestRate <= 0 {
+		t.Errorf("knee %+v over %d steps, want 20 it/s at the ceiling in 2 steps\n%s", k, len(c.Search.Steps), progress.String())
+	}
+	for _, st := range c.Search.Steps {
+		if st.CacheHitRate == nil || st.CostPer1K == nil || st.CPUSeconds == nil || *st.CPUSeconds <= 0 {
+			t.Errorf("step at %.0f it/s lacks its server-side numbers: %+v", st.PlannedRate, st)
+		}
+	}
+	if c.BcryptCost != 4 {
+		t.Errorf("bcrypt cost %d, want the profile's 4", c.BcryptCost)
+	}
+	d := c.Demand
+	if d == nil {
+		t.Fatalf("no service demand: %s", c.DemandError)
+	}
+	names := map[string]bool{}
+	for _, r := range d.Routes {
+		names[r.Name] = true
+		if r.DemandMS <= 0 || r.Requests <= 0 {
+			t.Errorf("route %+v", r)
+		}
+	}
+	for _, want := range []string{"register", "login"} { // cheap routes may get no 10 ms sample in a short run
+		if !names[want] {
+			t.Errorf("no demand for %s among %v", want, names)
+		}
+	}
+	if d.MixDemandMS <= 0 || d.ServerMaxRPS <= 0 || d.LoadGenMS <= 0 {
+		t.Errorf("demand %+v", d)
+	}
+	if c.Fleet == nil || c.Fleet.PodsSustained < 1 || c.Fleet.ProductionDemandMS <= c.Fleet.MixDemandMS {
+		t.Errorf("fleet %+v: production bcrypt cost must raise the demand", c.Fleet)
+	}
+	var texts []string
+	for _, dp := range sum.Departures {
+		texts = append(texts, dp.Text)
+	}
+	all := strings.Join(texts, "\n")
+	for _, want := range []string{"bcrypt cost 4 instead of 10", "API rate limit off", "simulated LLM provider"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("departures lack %q:\n%s", want, all)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"**Not production:**", "## Capacity: the knee", "service demand per route", "Projected to the fleet"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
 	}
 }
 

@@ -49,6 +49,11 @@ type leg struct {
 	secret  string           // the leg's --jwt-secret, shared by its replicas and restarts
 	ctr     *ServerContainer // --server container: how its servers run (nil: processes)
 	fx      *legFaults       // the ledger and the faults' proxies (faultleg.go)
+	config  map[string]any // srv's effective configuration (hal9 config)
+	// capMachine: CPU seconds of the lab and of the local databases during
+	// the capacity search, and the requests the server counted there.
+	capMachine [3]float64
+	checkOnly  bool // the running server is the rate-limit check's
 }
 
 // RunLeg runs one leg: a fresh database, the server, warm-up, every
@@ -83,6 +88,9 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	if err := l.runScenarios(ctx); err != nil {
 		return l.fail(err)
 	}
+	if s.capacity != nil && ctx.Err() == nil {
+		l.capacitySearch(ctx)
+	}
 	if spec.RateLimitCheck && s.opts.Profile.RateLimit != nil && ctx.Err() == nil {
 		l.rateLimitCheck(ctx, *s.opts.Profile.RateLimit)
 	}
@@ -95,6 +103,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	finishServer(&l.out.Server, s.summary.Seed)
 	l.stopServer()
 	l.verifyLedger(ctx)
+	l.capacityDemand()
 	return l.out
 }
 
@@ -189,6 +198,7 @@ func (l *leg) runScenarios(ctx context.Context) error {
 // adds the check to the leg as a scenario.
 func (l *leg) rateLimitCheck(ctx context.Context, rc RateLimitCheck) {
 	l.stopServer()
+	l.checkOnly = true // its --rate-limit is the check's, not a departure of the measurements
 	if err := l.step("start server", func() error { return l.startServer(ctx, rc.Limit) }); err != nil {
 		return
 	}
@@ -218,6 +228,9 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
 		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
 	l.containerOptions(&opts)
+	if err := l.applySettings(ctx, &opts); err != nil {
+		return err
+	}
 	plan, err := l.replicaPlan(&opts)
 	if err != nil {
 		return err
@@ -245,6 +258,7 @@ func (l *leg) stopServer() {
 	if l.srv == nil {
 		return
 	}
+	l.countRequests()
 	var code int
 	var took time.Duration
 	err := l.step("SIGTERM, expect exit 0 within the drain time", func() error {

@@ -78,8 +78,12 @@ type Profile struct {
 	ReplicaSettings `yaml:",inline"`
 	// Faults is the fault timeline of every scenario (profile_faults.go).
 	Faults yaml.Node `yaml:"faults"`
-	// Postgres configures the legs' PostgreSQL (profile_faults.go).
-	Postgres ProfilePostgres `yaml:"postgres"`
+	// Server holds validated hal9 serve settings (profile_server.go).
+	Server *ServerSettings `yaml:"server"`
+	// Postgres: durability is production's unless durable: false.
+	Postgres PostgresSettings `yaml:"postgres"`
+	// Capacity runs a knee search on every leg (profile_server.go).
+	Capacity *CapacitySpec `yaml:"capacity"`
 
 	file   string
 	faults []faults.Spec
@@ -183,8 +187,19 @@ func (p *Profile) validate(root string) error {
 	if _, err := ParseBackends(strings.Join(p.Backends, ",")); err != nil {
 		return fmt.Errorf("backends: %w", err)
 	}
-	if len(p.Scenarios) == 0 {
-		return errors.New("scenarios: list at least one {file: scenarios/NAME.yaml}")
+	if len(p.Scenarios) == 0 && p.Capacity == nil {
+		return errors.New("scenarios: list at least one {file: scenarios/NAME.yaml} (or give a capacity: block)")
+	}
+	if err := p.Server.validate(); err != nil {
+		return err
+	}
+	if err := p.Capacity.validate(); err != nil {
+		return err
+	}
+	if p.Capacity != nil {
+		if _, err := os.Stat(resolve(root, p.Capacity.Scenario)); err != nil {
+			return fmt.Errorf("capacity.scenario %s: %w", p.Capacity.Scenario, err)
+		}
 	}
 	for i, s := range p.Scenarios {
 		if s.File == "" {

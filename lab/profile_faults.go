@@ -8,14 +8,6 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/load"
 )
 
-// ProfilePostgres is a profile's `postgres:` block.
-type ProfilePostgres struct {
-	// Durable runs the legs' PostgreSQL (process mode) with fsync,
-	// synchronous_commit and full_page_writes on and its data on disk: a
-	// crash then loses nothing it acknowledged (the chaos profile).
-	Durable bool `yaml:"durable"`
-}
-
 // parseFaults reads the profile's `faults:` (validated against each
 // scenario in NewSession).
 func (p *Profile) parseFaults() error {

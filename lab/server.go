@@ -121,7 +121,7 @@ func startOnce(ctx context.Context, opts ServerOptions) (*Server, error) {
 			return nil, err
 		}
 	}
-	args := serveArgs(opts, addr, admin)
+	args := append([]string{"serve"}, opts.args(addr, admin)...)
 	// Not CommandContext: the lab stops the server itself (SIGTERM, then
 	// a bounded wait), so a cancelled ctx still gets a clean shutdown.
 	cmd := exec.Command(opts.Bin, args...)
@@ -169,18 +169,15 @@ func createLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-// serveArgs are the arguments of `hal9 serve` on the given listeners, with
-// opts' database, Redis, data dir and the rest.
-func serveArgs(opts ServerOptions, addr, admin string) []string {
-	args := []string{"serve", "--addr", addr, "--admin-addr", admin,
+// args are the flags of `hal9 serve` on the given listeners (and of
+// `hal9 config`, which prints the configuration they make): opts'
+// database, Redis, data dir and the rest.
+func (opts ServerOptions) args(addr, admin string) []string {
+	args := []string{"--addr", addr, "--admin-addr", admin,
 		"--database-url", opts.DatabaseURL,
 		"--rate-limit", strconv.FormatFloat(opts.RateLimit, 'f', -1, 64),
 		"--data-dir", opts.DataDir,
-		"--shutdown-timeout", opts.Shutdown.String(),
-		// Every virtual user comes from 127.0.0.1: the credential routes'
-		// per-address limit would refuse the load's logins. No load
-		// balancer to wait for on shutdown either.
-		"--auth-rate-limit", "0", "--shutdown-delay", "0s"}
+		"--shutdown-timeout", opts.Shutdown.String()}
 	if opts.RedisURL != "" {
 		args = append(args, "--redis-url", opts.RedisURL)
 	}

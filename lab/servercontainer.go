@@ -271,7 +271,7 @@ func startContainer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	begin := time.Now()
 	ctr, err := c.Session.Run(ctx, infra.ContainerSpec{
 		Name: name, Image: c.Image,
-		Cmd: serveArgs(run, fmt.Sprintf("0.0.0.0:%d", containerAPIPort), fmt.Sprintf("0.0.0.0:%d", containerAdminPort)),
+		Cmd: append([]string{"serve"}, run.args(fmt.Sprintf("0.0.0.0:%d", containerAPIPort), fmt.Sprintf("0.0.0.0:%d", containerAdminPort))...),
 		Env: env, Ports: []int{containerAdminPort, containerAPIPort}, HostPorts: hostPorts,
 		Binds: []string{opts.DataDir + ":" + containerDataDir},
 		Ready: readyz, ReadyTimeout: 60 * time.Second,

@@ -87,6 +87,8 @@ type Session struct {
 	summary     *report.RunSummary
 	mu          sync.Mutex
 	labErrors   []string
+	capacity    *capacityRun              // the profile's capacity: block (capacityleg.go)
+	defaults    map[string]map[string]any // server binary → its `hal9 config` defaults
 }
 
 type scenarioPlan struct {
@@ -153,12 +155,20 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 		if sc == 0 {
 			sc = 1
 		}
-		sp := scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: ps.RateLimit}
+		limit := ps.RateLimit
+		if limit == 0 && opts.Profile.Server != nil && opts.Profile.Server.RateLimit != nil {
+			limit = *opts.Profile.Server.RateLimit
+		}
+		sp := scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: limit}
 		if sp.faults, err = planFaults(opts.Profile, plan, sp.scale, opts.Backends, opts.Infra); err != nil {
 			return nil, err
 		}
 		s.plans = append(s.plans, sp)
 	}
+	if err := s.loadCapacity(); err != nil {
+		return nil, err
+	}
+	s.checkOpenFiles()
 	s.summary = &report.RunSummary{Version: report.Version, Command: opts.Command, Profile: opts.Profile.Name, StartedAt: time.Now().UTC(),
 		Commit: gitCommit(opts.Root), Machine: baseline.DescribeMachine(), Seed: report.DefaultSeed()}
 
@@ -193,6 +203,29 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 		s.prog.step("Prometheus on http://%s scraping the server (%s) and the lab", s.prom.Addr, s.adminAddr)
 	}
 	return s, nil
+}
+
+// checkOpenFiles warns when the open-file limit cannot hold a connection
+// per VU the profile may run (plus a margin for the lab's own files): the
+// stress ramp's 5,000 VUs need 5,000 sockets in the lab and as many in the
+// server.
+func (s *Session) checkOpenFiles() {
+	need := 0
+	for _, sp := range s.plans {
+		n := 0
+		for _, sc := range sp.plan.Scenarios {
+			scaled := sc.Scaled(sp.scale)
+			n += scaled.MaxVUCount()
+		}
+		need = max(need, n)
+	}
+	if c := s.capacity; c != nil {
+		need = max(need, 2*c.spec.Params.MaxVUs) // settle and measure pools
+	}
+	limit, ok := openFileLimit()
+	if ok && need > 0 && uint64(need)+256 > limit {
+		s.prog.step("WARNING: the open-file limit is %d and the profile may hold %d connections: raise it (ulimit -n %d, or LimitNOFILE in a systemd unit) or connections will fail with 'too many open files'", limit, need, need+1024)
+	}
 }
 
 // serve starts h on a free loopback port.

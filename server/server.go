@@ -64,6 +64,9 @@ type Deps struct {
 	Version         string
 	// LLMFaults serves /admin/llm/faults (nil: the provider is not simulated).
 	LLMFaults LLMFaults
+	// NoProfileLabels turns off the pprof labels (route, layer) on the
+	// handlers' CPU samples (profilelabels.go); benchmarks compare.
+	NoProfileLabels bool
 }
 
 // SignalRecords is the signal-record cache in front of the store. The store
@@ -141,7 +144,7 @@ func New(d Deps) (*Server, error) {
 	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncQueue, d.AsyncPerUser)
 	d.Registry.MustRegister(s.async.collectors()...)
 
-	rt := newRoutes()
+	rt := newRoutes(s.profileLabels)
 	// Public.
 	rt.handle("GET /health", s.health)
 	rt.handle("GET /readyz", s.readyz(false))
@@ -215,13 +218,14 @@ func (s *Server) adminHandler() http.Handler {
 // pattern that answers 405 with Allow, plus a catch-all 404: http.ServeMux
 // would otherwise answer both in plain text.
 type routes struct {
+	wrap    func(route string, h http.HandlerFunc) http.HandlerFunc // profile labels
 	mux     *http.ServeMux
 	methods map[string][]string // path → methods
 	order   []string
 }
 
-func newRoutes() *routes {
-	return &routes{mux: http.NewServeMux(), methods: map[string][]string{}}
+func newRoutes(wrap func(route string, h http.HandlerFunc) http.HandlerFunc) *routes {
+	return &routes{wrap: wrap, mux: http.NewServeMux(), methods: map[string][]string{}}
 }
 
 func (rt *routes) handle(pattern string, h http.HandlerFunc) {
@@ -230,6 +234,9 @@ func (rt *routes) handle(pattern string, h http.HandlerFunc) {
 		rt.order = append(rt.order, path)
 	}
 	rt.methods[path] = append(rt.methods[path], method)
+	if rt.wrap != nil {
+		h = rt.wrap(path, h)
+	}
 	rt.mux.HandleFunc(pattern, h)
 }
 

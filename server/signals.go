@@ -71,6 +71,7 @@ func (s *Server) postSignal(w http.ResponseWriter, r *http.Request) {
 		async = b
 	}
 	in := neuron.Input{Content: req.Content, Layer: req.Layer, NeuronID: req.NeuronID}
+	s.labelLayerOf(r.Context(), req.Layer)
 	entry, err := s.d.Router.Entry(in)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())

@@ -32,6 +32,7 @@ func commands() []command {
 	return []command{
 		{"run", "orchestrated lab run: infra, server, load, compare, report", runRun},
 		{"load", "run a scenario file against a running server", runLoad},
+		{"capacity", "find the knee: the highest arrival rate at which the SLO holds", runCapacity},
 		{"gate", "run repetitions and compare with the stored baseline", runGate},
 		{"baseline", "write baselines: baseline update --profile P --runs N", runBaseline},
 		{"report", "re-render a run's reports from its summary.json", runReport},

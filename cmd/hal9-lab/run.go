@@ -239,6 +239,13 @@ func verdictLine(sum *report.RunSummary) string {
 			legs = append(legs, fmt.Sprintf("%s/%s %s p95=%.1fms", l.Name, sc.Name, st, sc.Metrics.ReqP95))
 		}
 	}
+	for _, l := range sum.Legs {
+		if c := l.Capacity; c != nil && c.Search != nil && c.Search.Knee.Found {
+			legs = append(legs, fmt.Sprintf("%s knee %.4g req/s (%s)", l.Name, c.Search.Knee.RequestRate, c.Search.Knee.LimitedBy))
+		} else if c != nil {
+			legs = append(legs, l.Name+" no knee")
+		}
+	}
 	for _, s := range sum.Skipped {
 		legs = append(legs, s.Leg+" skipped")
 	}

@@ -437,16 +437,23 @@ func (w *connectReady) WaitUntilReady(ctx context.Context, t wait.StrategyTarget
 
 // ---- PostgreSQL and Redis in containers ----
 
-// postgresArgs mirror the process mode: durability off for speed, room for
-// the server's pool of 100.
-var postgresArgs = []string{"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"}
+// postgresArgs mirror the process mode: room for the server's pool of 100,
+// and durability off for speed unless durable.
+func postgresArgs(durable bool) []string {
+	args := []string{"-c", "max_connections=200"}
+	if !durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	return args
+}
 
 // postgresSpec runs img as "postgres" with a trust-authenticated postgres
-// user and database on a tmpfs (durability is off anyway).
-func postgresSpec(img *Image) ContainerSpec {
+// user and database: on a tmpfs when durability is off anyway, in the
+// container's own (disk-backed) file system when durable.
+func postgresSpec(img *Image, durable bool) ContainerSpec {
 	spec := ContainerSpec{
 		Name: "postgres", Image: img.Ref, Ports: []int{5432},
-		Cmd: append([]string{"postgres"}, postgresArgs...),
+		Cmd: append([]string{"postgres"}, postgresArgs(durable)...),
 		Ready: func(ctx context.Context, addr string) error {
 			return pingPostgres(ctx, "postgres://postgres@"+addr+"/postgres?sslmode=disable&connect_timeout=1")
 		},
@@ -455,11 +462,15 @@ func postgresSpec(img *Image) ContainerSpec {
 		// Ours: the entrypoint runs initdb as the postgres user into
 		// /var/lib/postgresql/data.
 		spec.Cmd = append(spec.Cmd, "-c", "jit=off", "-c", "unix_socket_directories=/var/run/postgresql")
-		spec.Tmpfs = map[string]string{"/var/lib/postgresql": fmt.Sprintf("rw,uid=%d,gid=%d", hostUID, hostUID)}
+		if !durable {
+			spec.Tmpfs = map[string]string{"/var/lib/postgresql": fmt.Sprintf("rw,uid=%d,gid=%d", hostUID, hostUID)}
+		}
 	} else {
 		// The official image's entrypoint: trust, user and database postgres.
 		spec.Env = map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres"}
-		spec.Tmpfs = map[string]string{"/var/lib/postgresql/data": "rw"}
+		if !durable {
+			spec.Tmpfs = map[string]string{"/var/lib/postgresql/data": "rw"}
+		}
 	}
 	return spec
 }
@@ -495,7 +506,7 @@ func startContainers(ctx context.Context, opts Options, log *slog.Logger) (*Env,
 		set  func(*Container)
 	}
 	for _, b := range []backend{
-		{"postgres", opts.Postgres, postgresSpec, func(c *Container) {
+		{"postgres", opts.Postgres, func(img *Image) ContainerSpec { return postgresSpec(img, opts.Durable) }, func(c *Container) {
 			env.PostgresURL = "postgres://postgres@" + c.HostAddr(5432) + "/postgres?sslmode=disable"
 			env.NetworkPostgresURL = "postgres://postgres@" + c.NetworkAddr(5432) + "/postgres?sslmode=disable"
 		}},

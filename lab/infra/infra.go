@@ -74,6 +74,12 @@ type Options struct {
 	Process ProcessOptions
 	// Images configures the testcontainers mode's images.
 	Images ImageOptions
+	// Durable starts PostgreSQL, as a process or a container, with
+	// production durability (fsync, synchronous_commit, full_page_writes
+	// on, its data on disk): the lab's default. Off, commits are faster
+	// and not on disk when acknowledged. External servers are as their
+	// operator configured them (the lab reads and reports their settings).
+	Durable bool
 }
 
 // Env is what Start yields: the URLs of the requested backends (the others
@@ -146,6 +152,9 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	}
 	if opts.Process.Logger == nil {
 		opts.Process.Logger = log
+	}
+	if opts.Durable {
+		opts.Process.Durable = true
 	}
 	type way struct {
 		mode  Mode

@@ -252,7 +252,7 @@ func TestStartProcessesRedisFailsAfterPostgres(t *testing.T) {
 
 func TestContainerSpecs(t *testing.T) {
 	for _, img := range []*Image{{Kind: "postgres", Ref: "postgres:15"}, {Kind: "postgres", Ref: "hal9-lab/postgres:15.2-x", Host: true}} {
-		spec := postgresSpec(img)
+		spec := postgresSpec(img, false)
 		cmd := strings.Join(spec.Cmd, " ")
 		for _, want := range []string{"max_connections=200", "synchronous_commit=off", "fsync=off"} {
 			if !strings.Contains(cmd, want) {
@@ -264,6 +264,15 @@ func TestContainerSpecs(t *testing.T) {
 		}
 		if !img.Host && (spec.Env["POSTGRES_HOST_AUTH_METHOD"] != "trust" || spec.Env["POSTGRES_DB"] != "postgres") {
 			t.Errorf("official postgres image env %v", spec.Env)
+		}
+	}
+	for _, img := range []*Image{{Kind: "postgres", Ref: "postgres:15"}, {Kind: "postgres", Ref: "hal9-lab/postgres:15.2-x", Host: true}} {
+		spec := postgresSpec(img, true)
+		if cmd := strings.Join(spec.Cmd, " "); strings.Contains(cmd, "fsync=off") || strings.Contains(cmd, "synchronous_commit=off") || strings.Contains(cmd, "full_page_writes=off") {
+			t.Errorf("%s durable: postgres cmd %q turns durability off", img.Ref, cmd)
+		}
+		if len(spec.Tmpfs) != 0 {
+			t.Errorf("%s durable: data on a tmpfs %v", img.Ref, spec.Tmpfs)
 		}
 	}
 	spec := redisSpec(&Image{Kind: "redis", Ref: "redis:7"})

@@ -12,7 +12,6 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
-	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
 // DB reads a HAL9 database the lab created itself, read-only: SQLite
@@ -189,7 +188,7 @@ func (d *DB) HasSchema(ctx context.Context) (bool, error) {
 }
 
 // VerifyDB opens url, verifies entries in it and closes it.
-func VerifyDB(ctx context.Context, url string, entries []Entry) (v report.LedgerVerdict) {
+func VerifyDB(ctx context.Context, url string, entries []Entry) (v Verdict) {
 	d, err := OpenDB(ctx, url)
 	if err != nil {
 		v.Source, v.Checks = "database", "durability"

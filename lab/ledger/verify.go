@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
 // Lookup finds acknowledged writes where they must be: the database
@@ -26,8 +25,8 @@ const sampleSize = 10
 // (the same kind and id in the ledger twice) counts as duplicated too.
 // A row owned by another user than the one acknowledged does not count
 // as found.
-func Verify(ctx context.Context, entries []Entry, lk Lookup) report.LedgerVerdict {
-	v := report.LedgerVerdict{ByKind: map[string]report.LedgerCounts{}}
+func Verify(ctx context.Context, entries []Entry, lk Lookup) Verdict {
+	v := Verdict{ByKind: map[string]Counts{}}
 	v.Source, v.Checks = lk.Describe()
 	byKind := map[string][]Entry{}
 	seen := map[string]int{}

@@ -58,7 +58,7 @@ func TestHTMLRendersInChromium(t *testing.T) {
 				t.Fatalf("body has no data-rendered marker: the script did not finish\n%s", head(dom, 2000))
 			}
 			n, _ := strconv.Atoi(m[1])
-			want := 6 * len(s.Legs)
+			want := 6*len(s.Legs) + 3 // + the capacity leg's three curves
 			if gate {
 				want += len(s.Gate.Comparison.Results)
 			}

@@ -15,6 +15,7 @@
   var NS = "http://www.w3.org/2000/svg";
   var W = 480, H = 210, M = { l: 52, r: 12, t: 26, b: 28 };
   var data = JSON.parse(document.getElementById("data").textContent);
+  data.legs = data.legs || []; // a capacity-only run has no scenario series
 
   function el(name, attrs, text) {
     var e = document.createElementNS(NS, name);
@@ -42,9 +43,12 @@
   }
 
   // lineChart draws series [{name, color, dash, pts:[[x,y]...]}] with shared
-  // scales xMax, yMax; marks [{x, label}] are vertical dashed lines; bands
-  // [{x0, x1, label, ok}] are shaded fault windows.
-  function lineChart(title, unit, series, xMax, yMax, marks, bands) {
+  // scales xMax, yMax; marks [{x, label}] are vertical dashed lines. opt:
+  // bands [{x0, x1, label, ok}] are shaded fault windows, hlines
+  // [{y, label, color}] horizontal lines, xUnit labels the x ticks ("s").
+  function lineChart(title, unit, series, xMax, yMax, marks, opt) {
+    opt = opt || {};
+    var bands = opt.bands, hlines = opt.hlines, xUnit = opt.xUnit === undefined ? "s" : opt.xUnit;
     var box = document.createElement("div");
     box.className = "chart";
     box.appendChild(Object.assign(document.createElement("h4"), { textContent: title }));
@@ -59,7 +63,7 @@
       svg.appendChild(el("text", { x: M.l - 6, y: Y(t) + 4, "text-anchor": "end", "font-size": 10, fill: "#6b7686" }, fmt(t, unit)));
     });
     xt.forEach(function (t) {
-      svg.appendChild(el("text", { x: X(t), y: H - M.b + 15, "text-anchor": "middle", "font-size": 10, fill: "#6b7686" }, t + "s"));
+      svg.appendChild(el("text", { x: X(t), y: H - M.b + 15, "text-anchor": "middle", "font-size": 10, fill: "#6b7686" }, fmt(t, "") + xUnit));
     });
     svg.appendChild(el("line", { x1: M.l, x2: W - M.r, y1: Y(0), y2: Y(0), stroke: "#b9c2cf" }));
     (bands || []).forEach(function (b, i) {
@@ -73,6 +77,11 @@
     (marks || []).forEach(function (m) {
       svg.appendChild(el("line", { x1: X(m.x), x2: X(m.x), y1: M.t, y2: M.t + ih, stroke: "#9aa5b5", "stroke-dasharray": "3 3" }));
       svg.appendChild(el("text", { x: X(m.x) + 3, y: M.t + 9, "font-size": 9, fill: "#6b7686" }, m.label));
+    });
+    (hlines || []).forEach(function (h) {
+      if (!(h.y <= ymax)) return;
+      svg.appendChild(el("line", { x1: M.l, x2: W - M.r, y1: Y(h.y), y2: Y(h.y), stroke: h.color || "#c62f3a", "stroke-dasharray": "6 4" }));
+      svg.appendChild(el("text", { x: W - M.r - 2, y: Y(h.y) - 3, "text-anchor": "end", "font-size": 9, fill: h.color || "#c62f3a" }, h.label));
     });
     var empty = true, lx = M.l;
     series.forEach(function (s) {
@@ -160,15 +169,16 @@
     var charts = [
       lineChart("Latency percentiles (http_req_duration, ms)", "ms", [
         { name: "p50", color: "#4e79a7", pts: r.p50 }, { name: "p95", color: "#f28e2b", pts: r.p95 }, { name: "p99", color: "#e15759", pts: r.p99 }], xMax, lim.lat, r.marks,
-        r.bands.map(function (b) { return Object.assign({}, b, { label: b.name }); })),
+        { bands: r.bands.map(function (b) { return Object.assign({}, b, { label: b.name }); }) }),
       lineChart("Rate: achieved vs planned (per second)", "", [
         { name: "requests/s", color: "#59a14f", pts: r.reqs }, { name: "iterations/s", color: "#4e79a7", pts: r.iters },
-        { name: "planned it/s", color: "#8c8c8c", dash: true, pts: r.planned }], xMax, lim.rate, r.marks, r.bands),
+        { name: "planned it/s", color: "#8c8c8c", dash: true, pts: r.planned }], xMax, lim.rate, r.marks, { bands: r.bands }),
       lineChart("Errors and dropped iterations (per second)", "", [
-        { name: "failed requests", color: "#e15759", pts: r.errors }, { name: "dropped", color: "#b07aa1", pts: r.dropped }], xMax, lim.err, r.marks, r.bands),
-      lineChart("Virtual users", "", [{ name: "VUs", color: "#76b7b2", pts: r.vus }], xMax, lim.vus, r.marks, r.bands),
-      lineChart("LLM cache hit rate (server, per scrape)", "%", [{ name: "hit rate", color: "#d4a72c", pts: r.hit }], xMax, 100, r.marks, r.bands),
-      lineChart("LLM cost (server, cumulative USD)", "$", [{ name: "cost", color: "#e17c9a", pts: r.cost }], xMax, lim.cost || 0.01, r.marks, r.bands)
+        { name: "failed requests", color: "#e15759", pts: r.errors }, { name: "dropped", color: "#b07aa1", pts: r.dropped }], xMax, lim.err, r.marks, { bands: r.bands }),
+      lineChart("Virtual users", "", [{ name: "VUs", color: "#76b7b2", pts: r.vus }], xMax, lim.vus, r.marks, { bands: r.bands }),
+      lineChart("LLM cache hit rate (server, per scrape)", "%", [{ name: "hit rate", color: "#d4a72c", pts: r.hit }], xMax, 100, r.marks, { bands: r.bands,
+        hlines: [{ y: 90, label: "seed 002 target 90 %", color: "#1f8a4c" }, { y: 30, label: "seed 000 alert < 30 %", color: "#c62f3a" }] }),
+      lineChart("LLM cost (server, cumulative USD)", "$", [{ name: "cost", color: "#e17c9a", pts: r.cost }], xMax, lim.cost || 0.01, r.marks, { bands: r.bands })
     ];
     charts.forEach(function (c) { col.appendChild(c); drawn++; });
     grid.appendChild(col);
@@ -199,5 +209,42 @@
     td.appendChild(svg);
     drawn++;
   });
+  drawn += drawCapacity();
   body.setAttribute("data-rendered", drawn + " charts");
+
+  // drawCapacity draws each leg's capacity curves into #capacity-grid:
+  // latency percentiles against the achieved request rate (SLO and knee
+  // marked), and the cache hit rate and LLM cost per 1,000 requests
+  // against it beside the seeds' lines. It returns the number of charts.
+  function drawCapacity() {
+    var grid = document.getElementById("capacity-grid"), n = 0;
+    if (!grid || !data.capacity) return 0;
+    var xMax = 1, yMax = 0;
+    data.capacity.forEach(function (c) {
+      c.steps.forEach(function (s) { xMax = Math.max(xMax, s.x); });
+      c.steps.forEach(function (s) { if (s.pass || s.x <= c.knee_rps * 1.5) yMax = Math.max(yMax, s.p99); });
+      yMax = Math.max(yMax, (c.slo_ms || 0) * 1.3);
+    });
+    data.capacity.forEach(function (c) {
+      var col = document.createElement("div");
+      col.className = "legcol";
+      col.appendChild(Object.assign(document.createElement("h3"), { textContent: c.leg }));
+      function pts(key) { return c.steps.map(function (s) { return [s.x, s[key]]; }); }
+      function opt(key) { return c.steps.filter(function (s) { return s[key] !== undefined && s[key] !== null; }).map(function (s) { return [s.x, s[key]]; }); }
+      var marks = c.knee_rps ? [{ x: c.knee_rps, label: "knee" }] : [];
+      var slo = c.slo_ms ? [{ y: c.slo_ms, label: c.slo_label }] : [];
+      col.appendChild(lineChart("Latency against throughput (ms vs achieved req/s)", "ms", [
+        { name: "p50", color: "#4e79a7", pts: pts("p50") }, { name: "p95", color: "#f28e2b", pts: pts("p95") },
+        { name: "p99", color: "#e15759", pts: pts("p99") }], xMax, yMax, marks, { xUnit: " req/s", hlines: slo }));
+      var cost = opt("cost_per_1k"), costMax = c.seed_cost_per_1k * 1.2;
+      cost.forEach(function (p) { costMax = Math.max(costMax, p[1]); });
+      col.appendChild(lineChart("LLM cache hit rate against throughput", "%", [{ name: "hit rate", color: "#d4a72c", pts: opt("hit") }], xMax, 100, marks, { xUnit: " req/s",
+        hlines: [{ y: c.hit_target, label: "seed 002 target 90 %", color: "#1f8a4c" }, { y: c.hit_alert, label: "seed 000 alert < 30 %", color: "#c62f3a" }] }));
+      col.appendChild(lineChart("LLM cost per 1,000 requests against throughput", "$", [{ name: "cost / 1k req", color: "#e17c9a", pts: cost }], xMax, costMax, marks, { xUnit: " req/s",
+        hlines: [{ y: c.seed_cost_per_1k, label: "seed 000's bill per 1k", color: "#1f8a4c" }] }));
+      grid.appendChild(col);
+      n += 3;
+    });
+    return n;
+  }
 })();

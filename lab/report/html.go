@@ -31,8 +31,9 @@ type chartScenario struct {
 }
 
 type chartData struct {
-	Legs []chartLeg        `json:"legs"`
-	Gate []baseline.Result `json:"gate,omitempty"`
+	Legs     []chartLeg        `json:"legs"`
+	Gate     []baseline.Result `json:"gate,omitempty"`
+	Capacity []chartCapacity   `json:"capacity,omitempty"` // capacity.go
 }
 
 // HTML renders report.html: one self-contained page, no network. Tables
@@ -47,6 +48,7 @@ func HTML(s *RunSummary) ([]byte, error) {
 		"shutdown": shutdown, "short": short, "num": num, "change": change, "shortFunc": shortFunc,
 		"pct100": func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
 		"ratio":  ratio, "replicas": replicasHTML, "containers": containersHTML,
+		"departures": departuresHTML, "capacity": capacityHTML, "onlyCapacity": onlyCapacity,
 	}).Parse(htmlTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("parse report template: %w", err)
@@ -102,5 +104,6 @@ func charts(s *RunSummary) chartData {
 	if s.Gate != nil {
 		d.Gate = s.Gate.Comparison.Results
 	}
+	d.Capacity = capacityCharts(s)
 	return d
 }

@@ -106,6 +106,8 @@ func JUnit(s *RunSummary) ([]byte, error) {
 		}
 		root.Suites = append(root.Suites, suite)
 	}
+	departuresJUnit(&root, s)
+	capacityJUnit(&root, s)
 	if len(s.Skipped) > 0 || len(s.LabErrors) > 0 {
 		suite := junitSuite{Name: "lab"}
 		for _, sk := range s.Skipped {

@@ -28,11 +28,13 @@ func Markdown(s *RunSummary) string {
 		b.WriteString("> **Interrupted** (Ctrl-C): the numbers below are what was measured before the stop.\n\n")
 	}
 
+	writeDepartures(&b, s)
 	if s.Gate != nil {
 		writeGate(&b, s.Gate)
 	}
 	writeResults(&b, s)
 	writeFaults(&b, s)
+	writeCapacity(&b, s)
 	writeServer(&b, s)
 	writeReplicas(&b, s)
 	writeContainers(&b, s)
@@ -121,6 +123,9 @@ func writeResults(b *strings.Builder, s *RunSummary) {
 		b.WriteString("No leg ran.\n\n")
 		return
 	}
+	if onlyCapacity(s) {
+		return
+	}
 	b.WriteString("## Results\n\n| leg | run | scenario | thresholds | http_reqs | req/s (planned) | errors | p50 | p95 | p99 | iteration p99 | cache hit | cost / 1k req |\n")
 	b.WriteString("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	var total float64
@@ -152,7 +157,7 @@ func writeResults(b *strings.Builder, s *RunSummary) {
 }
 
 func writeServer(b *strings.Builder, s *RunSummary) {
-	if len(s.Legs) == 0 {
+	if len(s.Legs) == 0 || onlyCapacity(s) { // the capacity section has the search's server side
 		return
 	}
 	seed := s.Seed

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/capacity"
+	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 )
 
@@ -47,13 +49,18 @@ func fakeSummary(withGate bool) *RunSummary {
 					FailedByStatus: map[string]float64{"503": 80}, RecoverMS: &rec, CacheHitBefore: -1, CacheHitDuring: -1,
 					Checks: []FaultCheck{{Name: "every failure a 503 with Retry-After", OK: true}}, Alerts: &FaultAlerts{Meant: []string{"HAL9StoreUnavailable"}}},
 			}
-			l.Ledger = &LedgerVerdict{Source: "database", Checks: "durability", Acknowledged: 900, Found: 900, ByKind: map[string]LedgerCounts{"signal": {Acknowledged: 900, Found: 900}}}
+			l.Ledger = &ledger.Verdict{Source: "database", Checks: "durability", Acknowledged: 900, Found: 900, ByKind: map[string]ledger.Counts{"signal": {Acknowledged: 900, Found: 900}}}
+		}
+		if li == 0 {
+			l.Capacity = fakeCapacity()
 		}
 		l.Server = Server{Requests: 3200, CacheHitRate: 0.62, CacheByTier: map[string]float64{"process": 0.5, "redis": 0.12}, TokensIn: 120000, TokensOut: 30000,
 			CostUSD: 0.16, CostPer1K: 0.05, MonthlyUSD: 155520, PeakRSSBytes: 80 << 20, CPUSeconds: 12.5, ExitCode: &zero, ShutdownMS: 310}
 		s.Legs = append(s.Legs, l)
 	}
 	s.Skipped = []Skipped{{Leg: "mysql", Reason: "no such backend"}}
+	s.Departures = []Departure{{Text: "bcrypt cost 4 instead of 10", Legs: []string{"sqlite", "postgres", "postgres+redis"}},
+		{Text: "PostgreSQL durability off (fsync=off)", Legs: []string{"postgres"}}}
 	s.NoData = []NoData{{Source: "dashboards/overview.json", Name: "DB pool", Expr: "hal9_db_pool_acquire_wait_seconds_total", Reason: "sqlite leg has no pool"}}
 	s.PrometheusChecked = 42
 	s.Profiles = []profiles.LegSummary{{Leg: "sqlite", TopCPU: []profiles.FuncShare{{Name: "github.com/x/y/server.(*Server).handle", Share: 0.21}, {Name: "runtime.mallocgc", Share: 0.12}},
@@ -70,6 +77,26 @@ func fakeSummary(withGate bool) *RunSummary {
 		s.Gate = &Gate{Mode: "against", Against: "origin/main", Runs: 5, Comparison: c, Verdict: "regressed", ExitCode: 99}
 	}
 	return s
+}
+
+// fakeCapacity is a plausible knee search with its demand and projection.
+func fakeCapacity() *Capacity {
+	res := &capacity.Result{Knee: capacity.Knee{Found: true, Rate: 400, RequestRate: 600, SLO: []string{"http_req_duration:p(99)<500"}, LimitedBy: capacity.LimitServer, Bound: 420, P99: 380},
+		Fit: &capacity.USL{Sigma: 0.02, Kappa: 0.0001, Lambda: 40, PeakN: 99, PeakX: 1300, R2: 0.93, Points: 5}}
+	for i, r := range []float64{100, 200, 400, 800, 566, 420} {
+		hit, cost := 0.3+0.05*float64(i), 1.2-0.1*float64(i)
+		p99 := 300 + r/10
+		if r > 400 {
+			p99 = 900 + r
+		}
+		res.Steps = append(res.Steps, capacity.Step{Phase: "ramp", PlannedRate: r, AchievedRate: r, RequestRate: 1.5 * r, P50: 2, P95: p99 / 2, P99: p99, MeanMS: 20,
+			Concurrency: 1.5 * r * 0.02, Pass: r <= 400, LimitedBy: map[bool]string{true: "", false: "server"}[r <= 400], CacheHitRate: &hit, CostPer1K: &cost})
+	}
+	d := &capacity.Demands{Routes: []capacity.RouteDemand{{Name: "register", Route: "/api/v1/auth/register", Requests: 100, Share: 0.15, CPUSeconds: 0.13, BcryptS: 0.1, DemandMS: 1.3, ContributionMS: 0.195},
+		{Name: "signal L3", Route: "/api/v1/signals", Layer: "L3", Requests: 100, Share: 0.15, CPUSeconds: 0.1, DemandMS: 1, ContributionMS: 0.15}},
+		Requests: 666, CPUSeconds: 0.5, MixDemandMS: 0.8, BcryptMS: 0.3, Bottleneck: "register", BottleShare: 0.24, Cores: 2, ServerMaxRPS: 2500, MachineMaxRPS: 1700}
+	return &Capacity{Scenario: "scenarios/mix.yaml", Search: res, BcryptCost: 4, HitRate: 0.5, CostPer1K: 0.9, Requests: 5000, Demand: d,
+		Fleet: capacity.Project(d, 4, 0.5, 0.9, capacity.DefaultFleetSeed())}
 }
 
 func TestWriteAllAndRender(t *testing.T) {
@@ -90,7 +117,10 @@ func TestWriteAllAndRender(t *testing.T) {
 		t.Errorf("gate table must precede results (gate at %d, results at %d):\n%s", gi, ri, m)
 	}
 	for _, want := range []string{"# HAL9 lab · smoke: REGRESSED", "❌ regressed | sqlite | smoke | http_req_duration_p95_ms", "Total http_reqs: 9600.", "| postgres crash at 20s for 5s | ✔️ pass | 200 | 80 (503×80) |", "nothing lost: 900 acknowledged",
-		"**mysql**: no such backend", "postgres+redis", "monthly projection", "`server.(*Server).handle` 21.0%", "❔ inconclusive"} {
+		"**mysql**: no such backend", "postgres+redis", "monthly projection", "`server.(*Server).handle` 21.0%", "❔ inconclusive",
+		"**Not production:**", "- PostgreSQL durability off (fsync=off) (postgres)\n", "- bcrypt cost 4 instead of 10\n",
+		"## Capacity: the knee", "| sqlite | 400 it/s = 600 req/s | 380 ms | the server (SLO broken at 420 it/s)", "peak at N*=99",
+		"The bottleneck is **register**", "**2500 req/s**", "pods for 1200 req/s sustained"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -101,9 +131,9 @@ func TestWriteAllAndRender(t *testing.T) {
 	if err := xml.Unmarshal(raw, &ju); err != nil {
 		t.Fatalf("junit.xml does not parse: %v", err)
 	}
-	// 3 legs × 2 scenarios × 2 thresholds + 3 server exits + 3 gate + 1 skipped leg + 0 lab errors
+	// 3 legs × 2 scenarios × 2 thresholds + 3 server exits + 3 gate + 2 departures + 1 knee + 1 skipped leg + 0 lab errors
 	// + the postgres+redis leg's ledger and its 2 faults' checks
-	if ju.Tests != 12+3+3+1+3 || ju.Failures != 1+1 || ju.Skipped != 1+1 {
+	if ju.Tests != 12+3+3+2+1+1+3 || ju.Failures != 1+1 || ju.Skipped != 1+1 {
 		t.Errorf("junit totals tests=%d failures=%d skipped=%d", ju.Tests, ju.Failures, ju.Skipped)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 )
 
@@ -39,6 +40,8 @@ type RunSummary struct {
 	Profiles          []profiles.LegSummary `json:"profiles,omitempty"`
 	// Seed is the reference the cost projection is set beside.
 	Seed Seed `json:"seed"`
+	// Departures from production's settings, in plain words (settings.go).
+	Departures []Departure `json:"departures,omitempty"`
 }
 
 // Seed holds the production numbers of seed 000 the report compares with.
@@ -70,8 +73,9 @@ type Leg struct {
 	Containers *Containers `json:"containers,omitempty"`
 	// Faults are the leg's fault timeline and verdicts (faults.go).
 	Faults []FaultResult `json:"faults,omitempty"`
-	// Ledger is the acknowledgement-ledger check of the run (ledger.go).
-	Ledger *LedgerVerdict `json:"ledger,omitempty"`
+	// Ledger is the acknowledgement-ledger check of the run (lab/ledger).
+	Ledger   *ledger.Verdict `json:"ledger,omitempty"`
+	Capacity *Capacity       `json:"capacity,omitempty"` // capacity.go
 }
 
 // Step is one orchestration step of a leg, timed.
@@ -291,6 +295,9 @@ func (s *RunSummary) Verdict() string {
 			if !sc.Passed {
 				return "failed"
 			}
+		}
+		if c := l.Capacity; c != nil && (c.Search == nil || !c.Search.Knee.Found) {
+			return "failed" // no knee: the search could not run, or the start rate failed
 		}
 	}
 	if len(s.LabErrors) > 0 {

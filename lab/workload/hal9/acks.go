@@ -64,7 +64,7 @@ const (
 // so the client's totals still match the server's.
 func (v *vu) asyncSignal(ctx context.Context, it *load.Iter) error {
 	layer := v.w.cfg.Layers[v.rng.IntN(len(v.w.cfg.Layers))]
-	body, _ := json.Marshal(map[string]string{"content": v.content(), "layer": layer})
+	body, _ := json.Marshal(map[string]string{"content": v.content(layer), "layer": layer})
 	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals?async=true", Name: "/api/v1/signals?async=true",
 		Body: body, Header: v.auth, Op: OpAsyncSignal})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -31,14 +32,14 @@ type Config struct {
 	// out get 0. Default: seed 002's 40/20/20/15/5, with 4 of the 40
 	// signals async and 1 of the 15 auth flows an API-key creation.
 	Mix *Mix `yaml:"mix"`
-	// RepeatRatio is the share of signals whose content comes from a hot
-	// set of HotSet contents, drawn Zipf-like (a few very popular, a long
-	// tail), so the server's cache hit rate follows it; the rest are
-	// unique and always miss. Default 0.6.
+	// Catalogue is the popularity model of signal contents (catalogue.go).
+	Catalogue *Catalogue `yaml:"catalogue"`
+	// RepeatRatio, HotSet and ZipfS were the older model (a Zipf hot set
+	// plus unique contents); they are refused with a message that says
+	// what to write instead.
 	RepeatRatio *float64 `yaml:"repeat_ratio"`
-	HotSet      int      `yaml:"hot_set"` // default 200
-	// ZipfS is the Zipf exponent s > 1 of the hot set (default 1.2).
-	ZipfS float64 `yaml:"zipf_s"`
+	HotSet      int      `yaml:"hot_set"`
+	ZipfS       *float64 `yaml:"zipf_s"`
 	// ThinkTime is slept at the end of each iteration (the original test
 	// used 1 s). Leave it 0 for arrival-rate scenarios.
 	ThinkTime time.Duration `yaml:"think_time"`
@@ -100,25 +101,28 @@ func (c *Config) Normalize(pos section.Pos) error {
 	if total <= 0 {
 		return bad("mix", "at least one of signal, async_signal, status, neurons, auth, api_key, metrics must be positive")
 	}
-	if c.RepeatRatio == nil {
-		r := 0.6
-		c.RepeatRatio = &r
+	for _, old := range []string{"repeat_ratio", "hot_set", "zipf_s"} {
+		if pos.Has(old) || (old == "repeat_ratio" && c.RepeatRatio != nil) || (old == "hot_set" && c.HotSet != 0) || (old == "zipf_s" && c.ZipfS != nil) {
+			return bad(old, "the hot-set model (repeat_ratio, hot_set, zipf_s) is replaced by a prompt catalogue with Zipf popularity, whose tail is the unique traffic: "+
+				"write catalogue: {size_per_layer: %d, zipf_s: %g} instead (a larger catalogue or a smaller zipf_s repeats less; see docs/load.md)", DefaultCatalogueSize, DefaultZipfS)
+		}
 	}
-	if *c.RepeatRatio < 0 || *c.RepeatRatio > 1 {
-		return bad("repeat_ratio", "must be between 0 and 1, got %v", *c.RepeatRatio)
+	if c.Catalogue == nil {
+		c.Catalogue = &Catalogue{}
 	}
-	// Omitted means the default; an explicit 0 is a mistake, not "default".
-	if c.HotSet == 0 && !pos.Has("hot_set") {
-		c.HotSet = 200
+	cat := c.Catalogue
+	if cat.SizePerLayer == 0 && !pos.HasPath("catalogue", "size_per_layer") {
+		cat.SizePerLayer = DefaultCatalogueSize
 	}
-	if c.HotSet < 1 {
-		return bad("hot_set", "must be at least 1, got %d (omit it for the default 200)", c.HotSet)
+	if cat.SizePerLayer < 1 || cat.SizePerLayer > maxCatalogueSize {
+		return bad("catalogue", "size_per_layer must be 1..%d, got %d (omit it for the default %d)", maxCatalogueSize, cat.SizePerLayer, DefaultCatalogueSize)
 	}
-	if c.ZipfS == 0 && !pos.Has("zipf_s") {
-		c.ZipfS = 1.2
+	if cat.ZipfS == nil {
+		z := DefaultZipfS
+		cat.ZipfS = &z
 	}
-	if c.ZipfS <= 1 {
-		return bad("zipf_s", "must be greater than 1, got %v (omit it for the default 1.2)", c.ZipfS)
+	if z := *cat.ZipfS; z < 0 || z > 10 || math.IsNaN(z) {
+		return bad("catalogue", "zipf_s must be in 0..10 (0: all prompts equally likely; 1: web-like popularity), got %v", z)
 	}
 	if c.ThinkTime < 0 {
 		return bad("think_time", "must not be negative")
@@ -140,7 +144,7 @@ type Workload struct {
 	cum     [nOps]float64 // cumulative mix weights
 	runID   string
 	seed    int64
-	hot     []string
+	zipf    *zipf // the catalogue's popularity (read-only, shared by VUs)
 	metrics struct {
 		cacheHit, signalHit, cost, tokens *load.Metric
 	}
@@ -225,13 +229,9 @@ func (w *Workload) Setup(ctx context.Context, env *load.Env) error {
 		return err
 	}
 	w.runID, w.seed = sanitize(env.RunID), env.Seed
-	// The hot set is the same in every run with the same seed, so caches
+	// The catalogue is the same in every run with the same seed, so caches
 	// warmed by one run are hit by the next one (as production's are).
-	rng := rand.New(rand.NewPCG(uint64(env.Seed), 0x9a19))
-	w.hot = make([]string, w.cfg.HotSet)
-	for i := range w.hot {
-		w.hot[i] = fmt.Sprintf("hot signal %d: %s", i, phrase(rng))
-	}
+	w.zipf = newZipf(w.cfg.Catalogue.SizePerLayer, *w.cfg.Catalogue.ZipfS)
 	if w.cfg.SharedUser {
 		user := "lab_" + w.runID + "_shared"
 		tok, err := w.setupUser(ctx, env.HTTP, env.Target, user)
@@ -320,7 +320,6 @@ var (
 // NewVU implements load.Workload.
 func (w *Workload) NewVU(id int) (load.VU, error) {
 	v := &vu{w: w, id: id, rng: rand.New(rand.NewPCG(uint64(w.seed), uint64(id)))}
-	v.zipf = rand.NewZipf(v.rng, w.cfg.ZipfS, 1, uint64(len(w.hot)-1))
 	v.json = http.Header{"Content-Type": {"application/json"}}
 	v.auth = http.Header{}
 	if w.cfg.SharedUser {
@@ -334,7 +333,6 @@ type vu struct {
 	w       *Workload
 	id      int
 	rng     *rand.Rand
-	zipf    *rand.Zipf
 	token   string
 	user    string      // the VU's own user (or the shared one)
 	json    http.Header // Content-Type only
@@ -476,16 +474,14 @@ type signalResponse struct {
 	DurationMS *float64 `json:"duration_ms"`
 }
 
-func (v *vu) content() string {
-	if v.rng.Float64() < *v.w.cfg.RepeatRatio {
-		return v.w.hot[v.zipf.Uint64()]
-	}
-	return fmt.Sprintf("unique signal %s-%d-%d: %s", v.w.runID, v.id, v.n, phrase(v.rng))
+// content draws the signal's prompt from the layer's catalogue.
+func (v *vu) content(layer string) string {
+	return prompt(v.w.seed, layer, v.w.zipf.sample(v.rng))
 }
 
 func (v *vu) signal(ctx context.Context, it *load.Iter) error {
 	layer := v.w.cfg.Layers[v.rng.IntN(len(v.w.cfg.Layers))]
-	body, _ := json.Marshal(map[string]string{"content": v.content(), "layer": layer})
+	body, _ := json.Marshal(map[string]string{"content": v.content(layer), "layer": layer})
 	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals", Body: body, Header: v.auth, Op: OpSignal})
 	if err != nil {
 		return err

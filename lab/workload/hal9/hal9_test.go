@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -228,7 +229,7 @@ func TestWorkloadAgainstDocumentedShapes(t *testing.T) {
 		t.Errorf("hal9_llm_tokens %v, server billed %v", n, f.tokensBilled)
 	}
 	if f.hits == 0 {
-		t.Error("repeat_ratio 0.6 produced no cache hits")
+		t.Error("the default catalogue produced no cache hits")
 	}
 	if s.Metrics["http_req_duration{op:signal}"] != nil {
 		t.Error("sub-metrics appear only for thresholds")
@@ -305,20 +306,63 @@ func TestWorkloadCatchesWrongShapes(t *testing.T) {
 	}
 }
 
-func TestRepeatRatioControlsHits(t *testing.T) {
+// The catalogue's size and Zipf exponent set how often prompts repeat,
+// hence the hit rate: one prompt always hits after the first; a billion
+// equally likely prompts (almost) never repeat.
+func TestCatalogueControlsHits(t *testing.T) {
 	t.Parallel()
-	zero, one := 0.0, 1.0
 	for _, c := range []struct {
-		ratio   *float64
-		lo, hi  float64
-		hotSize int
-	}{{&zero, 0, 0, 10}, {&one, 0.7, 1, 10}} {
+		size   int
+		s      float64
+		lo, hi float64
+	}{{1_000_000_000, 0, 0, 0}, {1, 1, 0.95, 1}, {20, 1.2, 0.5, 1}} {
 		f := newFake()
-		res := run(t, f, Config{Mix: &Mix{Signal: 1}, RepeatRatio: c.ratio, HotSet: c.hotSize, Layers: []string{"L2"}}, 100)
+		res := run(t, f, Config{Mix: &Mix{Signal: 1}, Catalogue: &Catalogue{SizePerLayer: c.size, ZipfS: &c.s}, Layers: []string{"L2"}}, 100)
 		r := res.Summary.Metrics[MetricSignalCacheHit].Values["rate"]
 		if r < c.lo || r > c.hi {
-			t.Errorf("repeat_ratio %v: signal hit rate %v, want in [%v, %v]", *c.ratio, r, c.lo, c.hi)
+			t.Errorf("catalogue %d prompts, zipf_s %v: signal hit rate %v, want in [%v, %v]", c.size, c.s, r, c.lo, c.hi)
 		}
+	}
+}
+
+// The sampler's frequencies follow 1/k^s for exponents below, at and
+// above 1 (math/rand's Zipf covers only s > 1), and s = 0 is uniform.
+func TestZipfSampler(t *testing.T) {
+	t.Parallel()
+	const n, draws = 30, 300_000
+	for _, s := range []float64{0, 0.6, 1, 1.5} {
+		z := newZipf(n, s)
+		rng := rand.New(rand.NewPCG(7, uint64(s*10)))
+		counts := make([]float64, n+1)
+		for range draws {
+			k := z.sample(rng)
+			if k < 1 || k > n {
+				t.Fatalf("s=%v: sample %d outside 1..%d", s, k, n)
+			}
+			counts[k]++
+		}
+		var norm float64
+		for k := 1; k <= n; k++ {
+			norm += math.Pow(float64(k), -s)
+		}
+		for _, k := range []int{1, 2, 5, 30} {
+			p := math.Pow(float64(k), -s) / norm
+			want, sd := p*draws, math.Sqrt(draws*p*(1-p))
+			if math.Abs(counts[k]-want) > 5*sd {
+				t.Errorf("s=%v: k=%d drawn %v times, want %.0f ± %.0f", s, k, counts[k], want, 5*sd)
+			}
+		}
+	}
+	// A catalogue of a billion: O(1) memory, samples in range.
+	z := newZipf(1_000_000_000, 1)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for range 1000 {
+		if k := z.sample(rng); k < 1 || k > 1_000_000_000 {
+			t.Fatalf("sample %d out of range", k)
+		}
+	}
+	if prompt(1, "L3", 42) != prompt(1, "L3", 42) || prompt(1, "L3", 42) == prompt(1, "L2", 42) || prompt(1, "L3", 42) == prompt(1, "L3", 43) {
+		t.Error("prompts must be the same for the same layer and k, and differ otherwise")
 	}
 }
 
@@ -341,16 +385,17 @@ func TestDecodeErrors(t *testing.T) {
 	base := "name: x\nscenarios: {a: {executor: constant-vus, vus: 1, duration: 1s}}\nworkload:\n  kind: hal9\n"
 	tests := []struct{ yaml, want string }{
 		{"  mix: {signals: 3}\n", "w.yaml:5: workload.mix.signals: unknown key"},
-		{"  repeat_ratio: 1.5\n", "w.yaml:5: workload.repeat_ratio: must be between 0 and 1"},
+		{"  repeat_ratio: 0.6\n", "w.yaml:5: workload.repeat_ratio: the hot-set model (repeat_ratio, hot_set, zipf_s) is replaced by a prompt catalogue with Zipf popularity, whose tail is the unique traffic: write catalogue: {size_per_layer: 10000, zipf_s: 1} instead"},
+		{"  hot_set: 20\n", "w.yaml:5: workload.hot_set: the hot-set model"},
+		{"  zipf_s: 1.2\n", "w.yaml:5: workload.zipf_s: the hot-set model"},
+		{"  catalogue: {size_per_layer: 0}\n", "w.yaml:5: workload.catalogue: size_per_layer must be 1..1000000000, got 0 (omit it for the default 10000)"},
+		{"  catalogue: {zipf_s: -1}\n", "w.yaml:5: workload.catalogue: zipf_s must be in 0..10"},
+		{"  catalogue: {size: 3}\n", "w.yaml:5: workload.catalogue.size: unknown key (known keys here: size_per_layer, zipf_s)"},
 		{"  layers: [L2, L9]\n", `w.yaml:5: workload.layers: "L9" is not a layer`},
 		{"  think_time: soon\n", "w.yaml:5: workload.think_time"},
 		{"  mix: {signal: 0}\n", "at least one of signal"},
 		{"  mix: {signal: -1, status: 2}\n", "must not be negative"},
-		{"  zipf_s: 1\n", "w.yaml:5: workload.zipf_s: must be greater than 1"},
-		{"  repeat_ratio: 0.5\n  zipf_s: 0\n", "w.yaml:6: workload.zipf_s: must be greater than 1, got 0"},
-		{"  hot_set: 0\n", "w.yaml:5: workload.hot_set: must be at least 1, got 0 (omit it for the default 200)"},
-		{"  hot_set: -3\n", "w.yaml:5: workload.hot_set: must be at least 1"},
-		{"  thinktime: 1s\n", "workload.thinktime: unknown key (known keys here: kind, mix, repeat_ratio"},
+		{"  thinktime: 1s\n", "workload.thinktime: unknown key (known keys here: kind, mix, catalogue"},
 	}
 	for _, tt := range tests {
 		p, err := load.ParseScenario("w.yaml", []byte(base+tt.yaml))
@@ -364,7 +409,7 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	p, _ := load.ParseScenario("w.yaml", []byte(base+"  mix: {signal: 1}\n  think_time: 250ms\n"))
 	c, err := Decode(p.Workload)
-	if err != nil || c.Mix.Signal != 1 || c.Mix.Status != 0 || c.ThinkTime != 250*time.Millisecond || *c.RepeatRatio != 0.6 || c.HotSet != 200 || c.ZipfS != 1.2 {
+	if err != nil || c.Mix.Signal != 1 || c.Mix.Status != 0 || c.ThinkTime != 250*time.Millisecond || c.Catalogue.SizePerLayer != 10000 || *c.Catalogue.ZipfS != 1 {
 		t.Errorf("decoded %+v, %v", c, err)
 	}
 }

@@ -38,6 +38,25 @@ func (p Pos) Has(key string) bool {
 	return false
 }
 
+// HasPath reports whether the workload section sets the nested key at
+// path (catalogue.size_per_layer).
+func (p Pos) HasPath(path ...string) bool {
+	n := p.Node
+	for _, k := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		n = next
+	}
+	return n != nil
+}
+
 // At returns "file:line" of the value at path under the workload section
 // (map keys, or decimal indexes into sequences), the closest enclosing
 // line when the key is absent, or just the file when there is no node.

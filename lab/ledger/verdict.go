@@ -1,4 +1,4 @@
-package report
+package ledger
 
 import (
 	"fmt"
@@ -6,11 +6,11 @@ import (
 	"strings"
 )
 
-// LedgerVerdict is the acknowledgement-ledger check of one leg run (or one
+// Verdict is the acknowledgement-ledger check of one leg run (or one
 // `hal9-lab load --ledger` run): every write the server acknowledged,
 // looked up where it must be. A lost entry fails the run whatever else
 // passed.
-type LedgerVerdict struct {
+type Verdict struct {
 	File string `json:"file,omitempty"` // the JSON Lines ledger
 	// Source is where the entries were looked up: "database" (the lab's
 	// own database, read directly) or "api" (read back through the API as
@@ -24,7 +24,7 @@ type LedgerVerdict struct {
 	Found        int                     `json:"found"`
 	Lost         int                     `json:"lost"`
 	Duplicated   int                     `json:"duplicated"`
-	ByKind       map[string]LedgerCounts `json:"by_kind,omitempty"`
+	ByKind       map[string]Counts `json:"by_kind,omitempty"`
 	// LostSample and DuplicatedSample name up to ten entries each
 	// ("signal 0192…").
 	LostSample       []string `json:"lost_sample,omitempty"`
@@ -33,8 +33,8 @@ type LedgerVerdict struct {
 	Error string `json:"error,omitempty"`
 }
 
-// LedgerCounts are one kind's numbers.
-type LedgerCounts struct {
+// Counts are one kind's numbers.
+type Counts struct {
 	Acknowledged int `json:"acknowledged"`
 	Found        int `json:"found"`
 	Lost         int `json:"lost"`
@@ -43,10 +43,10 @@ type LedgerCounts struct {
 
 // OK: the check ran and nothing acknowledged was lost. Duplicates are
 // reported but do not fail it (the issue's rule: a loss fails).
-func (v *LedgerVerdict) OK() bool { return v == nil || (v.Error == "" && v.Lost == 0) }
+func (v *Verdict) OK() bool { return v == nil || (v.Error == "" && v.Lost == 0) }
 
 // Line is the one-line summary every format prints.
-func (v *LedgerVerdict) Line() string {
+func (v *Verdict) Line() string {
 	if v == nil {
 		return ""
 	}

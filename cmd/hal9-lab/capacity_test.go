@@ -1,0 +1,42 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseCapacityArgs(t *testing.T) {
+	env := func(string) string { return "" }
+	f, file, err := parseCapacityArgs([]string{"scenarios/mix.yaml", "--target", "http://127.0.0.1:8080", "--slo", "http_req_duration:p(99)<500",
+		"--slo", "http_req_failed:rate<0.01", "--step", "10s", "--start-rate", "50"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file != "scenarios/mix.yaml" || len(f.p.SLO) != 2 || f.p.Step != 10*time.Second || f.p.StartRate != 50 || f.p.Precision != 0.05 {
+		t.Errorf("parsed %+v %q", f.p, file)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"x.yaml"}, "--target is required"},
+		{[]string{"--target", "http://h"}, "exactly one scenario file"},
+		{[]string{"x.yaml", "--target", "h:1"}, "must be an http:// or https:// URL"},
+		{[]string{"x.yaml", "--target", "http://h", "--precision", "0"}, "--precision 0"},
+		{[]string{"x.yaml", "--target", "http://h", "--precision", "1.5"}, "precision 1.5"},
+		{[]string{"x.yaml", "--target", "http://h", "--growth", "1"}, "growth 1"},
+		{[]string{"x.yaml", "--target", "http://h", "--step", "100ms"}, "step 100ms"},
+		{[]string{"x.yaml", "--target", "http://h", "--slo", "p(99)<500"}, "want METRIC:EXPRESSION"},
+		{[]string{"x.yaml", "--target", "http://h", "--slo", "http_req_duration:p(99)<<5"}, "not a number"},
+		{[]string{"x.yaml", "--target", "http://h", "--max-vus", "0"}, "max VUs 0"},
+		{[]string{"x.yaml", "--target", "http://h", "--nope"}, "flag provided but not defined"},
+	} {
+		_, _, err := parseCapacityArgs(c.args, env)
+		var ee *exitError
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &ee) || ee.code != 2 {
+			t.Errorf("%v: err %v, want exit 2 with %q", c.args, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package capacity
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/load"
+)
+
+// queue is a server whose capacity is known exactly: one queue served on
+// a schedule, each request leaving at max(its arrival, the previous
+// departure) + 1/R. Below R nothing waits; above it the wait grows by
+// (1 − R/λ) seconds per second for as long as the rate lasts.
+type queue struct {
+	mu      sync.Mutex
+	next    time.Time
+	service time.Duration
+}
+
+func (q *queue) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q.mu.Lock()
+	dep := time.Now()
+	if q.next.After(dep) {
+		dep = q.next
+	}
+	dep = dep.Add(q.service)
+	q.next = dep
+	q.mu.Unlock()
+	t := time.NewTimer(time.Until(dep))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// startQueue serves a queue of capacity r requests/s on 127.0.0.1.
+func startQueue(t *testing.T, r float64) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: &queue{service: time.Duration(float64(time.Second) / r)}, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+// searchQueue runs the real search (lab/load's engine, the http workload)
+// against a queue of capacity r and checks the knee is within −10 %/+3 %
+// of r.
+//
+// Why it holds on a loaded 2-core machine. The search starts at 0.4 R and
+// doubles, so the rates it tries are always 0.4, 0.8, 1.6, then bisects
+// 1.131, 0.951, 1.037 and 0.993 × R: the knee is 0.951 R or 0.993 R as
+// long as 0.951 R passes and 1.037 R fails. At 1.037 R the queue grows by
+// 1 − 1/1.037 = 36 ms per second, so the p95 of the measured phase waits
+// 0.036 × (settle + 0.95 × step) at least: the SLO allows 70 % of that
+// above the service time, so 1.037 R always fails. At 0.951 R there is no
+// queue but the one the client's scheduling jitter makes (arrivals a few
+// ms early or late: a random walk with a drift of −0.05/R per request),
+// and R is low (25 req/s in make test: 40 ms of service, 2 ms of idle per
+// request at 0.951 R) so that jitter of even 10 ms queues for far less
+// than the margin. p95 rather than p99: a step of 100 samples has a p99
+// that is its second-largest sample, which one stall of the machine moves.
+func searchQueue(t *testing.T, r float64, settle, step time.Duration) *Result {
+	t.Helper()
+	target := startQueue(t, r)
+	plan, err := load.ParseScenario("queue.yaml", []byte(`name: queue
+workload:
+  kind: http
+  requests: [{path: /, expect: 204}]
+scenarios:
+  unused: {executor: constant-vus, vus: 1, duration: 1s}
+thresholds:
+  http_req_failed: ["rate<0.01"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	margin := 0.7 * (1 - 1/1.037) * (settle.Seconds() + 0.95*step.Seconds()) * 1000
+	slo := fmt.Sprintf("http_req_duration:p(95)<%.0f", 1000/r+margin)
+	ts, err := ParseSLO([]string{slo, "http_req_failed:rate<0.01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewLoadStepper(LoadOptions{Plan: plan, Target: target, SLO: ts, Step: step, Settle: settle,
+		MaxVUs: 500, Cooldown: 500 * time.Millisecond, GracefulStop: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prog strings.Builder
+	begin := time.Now()
+	res, err := Search(context.Background(), st, Config{StartRate: r * 0.4, Growth: 2, Ceiling: r * 20, Precision: 0.05, Progress: &prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begin)
+	t.Logf("R=%.0f: knee %.1f it/s (%.3f R), bound %.1f, limited by %s, %d steps in %s\n%s",
+		r, res.Knee.Rate, res.Knee.Rate/r, res.Knee.Bound, res.Knee.LimitedBy, len(res.Steps), took.Round(time.Second), prog.String())
+	if !res.Knee.Found || res.Knee.LimitedBy != LimitServer {
+		t.Fatalf("knee %+v: want one limited by the server", res.Knee)
+	}
+	if k := res.Knee.Rate / r; k < 0.90 || k > 1.03 {
+		t.Errorf("knee %.1f it/s is %.3f × R=%.0f, want within [0.90, 1.03]", res.Knee.Rate, k, r)
+	}
+	if took > 4*time.Minute {
+		t.Errorf("the search took %s, more than 4 minutes", took)
+	}
+	return res
+}
+
+// TestSearchFindsQueueCapacity is the search against a target of known
+// capacity, in make test: one R, short steps.
+func TestSearchFindsQueueCapacity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real search of ~30 s")
+	}
+	res := searchQueue(t, 25, 2*time.Second, 4*time.Second)
+	for _, s := range res.Steps {
+		if s.Pass && (s.P99 <= 0 || s.RequestRate <= 0 || s.Concurrency <= 0) {
+			t.Errorf("passing step without measurements: %+v", s)
+		}
+	}
+}
+
+// TestCapacityCheck runs several R with longer steps: make capacity-check
+// (HAL9_CAPACITY_CHECK=25,50,100,200).
+func TestCapacityCheck(t *testing.T) {
+	v := os.Getenv("HAL9_CAPACITY_CHECK")
+	if v == "" {
+		t.Skip("set HAL9_CAPACITY_CHECK=50,100,200 (make capacity-check)")
+	}
+	for _, f := range strings.Split(v, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 || r > 2000 {
+			t.Fatalf("HAL9_CAPACITY_CHECK: %q is not a capacity in (0, 2000] requests/s", f)
+		}
+		t.Run(f, func(t *testing.T) { searchQueue(t, r, 2*time.Second, 8*time.Second) })
+	}
+}

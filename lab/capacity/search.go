@@ -1,0 +1,328 @@
+package capacity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"time"
+)
+
+// What limited the knee (Knee.LimitedBy, Step.LimitedBy).
+const (
+	LimitServer  = "server"  // a step at the next rate broke the SLO
+	LimitEngine  = "engine"  // the load generator could not hold the next rate
+	LimitCeiling = "ceiling" // no step failed up to the ceiling
+)
+
+// Threshold is one SLO threshold's outcome on a step.
+type Threshold struct {
+	Metric   string  `json:"metric"`
+	Expr     string  `json:"expr"`
+	OK       bool    `json:"ok"`
+	Observed float64 `json:"observed"`
+}
+
+// Step is one constant-arrival-rate step as measured over its judged
+// window (after the settle). Times in milliseconds, rates per second.
+type Step struct {
+	Phase        string  `json:"phase"`         // ramp or bisect
+	PlannedRate  float64 `json:"planned_rate"`  // iterations/s asked for
+	AchievedRate float64 `json:"achieved_rate"` // iterations/s started
+	RequestRate  float64 `json:"request_rate"`  // http_reqs/s
+	P50          float64 `json:"p50_ms"`        // http_req_duration
+	P95          float64 `json:"p95_ms"`
+	P99          float64 `json:"p99_ms"`
+	MeanMS       float64 `json:"mean_ms"`
+	IterP99      float64 `json:"iteration_response_time_p99_ms"`
+	ErrorRate    float64 `json:"error_rate"`
+	Dropped      float64 `json:"dropped"`
+	Planned      float64 `json:"planned_iterations"`
+	VUs          int     `json:"vus"`     // VUs allocated
+	MaxVUs       int     `json:"max_vus"` // the bound
+	DurationS    float64 `json:"duration_s"`
+	// Concurrency is Little's law: requests in flight at the server on
+	// average = RequestRate × mean response time.
+	Concurrency float64     `json:"concurrency"`
+	SLO         []Threshold `json:"slo"`
+	SLOOK       bool        `json:"slo_ok"`
+	// Engine says why the load generator did not hold the planned rate
+	// ("" when it did): dropped iterations over 1 %, VUs exhausted.
+	Engine    string `json:"engine,omitempty"`
+	Pass      bool   `json:"pass"`
+	LimitedBy string `json:"limited_by,omitempty"` // failed steps: server or engine
+	// Server-side numbers of the step when the stepper reads /metrics.
+	CacheHitRate *float64 `json:"cache_hit_rate,omitempty"`
+	CostPer1K    *float64 `json:"cost_per_1k_usd,omitempty"`
+	CPUSeconds   *float64 `json:"server_cpu_seconds,omitempty"`
+}
+
+// judge sets Pass and LimitedBy. A broken SLO is the server's even when
+// the engine also struggled: the server broke it under less load than
+// planned. An engine that could not hold the rate while the SLO held
+// fails the step as the lab's limit, never as the server's knee.
+func (s *Step) judge() {
+	switch {
+	case !s.SLOOK:
+		s.Pass, s.LimitedBy = false, LimitServer
+	case s.Engine != "":
+		s.Pass, s.LimitedBy = false, LimitEngine
+	default:
+		s.Pass, s.LimitedBy = true, ""
+	}
+}
+
+// Stepper runs one constant-arrival-rate step at rate iterations/s and
+// measures it (SLO verdicts and engine state included).
+type Stepper interface {
+	Step(ctx context.Context, rate float64) (Step, error)
+}
+
+// StepperFunc adapts a function to a Stepper.
+type StepperFunc func(ctx context.Context, rate float64) (Step, error)
+
+// Step calls f.
+func (f StepperFunc) Step(ctx context.Context, rate float64) (Step, error) { return f(ctx, rate) }
+
+var _ Stepper = StepperFunc(nil)
+
+// Config is the search's plan.
+type Config struct {
+	StartRate float64 // first step, iterations/s (default 10)
+	Growth    float64 // ramp factor between steps (default 2)
+	Ceiling   float64 // highest rate tried (default 5000)
+	Precision float64 // stop when bad/good − 1 ≤ Precision (default 0.05)
+	MaxSteps  int     // bound on steps (default 30)
+	// Progress gets one line per step; nil: none.
+	Progress io.Writer
+}
+
+func (c *Config) defaults() error {
+	if c.StartRate == 0 {
+		c.StartRate = 10
+	}
+	if c.Growth == 0 {
+		c.Growth = 2
+	}
+	if c.Ceiling == 0 {
+		c.Ceiling = 5000
+	}
+	if c.Precision == 0 {
+		c.Precision = 0.05
+	}
+	if c.MaxSteps == 0 {
+		c.MaxSteps = 30
+	}
+	switch {
+	case !(c.StartRate > 0) || math.IsInf(c.StartRate, 0):
+		return fmt.Errorf("start rate %v: want a positive rate (iterations/s)", c.StartRate)
+	case !(c.Growth > 1) || math.IsInf(c.Growth, 0):
+		return fmt.Errorf("growth %v: want a factor above 1 (2 doubles the rate each ramp step)", c.Growth)
+	case !(c.Ceiling >= c.StartRate):
+		return fmt.Errorf("ceiling %v: want at least the start rate %v", c.Ceiling, c.StartRate)
+	case !(c.Precision > 0 && c.Precision < 1):
+		return fmt.Errorf("precision %v: want a fraction in (0, 1), e.g. 0.05 for 5 %%", c.Precision)
+	case c.MaxSteps < 2:
+		return fmt.Errorf("max steps %d: want at least 2", c.MaxSteps)
+	}
+	return nil
+}
+
+// Knee is the search's answer: the highest rate at which the SLO held
+// (Rate, iterations/s; RequestRate, the requests/s achieved there) and
+// what stopped the search above it.
+type Knee struct {
+	Found       bool     `json:"found"` // false: even the start rate failed
+	Rate        float64  `json:"rate"`
+	RequestRate float64  `json:"request_rate"`
+	SLO         []string `json:"slo"`
+	LimitedBy   string   `json:"limited_by"`
+	// Bound is the lowest failing rate (0 when none failed): the knee
+	// lies in [Rate, Bound).
+	Bound float64 `json:"bound,omitempty"`
+	P99   float64 `json:"p99_ms"` // at the knee's step
+}
+
+// Result is what Search returns and `hal9-lab capacity` writes.
+type Result struct {
+	Knee     Knee     `json:"knee"`
+	Steps    []Step   `json:"steps"`
+	Fit      *USL     `json:"fit,omitempty"`
+	FitError string   `json:"fit_error,omitempty"`
+	Settings Settings `json:"settings"`
+	Notes    []string `json:"notes,omitempty"`
+	Took     float64  `json:"took_s"`
+}
+
+// Settings record how the search ran.
+type Settings struct {
+	StartRate float64 `json:"start_rate"`
+	Growth    float64 `json:"growth"`
+	Ceiling   float64 `json:"ceiling"`
+	Precision float64 `json:"precision"`
+	StepS     float64 `json:"step_s,omitempty"`
+	SettleS   float64 `json:"settle_s,omitempty"`
+	MaxVUs    int     `json:"max_vus,omitempty"`
+}
+
+// ErrNoStep is returned when the context ended before any step ran.
+var ErrNoStep = errors.New("capacity search: no step ran")
+
+// Search ramps the rate geometrically from StartRate until a step fails
+// (or the ceiling passes), then bisects between the last passing and the
+// first failing rate, at their geometric mean, until they are within
+// Precision of each other. The knee is the last passing rate. A cancelled
+// ctx ends the search with what it has (the knee is then a lower bound).
+func Search(ctx context.Context, st Stepper, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	begin := time.Now()
+	res := &Result{Settings: Settings{StartRate: cfg.StartRate, Growth: cfg.Growth, Ceiling: cfg.Ceiling, Precision: cfg.Precision}}
+	var good, bad *Step
+	run := func(phase string, rate float64) (*Step, error) {
+		s, err := st.Step(ctx, rate)
+		if err != nil {
+			return nil, err
+		}
+		s.Phase, s.PlannedRate = phase, rate
+		s.judge()
+		res.Steps = append(res.Steps, s)
+		progress(cfg.Progress, len(res.Steps), &s)
+		return &res.Steps[len(res.Steps)-1], nil
+	}
+	finish := func() (*Result, error) {
+		res.Took = time.Since(begin).Seconds()
+		if len(res.Steps) == 0 {
+			return res, ErrNoStep
+		}
+		fillKnee(res, good, bad)
+		fitSteps(res)
+		return res, nil
+	}
+	// Ramp.
+	rate := cfg.StartRate
+	for len(res.Steps) < cfg.MaxSteps && ctx.Err() == nil {
+		s, err := run("ramp", rate)
+		if err != nil {
+			if ctx.Err() != nil {
+				return finish()
+			}
+			return nil, err
+		}
+		if !s.Pass {
+			bad = s
+			break
+		}
+		good = s
+		if rate >= cfg.Ceiling {
+			break
+		}
+		rate = math.Min(rate*cfg.Growth, cfg.Ceiling)
+	}
+	// Bisect.
+	for good != nil && bad != nil && bad.PlannedRate/good.PlannedRate-1 > cfg.Precision &&
+		len(res.Steps) < cfg.MaxSteps && ctx.Err() == nil {
+		// Pointers into res.Steps move when it grows: keep the rates.
+		g, b := *good, *bad
+		s, err := run("bisect", math.Sqrt(g.PlannedRate*b.PlannedRate))
+		if err != nil {
+			if ctx.Err() != nil {
+				good, bad = &g, &b
+				return finish()
+			}
+			return nil, err
+		}
+		if s.Pass {
+			good, bad = s, &b
+		} else {
+			good, bad = &g, s
+		}
+	}
+	return finish()
+}
+
+func fillKnee(res *Result, good, bad *Step) {
+	k := &res.Knee
+	if len(res.Steps) > 0 {
+		for _, t := range res.Steps[0].SLO {
+			k.SLO = append(k.SLO, t.Metric+":"+t.Expr)
+		}
+	}
+	if bad != nil {
+		k.Bound = bad.PlannedRate
+		k.LimitedBy = bad.LimitedBy
+	} else {
+		k.LimitedBy = LimitCeiling
+	}
+	if good == nil {
+		return
+	}
+	k.Found = true
+	k.Rate, k.RequestRate, k.P99 = good.PlannedRate, good.RequestRate, good.P99
+}
+
+func progress(w io.Writer, n int, s *Step) {
+	if w == nil {
+		return
+	}
+	verdict := "pass"
+	if !s.Pass {
+		verdict = "FAIL (" + s.LimitedBy + ")"
+	}
+	line := fmt.Sprintf("capacity step %d (%s): %.1f it/s planned, %.1f achieved, %.1f req/s, p50 %.1f ms, p99 %.1f ms, errors %.2f%%, dropped %.0f, VUs %d/%d: %s",
+		n, s.Phase, s.PlannedRate, s.AchievedRate, s.RequestRate, s.P50, s.P99, s.ErrorRate*100, s.Dropped, s.VUs, s.MaxVUs, verdict)
+	for _, t := range s.SLO {
+		if !t.OK {
+			line += fmt.Sprintf("; %s %s observed %.4g", t.Metric, t.Expr, t.Observed)
+		}
+	}
+	if s.Engine != "" {
+		line += "; engine: " + s.Engine
+	}
+	fmt.Fprintln(w, line) // one write: the lab turns writes into progress lines
+}
+
+// fitSteps fits the USL to the steps that carried load (throughput in
+// requests/s against Little's-law concurrency).
+func fitSteps(res *Result) {
+	var n, x []float64
+	for _, s := range res.Steps {
+		if s.Concurrency > 0 && s.RequestRate > 0 {
+			n = append(n, s.Concurrency)
+			x = append(x, s.RequestRate)
+		}
+	}
+	f, err := FitUSL(n, x)
+	if err != nil {
+		res.FitError = err.Error()
+		return
+	}
+	res.Fit = &f
+}
+
+// Curve returns the steps ordered by achieved request rate: the
+// latency-against-throughput curve.
+func (r *Result) Curve() []Step {
+	out := append([]Step(nil), r.Steps...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].RequestRate < out[j].RequestRate })
+	return out
+}
+
+// ExitCode is 0 when a knee was found, ExitSLOAtStart (99, k6's threshold
+// code) when even the start rate broke the SLO on the server, 1 when the
+// lab could not measure (the engine failed at the start rate, no step).
+func (r *Result) ExitCode() int {
+	switch {
+	case r.Knee.Found:
+		return 0
+	case r.Knee.LimitedBy == LimitServer:
+		return ExitSLOAtStart
+	}
+	return 1
+}
+
+// ExitSLOAtStart is load.ExitThresholdsFailed (k6's 99).
+const ExitSLOAtStart = 99

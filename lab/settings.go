@@ -1,0 +1,130 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/report"
+)
+
+// serverConfig runs `bin config ARGS` (the effective configuration as a
+// JSON object, flag name → value) with the lab's environment plus extra;
+// clean drops every HAL9_* variable first (the binary's own defaults).
+func serverConfig(ctx context.Context, bin string, args []string, extra map[string]string, clean bool) (map[string]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"config"}, args...)...)
+	for _, kv := range os.Environ() {
+		if clean && (strings.HasPrefix(kv, "HAL9_") || strings.HasPrefix(kv, "ANTHROPIC_")) {
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	for k, v := range extra {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s config: %w: %s", bin, err, strings.TrimSpace(stderr.String()))
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(out, &m); err != nil {
+		return nil, fmt.Errorf("%s config: not a JSON object: %w", bin, err)
+	}
+	return m, nil
+}
+
+// notProduction are settings that differ from the defaults because the
+// lab runs the server locally, not because it measures something else.
+var notProduction = map[string]bool{
+	"addr": true, "admin-addr": true, "data-dir": true, "database-url": true, "redis-url": true,
+	"pyroscope-url": true, "jwt-secret": true, "log-level": true, "anthropic-api-key": true, "anthropic-url": true,
+}
+
+// departures says in plain words how eff (the effective configuration of
+// a server the lab starts) differs from def (the binary's defaults, i.e.
+// production's).
+func departures(def, eff map[string]any) []string {
+	var out []string
+	str := func(v any) string { return fmt.Sprint(v) }
+	keys := make([]string, 0, len(eff))
+	for k := range eff {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if notProduction[k] {
+			continue
+		}
+		e, d := str(eff[k]), str(def[k])
+		if e == d {
+			continue
+		}
+		switch k {
+		case "bcrypt-cost":
+			out = append(out, fmt.Sprintf("bcrypt cost %s instead of %s: a login or registration costs 2^(%s−%s) times less CPU than in production", e, d, d, e))
+		case "rate-limit":
+			if e == "0" {
+				out = append(out, fmt.Sprintf("API rate limit off (production: %s req/s per client): every virtual user comes from 127.0.0.1, so a per-IP limit would throttle the load generator, not its users", d))
+			} else {
+				out = append(out, fmt.Sprintf("API rate limit %s req/s per client instead of %s", e, d))
+			}
+		case "auth-rate-limit":
+			if e == "0" {
+				out = append(out, "credential-route limiter off: every virtual user comes from 127.0.0.1")
+			} else {
+				out = append(out, fmt.Sprintf("credential-route limiter %s instead of %s", e, d))
+			}
+		case "shutdown-timeout":
+			out = append(out, fmt.Sprintf("drain time on SIGTERM %s instead of %s (the lab waits less between legs)", e, d))
+		case "llm-latency-scale":
+			out = append(out, fmt.Sprintf("simulated LLM latency × %s (production's model: × %s)", e, d))
+		default:
+			out = append(out, fmt.Sprintf("--%s %s instead of %s", k, e, d))
+		}
+	}
+	if str(eff["llm"]) == "sim" {
+		out = append(out, "simulated LLM provider: no API calls; latency, tokens and cost are simulated (the price table applied to simulated tokens), and no provider rate limit or budget is met")
+	}
+	return out
+}
+
+// noteDepartures records departures of one leg in the summary: each text
+// once, with the legs it applies to.
+func (s *Session) noteDepartures(leg string, texts []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range texts {
+		found := false
+		for i := range s.summary.Departures {
+			d := &s.summary.Departures[i]
+			if d.Text == t {
+				found = true
+				if !contains(d.Legs, leg) {
+					d.Legs = append(d.Legs, leg)
+				}
+			}
+		}
+		if !found {
+			s.summary.Departures = append(s.summary.Departures, report.Departure{Text: t, Legs: []string{leg}})
+		}
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}

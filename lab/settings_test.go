@@ -1,0 +1,56 @@
+package lab
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDepartures(t *testing.T) {
+	def := map[string]any{"bcrypt-cost": 10.0, "rate-limit": 1000.0, "auth-rate-limit": 5.0, "shutdown-timeout": "1m0s", "llm": "sim",
+		"addr": "127.0.0.1:8080", "db-max-conns": 100.0, "llm-latency-scale": 1.0}
+	eff := map[string]any{"bcrypt-cost": 4.0, "rate-limit": 0.0, "auth-rate-limit": 0.0, "shutdown-timeout": "10s", "llm": "sim",
+		"addr": "127.0.0.1:39000", "db-max-conns": 20.0, "llm-latency-scale": 1.0}
+	got := strings.Join(departures(def, eff), "\n")
+	for _, want := range []string{
+		"bcrypt cost 4 instead of 10",
+		"API rate limit off (production: 1000 req/s per client)",
+		"credential-route limiter off: every virtual user comes from 127.0.0.1",
+		"drain time on SIGTERM 10s instead of 1m0s",
+		"--db-max-conns 20 instead of 100",
+		"simulated LLM provider",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("departures lack %q:\n%s", want, got)
+		}
+	}
+	for _, not := range []string{"addr", "latency ×"} {
+		if strings.Contains(got, not) {
+			t.Errorf("departures mention %q (the same as production, or local only):\n%s", not, got)
+		}
+	}
+	if d := departures(map[string]any{"llm": "anthropic"}, map[string]any{"llm": "anthropic"}); len(d) != 0 {
+		t.Errorf("production's own settings: %v", d)
+	}
+}
+
+func TestServerSettingsArgs(t *testing.T) {
+	cost, limit := 4, 2.5
+	s := &ServerSettings{BcryptCost: &cost, AuthRateLimit: &limit}
+	with := func(f string) bool { return f == "auth-rate-limit" }
+	without := func(string) bool { return false }
+	args, err := s.args(with)
+	if err != nil || strings.Join(args, " ") != "--bcrypt-cost 4 --auth-rate-limit 2.5" {
+		t.Errorf("args %v, %v", args, err)
+	}
+	if _, err := s.args(without); err == nil || !strings.Contains(err.Error(), "no --auth-rate-limit flag") {
+		t.Errorf("auth_rate_limit on an older server: %v", err)
+	}
+	// Unset: the lab turns the credential-route limiter off where it exists.
+	var none *ServerSettings
+	if args, _ := none.args(with); strings.Join(args, " ") != "--auth-rate-limit 0" {
+		t.Errorf("default args %v", args)
+	}
+	if args, _ := none.args(without); len(args) != 0 {
+		t.Errorf("default args on an older server %v", args)
+	}
+}
