@@ -49,7 +49,7 @@ type leg struct {
 	secret  string           // the leg's --jwt-secret, shared by its replicas and restarts
 	ctr     *ServerContainer // --server container: how its servers run (nil: processes)
 	fx      *legFaults       // the ledger and the faults' proxies (faultleg.go)
-	config  map[string]any // srv's effective configuration (hal9 config)
+	config  map[string]any   // srv's effective configuration (hal9 config)
 	// capMachine: CPU seconds of the lab and of the local databases during
 	// the capacity search, and the requests the server counted there.
 	capMachine [3]float64

@@ -19,11 +19,11 @@ type Verdict struct {
 	// Checks says what that proves: "durability" (the rows are in the
 	// database) or "visibility" (the server shows them to their owner: a
 	// server that keeps writes only in memory passes it).
-	Checks       string                  `json:"checks"`
-	Acknowledged int                     `json:"acknowledged"`
-	Found        int                     `json:"found"`
-	Lost         int                     `json:"lost"`
-	Duplicated   int                     `json:"duplicated"`
+	Checks       string            `json:"checks"`
+	Acknowledged int               `json:"acknowledged"`
+	Found        int               `json:"found"`
+	Lost         int               `json:"lost"`
+	Duplicated   int               `json:"duplicated"`
 	ByKind       map[string]Counts `json:"by_kind,omitempty"`
 	// LostSample and DuplicatedSample name up to ten entries each
 	// ("signal 0192…").

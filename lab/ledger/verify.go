@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-
 )
 
 // Lookup finds acknowledged writes where they must be: the database
