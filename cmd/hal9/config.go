@@ -58,7 +58,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	durationVar(fs, &cfg.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "API: a response must be written within this; 0 derives it: 5 layers × --llm-timeout + 30s")
 	fs.IntVar(&cfg.HTTPMaxConns, "http-max-conns", d.HTTPMaxConns, "API: open connections at most (more wait to be accepted); 0 unlimited")
 	durationVar(fs, &cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown, all stages together")
-	durationVar(fs, &cfg.ShutdownDelay, "shutdown-delay", d.ShutdownDelay, "graceful shutdown: readiness answers 503 this long before the API drains (at most a quarter of --shutdown-timeout)")
+	durationVar(fs, &cfg.ShutdownDelay, "shutdown-delay", d.ShutdownDelay, "graceful shutdown: readiness answers 503 this long before the API drains (at most a quarter of --shutdown-timeout; unset, 5s or that quarter, whichever is shorter)")
 	fs.IntVar(&cfg.AsyncWorkers, "async-workers", d.AsyncWorkers, "workers processing ?async=true signals")
 	fs.IntVar(&cfg.AsyncQueue, "async-queue", d.AsyncQueue, "async signals queued before 503 queue_full")
 	fs.IntVar(&cfg.AsyncQueuePerUser, "async-queue-per-user", d.AsyncQueuePerUser, "one user's share of --async-queue (429 past it); 0: a quarter of the queue")
@@ -152,6 +152,13 @@ func parseConfig(name string, args []string, getenv func(string) (string, bool),
 	}
 	if fs.NArg() > 0 {
 		return cfg, fs, fmt.Errorf("unexpected argument %q; flags start with --, see hal9 %s --help", fs.Arg(0), name)
+	}
+	// The delay's default must not make a short --shutdown-timeout invalid:
+	// unless set, it is 5s or a quarter of the timeout, whichever is shorter.
+	delaySet := false
+	fs.Visit(func(f *flag.Flag) { delaySet = delaySet || f.Name == "shutdown-delay" })
+	if !delaySet {
+		cfg.ShutdownDelay = min(cfg.ShutdownDelay, cfg.ShutdownTimeout/4)
 	}
 	return cfg, fs, nil
 }

@@ -65,7 +65,13 @@ func TestParseConfig(t *testing.T) {
 		{"env l5-ttl without unit", map[string]string{"HAL9_L5_TTL": "1"}, nil, nil, "HAL9_L5_TTL"},
 		{"flag duration ok", nil, []string{"--shutdown-timeout", "5s", "--l1-ttl=1m"},
 			func(t *testing.T, c serveConfig) {
-				if c.ShutdownTimeout != 5*time.Second || c.L1TTL != time.Minute {
+				if c.ShutdownTimeout != 5*time.Second || c.L1TTL != time.Minute || c.ShutdownDelay != 1250*time.Millisecond {
+					t.Fatalf("%+v", c)
+				}
+			}, ""},
+		{"explicit delay kept", map[string]string{"HAL9_SHUTDOWN_DELAY": "1s"}, []string{"--shutdown-timeout", "5s"},
+			func(t *testing.T, c serveConfig) {
+				if c.ShutdownDelay != time.Second {
 					t.Fatalf("%+v", c)
 				}
 			}, ""},

@@ -217,8 +217,8 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		add("--shutdown-timeout %s: must be positive, e.g. 60s", c.ShutdownTimeout)
 	}
-	if c.ShutdownDelay < 0 || (c.ShutdownTimeout > 0 && c.ShutdownDelay > c.ShutdownTimeout/2) {
-		add("--shutdown-delay %s: must be between 0 and half of --shutdown-timeout (%s); it is the pause with readiness 503 before draining", c.ShutdownDelay, c.ShutdownTimeout)
+	if c.ShutdownDelay < 0 || (c.ShutdownTimeout > 0 && c.ShutdownDelay > c.ShutdownTimeout/4) {
+		add("--shutdown-delay %s: must be between 0 and a quarter of --shutdown-timeout (%s); it is the pause with readiness 503 before draining", c.ShutdownDelay, c.ShutdownTimeout)
 	}
 	if c.AsyncWorkers < 1 || c.AsyncWorkers > 1024 {
 		add("--async-workers %d: must be 1..1024", c.AsyncWorkers)

@@ -300,7 +300,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny idle timeout", func(c *Config) { c.HTTPIdleTimeout = 0 }, "--http-idle-timeout"},
 		{"write timeout under the llm's", func(c *Config) { c.HTTPWriteTimeout = time.Second }, "shorter than --llm-timeout"},
 		{"negative max conns", func(c *Config) { c.HTTPMaxConns = -1 }, "--http-max-conns"},
-		{"delay over half", func(c *Config) { c.ShutdownDelay = 40 * time.Second }, "--shutdown-delay (HAL9_SHUTDOWN_DELAY)"},
+		{"delay over a quarter", func(c *Config) { c.ShutdownDelay = 20 * time.Second }, "--shutdown-delay (HAL9_SHUTDOWN_DELAY)"},
 		{"per-user share over the queue", func(c *Config) { c.AsyncQueuePerUser = 5000 }, "--async-queue-per-user"},
 		{"zero hourly budget", func(c *Config) { c.LLMBudgetHourly = 0 }, "--llm-budget-hourly"},
 		{"negative daily budget", func(c *Config) { c.LLMBudgetDaily = -1 }, "--llm-budget-daily"},

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -443,5 +444,33 @@ func TestSetupProbesTarget(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want %q", tt.target, err, tt.want)
 		}
+	}
+}
+
+// TestShippedWorkloads decodes the hal9 workload of every scenario the
+// project ships or tests with (scenarios/, scenarios/bench/, lab/testdata/):
+// load's own test parses the files but cannot decode this section.
+func TestShippedWorkloads(t *testing.T) {
+	var files []string
+	for _, pattern := range []string{"../../../scenarios/*.yaml", "../../../scenarios/bench/*.yaml", "../../testdata/*.yaml"} {
+		m, _ := filepath.Glob(pattern)
+		files = append(files, m...)
+	}
+	decoded := 0
+	for _, f := range files {
+		p, err := load.ReadScenarioFile(f)
+		if err != nil {
+			continue // not a scenario (lab/testdata holds other files too) or tested elsewhere
+		}
+		if p.Workload.Kind != "hal9" {
+			continue
+		}
+		if _, err := Decode(p.Workload); err != nil {
+			t.Errorf("%v", err)
+		}
+		decoded++
+	}
+	if decoded < 8 {
+		t.Fatalf("decoded %d hal9 workloads in %v: the scenario files are missing", decoded, files)
 	}
 }
