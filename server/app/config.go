@@ -28,6 +28,9 @@ type Config struct {
 	DatabaseURL string // sqlite://PATH or postgres://...; empty: sqlite://<DataDir>/hal9.db
 	DBMaxConns  int    // PostgreSQL pool (100, seed 000)
 	DBMinConns  int    // (10)
+	// DBGroupCommit sends concurrent PostgreSQL signal saves as one batch
+	// and one commit (SQLite always groups its commits).
+	DBGroupCommit bool
 	// SignalRetentionMonths keeps signals created in the current month
 	// and the N before it; 0 keeps them forever (retention.go).
 	SignalRetentionMonths int
@@ -87,6 +90,7 @@ func DefaultConfig() Config {
 		DataDir:         "./data",
 		DBMaxConns:      100,
 		DBMinConns:      10,
+		DBGroupCommit:   true,
 		CacheStrategy:   "aside",
 		CacheMaxEntries: 50_000,
 		CacheMaxBytes:   256 << 20,

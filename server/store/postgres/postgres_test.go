@@ -302,6 +302,17 @@ func TestCrashDurability(t *testing.T) {
 		storetest.CrashOptions{})
 }
 
+// TestCrashDurabilityGroupCommit: the same with the server's default,
+// Options.GroupCommit (many signals per batch and commit).
+func TestCrashDurabilityGroupCommit(t *testing.T) {
+	opts := testOpts
+	opts.GroupCommit = true
+	storetest.Crash(t,
+		func(t *testing.T) string { return infratest.PostgresURL(t) },
+		func(ctx context.Context, url string) (store.Store, error) { return Open(ctx, url, opts) },
+		storetest.CrashOptions{WantBatches: true})
+}
+
 // TestGroupCommitIsolatesBadWrite: with Options.GroupCommit, saves queued
 // behind a held one go in one pgx.Batch; the one that breaks a constraint
 // fails that batch, and the retry one by one commits the others.
