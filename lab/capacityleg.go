@@ -146,6 +146,10 @@ func (l *leg) capacitySearch(ctx context.Context) {
 		c.Error = err.Error()
 		return
 	}
+	if l.out.Connections != nil { // PostgreSQL's connections under the search's load
+		sampler := startConnSampler(ctx, l.spec.Backend.env.PostgresURL, l.backing.DatabaseURL, l.out.Connections)
+		defer sampler.Stop()
+	}
 	_, lab0, _ := ProcStats(os.Getpid())
 	db0 := l.spec.Backend.cpuSeconds()
 	around := func(ctx context.Context) func(*capacity.Step) {

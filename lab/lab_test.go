@@ -160,9 +160,12 @@ func TestCapacityRun(t *testing.T) {
 	var progress strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: bin, Command: "run", Progress: &syncWriter{w: &progress}})
+	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: bin, Command: "run", RequireAll: requireInfra(), Progress: &syncWriter{w: &progress}})
 	if err != nil {
 		t.Fatalf("lab run: %v\n%s", err, progress.String())
+	}
+	if len(sum.Legs) == 0 && len(sum.Skipped) > 0 {
+		t.Skipf("no PostgreSQL: %s", sum.Skipped[0].Reason)
 	}
 	if len(sum.Legs) != 1 || sum.Legs[0].Capacity == nil || sum.Legs[0].Capacity.Search == nil {
 		t.Fatalf("no capacity result: %+v\n%s", sum.Legs, progress.String())
@@ -179,6 +182,9 @@ func TestCapacityRun(t *testing.T) {
 	}
 	if c.BcryptCost != 4 {
 		t.Errorf("bcrypt cost %d, want the profile's 4", c.BcryptCost)
+	}
+	if conns := sum.Legs[0].Connections; conns == nil || conns.Samples == 0 || conns.PeakInUse < 1 {
+		t.Errorf("PostgreSQL connections not sampled during the search: %+v", conns)
 	}
 	d := c.Demand
 	if d == nil {
