@@ -1,12 +1,10 @@
 package lab
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -19,25 +17,10 @@ func TestRunFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts PostgreSQL, Redis and the server")
 	}
-	bin := serverBin(t)
-	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "faults-profile.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	var progress strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: bin, RequireAll: requireInfra(), Command: "run",
-		Progress: &syncWriter{w: &progress}})
-	if err != nil {
-		t.Fatalf("lab run: %v\n%s", err, progress.String())
-	}
+	sum, out := runTestProfile(t, "faults-profile.yaml", Options{})
 	if len(sum.Legs) == 0 {
 		t.Skipf("the postgres+redis leg did not run: %+v", sum.Skipped)
 	}
-	t.Logf("progress:\n%s", progress.String())
 	l := sum.Legs[0]
 	if l.Ledger == nil || !l.Ledger.OK() || l.Ledger.Acknowledged == 0 || l.Ledger.Source != "database" {
 		t.Fatalf("ledger %+v", l.Ledger)

@@ -150,30 +150,17 @@ func TestCapacityRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a real server")
 	}
-	bin := serverBin(t)
-	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "capacity-profile.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	var progress strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: bin, Command: "run", RequireAll: requireInfra(), Progress: &syncWriter{w: &progress}})
-	if err != nil {
-		t.Fatalf("lab run: %v\n%s", err, progress.String())
-	}
+	sum, out := runTestProfile(t, "capacity-profile.yaml", Options{})
 	if len(sum.Legs) == 0 && len(sum.Skipped) > 0 {
 		t.Skipf("no PostgreSQL: %s", sum.Skipped[0].Reason)
 	}
 	if len(sum.Legs) != 1 || sum.Legs[0].Capacity == nil || sum.Legs[0].Capacity.Search == nil {
-		t.Fatalf("no capacity result: %+v\n%s", sum.Legs, progress.String())
+		t.Fatalf("no capacity result: %+v", sum.Legs)
 	}
 	c := sum.Legs[0].Capacity
 	k := c.Search.Knee
 	if !k.Found || k.LimitedBy != "ceiling" || k.Rate != 20 || len(c.Search.Steps) != 2 || k.RequestRate <= 0 {
-		t.Errorf("knee %+v over %d steps, want 20 it/s at the ceiling in 2 steps\n%s", k, len(c.Search.Steps), progress.String())
+		t.Errorf("knee %+v over %d steps, want 20 it/s at the ceiling in 2 steps", k, len(c.Search.Steps))
 	}
 	for _, st := range c.Search.Steps {
 		if st.CacheHitRate == nil || st.CostPer1K == nil || st.CPUSeconds == nil || *st.CPUSeconds <= 0 {
@@ -315,25 +302,10 @@ func TestRunEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the end-to-end lab run starts real servers")
 	}
-	bin := serverBin(t)
-	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "tiny-profile.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	var progress strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	// --prometheus too when Debian's prometheus is installed (CI has it).
 	_, perr := exec.LookPath("prometheus")
 	withProm := perr == nil || requireInfra()
-	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: bin, RequireAll: requireInfra(), Command: "run",
-		Prometheus: withProm, Progress: &syncWriter{w: &progress}})
-	if err != nil {
-		t.Fatalf("lab run: %v\n%s", err, progress.String())
-	}
-	t.Logf("progress:\n%s", progress.String())
+	sum, out := runTestProfile(t, "tiny-profile.yaml", Options{Prometheus: withProm})
 	for _, sk := range sum.Skipped {
 		t.Logf("skipped %s: %s", sk.Leg, sk.Reason)
 	}
@@ -682,4 +654,33 @@ func TestGateTrials(t *testing.T) {
 			t.Errorf("slowdown %.3g: %d %s in %d trials, want at most %d (%.0f%%)", sd, wrong, what, n, bound, maxWrongShare*100)
 		}
 	}
+}
+
+// runTestProfile runs lab/testdata/NAME end to end: opts' Root, Profile,
+// OutDir, Command and Progress are filled in here, HalBin when empty, and
+// RequireAll when HAL9_REQUIRE_INFRA is set. The progress lines are logged;
+// an error of the run fails the test. It returns the summary and the
+// report folder.
+func runTestProfile(t *testing.T, name string, opts Options) (*report.RunSummary, string) {
+	t.Helper()
+	r := root(t)
+	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Root, opts.Profile, opts.OutDir, opts.Command = r, p, t.TempDir(), "run"
+	if opts.HalBin == "" {
+		opts.HalBin = serverBin(t)
+	}
+	opts.RequireAll = opts.RequireAll || requireInfra()
+	var progress strings.Builder
+	opts.Progress = &syncWriter{w: &progress}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sum, err := Run(ctx, opts)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatalf("lab run: %v", err)
+	}
+	return sum, opts.OutDir
 }

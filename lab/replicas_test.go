@@ -330,24 +330,10 @@ func TestRunReplicasEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "replicas-profile.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	var progress strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: serverBin(t), RequireAll: requireInfra(), Command: "run",
-		ServerEnv: map[string]string{"HAL9_BCRYPT_COST": "4"}, Progress: &syncWriter{w: &progress}})
-	if err != nil {
-		t.Fatalf("lab run: %v\n%s", err, progress.String())
-	}
+	sum, out := runTestProfile(t, "replicas-profile.yaml", Options{ServerEnv: map[string]string{"HAL9_BCRYPT_COST": "4"}})
 	if len(sum.Legs) == 0 {
 		t.Skipf("no leg ran: %v", sum.Skipped)
 	}
-	t.Logf("progress:\n%s", progress.String())
 	l := sum.Legs[0]
 	if l.Error != "" || len(sum.LabErrors) > 0 {
 		t.Fatalf("leg error %q, lab errors %v", l.Error, sum.LabErrors)

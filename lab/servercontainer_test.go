@@ -206,21 +206,8 @@ func TestRunServerContainers(t *testing.T) {
 		t.Skip("-short: the lab run starts containers")
 	}
 	sess := needEngine(t) // also checks what is left at the end
-	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "containers-profile.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	var progress strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	sum, err := Run(ctx, Options{Root: r, Profile: p, OutDir: out, HalBin: serverBin(t), RequireAll: true, Command: "run", Server: ServerModeContainer,
-		ServerEnv: map[string]string{"HAL9_BCRYPT_COST": "4"}, Progress: &syncWriter{w: &progress}})
-	if err != nil {
-		t.Fatalf("lab run: %v\n%s", err, progress.String())
-	}
-	t.Logf("progress:\n%s", progress.String())
+	sum, out := runTestProfile(t, "containers-profile.yaml", Options{RequireAll: true, Server: ServerModeContainer,
+		ServerEnv: map[string]string{"HAL9_BCRYPT_COST": "4"}})
 	if sum.Verdict() != "pass" || len(sum.LabErrors) > 0 {
 		t.Errorf("verdict %q, lab errors %v", sum.Verdict(), sum.LabErrors)
 	}
@@ -258,6 +245,8 @@ func TestRunServerContainers(t *testing.T) {
 	// Nothing this process made is left: containers and networks by the
 	// owner label, through the engine API.
 	f := client.Filters{}.Add("label", infra.LabelOwnerPID+"="+strconv.Itoa(os.Getpid())).Add("label", infra.LabelSession)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	ctrs, err := sess.Engine().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package infra
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
 
 const pgbouncerInstallHint = "install PgBouncer (Debian/Ubuntu: apt-get install pgbouncer; macOS: brew install pgbouncer)"
@@ -67,26 +65,11 @@ func StartPgBouncerProcess(ctx context.Context, opts PgBouncerOptions) (*Process
 	if err != nil {
 		return nil, err
 	}
-	cred, root, err := postgresCredential(opts.Process.TempRoot)
+	p, fail, err := newPostgresUserProcess(ctx, "pgbouncer", "pgbouncer", syscall.SIGTERM, opts.Process.TempRoot, opts.Process)
 	if err != nil {
-		return nil, fmt.Errorf("pgbouncer (it refuses to run as root, like PostgreSQL): %w", err)
-	}
-	p := &Process{name: "pgbouncer", stopSig: syscall.SIGTERM, cred: cred, opts: opts.Process, log: opts.Process.logger()}
-	if p.dir, err = newProcessDir(root, "pgbouncer"); err != nil {
 		return nil, err
 	}
-	p.logPath = filepath.Join(p.dir, "pgbouncer.log")
-	p.startReaper("TERM")
-	fail := func(err error) (*Process, error) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		return nil, errors.Join(err, p.Close(cctx))
-	}
-	if cred != nil {
-		if err := os.Chown(p.dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fail(fmt.Errorf("start pgbouncer: hand %s to the postgres user: %w", p.dir, err))
-		}
-	}
+	cred := p.cred
 	users := filepath.Join(p.dir, "userlist.txt")
 	if err := os.WriteFile(users, []byte(strconv.Quote(user)+" "+strconv.Quote(password)+"\n"), 0o600); err != nil {
 		return fail(fmt.Errorf("start pgbouncer: %w", err))

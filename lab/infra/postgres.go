@@ -36,25 +36,9 @@ func StartPostgresProcess(ctx context.Context, opts ProcessOptions) (*Process, e
 	if opts.Durable && tempRoot == "" && os.Getenv(EnvTempRoot) == "" {
 		tempRoot = os.TempDir() // a RAM directory would make fsync free
 	}
-	cred, root, err := postgresCredential(tempRoot)
+	p, fail, err := newPostgresUserProcess(ctx, "postgres", "pg", syscall.SIGINT, tempRoot, opts)
 	if err != nil {
 		return nil, err
-	}
-	p := &Process{name: "postgres", stopSig: syscall.SIGINT, cred: cred, opts: opts, log: opts.logger()}
-	if p.dir, err = newProcessDir(root, "pg"); err != nil {
-		return nil, err
-	}
-	p.logPath = filepath.Join(p.dir, "postgres.log")
-	p.startReaper("INT")
-	fail := func(err error) (*Process, error) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		return nil, errors.Join(err, p.Close(cctx))
-	}
-	if cred != nil {
-		if err := os.Chown(p.dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fail(fmt.Errorf("start postgres: hand %s to the postgres user: %w", p.dir, err))
-		}
 	}
 	data := filepath.Join(p.dir, "data")
 	begin := time.Now()
@@ -113,6 +97,41 @@ func (p *Process) runInitdb(ctx context.Context, initdb, data string) error {
 		return fmt.Errorf("start postgres: %s failed: %w\n--- %s (last lines) ---\n%s", initdb, err, logPath, readTail(logPath, 0, 2048))
 	}
 	return nil
+}
+
+// newPostgresUserProcess makes the Process of a server that refuses to run
+// as root (PostgreSQL, PgBouncer): as root it runs as the postgres system
+// user (cred set), in a new directory under tempRoot handed to that user,
+// logging to NAME.log, watched by the reaper (stop: the polite signal).
+// fail closes what was made and returns its error with Close's.
+func newPostgresUserProcess(ctx context.Context, name, dirPrefix string, stop syscall.Signal, tempRoot string, opts ProcessOptions) (
+	p *Process, fail func(error) (*Process, error), err error) {
+	cred, root, err := postgresCredential(tempRoot)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s (it refuses to run as root): %w", name, err)
+	}
+	p = &Process{name: name, stopSig: stop, cred: cred, opts: opts, log: opts.logger()}
+	if p.dir, err = newProcessDir(root, dirPrefix); err != nil {
+		return nil, nil, err
+	}
+	p.logPath = filepath.Join(p.dir, name+".log")
+	polite := "TERM"
+	if stop == syscall.SIGINT {
+		polite = "INT"
+	}
+	p.startReaper(polite)
+	fail = func(err error) (*Process, error) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return nil, errors.Join(err, p.Close(cctx))
+	}
+	if cred != nil {
+		if err := os.Chown(p.dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			_, err = fail(fmt.Errorf("start %s: hand %s to the postgres user: %w", name, p.dir, err))
+			return nil, nil, err
+		}
+	}
+	return p, fail, nil
 }
 
 func (p *Process) startReaper(politeSig string) {

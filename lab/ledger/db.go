@@ -122,20 +122,25 @@ func (d *DB) rows(ctx context.Context, stmt string, args []any, each func(a, b s
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var a, b string
-			if err := rows.Scan(&a, &b); err != nil {
-				return err
-			}
-			each(a, b)
-		}
-		return rows.Err()
+		return scanPairs(rows, each)
 	}
 	rows, err := d.sq.QueryContext(ctx, stmt, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
+	return scanPairs(rows, each)
+}
+
+// pairRows is what pgx.Rows and *sql.Rows share.
+type pairRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanPairs calls each with every row's two text columns.
+func scanPairs(rows pairRows, each func(a, b string)) error {
 	for rows.Next() {
 		var a, b string
 		if err := rows.Scan(&a, &b); err != nil {
