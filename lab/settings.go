@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -109,7 +110,7 @@ func (s *Session) noteDepartures(leg string, texts []string) {
 			d := &s.summary.Departures[i]
 			if d.Text == t {
 				found = true
-				if !contains(d.Legs, leg) {
+				if !slices.Contains(d.Legs, leg) {
 					d.Legs = append(d.Legs, leg)
 				}
 			}
@@ -118,13 +119,4 @@ func (s *Session) noteDepartures(leg string, texts []string) {
 			s.summary.Departures = append(s.summary.Departures, report.Departure{Text: t, Legs: []string{leg}})
 		}
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }

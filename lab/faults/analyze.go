@@ -3,6 +3,7 @@ package faults
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -473,7 +474,7 @@ func alertChecks(in Input, r Record, first bool, all []Record, cks []report.Faul
 		if sp.From.Before(from) || (!to.IsZero() && !sp.From.Before(to)) || seen[sp.Name] {
 			continue
 		}
-		if contains(LoadAlerts, sp.Name) || explained(sp, all, in.AlertFor) {
+		if slices.Contains(LoadAlerts, sp.Name) || explained(sp, all, in.AlertFor) {
 			continue
 		}
 		seen[sp.Name] = true
@@ -496,7 +497,7 @@ func explained(sp AlertSpan, all []Record, alertFor map[string]time.Duration) bo
 		if sp.From.Before(r.Injected) || sp.From.After(until) {
 			continue
 		}
-		if MeantAlert(r.Spec) == sp.Name || contains(SymptomAlerts, sp.Name) {
+		if MeantAlert(r.Spec) == sp.Name || slices.Contains(SymptomAlerts, sp.Name) {
 			return true
 		}
 	}

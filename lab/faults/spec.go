@@ -10,6 +10,8 @@ package faults
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -193,15 +195,15 @@ func parseOne(file string, n *yaml.Node) (Spec, error) {
 	s.Target, s.Kind = str("target"), str("kind")
 	ks, ok := kinds[s.Target]
 	if !ok {
-		return s, fmt.Errorf("target %q: want one of %s", s.Target, strings.Join(sortedKeys(kinds), ", "))
+		return s, fmt.Errorf("target %q: want one of %s", s.Target, strings.Join(slices.Sorted(maps.Keys(kinds)), ", "))
 	}
 	k, ok := ks[s.Kind]
 	if !ok {
-		return s, fmt.Errorf("kind %q for target %s: want one of %s", s.Kind, s.Target, strings.Join(sortedKeys(ks), ", "))
+		return s, fmt.Errorf("kind %q for target %s: want one of %s", s.Kind, s.Target, strings.Join(slices.Sorted(maps.Keys(ks)), ", "))
 	}
 	allowed := append(append([]string{}, commonKeys...), k.options...)
 	for key := range vals {
-		if !contains(allowed, key) {
+		if !slices.Contains(allowed, key) {
 			return s, fmt.Errorf("key %q does not apply to %s %s faults (they take %s)", key, s.Target, s.Kind, strings.Join(allowed, ", "))
 		}
 	}
@@ -410,8 +412,8 @@ func Scaled(specs []Spec, f float64) []Spec {
 // Describe lists every target and kind with what it does (docs, errors).
 func Describe() string {
 	var b strings.Builder
-	for _, t := range sortedKeys(kinds) {
-		for _, k := range sortedKeys(kinds[t]) {
+	for _, t := range slices.Sorted(maps.Keys(kinds)) {
+		for _, k := range slices.Sorted(maps.Keys(kinds[t])) {
 			info := kinds[t][k]
 			fmt.Fprintf(&b, "%s %s: %s", t, k, info.about)
 			if len(info.options) > 0 {
@@ -421,22 +423,4 @@ func Describe() string {
 		}
 	}
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
