@@ -69,6 +69,8 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&cfg.LLMBudgetHourly, "llm-budget-hourly", d.LLMBudgetHourly, "LLM spend allowed in the rolling hour, USD")
 	fs.Float64Var(&cfg.LLMBudgetDaily, "llm-budget-daily", d.LLMBudgetDaily, "LLM spend allowed in the rolling day, USD")
 	fs.StringVar(&cfg.LLMBudgetEnforce, "llm-budget-enforce", d.LLMBudgetEnforce, "refuse uncached signals (503) past a budget: auto (on with --llm anthropic, off with sim), on, off")
+	fs.Float64Var(&cfg.LLMBudgetPerUser, "llm-budget-per-user", d.LLMBudgetPerUser, "one user's share of each LLM budget, (0, 1]; past it that user's uncached signals get 429 while others' flow (enforced budgets only); 1: no share of its own")
+	fs.IntVar(&cfg.LLMCallsPerUser, "llm-calls-per-user", d.LLMCallsPerUser, "one user's LLM calls in flight at most (429 past it; enforced budgets only); 0: no cap")
 	fs.StringVar(&cfg.AnthropicURL, "anthropic-url", d.AnthropicURL, "base URL of the Messages API")
 	fs.StringVar(&cfg.AnthropicAPIKey, "anthropic-api-key", "", "Anthropic API key (or ANTHROPIC_API_KEY)")
 	fs.Float64Var(&cfg.LLMLatencyScale, "llm-latency-scale", d.LLMLatencyScale, "simulated LLM: latency multiplier (0: no latency)")

@@ -65,6 +65,8 @@ type Config struct {
 	LLMBudgetHourly      float64       // USD in the rolling hour (10, seed 004)
 	LLMBudgetDaily       float64       // USD in the rolling day (100)
 	LLMBudgetEnforce     string        // auto (on with --llm anthropic, off with sim), on, off
+	LLMBudgetPerUser     float64       // one user's share of each budget (0..1]; 1: no share of its own
+	LLMCallsPerUser      int           // one user's LLM calls in flight at most; 0 no cap
 
 	LLM             string // sim|anthropic
 	LLMModel        string
@@ -113,6 +115,8 @@ func DefaultConfig() Config {
 		LLMBudgetHourly:      10,
 		LLMBudgetDaily:       100,
 		LLMBudgetEnforce:     "auto",
+		LLMBudgetPerUser:     llm.DefaultUserShare,
+		LLMCallsPerUser:      4,
 		LLM:                  "sim",
 		LLMModel:             llm.DefaultModel,
 		LLMTimeout:           30 * time.Second,
@@ -238,6 +242,12 @@ func (c Config) Validate() error {
 	}
 	if c.LLMBudgetDaily <= 0 {
 		add("--llm-budget-daily %g: must be a positive number of dollars, e.g. 100", c.LLMBudgetDaily)
+	}
+	if c.LLMBudgetPerUser <= 0 || c.LLMBudgetPerUser > 1 {
+		add("--llm-budget-per-user %g: must be a share of each budget above 0 and at most 1, e.g. 0.25 (a quarter); 1 gives no user a limit of its own", c.LLMBudgetPerUser)
+	}
+	if c.LLMCallsPerUser < 0 {
+		add("--llm-calls-per-user %d: must be 0 (no cap) or a positive number of one user's LLM calls in flight, e.g. 4", c.LLMCallsPerUser)
 	}
 	if _, err := c.BudgetEnforced(); err != nil {
 		add("--llm-budget-enforce %q: %v", c.LLMBudgetEnforce, err)
