@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,5 +101,89 @@ func TestIPv6ClientsCountByPrefix(t *testing.T) {
 	}
 	if fmt.Sprint(codes) != "[401 429]" {
 		t.Fatalf("bad keys from two addresses of one /64: %v, want [401 429]", codes)
+	}
+}
+
+// TestNetworkCeilingOnCredentialRoutes is issue 18's item 9 for the bcrypt
+// pool: one IPv6 /48 rotating through its /64s gets NetworkShare clients'
+// worth of the credential routes, not one bucket per /64; another /48 is
+// not affected.
+func TestNetworkCeilingOnCredentialRoutes(t *testing.T) {
+	a := startApp(t, func(c *Config) {
+		c.TrustedProxies = "127.0.0.1/32"
+		c.AuthRateLimit, c.AuthBurst = 0.001, 2 // per /64: 2, then one per 1000 s; per /48: 32
+	})
+	refused := -1
+	for i := range 40 {
+		r := a.do("POST", "/api/v1/auth/refresh", map[string]string{"refresh_token": "x"}, "X-Forwarded-For", fmt.Sprintf("2001:db8:77:%x::1", i))
+		if r.Status == http.StatusTooManyRequests {
+			if !strings.Contains(r.errMsg(), "2001:db8:77::/48") {
+				t.Fatalf("refusal %d does not name the network: %s", i, r.Body)
+			}
+			refused = i
+			break
+		}
+	}
+	if refused != 32 {
+		t.Fatalf("the first refusal in one /48 came at request %d, want 32 (16 clients × burst 2)", refused)
+	}
+	if r := a.do("POST", "/api/v1/auth/refresh", map[string]string{"refresh_token": "x"}, "X-Forwarded-For", "2001:db8:78::1"); r.Status != http.StatusUnauthorized {
+		t.Fatalf("another /48: %d %s", r.Status, r.Body)
+	}
+	if n := sum(a.scrape(), "hal9_auth_limited_total", map[string]string{"scope": "network"}); n != 1 {
+		t.Fatalf("network refusals %v, want 1", n)
+	}
+}
+
+// TestFailureCeilingSlowsFailingAddressesOnly: past the username's ceiling
+// (failures from many addresses), an address that has been failing gets no
+// burst any more, while an address that has not still has its password
+// checked, right or wrong.
+func TestFailureCeilingSlowsFailingAddressesOnly(t *testing.T) {
+	a := startApp(t, func(c *Config) {
+		c.TrustedProxies = "127.0.0.1/32"
+		c.LoginFailuresPerUser, c.LoginFailureCeiling, c.LoginFailureWindow = 10, 10, 15*time.Minute
+	})
+	a.userNamed("target")
+	bad := map[string]string{"username": "target", "password": "not-the-password"}
+	for i := range 10 { // a distributed attack: one failure from each of 10 addresses
+		if r := a.do("POST", "/api/v1/auth/login", bad, "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1)); r.Status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	// Under the ceiling an address may fail 10 times; past it, one that
+	// has failed waits its failure out.
+	if r := a.do("POST", "/api/v1/auth/login", bad, "X-Forwarded-For", "198.51.100.1"); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("a failing address past the ceiling: %d %s", r.Status, r.Body)
+	}
+	if r := a.do("POST", "/api/v1/auth/login", bad, "X-Forwarded-For", "203.0.113.9"); r.Status != http.StatusUnauthorized {
+		t.Fatalf("a new address's wrong password past the ceiling: %d %s, want it checked (401)", r.Status, r.Body)
+	}
+	right := map[string]string{"username": "target", "password": "password-target"}
+	if r := a.do("POST", "/api/v1/auth/login", right, "X-Forwarded-For", "203.0.113.10"); r.Status != http.StatusOK {
+		t.Fatalf("the owner from an address that has not failed: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestRightPasswordGivesItsSlotBack: a login takes a failure slot before
+// its password check and gives it back when the password was right, so
+// logging in often never uses up the failures an address may have.
+func TestRightPasswordGivesItsSlotBack(t *testing.T) {
+	a := startApp(t, func(c *Config) { c.LoginFailuresPerUser, c.LoginFailureWindow = 2, time.Hour })
+	a.userNamed("often") // one login already
+	right := map[string]string{"username": "often", "password": "password-often"}
+	bad := map[string]string{"username": "often", "password": "wrong-password"}
+	for i := range 5 {
+		if r := a.do("POST", "/api/v1/auth/login", right); r.Status != http.StatusOK {
+			t.Fatalf("login %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	for i := range 2 {
+		if r := a.do("POST", "/api/v1/auth/login", bad); r.Status != http.StatusUnauthorized {
+			t.Fatalf("failure %d after six good logins: %d %s, want both failures allowed", i, r.Status, r.Body)
+		}
+	}
+	if r := a.do("POST", "/api/v1/auth/login", right); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("after the address's 2 failures: %d, want 429 from this address", r.Status)
 	}
 }
