@@ -155,3 +155,29 @@ func TestBudgetSpendSurvivesRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetSharedByReplicas: two servers on one Redis have one budget, not
+// one each: what one spent, the other cannot spend again.
+func TestBudgetSharedByReplicas(t *testing.T) {
+	url := infratest.RedisURL(t)
+	shared := func(c *Config) {
+		c.RedisURL, c.LLMBudgetEnforce = url, "on"
+		c.LLMBudgetHourly, c.LLMBudgetPerUser = 0.009, 1 // one hop's worst case fits (about $0.0082), not two
+		c.JWTSecret = strings.Repeat("k", 32)
+	}
+	a := startApp(t, shared)
+	b := startApp(t, shared)
+	tok, _ := a.user() // both servers take the token (one JWT secret)
+	// The Redis database outlives one run of this test: spend what is left
+	// of this hour on a until it refuses, then b must refuse too.
+	for i := range 10 {
+		r := a.do("POST", "/api/v1/signals", map[string]string{"content": fmt.Sprint("spend on a ", i, " ", time.Now().UnixNano()), "layer": "L5"}, bearer(tok)...)
+		if r.Status == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	r := b.do("POST", "/api/v1/signals", map[string]string{"content": fmt.Sprint("spend on b ", time.Now().UnixNano()), "layer": "L1"}, bearer(tok)...)
+	if r.Status != http.StatusServiceUnavailable || r.errCode() != "budget_exceeded" {
+		t.Fatalf("the other replica after the first spent the budget: %d %s", r.Status, r.Body)
+	}
+}
