@@ -59,8 +59,8 @@ func (s spendStore) AddLLMSpend(ctx context.Context, rows []llm.SpendRow) error 
 	return s.st.AddLLMSpend(ctx, out)
 }
 
-func (s spendStore) LLMSpend(ctx context.Context, now time.Time) ([]llm.SpendRow, error) {
-	rows, err := s.st.LLMSpend(ctx, now)
+func (s spendStore) LLMSpend(ctx context.Context, now time.Time, users bool) ([]llm.SpendRow, error) {
+	rows, err := s.st.LLMSpend(ctx, now, users)
 	out := make([]llm.SpendRow, len(rows))
 	for i, r := range rows {
 		out[i] = llm.SpendRow(r)

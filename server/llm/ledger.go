@@ -240,6 +240,9 @@ func (t *Ticket) ReservedUSD() float64 { return t.usd }
 // never together reserve more than the budget.
 func (l *Ledger) Reserve(ctx context.Context, user, model string, worstUSD float64) (*Ticket, error) {
 	now := l.now()
+	if !l.b.Enforce {
+		user = "" // watched only: no share or cap to keep, so no per-user buckets to pay for
+	}
 	r := Reservation{ID: l.idPrefix + strconv.FormatUint(l.seq.Add(1), 36), User: user, At: now, Amount: toNanos(worstUSD)}
 	v, on := l.reserve(ctx, r)
 	if v.Refused != "" {
@@ -263,10 +266,7 @@ func (l *Ledger) Reserve(ctx context.Context, user, model string, worstUSD float
 func (l *Ledger) reserve(ctx context.Context, r Reservation) (Verdict, SpendBackend) {
 	if l.shared != nil {
 		var v Verdict
-		err := l.breaker.Do(ctx, func(ctx context.Context) error {
-			ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
-			defer cancel()
-			var err error
+		err := l.viaShared(ctx, func(ctx context.Context) (err error) {
 			v, err = l.shared.Reserve(ctx, r, l.lim)
 			return err
 		})
@@ -281,6 +281,16 @@ func (l *Ledger) reserve(ctx context.Context, r Reservation) (Verdict, SpendBack
 	}
 	v, _ := l.local.Reserve(ctx, r, l.lim) // memory: no error
 	return v, l.local
+}
+
+// viaShared calls fn on the shared backend through the breaker, bounded by
+// sharedTimeout.
+func (l *Ledger) viaShared(ctx context.Context, fn func(context.Context) error) error {
+	return l.breaker.Do(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+		defer cancel()
+		return fn(ctx)
+	})
 }
 
 func (l *Ledger) fellBack(what string, err error) {
@@ -320,10 +330,7 @@ func (t *Ticket) Settle(costUSD float64) {
 	var totals SpendTotals
 	var err error
 	if t.on == l.shared {
-		err = l.breaker.Do(ctx, func(ctx context.Context) error {
-			ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
-			defer cancel()
-			var err error
+		err = l.viaShared(ctx, func(ctx context.Context) (err error) {
 			totals, err = l.shared.Settle(ctx, t.r, delta, now)
 			return err
 		})
@@ -374,19 +381,16 @@ func (l *Ledger) Snapshot() CostSnapshot {
 	stale := now.Sub(l.lastAt) > time.Second
 	l.mu.Unlock()
 	if stale {
-		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 		var t SpendTotals
 		var err error
 		if l.shared != nil {
-			err = l.breaker.Do(ctx, func(ctx context.Context) error {
-				var err error
+			err = l.viaShared(context.Background(), func(ctx context.Context) (err error) {
 				t, err = l.shared.Totals(ctx, now)
 				return err
 			})
 		} else {
-			t, err = l.local.Totals(ctx, now)
+			t, err = l.local.Totals(context.Background(), now)
 		}
-		cancel()
 		if err == nil {
 			l.observe(now, t)
 		}

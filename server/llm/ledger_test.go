@@ -315,12 +315,12 @@ func (s *memStore) AddLLMSpend(_ context.Context, rows []SpendRow) error {
 	return nil
 }
 
-func (s *memStore) LLMSpend(_ context.Context, now time.Time) ([]SpendRow, error) {
+func (s *memStore) LLMSpend(_ context.Context, now time.Time, users bool) ([]SpendRow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []SpendRow
 	for _, r := range s.rows {
-		if r.Expires.After(now) {
+		if r.Expires.After(now) && (users || r.Scope == "") {
 			out = append(out, r)
 		}
 	}

@@ -31,8 +31,9 @@ type SpendStore interface {
 	// AddLLMSpend adds each row's NanoUSD to its kept (Scope, Kind, Start)
 	// total, creating it, in one transaction.
 	AddLLMSpend(ctx context.Context, rows []SpendRow) error
-	// LLMSpend returns the rows that have not expired at now.
-	LLMSpend(ctx context.Context, now time.Time) ([]SpendRow, error)
+	// LLMSpend returns the rows that have not expired at now: everyone's
+	// (Scope "") only, or, with users, every scope's.
+	LLMSpend(ctx context.Context, now time.Time, users bool) ([]SpendRow, error)
 	// DeleteLLMSpend removes the rows expired at now.
 	DeleteLLMSpend(ctx context.Context, now time.Time) (int, error)
 }
@@ -40,11 +41,13 @@ type SpendStore interface {
 // StoredSpend is a MemorySpend that a database keeps: reservations and
 // settlements are decided and counted in memory and written to the store
 // in aggregate, one transaction per Sync (SyncEvery, and at Close), never
-// one write per LLM call. Each Sync also reloads what every server on the
-// database has written, so servers sharing it see each other's spend with
-// at most one interval's delay, and a restart starts from the kept spend.
-// A crash loses what was counted since the last Sync: the spend of at most
-// one interval.
+// one write per LLM call. Each Sync also reloads everyone's spend as every
+// server on the database wrote it, so servers sharing it see each other's
+// spend with at most one interval's delay; users' spend is reloaded only at
+// start (a restart keeps the users' shares), so without Redis a user's
+// share counts per server (reloading every user's buckets every few
+// seconds would grow with the users). A crash loses what was counted since
+// the last Sync: the spend of at most one interval.
 type StoredSpend struct {
 	mem *MemorySpend
 	st  SpendStore
@@ -71,11 +74,11 @@ func NewStoredSpend(ctx context.Context, st SpendStore, log *slog.Logger, now ti
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &StoredSpend{mem: NewMemorySpend(), st: st, log: log, pending: map[rowKey]int64{}}
-	rows, err := st.LLMSpend(ctx, now)
+	rows, err := st.LLMSpend(ctx, now, true)
 	if err != nil {
 		return nil, fmt.Errorf("load LLM spend: %w", err)
 	}
-	s.replace(rows)
+	s.replace(rows, true)
 	return s, nil
 }
 
@@ -141,16 +144,18 @@ func (s *StoredSpend) Sync(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("write LLM spend: %w", err)
 		}
 	}
-	rows, err := s.st.LLMSpend(ctx, now)
+	rows, err := s.st.LLMSpend(ctx, now, false)
 	if err != nil {
 		return fmt.Errorf("read LLM spend: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, n := range s.pending { // counted while the write and the read ran
-		rows = append(rows, k.row(n))
+		if k.scope == "" {
+			rows = append(rows, k.row(n))
+		}
 	}
-	s.replace(rows)
+	s.replace(rows, false)
 	return nil
 }
 
@@ -183,13 +188,16 @@ func (s *StoredSpend) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// replace rebuilds the memory's buckets from rows (leases are kept).
-func (s *StoredSpend) replace(rows []SpendRow) {
+// replace rebuilds the memory's buckets of everyone, and with users of
+// every user, from rows (leases are kept).
+func (s *StoredSpend) replace(rows []SpendRow, users bool) {
 	m := s.mem
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.all = newBuckets()
-	m.users = map[string]*buckets{}
+	if users {
+		m.users = map[string]*buckets{}
+	}
 	for _, r := range rows {
 		b := m.all
 		if r.Scope != "" {

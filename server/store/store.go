@@ -212,8 +212,9 @@ type Store interface {
 	// transaction: the ledger writes its spend in aggregate, a few rows
 	// every few seconds, never one write per LLM call.
 	AddLLMSpend(ctx context.Context, rows []LLMSpend) error
-	// LLMSpend returns the rows not expired at now (Expires after it).
-	LLMSpend(ctx context.Context, now time.Time) ([]LLMSpend, error)
+	// LLMSpend returns the rows not expired at now (Expires after it):
+	// everyone's (Scope "") only, or, with users, every scope's.
+	LLMSpend(ctx context.Context, now time.Time, users bool) ([]LLMSpend, error)
 	// DeleteLLMSpend removes the rows expired at now and returns how many.
 	DeleteLLMSpend(ctx context.Context, now time.Time) (int, error)
 

@@ -27,9 +27,9 @@ func (s *Store) AddLLMSpend(ctx context.Context, rows []store.LLMSpend) error {
 	return s.wrap(ctx, "add LLM spend", err)
 }
 
-// LLMSpend returns the rows not expired at now.
-func (s *Store) LLMSpend(ctx context.Context, now time.Time) ([]store.LLMSpend, error) {
-	rows, err := s.pool.Query(ctx, `SELECT scope, kind, start, expires_at, nano_usd FROM llm_spend WHERE expires_at > $1`, now)
+// LLMSpend returns the rows not expired at now (everyone's, or every scope's).
+func (s *Store) LLMSpend(ctx context.Context, now time.Time, users bool) ([]store.LLMSpend, error) {
+	rows, err := s.pool.Query(ctx, `SELECT scope, kind, start, expires_at, nano_usd FROM llm_spend WHERE expires_at > $1 AND ($2 OR scope = '')`, now, users)
 	if err != nil {
 		return nil, s.wrap(ctx, "read LLM spend", err)
 	}

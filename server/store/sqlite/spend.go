@@ -27,9 +27,9 @@ func (s *Store) AddLLMSpend(ctx context.Context, rows []store.LLMSpend) error {
 	return wrap(ctx, "add LLM spend", err)
 }
 
-// LLMSpend returns the rows not expired at now.
-func (s *Store) LLMSpend(ctx context.Context, now time.Time) ([]store.LLMSpend, error) {
-	rs, err := s.reader.QueryContext(ctx, `SELECT scope, kind, start, expires_at, nano_usd FROM llm_spend WHERE expires_at > ?`, micros(now))
+// LLMSpend returns the rows not expired at now (everyone's, or every scope's).
+func (s *Store) LLMSpend(ctx context.Context, now time.Time, users bool) ([]store.LLMSpend, error) {
+	rs, err := s.reader.QueryContext(ctx, `SELECT scope, kind, start, expires_at, nano_usd FROM llm_spend WHERE expires_at > ? AND (? OR scope = '')`, micros(now), users)
 	if err != nil {
 		return nil, wrap(ctx, "read LLM spend", err)
 	}

@@ -31,7 +31,17 @@ func testLLMSpend(t *testing.T, s store.Store) {
 		row("alice", "minute", t0.Add(time.Minute), time.Hour, 11),
 	}), "AddLLMSpend again")
 
-	rows, err := s.LLMSpend(ctx, t0)
+	everyone, err := s.LLMSpend(ctx, t0, false)
+	mustNoErr(t, err, "LLMSpend of everyone")
+	for _, r := range everyone {
+		if r.Scope != "" {
+			t.Fatalf("LLMSpend without users returned %+v", r)
+		}
+	}
+	if len(everyone) != 2 {
+		t.Fatalf("LLMSpend without users: %d rows, want 2", len(everyone))
+	}
+	rows, err := s.LLMSpend(ctx, t0, true)
 	mustNoErr(t, err, "LLMSpend")
 	got := make([]string, len(rows))
 	for i, r := range rows {
@@ -50,7 +60,7 @@ func testLLMSpend(t *testing.T, s store.Store) {
 	if n != 4 { // the three minute rows of t0 and t0+1m expire within 61 min, and the one expired before
 		t.Fatalf("DeleteLLMSpend removed %d rows, want 4", n)
 	}
-	rows, err = s.LLMSpend(ctx, t0)
+	rows, err = s.LLMSpend(ctx, t0, true)
 	mustNoErr(t, err, "LLMSpend after delete")
 	if len(rows) != 1 || rows[0].Kind != "hour" || rows[0].NanoUSD != 500 {
 		t.Fatalf("after deleting the expired rows: %+v, want the hour row alone", rows)
