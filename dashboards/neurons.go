@@ -64,24 +64,35 @@ func neurons() (dashboard.Dashboard, error) {
 		description: "Tokens per second sent to (in) and received from (out) the model.",
 		queries:     []q{{`sum by (model, direction) (rate(hal9_llm_tokens_total{` + sel + `}[$__rate_interval]))`, "{{model}} {{direction}}"}}})
 	bd.add(panel{title: "Cost rate", unit: "currencyUSD",
-		description: "LLM spend extrapolated to dollars per hour, by model, from hal9_llm_cost_dollars_total.",
+		description: "LLM spend extrapolated to dollars per hour, by model, from hal9_llm_cost_dollars_total (the price of answered calls).",
 		queries:     []q{{`sum by (model) (rate(hal9_llm_cost_dollars_total{` + sel + `}[$__rate_interval])) * 3600`, "{{model}} $/h"}}})
 
 	bd.row("Cost budgets")
 	bd.add(panel{title: "Spend in the last hour vs budget", unit: "currencyUSD", min: f(0),
-		description: "Dollars spent over the trailing hour against the hourly budget ($10 by default; warning at 80 %).",
+		description: "Dollars the ledger charged over the trailing hour (answered calls at their price, calls of unknown cost at their reservation), summed over the replicas, against the hourly budget ($10 by default; warning at 80 %).",
 		queries: []q{
-			{`sum(increase(hal9_llm_cost_dollars_total{` + sel + `}[1h]))`, "spent (1h)"},
+			{`sum(increase(hal9_llm_budget_settled_dollars_total{` + sel + `}[1h]))`, "spent (1h)"},
 			{`max(hal9_llm_budget_dollars{` + with(`window="hour"`) + `})`, "budget"},
 			{`0.8 * max(hal9_llm_budget_dollars{` + with(`window="hour"`) + `})`, "warning (80 %)"},
 		}, links: []link{runbook("HAL9LLMHourlyBudgetWarning"), runbook("HAL9LLMHourlyBudgetExceeded")}})
 	bd.add(panel{title: "Spend in the last day vs budget", unit: "currencyUSD", min: f(0),
-		description: "Dollars spent over the trailing 24 hours against the daily budget ($100 by default; warning at 80 %).",
+		description: "Dollars the ledger charged over the trailing 24 hours, summed over the replicas, against the daily budget ($100 by default; warning at 80 %).",
 		queries: []q{
-			{`sum(increase(hal9_llm_cost_dollars_total{` + sel + `}[1d]))`, "spent (1d)"},
+			{`sum(increase(hal9_llm_budget_settled_dollars_total{` + sel + `}[1d]))`, "spent (1d)"},
 			{`max(hal9_llm_budget_dollars{` + with(`window="day"`) + `})`, "budget"},
 			{`0.8 * max(hal9_llm_budget_dollars{` + with(`window="day"`) + `})`, "warning (80 %)"},
 		}, links: []link{runbook("HAL9LLMDailyBudgetWarning"), runbook("HAL9LLMDailyBudgetExceeded")}})
+	bd.add(panel{title: "Reserved and settled", unit: "currencyUSD", min: f(0),
+		description: "Dollars per hour reserved before LLM calls (their worst case: input bytes and max_tokens at the model's price) and settled when they ended, and the reservations of calls still in flight: the gap between reserved and settled is what the budget held back for calls that cost less than their worst case.",
+		queries: []q{
+			{`sum(rate(hal9_llm_budget_reserved_dollars_total{` + sel + `}[$__rate_interval])) * 3600`, "reserved $/h"},
+			{`sum(rate(hal9_llm_budget_settled_dollars_total{` + sel + `}[$__rate_interval])) * 3600`, "settled $/h"},
+			{`sum(hal9_llm_budget_in_flight_dollars{` + sel + `})`, "in flight $"},
+		}, links: []link{runbook("HAL9LLMBudgetRefusing")}})
+	bd.add(panel{title: "LLM budget refusals by reason", unit: "reqps", min: f(0),
+		description: "LLM calls the enforced budget refused per second: hourly_budget and daily_budget (the whole budget: 503 budget_exceeded), user_hourly_share and user_daily_share (one user's share, --llm-budget-per-user: 429), user_calls (one user's calls in flight, --llm-calls-per-user: 429).",
+		queries:     []q{{`sum by (reason) (rate(hal9_llm_budget_refusals_total{` + sel + `}[$__rate_interval]))`, "{{reason}}"}},
+		links:       []link{runbook("HAL9LLMBudgetRefusing")}})
 
 	bd.row("Circuit breakers")
 	bd.add(panel{kind: kindState, title: "Circuit-breaker state", width: 16, unit: "none",

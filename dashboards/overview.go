@@ -151,7 +151,7 @@ func overview() (dashboard.Dashboard, error) {
 			{`histogram_quantile(0.99, sum by (db, le) (rate(hal9_db_commit_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, "p99 {{db}}"},
 		}})
 	bd.add(panel{title: "Credential routes refused", width: 8, unit: "reqps", min: f(0),
-		description: "Register, login, refresh and logout answered 429 by the credential limiter (scope address: --auth-rate-limit per client address; user: --login-failures-per-user), and logins or registrations answered 503 because every bcrypt worker and queue place was taken.",
+		description: "Register, login, refresh and logout answered 429 by the credential limiter (scope address: --auth-rate-limit per client, an IPv4 address or an IPv6 /64; network: 16 times that per IPv6 /48; user: --login-failures-per-user of a username from one client), and logins or registrations answered 503 because every bcrypt worker and queue place was taken.",
 		queries: []q{
 			{`sum by (scope) (rate(hal9_auth_limited_total{` + sel + `}[$__rate_interval]))`, "429 {{scope}}"},
 			{`sum(rate(hal9_auth_busy_total{` + sel + `}[$__rate_interval]))`, "503 bcrypt busy"},

@@ -31,7 +31,7 @@ func (s *Server) requireAuth(next http.HandlerFunc) http.HandlerFunc {
 			// bucket: otherwise a flood of bad keys or tokens is never
 			// limited (the per-identity limit runs after auth).
 			if s.rl != nil && !errors.Is(err, store.ErrUnavailable) {
-				if ok, wait := s.rl.allow("ip:" + clientIP(r)); !ok {
+				if ok, wait := s.rl.allow("ip:" + clientOf(clientIP(r))); !ok {
 					writeRetry(w, http.StatusTooManyRequests, CodeRateLimited,
 						fmt.Sprintf("too many failed authentications from this address (limit %g requests per second); retry after the Retry-After delay with valid credentials", float64(s.rl.limit)), wait)
 					return
@@ -123,20 +123,24 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "username and password are required")
 		return
 	}
-	if locked, wait := s.userLocked(r.Context(), req.Username); locked {
+	slot, ok, wait := s.takeLoginSlot(r.Context(), req.Username, clientOf(clientIP(r)))
+	if !ok {
 		s.credLimited.WithLabelValues("user").Inc()
 		writeRetry(w, http.StatusTooManyRequests, CodeRateLimited,
-			fmt.Sprintf("too many failed logins for this username (limit %s); retry after the Retry-After delay", s.d.CredentialLimits.FailedLoginsPerUser), wait)
+			fmt.Sprintf("too many failed logins for this username from this address (limit %s); retry after the Retry-After delay (other addresses are not affected)", slot.lim), wait)
 		return
 	}
 	t, u, err := s.d.Auth.Login(r.Context(), req.Username, req.Password)
 	if err != nil {
 		if errors.Is(err, auth.ErrInvalidCredentials) {
 			s.loginFailed(r.Context(), req.Username)
+		} else {
+			s.giveBack(r.Context(), slot) // not a failed guess: the password was never checked
 		}
 		s.authError(w, r, "login", err)
 		return
 	}
+	s.giveBack(r.Context(), slot)
 	uj := userJSON(u)
 	writeJSON(w, http.StatusOK, TokenResponse{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
 		TokenType: "Bearer", ExpiresIn: t.ExpiresIn, User: &uj})

@@ -9,17 +9,21 @@ import (
 	"github.com/hal9-lab/hal9-lab/server/auth"
 )
 
-func TestAddressKey(t *testing.T) {
-	for _, c := range []struct{ ip, want string }{
-		{"192.0.2.7", "addr:192.0.2.7"},
-		{"::ffff:192.0.2.7", "addr:192.0.2.7"}, // a v4-mapped address is its IPv4
-		{"2001:db8:1:2:3:4:5:6", "addr:2001:db8:1:2::/64"},
-		{"2001:db8:1:2:ffff::1", "addr:2001:db8:1:2::/64"}, // same /64, same key
-		{"2001:db8:1:3::1", "addr:2001:db8:1:3::/64"},
-		{"not-an-ip", "addr:not-an-ip"},
+func TestClientKeys(t *testing.T) {
+	for _, c := range []struct{ ip, client, network string }{
+		{"192.0.2.7", "addr:192.0.2.7", ""},
+		{"::ffff:192.0.2.7", "addr:192.0.2.7", ""}, // a v4-mapped address is its IPv4
+		{"2001:db8:1:2:3:4:5:6", "addr:2001:db8:1:2::/64", "net:2001:db8:1::/48"},
+		{"2001:db8:1:2:ffff::1", "addr:2001:db8:1:2::/64", "net:2001:db8:1::/48"}, // same /64, same client
+		{"2001:db8:1:3::1", "addr:2001:db8:1:3::/64", "net:2001:db8:1::/48"},      // another /64 of the same /48
+		{"2001:db8:1:ff00::1", "addr:2001:db8:1:ff00::/64", "net:2001:db8:1::/48"},
+		{"2001:db8:2::1", "addr:2001:db8:2::/64", "net:2001:db8:2::/48"}, // another /48
+		{"fe80::1%eth0", "addr:fe80::/64", "net:fe80::/48"},              // the zone is not part of the client
+		{"not-an-ip", "addr:not-an-ip", ""},
 	} {
-		if got := addressKey(c.ip); got != c.want {
-			t.Errorf("addressKey(%q) = %q, want %q", c.ip, got, c.want)
+		client, network := clientKeys(c.ip)
+		if client != c.client || network != c.network {
+			t.Errorf("clientKeys(%q) = %q %q, want %q %q", c.ip, client, network, c.client, c.network)
 		}
 	}
 }

@@ -274,7 +274,8 @@ func bodyLimit(next http.Handler) http.Handler {
 
 // clientIP is the client's address: the remote address without the port,
 // or, when the request came through one of --trusted-proxies, the address
-// X-Forwarded-For names (trustedproxy.go). Every per-address limit keys on it.
+// X-Forwarded-For names (trustedproxy.go). Every per-address limit keys on
+// it, through clientKeys (an IPv6 client is its /64).
 func clientIP(r *http.Request) string {
 	if ip, ok := forwardedClient(r.Context()); ok {
 		return ip
@@ -289,7 +290,7 @@ func (s *Server) limit(next http.HandlerFunc) http.HandlerFunc {
 		return next
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		key := "ip:" + clientIP(r)
+		key := "ip:" + clientOf(clientIP(r))
 		if p := stateFrom(r.Context()).principal; p != nil {
 			key = limitKey(p)
 		}

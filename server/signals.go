@@ -70,7 +70,7 @@ func (s *Server) postSignal(w http.ResponseWriter, r *http.Request) {
 		}
 		async = b
 	}
-	in := neuron.Input{Content: req.Content, Layer: req.Layer, NeuronID: req.NeuronID}
+	in := neuron.Input{Content: req.Content, Layer: req.Layer, NeuronID: req.NeuronID, UserID: p.UserID}
 	s.labelLayerOf(r.Context(), req.Layer)
 	entry, err := s.d.Router.Entry(in)
 	if err != nil {
@@ -255,6 +255,14 @@ func llmError(err error) *apiError {
 		e.RetryAfter = 30 * time.Second
 	case errors.Is(err, llm.ErrRateLimited):
 		e.Msg = "the LLM provider is rate limiting; retry after the Retry-After delay: " + err.Error()
+		if d, ok := llm.RetryAfter(err); ok {
+			e.RetryAfter = d
+		}
+	case errors.Is(err, llm.ErrUserLimit):
+		// This user's share of the budget or its calls in flight: the
+		// others' signals still flow, so it is the user's 429, not a 503.
+		e.Status, e.Code = http.StatusTooManyRequests, CodeRateLimited
+		e.Msg = "your share of the LLM budget is spent or too many of your uncached signals are running; retry after the Retry-After delay (cached signals still flow): " + err.Error()
 		if d, ok := llm.RetryAfter(err); ok {
 			e.RetryAfter = d
 		}

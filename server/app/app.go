@@ -51,6 +51,7 @@ type Server struct {
 
 	signalRecords *cache.Records
 	neuronRecords *cache.Records
+	spend         *llm.StoredSpend // the ledger's spend in the database (nil with Redis)
 	stopProfiling func() error
 	bgCancel      context.CancelFunc
 	bg            sync.WaitGroup
@@ -175,9 +176,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 
 	// LLM: provider → guard (timeout, breakers, metrics, ledger).
 	lm := llm.NewMetrics(a.Registry)
-	enforce, _ := cfg.BudgetEnforced()
-	ledger := llm.NewLedger(llm.Budgets{HourlyUSD: cfg.LLMBudgetHourly, DailyUSD: cfg.LLMBudgetDaily, Enforce: enforce}, lm, log)
-	if !enforce {
+	ledger, err := a.openLedger(ctx, bgCtx, lm)
+	if err != nil {
+		return nil, err
+	}
+	if enforce, _ := cfg.BudgetEnforced(); !enforce {
 		log.Info("LLM cost budgets are watched, not enforced (--llm-budget-enforce)", "llm", cfg.LLM,
 			"hourly_usd", cfg.LLMBudgetHourly, "daily_usd", cfg.LLMBudgetDaily)
 	}
@@ -357,6 +360,9 @@ func (a *Server) Close(ctx context.Context) error {
 					errs = append(errs, err)
 				}
 			}
+		}
+		if err := a.syncSpend(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("keep LLM spend: %w", err))
 		}
 		if a.Redis != nil {
 			a.Redis.Close()

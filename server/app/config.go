@@ -49,9 +49,10 @@ type Config struct {
 	TrustedProxies string
 
 	// The credential routes' own limits (register, login, refresh, logout).
-	AuthRateLimit        float64       // requests per second per client address (IPv6 per /64); 0 off
+	AuthRateLimit        float64       // requests per second per client address (IPv6 per /64; 16× that per IPv6 /48); 0 off
 	AuthBurst            int           // and the burst of it
-	LoginFailuresPerUser int           // failed logins per username per LoginFailureWindow; 0 off
+	LoginFailuresPerUser int           // failed logins per (username, client address) per LoginFailureWindow; 0 off
+	LoginFailureCeiling  int           // failed logins per username from all addresses per window, past which each address loses its burst; 0 off
 	LoginFailureWindow   time.Duration // (15m)
 	HTTPReadTimeout      time.Duration // a request body must arrive within this (30s); 0 none
 	HTTPIdleTimeout      time.Duration // keep-alive connections idle longer are closed (120s)
@@ -65,6 +66,8 @@ type Config struct {
 	LLMBudgetHourly      float64       // USD in the rolling hour (10, seed 004)
 	LLMBudgetDaily       float64       // USD in the rolling day (100)
 	LLMBudgetEnforce     string        // auto (on with --llm anthropic, off with sim), on, off
+	LLMBudgetPerUser     float64       // one user's share of each budget (0..1]; 1: no share of its own
+	LLMCallsPerUser      int           // one user's LLM calls in flight at most; 0 no cap
 
 	LLM             string // sim|anthropic
 	LLMModel        string
@@ -102,6 +105,7 @@ func DefaultConfig() Config {
 		AuthRateLimit:        1,
 		AuthBurst:            20,
 		LoginFailuresPerUser: 10,
+		LoginFailureCeiling:  100,
 		LoginFailureWindow:   15 * time.Minute,
 		HTTPReadTimeout:      30 * time.Second,
 		HTTPIdleTimeout:      120 * time.Second,
@@ -113,6 +117,8 @@ func DefaultConfig() Config {
 		LLMBudgetHourly:      10,
 		LLMBudgetDaily:       100,
 		LLMBudgetEnforce:     "auto",
+		LLMBudgetPerUser:     llm.DefaultUserShare,
+		LLMCallsPerUser:      4,
 		LLM:                  "sim",
 		LLMModel:             llm.DefaultModel,
 		LLMTimeout:           30 * time.Second,
@@ -200,6 +206,12 @@ func (c Config) Validate() error {
 	if c.LoginFailuresPerUser < 0 {
 		add("--login-failures-per-user %d: must be 0 (off) or a positive number of failed logins per --login-failure-window", c.LoginFailuresPerUser)
 	}
+	if c.LoginFailureCeiling < 0 {
+		add("--login-failure-ceiling %d: must be 0 (off) or a positive number of failed logins for one username from all addresses per --login-failure-window, e.g. 100", c.LoginFailureCeiling)
+	}
+	if c.LoginFailureCeiling > 0 && c.LoginFailuresPerUser > 0 && c.LoginFailureCeiling < c.LoginFailuresPerUser {
+		add("--login-failure-ceiling %d: must be at least --login-failures-per-user (%d): it counts the failures of every address together", c.LoginFailureCeiling, c.LoginFailuresPerUser)
+	}
 	if c.LoginFailuresPerUser > 0 && c.LoginFailureWindow < time.Second {
 		add("--login-failure-window %s: must be at least 1s while --login-failures-per-user is on, e.g. 15m", c.LoginFailureWindow)
 	}
@@ -238,6 +250,12 @@ func (c Config) Validate() error {
 	}
 	if c.LLMBudgetDaily <= 0 {
 		add("--llm-budget-daily %g: must be a positive number of dollars, e.g. 100", c.LLMBudgetDaily)
+	}
+	if c.LLMBudgetPerUser <= 0 || c.LLMBudgetPerUser > 1 {
+		add("--llm-budget-per-user %g: must be a share of each budget above 0 and at most 1, e.g. 0.25 (a quarter); 1 gives no user a limit of its own", c.LLMBudgetPerUser)
+	}
+	if c.LLMCallsPerUser < 0 {
+		add("--llm-calls-per-user %d: must be 0 (no cap) or a positive number of one user's LLM calls in flight, e.g. 4", c.LLMCallsPerUser)
 	}
 	if _, err := c.BudgetEnforced(); err != nil {
 		add("--llm-budget-enforce %q: %v", c.LLMBudgetEnforce, err)
@@ -399,9 +417,13 @@ func (c Config) credentialLimits() server.CredentialLimits {
 	if c.AuthRateLimit > 0 {
 		// GCRA's rate is whole events per period: one per 1/rate seconds.
 		l.PerAddress = limits.Limit{Rate: 1, Period: time.Duration(float64(time.Second) / c.AuthRateLimit), Burst: c.AuthBurst}
+		l.PerNetwork = limits.Limit{Rate: server.NetworkShare, Period: l.PerAddress.Period, Burst: server.NetworkShare * c.AuthBurst}
 	}
 	if c.LoginFailuresPerUser > 0 {
-		l.FailedLoginsPerUser = limits.Limit{Rate: c.LoginFailuresPerUser, Period: c.LoginFailureWindow, Burst: c.LoginFailuresPerUser}
+		l.FailedLogins = limits.Limit{Rate: c.LoginFailuresPerUser, Period: c.LoginFailureWindow, Burst: c.LoginFailuresPerUser}
+		if c.LoginFailureCeiling > 0 {
+			l.FailureCeiling = limits.Limit{Rate: c.LoginFailureCeiling, Period: c.LoginFailureWindow, Burst: c.LoginFailureCeiling}
+		}
 	}
 	return l
 }

@@ -54,10 +54,13 @@ func TestLongSignalOutlivesReadTimeout(t *testing.T) {
 // TestBudgetEnforced: past the budget, signals that need the LLM get 503
 // budget_exceeded with Retry-After; a cached one is still answered.
 func TestBudgetEnforced(t *testing.T) {
-	a := startApp(t, func(c *Config) { c.LLMBudgetHourly, c.LLMBudgetEnforce = 0.0001, "on" })
+	// $0.009 holds one hop's worst case (about $0.0082: 512 output tokens
+	// of sonnet and the prompt's bytes), not two.
+	a := startApp(t, func(c *Config) { c.LLMBudgetHourly, c.LLMBudgetEnforce, c.LLMBudgetPerUser = 0.009, "on", 1 })
 	tok, _ := a.user()
-	a.signal(tok, "spend the budget", "L1") // one hop, one miss: over $0.0001 at once
-	r := a.do("POST", "/api/v1/signals", map[string]string{"content": "a new question", "layer": "L2"}, bearer(tok)...)
+	a.signal(tok, "spend the budget", "L1") // one hop, one miss
+	// Five hops: the second can no longer reserve its worst case.
+	r := a.do("POST", "/api/v1/signals", map[string]string{"content": "a new question", "layer": "L5"}, bearer(tok)...)
 	if r.Status != http.StatusServiceUnavailable || r.errCode() != "budget_exceeded" || r.Header.Get("Retry-After") == "" ||
 		!strings.Contains(r.errMsg(), "budget") {
 		t.Fatalf("uncached signal past the budget: %d %s %v", r.Status, r.Body, r.Header)

@@ -295,6 +295,11 @@ func TestConfigValidate(t *testing.T) {
 		{"zero burst", func(c *Config) { c.AuthBurst = 0 }, "--auth-burst (HAL9_AUTH_BURST)"},
 		{"negative login failures", func(c *Config) { c.LoginFailuresPerUser = -3 }, "--login-failures-per-user"},
 		{"short failure window", func(c *Config) { c.LoginFailureWindow = time.Millisecond }, "--login-failure-window"},
+		{"negative failure ceiling", func(c *Config) { c.LoginFailureCeiling = -1 }, "--login-failure-ceiling (HAL9_LOGIN_FAILURE_CEILING) -1: must be 0 (off) or a positive number"},
+		{"ceiling under the per-address limit", func(c *Config) { c.LoginFailureCeiling = 5 }, "--login-failure-ceiling (HAL9_LOGIN_FAILURE_CEILING) 5: must be at least --login-failures-per-user (10)"},
+		{"user share zero", func(c *Config) { c.LLMBudgetPerUser = 0 }, "--llm-budget-per-user (HAL9_LLM_BUDGET_PER_USER) 0: must be a share of each budget above 0 and at most 1"},
+		{"user share over one", func(c *Config) { c.LLMBudgetPerUser = 1.5 }, "--llm-budget-per-user (HAL9_LLM_BUDGET_PER_USER) 1.5"},
+		{"negative calls per user", func(c *Config) { c.LLMCallsPerUser = -1 }, "--llm-calls-per-user (HAL9_LLM_CALLS_PER_USER) -1: must be 0 (no cap)"},
 		{"tiny read timeout", func(c *Config) { c.HTTPReadTimeout = time.Millisecond }, "--http-read-timeout (HAL9_HTTP_READ_TIMEOUT)"},
 		{"no read timeout", func(c *Config) { c.HTTPReadTimeout = 0 }, ""},
 		{"tiny idle timeout", func(c *Config) { c.HTTPIdleTimeout = 0 }, "--http-idle-timeout"},
@@ -353,11 +358,13 @@ func TestDerivedLimits(t *testing.T) {
 	}
 	c = DefaultConfig()
 	l := c.credentialLimits()
-	if l.PerAddress.Period != time.Second || l.PerAddress.Burst != 20 || l.FailedLoginsPerUser.Rate != 10 || l.FailedLoginsPerUser.Period != 15*time.Minute {
+	if l.PerAddress.Period != time.Second || l.PerAddress.Burst != 20 || l.FailedLogins.Rate != 10 || l.FailedLogins.Period != 15*time.Minute ||
+		l.PerNetwork.Rate != 16 || l.PerNetwork.Period != time.Second || l.PerNetwork.Burst != 320 ||
+		l.FailureCeiling.Rate != 100 || l.FailureCeiling.Burst != 100 || l.FailureCeiling.Period != 15*time.Minute {
 		t.Errorf("credential limits from the defaults: %+v", l)
 	}
 	c.AuthRateLimit, c.LoginFailuresPerUser = 0, 0
-	if l := c.credentialLimits(); !l.PerAddress.Off() || !l.FailedLoginsPerUser.Off() {
+	if l := c.credentialLimits(); !l.PerAddress.Off() || !l.PerNetwork.Off() || !l.FailedLogins.Off() || !l.FailureCeiling.Off() {
 		t.Errorf("0 must turn the credential limits off: %+v", l)
 	}
 }

@@ -3,9 +3,8 @@ package cache
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // Result says how a read was answered.
@@ -21,14 +20,27 @@ type Result struct {
 type Layered struct {
 	tiers []Tier
 	m     *Metrics
-	sf    singleflight.Group
+
+	mu      sync.Mutex
+	flights map[string]*flight // identical misses in progress
+}
+
+// flight is one key's read of the lower tiers and load, shared by every
+// caller that missed it meanwhile.
+type flight struct {
+	done    chan struct{}
+	val     []byte
+	res     Result
+	err     error
+	waiters int                // callers still waiting (under Layered.mu)
+	cancel  context.CancelFunc // ends the load once no one waits
 }
 
 var _ Tier = (*Layered)(nil)
 
 // NewLayered composes tiers in order; m may be nil.
 func NewLayered(m *Metrics, tiers ...Tier) *Layered {
-	return &Layered{tiers: tiers, m: m}
+	return &Layered{tiers: tiers, m: m, flights: map[string]*flight{}}
 }
 
 // Tiers returns the composed tiers, fastest first.
@@ -38,8 +50,9 @@ func (l *Layered) Tiers() []Tier { return l.tiers }
 // (backfilling the tiers above it), or from load (filling every tier with
 // ttl). Identical concurrent misses are coalesced: one caller reads the
 // lower tiers and loads, the others wait for its answer (or their own ctx).
-// The load runs with the first caller's values and deadline but is not
-// cancelled when that caller goes away, since others may be waiting.
+// The load runs with the first caller's values and deadline and goes on
+// while anyone waits for it, whoever leaves; when the last waiter leaves,
+// it is cancelled: an LLM call that no one will read would only spend.
 // layer labels the metrics ("L1".."L5", or a record kind).
 func (l *Layered) GetOrLoad(ctx context.Context, layer, key string, ttl time.Duration, load func(ctx context.Context) ([]byte, error)) ([]byte, Result, error) {
 	if len(l.tiers) > 0 {
@@ -47,48 +60,78 @@ func (l *Layered) GetOrLoad(ctx context.Context, layer, key string, ttl time.Dur
 			return v, Result{Hit: true, Tier: l.tiers[0].Name()}, nil
 		}
 	}
-	type answer struct {
-		val []byte
-		res Result
+	l.mu.Lock()
+	f, joined := l.flights[key]
+	if !joined {
+		lctx, cancel := loadContext(ctx)
+		f = &flight{done: make(chan struct{}), cancel: cancel}
+		l.flights[key] = f
+		go l.fly(lctx, f, layer, key, ttl, load)
 	}
-	var led bool // set only by the closure this caller's Do runs
-	ch := l.sf.DoChan(key, func() (any, error) {
-		led = true
-		lctx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			lctx, cancel = context.WithDeadline(lctx, dl)
-			defer cancel()
-		}
-		for i := 1; i < len(l.tiers); i++ {
-			if v, ok := l.read(lctx, i, layer, key); ok {
-				l.fill(lctx, i, key, v, ttl)
-				return answer{v, Result{Hit: true, Tier: l.tiers[i].Name()}}, nil
-			}
-		}
-		v, err := load(lctx)
-		if err != nil {
-			return nil, err
-		}
-		l.fill(lctx, len(l.tiers), key, v, ttl)
-		return answer{v, Result{}}, nil
-	})
+	f.waiters++
+	l.mu.Unlock()
+
 	select {
 	case <-ctx.Done():
-		return nil, Result{}, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, Result{Coalesced: !led}, r.Err
+		l.mu.Lock()
+		f.waiters--
+		if f.waiters == 0 {
+			f.cancel()
+			if l.flights[key] == f {
+				delete(l.flights, key) // a caller coming now starts afresh
+			}
 		}
-		a := r.Val.(answer)
-		if !led {
-			a.res.Coalesced = true
+		l.mu.Unlock()
+		return nil, Result{}, ctx.Err()
+	case <-f.done:
+		if f.err != nil {
+			return nil, Result{Coalesced: joined}, f.err
+		}
+		res := f.res
+		if joined {
+			res.Coalesced = true
 			if l.m != nil {
 				l.m.Coalesced.WithLabelValues(layer).Inc()
 			}
 		}
-		return a.val, a.res, nil
+		return f.val, res, nil
 	}
+}
+
+// loadContext keeps ctx's values and deadline, not its cancellation: the
+// flight ends it when its last waiter leaves.
+func loadContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(context.WithoutCancel(ctx), dl)
+	}
+	return context.WithCancel(context.WithoutCancel(ctx))
+}
+
+// fly reads the lower tiers, else loads, and answers the flight's waiters.
+func (l *Layered) fly(ctx context.Context, f *flight, layer, key string, ttl time.Duration, load func(ctx context.Context) ([]byte, error)) {
+	defer func() {
+		f.cancel()
+		l.mu.Lock()
+		if l.flights[key] == f {
+			delete(l.flights, key)
+		}
+		l.mu.Unlock()
+		close(f.done)
+	}()
+	for i := 1; i < len(l.tiers); i++ {
+		if v, ok := l.read(ctx, i, layer, key); ok {
+			l.fill(ctx, i, key, v, ttl)
+			f.val, f.res = v, Result{Hit: true, Tier: l.tiers[i].Name()}
+			return
+		}
+	}
+	v, err := load(ctx)
+	if err != nil {
+		f.err = err
+		return
+	}
+	l.fill(ctx, len(l.tiers), key, v, ttl)
+	f.val = v
 }
 
 // Lookup reads key through the tiers (backfilling upper tiers on a lower

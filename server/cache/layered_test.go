@@ -194,6 +194,41 @@ func TestLayeredWaiterCancellation(t *testing.T) {
 	})
 }
 
+// TestLayeredAbandonedLoadIsCancelled: when every caller waiting for a
+// load has left, the load's context ends (an LLM call no one will read
+// stops spending), and a later caller starts a fresh load.
+func TestLayeredAbandonedLoadIsCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewLayered(nil, newMapTier("process"))
+		canceled := make(chan error, 1)
+		block := func(ctx context.Context) ([]byte, error) { <-ctx.Done(); canceled <- ctx.Err(); return nil, ctx.Err() }
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 2)
+		for range 2 { // the leader and one waiter
+			go func() { _, _, err := l.GetOrLoad(ctx, "L3", "k", time.Minute, block); done <- err }()
+		}
+		synctest.Wait()
+		select {
+		case <-canceled:
+			t.Fatal("the load was cancelled while its callers waited")
+		default:
+		}
+		cancel()
+		for range 2 {
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("caller: %v", err)
+			}
+		}
+		if err := <-canceled; !errors.Is(err, context.Canceled) {
+			t.Fatalf("the abandoned load ended with %v, want context.Canceled", err)
+		}
+		v, _, err := l.GetOrLoad(context.Background(), "L3", "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("fresh"), nil })
+		if err != nil || string(v) != "fresh" {
+			t.Fatalf("a caller after the abandoned load: %q %v", v, err)
+		}
+	})
+}
+
 func TestKeys(t *testing.T) {
 	k := LLMKey("L2", "impl-1", "hello")
 	if k != "hal9:llm:L2:impl-1:2cf24dba5fb0a30e26e83b2ac5b9e29e" {

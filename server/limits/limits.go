@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hal9-lab/hal9-lab/internal/failfast"
 )
 
 // Limit is Rate events per Period with bursts of up to Burst.
@@ -40,7 +42,7 @@ type Result struct {
 }
 
 // Backend applies n events to key (n 0 only reads: Remaining tells how
-// many would pass now).
+// many would pass now; a negative n gives events back and always passes).
 type Backend interface {
 	AllowN(ctx context.Context, key string, l Limit, n int) (Result, error)
 }
@@ -73,6 +75,14 @@ func (m *Memory) AllowN(_ context.Context, key string, l Limit, n int) (Result, 
 	tat, ok := m.tat[key]
 	if !ok || tat.Before(now) {
 		tat = now
+	}
+	if n < 0 { // a refund: the bucket empties by n events
+		if next := tat.Add(l.interval() * time.Duration(n)); next.After(now) {
+			m.tat[key] = next
+		} else {
+			delete(m.tat, key)
+		}
+		return Result{Allowed: true}, nil
 	}
 	res, next := gcra(now, tat, l, n)
 	if res.Allowed && n > 0 {
@@ -108,11 +118,15 @@ func (m *Memory) sweepLocked(now time.Time) {
 	}
 }
 
-// Limiter answers Take and Check from a backend, and from memory while
-// that backend errs (logged through onError, counted in
-// hal9_auth_limiter_fallbacks_total).
+// Limiter answers Take, Give and Check from a backend, and from memory
+// while that backend errs (logged through onError, counted in
+// hal9_auth_limiter_fallbacks_total). A short breaker stands in front of
+// the backend: after a few failures in a row it is skipped for a few
+// seconds, so a hanging Redis costs its timeout a few times, not on every
+// request.
 type Limiter struct {
 	shared    Backend // nil: memory only
+	breaker   *failfast.Breaker
 	local     *Memory
 	fallbacks prometheus.Counter
 	onError   func(error)
@@ -120,7 +134,7 @@ type Limiter struct {
 
 // New returns a Limiter on shared (nil: memory only). reg may be nil.
 func New(shared Backend, reg prometheus.Registerer, onError func(error)) *Limiter {
-	l := &Limiter{shared: shared, local: NewMemory(), onError: onError,
+	l := &Limiter{shared: shared, breaker: failfast.New("redis_limits", nil), local: NewMemory(), onError: onError,
 		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hal9_auth_limiter_fallbacks_total",
 			Help: "Credential-route limit decisions taken in memory because the shared backend (Redis) failed.",
@@ -133,7 +147,12 @@ func New(shared Backend, reg prometheus.Registerer, onError func(error)) *Limite
 
 func (l *Limiter) allowN(ctx context.Context, key string, lim Limit, n int) Result {
 	if l.shared != nil {
-		r, err := l.shared.AllowN(ctx, key, lim, n)
+		var r Result
+		err := l.breaker.Do(ctx, func(ctx context.Context) error {
+			var err error
+			r, err = l.shared.AllowN(ctx, key, lim, n)
+			return err
+		})
 		if err == nil {
 			return r
 		}
@@ -154,6 +173,14 @@ func (l *Limiter) Take(ctx context.Context, key string, lim Limit) (bool, time.D
 	}
 	r := l.allowN(ctx, key, lim, 1)
 	return r.Allowed, r.RetryAfter
+}
+
+// Give gives back one event taken for key (a login that turned out right
+// returns the slot it took before its password was checked).
+func (l *Limiter) Give(ctx context.Context, key string, lim Limit) {
+	if !lim.Off() {
+		l.allowN(ctx, key, lim, -1)
+	}
 }
 
 // Check reports, recording nothing, whether one more event for key would

@@ -75,3 +75,58 @@ func TestLimiterTakeCheckAndFallback(t *testing.T) {
 		t.Fatal("an Off limit refused")
 	}
 }
+
+// TestGiveBack: a slot given back is free again at once, and giving back
+// more than was taken leaves an empty bucket, not credit.
+func TestGiveBack(t *testing.T) {
+	ctx := context.Background()
+	lim := New(nil, nil, nil)
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
+	for range 2 {
+		if ok, _ := lim.Take(ctx, "u", l); !ok {
+			t.Fatal("take within the burst refused")
+		}
+	}
+	if ok, _ := lim.Take(ctx, "u", l); ok {
+		t.Fatal("take past the burst allowed")
+	}
+	lim.Give(ctx, "u", l)
+	if ok, _ := lim.Take(ctx, "u", l); !ok {
+		t.Fatal("the slot given back is still taken")
+	}
+	for range 5 {
+		lim.Give(ctx, "u", l)
+	}
+	for i := range 3 {
+		ok, _ := lim.Take(ctx, "u", l)
+		if want := i < 2; ok != want {
+			t.Fatalf("take %d after giving back more than was taken: %v, want %v (the burst, no credit)", i, ok, want)
+		}
+	}
+}
+
+// hanging fails every call after a short wait, counting them.
+type hanging struct{ calls int }
+
+func (h *hanging) AllowN(ctx context.Context, _ string, _ Limit, _ int) (Result, error) {
+	h.calls++
+	return Result{}, context.DeadlineExceeded
+}
+
+// TestBreakerSkipsAFailingBackend: after a few failures in a row the
+// shared backend is no longer asked (each ask of a hanging Redis costs its
+// timeout): decisions go to memory at once, and are counted as fallbacks.
+func TestBreakerSkipsAFailingBackend(t *testing.T) {
+	h := &hanging{}
+	lim := New(h, nil, nil)
+	l := Limit{Rate: 1, Period: time.Second, Burst: 1000}
+	for range 50 {
+		lim.Take(context.Background(), "ip", l)
+	}
+	if h.calls > 3 {
+		t.Fatalf("the failing backend was asked %d times for 50 decisions; want at most 3 before the breaker opens", h.calls)
+	}
+	if got := testutil.ToFloat64(lim.fallbacks); got != 50 {
+		t.Fatalf("fallbacks %v, want every decision", got)
+	}
+}

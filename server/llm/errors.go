@@ -17,8 +17,14 @@ var (
 	// ErrCircuitOpen: the layer's circuit breaker is open (or half-open with
 	// its trial calls in flight); the provider was not called.
 	ErrCircuitOpen = errors.New("llm: circuit breaker open")
-	// ErrBudgetExceeded: the Ledger's budget is spent and Budgets.Enforce is on.
+	// ErrBudgetExceeded: the Ledger's budget is spent (or what is left
+	// cannot hold the call's worst case) and Budgets.Enforce is on.
+	// Errors carrying the details are *BudgetError.
 	ErrBudgetExceeded = errors.New("llm: cost budget exceeded")
+	// ErrUserLimit: this user's share of the budget is spent, or the user
+	// has its cap of calls in flight (Budgets.Enforce on); other users'
+	// calls still pass. Errors carrying the details are *UserLimitError.
+	ErrUserLimit = errors.New("llm: over this user's limit")
 	// ErrUnknownLayer: Request.Layer is not one of L1..L5.
 	ErrUnknownLayer = errors.New("llm: unknown layer (want L1, L2, L3, L4 or L5)")
 )
@@ -38,8 +44,8 @@ func (e *RateLimitError) Error() string {
 // Unwrap makes errors.Is(err, ErrRateLimited) true.
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 
-// RetryAfter returns the Retry-After carried by a rate-limit error or a
-// budget error.
+// RetryAfter returns the Retry-After carried by a rate-limit error, a
+// budget error or a user-limit error.
 func RetryAfter(err error) (time.Duration, bool) {
 	var rl *RateLimitError
 	if errors.As(err, &rl) && rl.RetryAfter > 0 {
@@ -48,6 +54,10 @@ func RetryAfter(err error) (time.Duration, bool) {
 	var be *BudgetError
 	if errors.As(err, &be) && be.RetryAfter > 0 {
 		return be.RetryAfter, true
+	}
+	var ue *UserLimitError
+	if errors.As(err, &ue) && ue.RetryAfter > 0 {
+		return ue.RetryAfter, true
 	}
 	return 0, false
 }

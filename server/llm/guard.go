@@ -61,6 +61,10 @@ type GuardOptions struct {
 	Ledger       *Ledger      // nil: no ledger
 	Logger       *slog.Logger // nil: discard
 	DefaultModel string       // for requests without Model (DefaultModel)
+	// DefaultMaxTokens is the provider's max_tokens for requests without
+	// MaxTokens (1024, as the Messages-API provider): the reservation's
+	// output tokens.
+	DefaultMaxTokens int
 }
 
 // Guard is the Provider the server uses: it wraps any provider with a
@@ -89,6 +93,9 @@ func NewGuard(p Provider, opts GuardOptions) *Guard {
 	}
 	if opts.DefaultModel == "" {
 		opts.DefaultModel = DefaultModel
+	}
+	if opts.DefaultMaxTokens <= 0 {
+		opts.DefaultMaxTokens = 1024
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -148,7 +155,7 @@ func bucketPeriod(o BreakerOptions) time.Duration {
 
 // excluded errors neither open nor close a breaker.
 func excluded(err error) bool {
-	if errors.Is(err, ErrRateLimited) || errors.Is(err, ErrBudgetExceeded) || errIsContext(err) {
+	if errors.Is(err, ErrRateLimited) || errors.Is(err, ErrBudgetExceeded) || errors.Is(err, ErrUserLimit) || errIsContext(err) {
 		return true
 	}
 	var ae *APIError
@@ -170,15 +177,25 @@ func (g *Guard) Complete(ctx context.Context, req Request) (Response, error) {
 	if req.Model == "" {
 		req.Model = g.opts.DefaultModel
 	}
+	var ticket *Ticket // nil without a ledger: Settle is then a no-op
 	if g.opts.Ledger != nil {
-		if err := g.opts.Ledger.Check(); err != nil {
-			g.count(req, OutcomeBudgetExceeded)
+		var err error
+		if ticket, err = g.opts.Ledger.Reserve(ctx, UserFrom(ctx), req.Model, g.WorstCost(req)); err != nil {
+			outcome := OutcomeBudgetExceeded
+			if errors.Is(err, ErrUserLimit) {
+				outcome = OutcomeUserLimited
+			}
+			g.count(req, outcome)
 			return Response{}, err
 		}
 	}
 
-	var took time.Duration
+	var (
+		took   time.Duration
+		called bool // the provider was asked (not refused by the breaker)
+	)
 	resp, err := cb.Execute(func() (Response, error) {
+		called = true
 		cctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
 		defer cancel()
 		start := time.Now()
@@ -200,6 +217,7 @@ func (g *Guard) Complete(ctx context.Context, req Request) (Response, error) {
 		return resp, err
 	})
 
+	ticket.Settle(settlement(called, resp, err, ticket))
 	outcome := classify(err)
 	g.count(req, outcome)
 	if outcome == OutcomeCircuitOpen {
@@ -241,10 +259,46 @@ func (g *Guard) Complete(ctx context.Context, req Request) (Response, error) {
 		m.Tokens.WithLabelValues(req.Model, "output").Add(float64(resp.TokensOut))
 		m.Cost.WithLabelValues(req.Model).Add(resp.CostUSD)
 	}
-	if g.opts.Ledger != nil {
-		g.opts.Ledger.Add(req.Model, resp.CostUSD)
-	}
 	return resp, nil
+}
+
+// WorstCost is the most a request can cost: every byte of its system
+// prompt and prompt as an input token (no tokenizer makes more tokens than
+// bytes; English runs about four bytes a token, so this is generous) plus
+// a little for the message framing, and max_tokens of output, at the
+// model's price.
+func (g *Guard) WorstCost(req Request) float64 {
+	model := req.Model
+	if model == "" {
+		model = g.opts.DefaultModel
+	}
+	out := req.MaxTokens
+	if out <= 0 {
+		out = g.opts.DefaultMaxTokens
+	}
+	return Cost(model, len(req.System)+len(req.Prompt)+framingTokens, out)
+}
+
+// framingTokens covers the tokens a provider adds around the messages.
+const framingTokens = 32
+
+// settlement is what an ended call costs the budget: its price when it
+// answered; nothing when the provider was never asked (open breaker) or
+// refused it (an error status or a rate limit is not billed); its whole
+// reservation when its cost is unknown (the guard's timeout, the caller
+// leaving, a broken connection or answer): the provider may have billed it.
+func settlement(called bool, resp Response, err error, t *Ticket) float64 {
+	var ae *APIError
+	switch {
+	case err == nil:
+		return resp.CostUSD
+	case !called, errors.As(err, &ae), errors.Is(err, ErrRateLimited):
+		return 0
+	case t == nil:
+		return 0
+	default:
+		return t.ReservedUSD()
+	}
 }
 
 func (g *Guard) count(req Request, outcome string) {

@@ -264,7 +264,7 @@ func TestGuardRejectsUnknownLayer(t *testing.T) {
 func TestGuardCostAccounting(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	ledger := NewLedger(Budgets{}, m, nil)
+	ledger := NewLedger(LedgerOptions{Metrics: m})
 	sim := NewSimulated(SimOptions{Seed: 7, ErrorRate: 0.2})
 	g := NewGuard(sim, GuardOptions{Metrics: m, Ledger: ledger})
 
@@ -315,7 +315,7 @@ func TestGuardCostAccounting(t *testing.T) {
 
 func TestGuardEnforcedBudget(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
-	ledger := NewLedger(Budgets{HourlyUSD: 0.01, Enforce: true}, m, nil)
+	ledger := NewLedger(LedgerOptions{Budgets: Budgets{HourlyUSD: 0.5, Enforce: true}, Metrics: m})
 	g := NewGuard(NewSimulated(SimOptions{}), GuardOptions{Metrics: m, Ledger: ledger, DefaultModel: "claude-opus-4"})
 	var err error
 	for i := 0; i < 1000 && err == nil; i++ {
@@ -352,5 +352,63 @@ func TestGuardSimulatedRateLimit(t *testing.T) {
 	}
 	if s := g.BreakerStates()["llm_L1"]; s != "closed" {
 		t.Fatalf("429s opened the breaker: %s", s)
+	}
+}
+
+// TestGuardReservesAndSettles: the worst case is reserved before the
+// provider is called (other calls see it at once), a call that answers
+// settles at its price, one cut by the guard's timeout at its whole
+// reservation, one refused by the provider or the breaker at nothing; the
+// user in the context is charged.
+func TestGuardReservesAndSettles(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	ledger := NewLedger(LedgerOptions{Budgets: Budgets{HourlyUSD: 100, DailyUSD: 1000, Enforce: true, UserCalls: 1}, Metrics: m})
+	p := &scripted{}
+	g := NewGuard(p, GuardOptions{Metrics: m, Ledger: ledger, Timeout: 50 * time.Millisecond, Breaker: fastBreaker})
+	req := Request{Layer: "L2", Prompt: strings.Repeat("p", 100), MaxTokens: 512}
+	worst := g.WorstCost(req)
+	if want := Cost(DefaultModel, 100+framingTokens, 512); !near(worst, want) {
+		t.Fatalf("WorstCost %v, want %v (bytes + framing in, max_tokens out)", worst, want)
+	}
+	ctx := WithUser(context.Background(), "alice")
+
+	// A call cut by the timeout: while it runs, the reservation holds
+	// alice's one call and the spend; after, it stays charged in full.
+	p.push(errBlock)
+	done := make(chan error)
+	go func() { _, err := g.Complete(ctx, req); done <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	for ledger.Snapshot().InFlightUSD == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if s := ledger.Snapshot(); !near(s.HourUSD, worst) {
+		t.Fatalf("during the call: %+v, want the worst case $%v reserved", s, worst)
+	}
+	if _, err := g.Complete(ctx, req); !errors.Is(err, ErrUserLimit) {
+		t.Fatalf("alice's second call while her first runs: %v, want ErrUserLimit (cap 1)", err)
+	}
+	if err := <-done; !errors.Is(err, ErrTimeout) {
+		t.Fatalf("blocked call: %v, want ErrTimeout", err)
+	}
+	if s := ledger.Snapshot(); !near(s.HourUSD, worst) || !near(s.TotalUSD, worst) {
+		t.Fatalf("after the timeout: %+v, want the reservation charged", s)
+	}
+	// A provider error is not billed; an answer is billed at its price.
+	p.push(&APIError{Status: 500})
+	if _, err := g.Complete(ctx, req); err == nil {
+		t.Fatal("scripted 500 succeeded")
+	}
+	resp, err := g.Complete(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := ledger.Snapshot(); !near(s.HourUSD, worst+resp.CostUSD) {
+		t.Fatalf("after an error and an answer: hour $%v, want $%v", s.HourUSD, worst+resp.CostUSD)
+	}
+	if n := testutil.ToFloat64(m.Requests.WithLabelValues(DefaultModel, "L2", OutcomeUserLimited)); n != 1 {
+		t.Fatalf("user_limited outcomes %v, want 1", n)
+	}
+	if got := testutil.ToFloat64(m.BudgetReserved); !near(got, 3*worst) {
+		t.Fatalf("reserved $%v over 3 admitted calls of $%v", got, worst)
 	}
 }

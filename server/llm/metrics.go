@@ -15,6 +15,7 @@ const (
 	OutcomeCircuitOpen    = "circuit_open"    // refused by the breaker
 	OutcomeCanceled       = "canceled"        // the caller's context ended first
 	OutcomeBudgetExceeded = "budget_exceeded" // only with Budgets.Enforce
+	OutcomeUserLimited    = "user_limited"    // the user's share or call cap; only with Budgets.Enforce
 )
 
 // Metrics are the LLM side's Prometheus metrics. Create one per registry.
@@ -28,6 +29,11 @@ type Metrics struct {
 	Budget          *prometheus.GaugeVec     // hal9_llm_budget_dollars{window}: the configured limit
 	Spend           *prometheus.GaugeVec     // hal9_llm_spend_dollars{window}: spend in the rolling window
 	BudgetWarnings  *prometheus.CounterVec   // hal9_llm_budget_warnings_total{window}
+	BudgetReserved  prometheus.Counter       // hal9_llm_budget_reserved_dollars_total
+	BudgetSettled   prometheus.Counter       // hal9_llm_budget_settled_dollars_total
+	BudgetInFlight  prometheus.Gauge         // hal9_llm_budget_in_flight_dollars
+	BudgetRefusals  *prometheus.CounterVec   // hal9_llm_budget_refusals_total{reason}
+	BudgetFallbacks prometheus.Counter       // hal9_llm_budget_fallbacks_total
 }
 
 // DurationBuckets suit 5 ms (cached-fast L1) to 60 s (twice the timeout).
@@ -40,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hal9_llm_requests_total",
-			Help: "LLM calls by model, layer and outcome (ok, error, timeout, rate_limited, circuit_open, canceled, budget_exceeded).",
+			Help: "LLM calls by model, layer and outcome (ok, error, timeout, rate_limited, circuit_open, canceled, budget_exceeded, user_limited).",
 		}, []string{"model", "layer", "outcome"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hal9_llm_request_duration_seconds",
@@ -69,12 +75,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"window"}),
 		Spend: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hal9_llm_spend_dollars",
-			Help: "LLM spend in the rolling window (hour, day), updated on every call.",
+			Help: "LLM spend in the rolling window (hour, day) as the ledger last saw it: every replica sharing the ledger, calls in flight at their reservation.",
 		}, []string{"window"}),
 		BudgetWarnings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hal9_llm_budget_warnings_total",
 			Help: "Budget warnings logged (80 % and 100 % crossings) per window.",
 		}, []string{"window"}),
+		BudgetReserved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hal9_llm_budget_reserved_dollars_total",
+			Help: "Worst-case LLM cost reserved before calls (input tokens and max_tokens at the model's price), by this process.",
+		}),
+		BudgetSettled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hal9_llm_budget_settled_dollars_total",
+			Help: "LLM cost charged to the budget when calls ended: the real cost, or the reservation when the cost is unknown (timeout, caller gone), by this process.",
+		}),
+		BudgetInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hal9_llm_budget_in_flight_dollars",
+			Help: "LLM cost reserved by this process's calls still running.",
+		}),
+		BudgetRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hal9_llm_budget_refusals_total",
+			Help: "LLM calls refused by the ledger (enforced budgets only), by reason: hourly_budget, daily_budget (503 budget_exceeded), user_hourly_share, user_daily_share, user_calls (429).",
+		}, []string{"reason"}),
+		BudgetFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hal9_llm_budget_fallbacks_total",
+			Help: "Ledger operations taken in this process's memory because the shared ledger (Redis) failed or its breaker was open.",
+		}),
 	}
 	if reg != nil {
 		m.Requests = telemetry.Register(reg, m.Requests)
@@ -86,6 +112,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Budget = telemetry.Register(reg, m.Budget)
 		m.Spend = telemetry.Register(reg, m.Spend)
 		m.BudgetWarnings = telemetry.Register(reg, m.BudgetWarnings)
+		m.BudgetReserved = telemetry.Register(reg, m.BudgetReserved)
+		m.BudgetSettled = telemetry.Register(reg, m.BudgetSettled)
+		m.BudgetInFlight = telemetry.Register(reg, m.BudgetInFlight)
+		m.BudgetRefusals = telemetry.Register(reg, m.BudgetRefusals)
+		m.BudgetFallbacks = telemetry.Register(reg, m.BudgetFallbacks)
 	}
 	return m
 }

@@ -33,3 +33,17 @@ type Response struct {
 type Provider interface {
 	Complete(ctx context.Context, req Request) (Response, error)
 }
+
+type userKey struct{}
+
+// WithUser names the user an LLM call is made for: the Guard charges the
+// call to that user's share of the budget and call cap.
+func WithUser(ctx context.Context, userID string) context.Context {
+	return context.WithValue(ctx, userKey{}, userID)
+}
+
+// UserFrom is the user WithUser named, "" when none.
+func UserFrom(ctx context.Context) string {
+	u, _ := ctx.Value(userKey{}).(string)
+	return u
+}

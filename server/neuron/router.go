@@ -139,6 +139,7 @@ type Input struct {
 	Content  string
 	Layer    string
 	NeuronID string // optional entry neuron; must belong to Layer
+	UserID   string // whom the LLM calls are charged to (llm.WithUser); "" none
 }
 
 // BackwardPrefix starts the Error of every backward hop, which is how a
@@ -251,6 +252,9 @@ func (r *Router) Process(ctx context.Context, in Input) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if in.UserID != "" {
+		ctx = llm.WithUser(ctx, in.UserID)
+	}
 	res := Result{EntryNeuron: entry.ID}
 	path := []*node{entry}
 	for li := LayerIndex(in.Layer) - 1; li >= 1; li-- {
@@ -338,7 +342,7 @@ func (r *Router) hop(ctx context.Context, n *node, prompt string) (Hop, string, 
 			return hop, "", err
 		}
 		n.durationNS.Add(int64(hop.Duration))
-		if !errors.Is(err, llm.ErrBudgetExceeded) { // a refusal of the ledger, not of the neuron
+		if !errors.Is(err, llm.ErrBudgetExceeded) && !errors.Is(err, llm.ErrUserLimit) { // a refusal of the ledger, not of the neuron
 			n.failed.Add(1)
 			n.consecutive.Add(1)
 			msg := err.Error()

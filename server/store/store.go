@@ -137,6 +137,17 @@ type RefreshToken struct {
 	ExpiresAt time.Time
 }
 
+// LLMSpend is one bucket of LLM spend the servers' cost ledger keeps
+// (server/llm StoredSpend): Scope "" is everyone, else a user id; Kind
+// "minute" or "hour"; once Expires passes, the row is no longer read.
+type LLMSpend struct {
+	Scope   string
+	Kind    string
+	Start   time.Time
+	Expires time.Time
+	NanoUSD int64 // nano-dollars
+}
+
 // Store is HAL9's persistence. Every method is safe for concurrent use.
 // Writes on the request path are group-committed: concurrent writers share
 // one transaction and one WAL sync, and each returns once its commit is durable.
@@ -195,6 +206,17 @@ type Store interface {
 	// first when there is none: the first caller wins, and every later one,
 	// in any process on the same database, gets the same bytes.
 	EnsureSecret(ctx context.Context, name string, candidate []byte) ([]byte, error)
+
+	// AddLLMSpend adds each row's NanoUSD to the kept total of its (Scope,
+	// Kind, Start), creating the row (with its Expires), all in one
+	// transaction: the ledger writes its spend in aggregate, a few rows
+	// every few seconds, never one write per LLM call.
+	AddLLMSpend(ctx context.Context, rows []LLMSpend) error
+	// LLMSpend returns the rows not expired at now (Expires after it):
+	// everyone's (Scope "") only, or, with users, every scope's.
+	LLMSpend(ctx context.Context, now time.Time, users bool) ([]LLMSpend, error)
+	// DeleteLLMSpend removes the rows expired at now and returns how many.
+	DeleteLLMSpend(ctx context.Context, now time.Time) (int, error)
 
 	// SearchMemories runs a full-text query over userID's memories only;
 	// results best first. An empty userID matches nothing (memories without

@@ -44,7 +44,17 @@ func TestSharedAcrossClients(t *testing.T) {
 	if ok, _ := ra.Take(ctx, "ip:192.0.2.2", l); !ok {
 		t.Fatal("another key shares the bucket")
 	}
-	if n, err := a.Exists(ctx, "rate:"+Prefix+"ip:192.0.2.1").Result(); err != nil || n != 1 {
+	if n, err := a.Exists(ctx, Prefix+"ip:192.0.2.1").Result(); err != nil || n != 1 {
 		t.Fatalf("key not under the documented prefix: %v %v", n, err)
+	}
+	// A slot given back on one replica is free on the other; a bucket given
+	// back to empty is deleted.
+	ra.Give(ctx, "ip:192.0.2.1", l)
+	if ok, _ := rb.Take(ctx, "ip:192.0.2.1", l); !ok {
+		t.Fatal("the slot given back is still taken")
+	}
+	ra.Give(ctx, "ip:192.0.2.2", l)
+	if n, _ := a.Exists(ctx, Prefix+"ip:192.0.2.2").Result(); n != 0 {
+		t.Fatal("a bucket given back to empty is still kept")
 	}
 }

@@ -68,6 +68,7 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 	t.Run("FailManyPendingSignals", func(t *testing.T) { testFailManyPending(t, mustOpen(t)) })
 	t.Run("RefreshTokens", func(t *testing.T) { testRefreshTokens(t, mustOpen(t)) })
 	t.Run("Secrets", func(t *testing.T) { testSecrets(t, mustOpen(t)) })
+	t.Run("LLMSpend", func(t *testing.T) { testLLMSpend(t, mustOpen(t)) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceled(t, mustOpen(t)) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, mustOpen(t)) })
 	t.Run("CloseIsDurable", func(t *testing.T) {
