@@ -3,6 +3,7 @@ package capacity
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -56,9 +57,28 @@ func startQueue(t *testing.T, r float64) string {
 	return "http://" + l.Addr().String()
 }
 
+// queuePlan is a scenario of one GET against the queue.
+func queuePlan(t *testing.T) *load.Plan {
+	t.Helper()
+	plan, err := load.ParseScenario("queue.yaml", []byte(`name: queue
+workload:
+  kind: http
+  requests: [{path: /, expect: 204}]
+scenarios:
+  unused: {executor: constant-vus, vus: 1, duration: 1s}
+thresholds:
+  http_req_failed: ["rate<0.01"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
 // searchQueue runs the real search (lab/load's engine, the http workload)
-// against a queue of capacity r and checks the knee is within −10 %/+3 %
-// of r.
+// against a queue of capacity r with a fixed settle and step and an SLO
+// fitted to r, without retries, and checks the knee is within −10 %/+3 %
+// of r. (TestCapacityCheckDefaults runs the search as the command does.)
 //
 // Why it holds on a loaded 2-core machine. The search starts at 0.4 R and
 // doubles, so the rates it tries are always 0.4, 0.8, 1.6, then bisects
@@ -75,19 +95,7 @@ func startQueue(t *testing.T, r float64) string {
 // that is its second-largest sample, which one stall of the machine moves.
 func searchQueue(t *testing.T, r float64, settle, step time.Duration) *Result {
 	t.Helper()
-	target := startQueue(t, r)
-	plan, err := load.ParseScenario("queue.yaml", []byte(`name: queue
-workload:
-  kind: http
-  requests: [{path: /, expect: 204}]
-scenarios:
-  unused: {executor: constant-vus, vus: 1, duration: 1s}
-thresholds:
-  http_req_failed: ["rate<0.01"]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	target, plan := startQueue(t, r), queuePlan(t)
 	margin := 0.7 * (1 - 1/1.037) * (settle.Seconds() + 0.95*step.Seconds()) * 1000
 	slo := fmt.Sprintf("http_req_duration:p(95)<%.0f", 1000/r+margin)
 	ts, err := ParseSLO([]string{slo, "http_req_failed:rate<0.01"})
@@ -101,7 +109,7 @@ thresholds:
 	}
 	var prog strings.Builder
 	begin := time.Now()
-	res, err := Search(context.Background(), st, Config{StartRate: r * 0.4, Growth: 2, Ceiling: r * 20, Precision: 0.05, Progress: &prog})
+	res, err := Search(context.Background(), st, Config{StartRate: r * 0.4, Growth: 2, Ceiling: r * 20, Precision: 0.05, NoRetry: true, Progress: &prog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +156,98 @@ func TestCapacityCheck(t *testing.T) {
 		}
 		t.Run(f, func(t *testing.T) { searchQueue(t, r, 2*time.Second, 8*time.Second) })
 	}
+}
+
+// The stepper sizes each step by the StepRule: p99 < 50 ms settles 1 s; a
+// probe at 200 it/s runs the 2 s floor (400 samples, short of a full
+// step's 1,522: not full), a full step at 200 it/s runs 1,522 / 200 =
+// 7.61 s. Against a queue 10 times faster both pass.
+func TestLoadStepperLengths(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two real steps of ~13 s")
+	}
+	target, plan := startQueue(t, 2000), queuePlan(t)
+	slo, err := ParseSLO([]string{"http_req_duration:p(99)<50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewLoadStepper(LoadOptions{Plan: plan, Target: target, SLO: slo, Cooldown: 100 * time.Millisecond, GracefulStop: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		probe  bool
+		step   float64
+		full   bool
+		sample float64
+	}{
+		{true, 2, false, 400},
+		{false, 7.61, true, 1522},
+	} {
+		s, err := st.Step(context.Background(), 200, c.probe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.judge()
+		if s.SettleS != 1 || s.DurationS != c.step || s.Full != c.full || !s.Pass {
+			t.Errorf("probe %v: settle %v s, judged %v s, full %v, pass %v (%s); want 1 s, %v s, %v, pass", c.probe, s.SettleS, s.DurationS, s.Full, s.Pass, s.Engine, c.step, c.full)
+		}
+		if math.Abs(s.Samples-c.sample) > 0.02*c.sample {
+			t.Errorf("probe %v: %v samples in the judged phase, want %v (the rate × its length)", c.probe, s.Samples, c.sample)
+		}
+	}
+	var set Settings
+	st.Settings(&set)
+	if set.Samples != 1522 || set.ProbeSamples != 381 || set.SettleS != 1 || set.StepS != 0 || set.Rule == "" {
+		t.Errorf("settings %+v", set)
+	}
+}
+
+// TestCapacityCheckDefaults is the search with hal9-lab capacity's
+// default flags and the SLO p99 < 50 ms against queues of capacity R in
+// 800–3,000 req/s (make capacity-check: HAL9_CAPACITY_CHECK_DEFAULTS=
+// 800,1600,3000): the knee within −10 %/+3 % of R in at most 240 s, the
+// start rate's 10 it/s included. The queue and the engine share this
+// process and its cores; each R logs the machine's load average.
+func TestCapacityCheckDefaults(t *testing.T) {
+	v := os.Getenv("HAL9_CAPACITY_CHECK_DEFAULTS")
+	if v == "" {
+		t.Skip("set HAL9_CAPACITY_CHECK_DEFAULTS=800,1600,3000 (make capacity-check)")
+	}
+	for _, f := range strings.Split(v, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 || r > 20000 {
+			t.Fatalf("HAL9_CAPACITY_CHECK_DEFAULTS: %q is not a capacity in (0, 20000] requests/s", f)
+		}
+		t.Run(f, func(t *testing.T) {
+			target, plan := startQueue(t, r), queuePlan(t)
+			var prog strings.Builder
+			load0 := loadavg()
+			res, err := Run(context.Background(), plan, target, Params{SLO: []string{"http_req_duration:p(99)<50"}}, &prog, LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := res.Knee
+			t.Logf("R=%.0f: knee %.1f it/s = %.3f R (bound %.1f), limited by %s, %d steps in %.0f s; load average %s at the start, %s at the end\n%s",
+				r, k.Rate, k.Rate/r, k.Bound, k.LimitedBy, len(res.Steps), res.Took, load0, loadavg(), prog.String())
+			if !k.Found || k.LimitedBy != LimitServer {
+				t.Fatalf("knee %+v: want one limited by the server", k)
+			}
+			if q := k.Rate / r; q < 0.90 || q > 1.03 {
+				t.Errorf("knee %.1f it/s is %.3f × R=%.0f, want within [0.90, 1.03]", k.Rate, q, r)
+			}
+			if res.Took > 240 {
+				t.Errorf("the search took %.0f s, more than 240 s", res.Took)
+			}
+		})
+	}
+}
+
+// loadavg is /proc/loadavg's first three fields ("?" without /proc).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
