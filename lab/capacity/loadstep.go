@@ -306,6 +306,7 @@ func (s *LoadStepper) Step(ctx context.Context, rate float64, probe bool) (Step,
 		return Step{}, err
 	}
 	st.SettleS, st.Full, st.LabStallMS = settle.Seconds(), full, float64(stall)/float64(time.Millisecond)
+	st.Stalled = stallExplains(&st)
 	if st.AchievedRate > 0 && st.RequestRate > 0 {
 		s.perIter = st.RequestRate / st.AchievedRate
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,28 +209,29 @@ func TestLoadStepperLengths(t *testing.T) {
 // 800–3,000 req/s (make capacity-check: HAL9_CAPACITY_CHECK_DEFAULTS=
 // 800,1600,3000): the knee within −10 %/+3 % of R in at most 240 s, the
 // start rate's 10 it/s included. The queue and the engine share this
-// process and its cores; each R logs the machine's load average.
+// process and its cores; each search logs the machine's load average and
+// the longest stall of the process per step. HAL9_CAPACITY_CHECK_BEFORE
+// (a list of R) also runs, after each of those, the search as its
+// defaults were before the step rule (every step 5 s settle + 20 s
+// judged, 2 s apart, no retry): the "before" of the same run, not judged.
 func TestCapacityCheckDefaults(t *testing.T) {
 	v := os.Getenv("HAL9_CAPACITY_CHECK_DEFAULTS")
 	if v == "" {
 		t.Skip("set HAL9_CAPACITY_CHECK_DEFAULTS=800,1600,3000 (make capacity-check)")
 	}
-	for _, f := range strings.Split(v, ",") {
-		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || r <= 0 || r > 20000 {
-			t.Fatalf("HAL9_CAPACITY_CHECK_DEFAULTS: %q is not a capacity in (0, 20000] requests/s", f)
-		}
-		t.Run(f, func(t *testing.T) {
-			target, plan := startQueue(t, r), queuePlan(t)
-			var prog strings.Builder
-			load0 := loadavg()
-			res, err := Run(context.Background(), plan, target, Params{SLO: []string{"http_req_duration:p(99)<50"}}, &prog, LoadOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+	rs, err := capacities(v)
+	if err != nil {
+		t.Fatalf("HAL9_CAPACITY_CHECK_DEFAULTS: %v", err)
+	}
+	before, err := capacities(os.Getenv("HAL9_CAPACITY_CHECK_BEFORE"))
+	if err != nil {
+		t.Fatalf("HAL9_CAPACITY_CHECK_BEFORE: %v", err)
+	}
+	slo := []string{"http_req_duration:p(99)<50"}
+	for _, r := range rs {
+		t.Run(fmt.Sprint(r), func(t *testing.T) {
+			res := searchDefaults(t, r, Params{SLO: slo})
 			k := res.Knee
-			t.Logf("R=%.0f: knee %.1f it/s = %.3f R (bound %.1f), limited by %s, %d steps in %.0f s; load average %s at the start, %s at the end\n%s",
-				r, k.Rate, k.Rate/r, k.Bound, k.LimitedBy, len(res.Steps), res.Took, load0, loadavg(), prog.String())
 			if !k.Found || k.LimitedBy != LimitServer {
 				t.Fatalf("knee %+v: want one limited by the server", k)
 			}
@@ -240,7 +242,49 @@ func TestCapacityCheckDefaults(t *testing.T) {
 				t.Errorf("the search took %.0f s, more than 240 s", res.Took)
 			}
 		})
+		if slices.Contains(before, r) {
+			t.Run(fmt.Sprint(r, "-before"), func(t *testing.T) {
+				searchDefaults(t, r, Params{SLO: slo, Step: 20 * time.Second, Settle: 5 * time.Second, Cooldown: 2 * time.Second, NoRetry: true})
+			})
+		}
 	}
+}
+
+// capacities reads a comma-separated list of R (req/s).
+func capacities(v string) ([]float64, error) {
+	var rs []float64
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(f, 64)
+		if err != nil || r <= 0 || r > 20000 {
+			return nil, fmt.Errorf("%q is not a capacity in (0, 20000] requests/s", f)
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// searchDefaults runs capacity.Run, as hal9-lab capacity does, against a
+// queue of capacity r and logs the knee, the time and the machine's load.
+func searchDefaults(t *testing.T, r float64, p Params) *Result {
+	t.Helper()
+	target, plan := startQueue(t, r), queuePlan(t)
+	var prog strings.Builder
+	load0 := loadavg()
+	res, err := Run(context.Background(), plan, target, p, &prog, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := res.Knee
+	worst := 0.0
+	for _, s := range res.Steps {
+		worst = max(worst, s.LabStallMS)
+	}
+	t.Logf("R=%.0f: knee %.1f it/s = %.3f R (bound %.1f), limited by %s, %d steps in %.0f s; longest stall of the lab %.0f ms; load average %s at the start, %s at the end\n%s",
+		r, k.Rate, k.Rate/r, k.Bound, k.LimitedBy, len(res.Steps), res.Took, worst, load0, loadavg(), prog.String())
+	return res
 }
 
 // loadavg is /proc/loadavg's first three fields ("?" without /proc).

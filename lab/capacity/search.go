@@ -65,6 +65,11 @@ type Step struct {
 	// during the step (a 5 ms ticker's lateness): on a shared machine a
 	// stall longer than the SLO's latency bound breaks it by itself.
 	LabStallMS float64 `json:"lab_stall_ms"`
+	// Stalled: the step failed, and the lab's stall alone explains it (a
+	// stall of S ms breaks a latency bound L for the requests of S − L
+	// ms, so the stall is at least L plus the failing tail's share of the
+	// judged phase): the search runs the rate again (up to MaxExcused).
+	Stalled bool `json:"stalled,omitempty"`
 	// Engine says why the load generator did not hold the planned rate
 	// ("" when it did): dropped iterations over 1 %, VUs exhausted.
 	Engine    string `json:"engine,omitempty"`
@@ -220,7 +225,9 @@ var ErrNoStep = errors.New("capacity search: no step ran")
 //     machine latency noise is one-sided — a stall of the machine or of
 //     the load generator only adds latency — so a pass is believed and a
 //     failure is checked. A probe that passed but was not full is
-//     confirmed too when it ends up as the knee.
+//     confirmed too when it ends up as the knee. A failure that a stall
+//     of the lab process explains by itself (Step.Stalled) is run again
+//     without counting, up to MaxExcused times in a row.
 //   - bisect: full steps at the geometric mean of the last good and the
 //     first bad rate, until bad/good − 1 ≤ Precision. A confirmed failure
 //     at or below the good end moves it down to the highest pass below;
@@ -312,9 +319,7 @@ func (b *bracket) update(steps []Step, noRetry bool) {
 		}
 		return
 	}
-	n := len(steps)
-	checked := n > 1 && !steps[n-2].Pass && steps[n-2].PlannedRate == s.PlannedRate // the failure's second
-	if !checked && (!noRetry || !s.Full) {
+	if !failureStands(steps, noRetry) {
 		b.failed = &s
 		return
 	}
@@ -328,6 +333,32 @@ func (b *bracket) update(steps []Step, noRetry bool) {
 			b.good = &p
 		}
 	}
+}
+
+// MaxExcused is how many failures in a row at a rate the lab's own stalls
+// may excuse (Step.Stalled) before they count like any other.
+const MaxExcused = 2
+
+// failureStands says whether the failures in a row at the last step's
+// rate make it bad: two that count (one with noRetry), at least one of
+// them a full step. A failure the lab's stall explains does not count,
+// up to MaxExcused of them.
+func failureStands(steps []Step, noRetry bool) bool {
+	rate := steps[len(steps)-1].PlannedRate
+	counted, excused, full := 0, 0, false
+	for i := len(steps) - 1; i >= 0 && steps[i].PlannedRate == rate && !steps[i].Pass; i-- {
+		if steps[i].Stalled && excused < MaxExcused {
+			excused++
+			continue
+		}
+		counted++
+		full = full || steps[i].Full
+	}
+	need := 2
+	if noRetry {
+		need = 1
+	}
+	return counted >= need && full
 }
 
 func fillKnee(res *Result, good, bad *Step) {
@@ -370,6 +401,9 @@ func progress(w io.Writer, n int, s *Step) {
 	}
 	if s.LabStallMS >= 20 {
 		line += fmt.Sprintf("; the lab stalled %.0f ms", s.LabStallMS)
+	}
+	if s.Stalled {
+		line += ", which alone breaks the SLO: run again"
 	}
 	fmt.Fprintln(w, line) // one write: the lab turns writes into progress lines
 }

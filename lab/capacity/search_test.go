@@ -15,13 +15,14 @@ import (
 // short steps, are full from fullFrom it/s up (0: always), as StepRule
 // makes them when the floor holds a full step's samples. lies flips the
 // verdict of the first n steps at a rate (rounded to it/s): a stall of the
-// machine, or too few samples in a short probe. What is tested here is the
+// machine, or too few samples in a short probe; stalls marks the first n
+// failures at a rate as explained by the lab's stall (Step.Stalled). What is tested here is the
 // search's state machine; lab/load's engine against a queue of known
 // capacity is in loadstep_test.go.
 type simTarget struct {
 	c, engineMax, noise float64
 	fullFrom            float64
-	lies                map[int]int
+	lies, stalls        map[int]int
 	rng                 *rand.Rand
 	calls               int
 }
@@ -40,6 +41,10 @@ func (t *simTarget) Step(_ context.Context, rate float64, probe bool) (Step, err
 	s := Step{AchievedRate: rate, RequestRate: 1.5 * rate, P99: 50, MeanMS: 10, SLOOK: ok, Full: !probe || rate >= t.fullFrom}
 	if !s.SLOOK {
 		s.P99 = 50 + 100*math.Abs(rate-c)
+		if r := int(math.Round(rate)); t.stalls[r] > 0 {
+			s.Stalled = true
+			t.stalls[r]--
+		}
 	}
 	if t.engineMax > 0 && rate > t.engineMax {
 		s.Engine = "dropped 5% of planned iterations"
@@ -88,6 +93,13 @@ func TestSearch(t *testing.T) {
 		{"a stall in a full step", simTarget{c: 437, lies: map[int]int{381: 1}}, Config{StartRate: 10}, true, LimitServer, 437 / 1.05, 437, 0, "rrrrrrrcbcbcbb"},
 		// Two stalls in a row at a rate are believed.
 		{"two stalls", simTarget{c: 437, lies: map[int]int{381: 2}}, Config{StartRate: 10}, true, LimitServer, 320, 381, 0, ""},
+		// Unless the lab's stall explains them: two excused failures at 40,
+		// then a pass.
+		{"two failures the lab's stalls explain", simTarget{c: 437, lies: map[int]int{40: 2}, stalls: map[int]int{40: 2}}, Config{StartRate: 10},
+			true, LimitServer, 437 / 1.05, 437, 0, "rrrccrrrrcbcbbb"},
+		// Excuses run out: the third and fourth failures at 40 count.
+		{"four failures the lab's stalls explain", simTarget{c: 437, lies: map[int]int{40: 4}, stalls: map[int]int{40: 4}}, Config{StartRate: 10},
+			true, LimitServer, 20, 40, 0, "rrrcccbbbb"},
 		// The probe at 80 passes though the capacity is 70 and is not
 		// full: the bisection's steps fail down to it, its confirmation
 		// fails, and the bracket falls back to [40, 80].

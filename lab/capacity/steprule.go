@@ -115,6 +115,41 @@ type StepRule struct {
 // thresholdExpr reads an expression the load engine has validated.
 var thresholdExpr = regexp.MustCompile(`^\s*(p\(\s*([0-9.]+)\s*\)|med|avg|max|min|rate|count|value)\s*(<=|>=|===|==|!=|<|>)\s*([-+0-9.eE]+)\s*$`)
 
+// expr is a threshold expression taken apart: its aggregation ("p" for
+// p(N)), the quantile as a fraction (p(N), med; -1 otherwise), the
+// operator and the bound.
+type expr struct {
+	agg, op  string
+	q, bound float64
+}
+
+func parseExpr(s string) (expr, bool) {
+	m := thresholdExpr.FindStringSubmatch(s)
+	if m == nil {
+		return expr{}, false
+	}
+	e := expr{agg: m[1], op: m[3], q: -1}
+	var err error
+	if e.bound, err = strconv.ParseFloat(m[4], 64); err != nil {
+		return expr{}, false
+	}
+	switch {
+	case m[2] != "":
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			return expr{}, false
+		}
+		e.agg, e.q = "p", v/100
+	case e.agg == "med":
+		e.q = 0.5
+	}
+	return e, true
+}
+
+// upperBound says whether e caps a latency quantile (p(N) or med below a
+// positive bound).
+func (e expr) upperBound() bool { return e.q >= 0 && (e.op == "<" || e.op == "<=") && e.bound > 0 }
+
 // latencyMetrics are the trends whose bound a growing queue breaks.
 var latencyMetrics = map[string]bool{load.MetricHTTPReqDuration: true, load.MetricHTTPReqWaiting: true,
 	load.MetricIterDuration: true, load.MetricIterResponse: true}
@@ -124,26 +159,14 @@ var latencyMetrics = map[string]bool{load.MetricHTTPReqDuration: true, load.Metr
 func NewStepRule(slo []load.Threshold, precision float64) StepRule {
 	r := StepRule{Settle: MinSettle}
 	for _, t := range slo {
-		m := thresholdExpr.FindStringSubmatch(t.Expr)
-		if m == nil {
-			continue
-		}
-		agg, op := m[1], m[3]
-		bound, err := strconv.ParseFloat(m[4], 64)
-		if err != nil {
+		e, ok := parseExpr(t.Expr)
+		if !ok {
 			continue
 		}
 		name, _, _ := strings.Cut(t.Metric, "{")
-		q := -1.0
-		switch {
-		case m[2] != "":
-			if v, err := strconv.ParseFloat(m[2], 64); err == nil {
-				q = v / 100
-			}
-		case agg == "med":
-			q = 0.5
-		case agg == "rate" && name != load.MetricHTTPReqs && name != load.MetricIterations: // a counter's rate is per second
-			q = bound
+		q := e.q
+		if e.agg == "rate" && name != load.MetricHTTPReqs && name != load.MetricIterations { // a counter's rate is per second
+			q = e.bound
 		}
 		what := t.Metric + ":" + strings.TrimSpace(t.Expr)
 		if q >= 0 {
@@ -152,8 +175,8 @@ func NewStepRule(slo []load.Threshold, precision float64) StepRule {
 				r.ProbeSamples = SamplesFor(q, ProbeRankPrecision, Confidence)
 			}
 		}
-		if latencyMetrics[name] && agg != "min" && (op == "<" || op == "<=") && bound > 0 && precision > 0 {
-			if d := time.Duration(bound / precision * float64(time.Millisecond)); d > r.Settle {
+		if latencyMetrics[name] && e.agg != "min" && e.agg != "rate" && (e.op == "<" || e.op == "<=") && e.bound > 0 && precision > 0 {
+			if d := time.Duration(e.bound / precision * float64(time.Millisecond)); d > r.Settle {
 				r.Settle, r.SettleFrom = min(d, MaxSettle), what
 			}
 		}
@@ -194,4 +217,43 @@ func (r StepRule) String() string {
 		s += " (" + r.SettleFrom + " ÷ precision)"
 	}
 	return s
+}
+
+// stallExplains says whether the lab's longest stall during a failed step
+// explains the failure by itself. Requests that arrive during a stall of
+// S ms wait up to S ms whatever the server does, so S ms break a bound L
+// for about S − L ms of arrivals: the stall explains a failure when, for
+// every failing threshold (a quantile of http_req_duration under L), S is
+// at least L plus the share of samples over L — at least ½, 5 %, 1 % or
+// 0.1 % by the step's p50, p95 and p99 — times the judged phase. (At high
+// utilisation a stall's queue takes longer to drain than S, so shorter
+// stalls break the SLO too; those failures count, and the confirmation
+// step answers for them.)
+func stallExplains(st *Step) bool {
+	if st.SLOOK || st.LabStallMS <= 0 {
+		return false
+	}
+	for _, t := range st.SLO {
+		if t.OK {
+			continue
+		}
+		name, sel, _ := strings.Cut(t.Metric, "{")
+		e, ok := parseExpr(t.Expr)
+		if name != load.MetricHTTPReqDuration || (sel != "" && sel != "expected_response:true}") || !ok || !e.upperBound() {
+			return false
+		}
+		share := 0.001
+		switch {
+		case st.P50 > e.bound:
+			share = 0.5
+		case st.P95 > e.bound:
+			share = 0.05
+		case st.P99 > e.bound:
+			share = 0.01
+		}
+		if st.LabStallMS < e.bound+share*st.DurationS*1000 {
+			return false
+		}
+	}
+	return true
 }

@@ -133,3 +133,40 @@ func TestStepRuleLengths(t *testing.T) {
 		}
 	}
 }
+
+// A failure is the lab's stall's when the stall alone could have pushed
+// the failing tail over the bound: L plus the tail's share of the judged
+// phase (here 50 ms + 1 % of 5 s = 100 ms for a p99 failure).
+func TestStallExplains(t *testing.T) {
+	slo := func(metric, expr string) []Threshold { return []Threshold{{Metric: metric, Expr: expr}} }
+	p99 := slo("http_req_duration", "p(99)<50")
+	for _, c := range []struct {
+		name          string
+		slo           []Threshold
+		p50, p95, p99 float64
+		stall         float64
+		want          bool
+	}{
+		{"a p99 failure, a 214 ms stall", p99, 1.4, 20, 101, 214, true},
+		{"a p99 failure, a 90 ms stall", p99, 1.4, 20, 101, 90, false},
+		{"half the samples over: an overload", p99, 524, 700, 744, 245, false},
+		{"5 % over needs 300 ms", p99, 10, 60, 120, 310, true},
+		{"5 % over, a 250 ms stall", p99, 10, 60, 120, 250, false},
+		{"an error rate failure", slo("http_req_failed", "rate<0.01"), 1, 2, 3, 5000, false},
+		{"a tagged subset", slo("http_req_duration{op:signal}", "p(99)<50"), 1, 2, 80, 5000, false},
+		{"an average", slo("http_req_duration", "avg<50"), 1, 2, 80, 5000, false},
+		{"the expected-response selector", slo("http_req_duration{expected_response:true}", "p(99)<50"), 1.4, 20, 101, 214, true},
+	} {
+		st := Step{SLO: c.slo, P50: c.p50, P95: c.p95, P99: c.p99, LabStallMS: c.stall, DurationS: 5}
+		if got := stallExplains(&st); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		st.SLO = append([]Threshold{{Metric: "http_req_duration", Expr: "p(95)<500", OK: true}}, st.SLO...) // a passing one does not matter
+		if got := stallExplains(&st); got != c.want {
+			t.Errorf("%s, beside a passing threshold: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if stallExplains(&Step{SLOOK: true, LabStallMS: 1000}) {
+		t.Error("a passing step explained")
+	}
+}
