@@ -294,7 +294,7 @@ func (s *LoadStepper) Step(ctx context.Context, rate float64, probe bool) (Step,
 	stalls := startStallMeter()
 	res, err := load.Run(ctx, plan, load.Options{Target: o.Target, Workload: s.wl, Logger: o.Logger, Registerer: o.Registerer,
 		RunID: o.RunID, Seed: 1})
-	stall := stalls()
+	stall, stallShare := stalls()
 	if err != nil {
 		return Step{}, fmt.Errorf("capacity step at %.4g it/s: %w", rate, err)
 	}
@@ -305,7 +305,7 @@ func (s *LoadStepper) Step(ctx context.Context, rate float64, probe bool) (Step,
 	if err != nil {
 		return Step{}, err
 	}
-	st.SettleS, st.Full, st.LabStallMS = settle.Seconds(), full, float64(stall)/float64(time.Millisecond)
+	st.SettleS, st.Full, st.LabStallMS, st.LabStalledShare = settle.Seconds(), full, float64(stall)/float64(time.Millisecond), stallShare
 	st.Stalled = stallExplains(&st)
 	if st.AchievedRate > 0 && st.RequestRate > 0 {
 		s.perIter = st.RequestRate / st.AchievedRate

@@ -65,6 +65,9 @@ type Step struct {
 	// during the step (a 5 ms ticker's lateness): on a shared machine a
 	// stall longer than the SLO's latency bound breaks it by itself.
 	LabStallMS float64 `json:"lab_stall_ms"`
+	// LabStalledShare is the share of the step's time the lab process was
+	// late by a millisecond or more (the same ticker's lateness, summed).
+	LabStalledShare float64 `json:"lab_stalled_share"`
 	// Stalled: the step failed, and the lab's stall alone explains it (a
 	// stall of S ms breaks a latency bound L for the requests of S − L
 	// ms, so the stall is at least L plus the failing tail's share of the
@@ -400,7 +403,7 @@ func progress(w io.Writer, n int, s *Step) {
 		line += "; engine: " + s.Engine
 	}
 	if s.LabStallMS >= 20 {
-		line += fmt.Sprintf("; the lab stalled %.0f ms", s.LabStallMS)
+		line += fmt.Sprintf("; the lab stalled %.0f ms (late %.1f%% of the time)", s.LabStallMS, 100*s.LabStalledShare)
 	}
 	if s.Stalled {
 		line += ", which alone breaks the SLO: run again"
