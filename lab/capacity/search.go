@@ -268,8 +268,32 @@ func Search(ctx context.Context, st Stepper, cfg Config) (*Result, error) {
 		return res, ErrNoStep
 	}
 	fillKnee(res, b.good, b.bad)
+	noteStalls(res)
 	fitSteps(res)
 	return res, nil
+}
+
+// StalledNote is the share of time late from which the lab's own stalls
+// near the knee get a note in the result.
+const StalledNote = 0.02
+
+// noteStalls says so when the lab process was late a noticeable share of
+// the time in the steps at the knee and at its bound: its bursts then
+// queue at a server loaded above about 1 − that share by themselves, and
+// the knee is partly the machine's.
+func noteStalls(res *Result) {
+	k := res.Knee
+	share, worst := 0.0, 0.0
+	for _, s := range res.Steps {
+		if s.PlannedRate == k.Rate || s.PlannedRate == k.Bound {
+			share, worst = max(share, s.LabStalledShare), max(worst, s.LabStallMS)
+		}
+	}
+	if share >= StalledNote {
+		res.Notes = append(res.Notes, fmt.Sprintf("the lab process was late %.1f%% of the time in the steps at the knee and its bound (longest stall %.0f ms): "+
+			"the iterations due meanwhile went out in bursts, which queue by themselves at a server loaded above about %.0f%% of its capacity; "+
+			"on a shared machine the knee is partly the machine's (measure again on a quiet one)", 100*share, worst, 100*(1-share)))
+	}
 }
 
 // bracket is the search's state: the highest passing rate below the

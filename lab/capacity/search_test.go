@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -23,6 +24,7 @@ type simTarget struct {
 	c, engineMax, noise float64
 	fullFrom            float64
 	lies, stalls        map[int]int
+	late                float64 // every step's LabStalledShare
 	rng                 *rand.Rand
 	calls               int
 }
@@ -38,7 +40,7 @@ func (t *simTarget) Step(_ context.Context, rate float64, probe bool) (Step, err
 		ok = !ok
 		t.lies[r]--
 	}
-	s := Step{AchievedRate: rate, RequestRate: 1.5 * rate, P99: 50, MeanMS: 10, SLOOK: ok, Full: !probe || rate >= t.fullFrom}
+	s := Step{AchievedRate: rate, RequestRate: 1.5 * rate, P99: 50, MeanMS: 10, SLOOK: ok, Full: !probe || rate >= t.fullFrom, LabStalledShare: t.late}
 	if !s.SLOOK {
 		s.P99 = 50 + 100*math.Abs(rate-c)
 		if r := int(math.Round(rate)); t.stalls[r] > 0 {
@@ -70,6 +72,7 @@ func TestSearch(t *testing.T) {
 		// Every failure is confirmed by a second full step.
 		{"monotone", simTarget{c: 437}, Config{StartRate: 10}, true, LimitServer, 437 / 1.05, 437, 0, "rrrrrrrcbcbbb"},
 		{"monotone, no retry", simTarget{c: 437}, strict, true, LimitServer, 437 / 1.05, 437, 0, "rrrrrrrbbbb"},
+		{"monotone, the lab late 5 % of the time", simTarget{c: 437, late: 0.05}, strict, true, LimitServer, 437 / 1.05, 437, 0, "rrrrrrrbbbb"},
 		{"noisy ±3%", simTarget{c: 437, noise: 0.03}, Config{StartRate: 10}, true, LimitServer, 437 * 0.97 / 1.05, 437 * 1.03, 0, ""},
 		{"failing at the lowest rate", simTarget{c: 5}, Config{StartRate: 10}, false, LimitServer, 0, 0, 99, "rc"},
 		{"failing at the lowest rate, no retry", simTarget{c: 5}, strict, false, LimitServer, 0, 0, 99, "r"},
@@ -144,6 +147,9 @@ func TestSearch(t *testing.T) {
 			}
 			if c.found && c.limited != LimitCeiling && k.Bound/k.Rate-1 > res.Settings.Precision+1e-9 {
 				t.Errorf("knee %.2f and bound %.2f are further apart than the precision %.2f", k.Rate, k.Bound, res.Settings.Precision)
+			}
+			if noted := slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "the lab process was late 5.0%") }); noted != (tg.late > 0) {
+				t.Errorf("notes %q: want one on the lab's stalls iff it was late", res.Notes)
 			}
 			if k.Found && (len(k.SLO) != 1 || k.SLO[0] != "http_req_duration:p(99)<500") {
 				t.Errorf("knee SLO %v", k.SLO)
