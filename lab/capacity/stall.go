@@ -5,18 +5,21 @@ import (
 	"time"
 )
 
-// stallEvery is the stall meter's period: it sees stalls longer than a
+// stallEvery is the stall meter's sleep: it sees stalls longer than a
 // few of them (an SLO's latency bound is tens of milliseconds or more).
 const stallEvery = 5 * time.Millisecond
 
-// startStallMeter measures how late the lab process wakes up: a ticker
-// every stallEvery; stop returns the longest lateness and the share of
-// the time spent late (lateness of a millisecond or more, summed, over
-// the time measured). On a shared machine the load generator is
-// descheduled now and then; a stall sends the iterations due meanwhile in
-// a burst, which queues at the server: a server loaded at ρ drains such a
-// backlog at 1−ρ of real time, so a lab stalled a share s of the time
-// shows queues from its own bursts at ρ above about 1−s (docs/capacity.md).
+// startStallMeter measures how late the lab process runs a goroutine that
+// is ready: it sleeps stallEvery again and again and takes how much longer
+// than that each sleep lasted (the wait to be run again; overshoots under
+// a millisecond, timer slack, are left out). stop returns the longest and
+// the share of the measured time they add up to. On a shared machine the
+// load generator is descheduled now and then, and when the lab's own
+// goroutines fill its cores it falls behind too; either way the
+// iterations due meanwhile go out late in a burst, which queues at the
+// server: a server loaded at ρ drains such a backlog at 1−ρ of real time,
+// so a lab late a share s of the time shows queues of its own making at ρ
+// above about 1−s (docs/capacity.md).
 func startStallMeter() (stop func() (worst time.Duration, share float64)) {
 	var worst, total time.Duration
 	done := make(chan struct{})
@@ -25,21 +28,20 @@ func startStallMeter() (stop func() (worst time.Duration, share float64)) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(stallEvery)
+		t := time.NewTimer(stallEvery)
 		defer t.Stop()
-		last := begin
 		for {
+			asleep := time.Now()
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				now := time.Now() // the tick's own time is when it fired, not when this woke
-				if late := now.Sub(last) - stallEvery; late >= time.Millisecond {
-					worst = max(worst, late)
-					total += late
-				}
-				last = now
 			}
+			if late := time.Since(asleep) - stallEvery; late >= time.Millisecond {
+				worst = max(worst, late)
+				total += late
+			}
+			t.Reset(stallEvery)
 		}
 	}()
 	return func() (time.Duration, float64) {
