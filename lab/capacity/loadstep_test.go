@@ -236,7 +236,7 @@ func TestCapacityCheckDefaults(t *testing.T) {
 				t.Fatalf("knee %+v: want one limited by the server", k)
 			}
 			if q := k.Rate / r; q < 0.90 || q > 1.03 {
-				t.Errorf("knee %.1f it/s is %.3f × R=%.0f, want within [0.90, 1.03]", k.Rate, q, r)
+				t.Errorf("knee %.1f it/s is %.3f × R=%.0f, want within [0.90, 1.03]; notes: %q", k.Rate, q, r, res.Notes)
 			}
 			if res.Took > 240 {
 				t.Errorf("the search took %.0f s, more than 240 s", res.Took)
