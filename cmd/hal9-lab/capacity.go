@@ -23,9 +23,10 @@ which the SLO holds. The scenario file gives the workload and, unless
 executors are replaced by the search's constant-arrival-rate steps (a
 think time is dropped). The rate doubles from --start-rate in short
 probes until one fails, then bisects between the last good and the first
-bad rate to --precision with full steps (a short probe that bounds the
-knee is confirmed by a full step). Each step settles unjudged, then is
-judged. By default a step lasts as long as its SLO needs: the settle the
+bad rate to --precision with full steps. A failing step is run again
+and counts when that fails too (--no-retry: at once, for a full step);
+a short probe that ends up as the knee is confirmed by a full step. Each
+step settles unjudged, then is judged. By default a step lasts as long as its SLO needs: the settle the
 time a queue 1+precision over capacity takes to break the SLO's latency
 bound (1 s for p99<50 ms), the judged part until it holds enough samples
 for the SLO's quantile (1,522 for a p99; probes 381), within 2-20 s
