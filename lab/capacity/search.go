@@ -62,11 +62,11 @@ type Step struct {
 	SLO         []Threshold `json:"slo"`
 	SLOOK       bool        `json:"slo_ok"`
 	// LabStallMS is the longest the lab process went without running
-	// during the step (a 5 ms ticker's lateness): on a shared machine a
+	// during the step (how much longer a 5 ms sleep took): on a shared machine a
 	// stall longer than the SLO's latency bound breaks it by itself.
 	LabStallMS float64 `json:"lab_stall_ms"`
 	// LabStalledShare is the share of the step's time the lab process was
-	// late by a millisecond or more (the same ticker's lateness, summed).
+	// late by a millisecond or more (those overshoots, summed).
 	LabStalledShare float64 `json:"lab_stalled_share"`
 	// Stalled: the step failed, and the lab's stall alone explains it (a
 	// stall of S ms breaks a latency bound L for the requests of S − L
