@@ -6,6 +6,7 @@ PROFILE ?= smoke
 LAB_FLAGS ?=
 GATE_FLAGS ?=
 CAPACITY_CHECK ?= 25,50,100,200
+CAPACITY_CHECK_DEFAULTS ?= 800,1600,3000
 FUZZTIME ?= 10s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE ?= hal9-lab/hal9:$(VERSION)
@@ -27,8 +28,8 @@ lab: build ## the lab run (PROFILE=smoke, LAB_FLAGS=...): every backend that can
 capacity: build ## the knee per backend, its service demands, USL fit and fleet projection (PROFILE=capacity, ~12 min)
 	$(BIN)/hal9-lab run --profile capacity $(LAB_FLAGS)
 
-capacity-check: ## the knee search against queues of known capacity (CAPACITY_CHECK=25,50,100,200 req/s; ~1.5 min each)
-	HAL9_CAPACITY_CHECK=$(CAPACITY_CHECK) $(GO) test -count=1 -timeout 30m -run '^TestCapacityCheck$$' -v ./lab/capacity/
+capacity-check: ## the knee search against queues of known capacity: fixed steps (CAPACITY_CHECK=25,50,100,200 req/s, ~1.5 min each), default flags with p99<50 ms (CAPACITY_CHECK_DEFAULTS=800,1600,3000, ≤ 4 min each)
+	HAL9_CAPACITY_CHECK=$(CAPACITY_CHECK) HAL9_CAPACITY_CHECK_DEFAULTS=$(CAPACITY_CHECK_DEFAULTS) $(GO) test -count=1 -timeout 40m -run '^TestCapacityCheck(Defaults)?$$' -v ./lab/capacity/
 
 test: vet unit fuzz alerts ## vet, race-enabled tests, a short fuzz run, promtool checks
 

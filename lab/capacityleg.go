@@ -39,14 +39,15 @@ func (s *Session) loadCapacity() error {
 	if err != nil {
 		return fmt.Errorf("capacity.scenario: %w", err)
 	}
-	if spec.Params.Step == 0 || spec.Params.Settle == 0 { // defaults, then --scale
-		p := spec.Params
-		p.Defaults()
-		spec.Params.Step, spec.Params.Settle = p.Step, p.Settle
-	}
-	if s.opts.Scale != 1 {
+	if s.opts.Scale != 1 { // a fixed step and settle, else the step rule's lengths
 		scale := func(d time.Duration) time.Duration { return max(time.Duration(float64(d)*s.opts.Scale), time.Second) }
-		spec.Params.Step, spec.Params.Settle = scale(spec.Params.Step), scale(spec.Params.Settle)
+		if spec.Params.Step > 0 {
+			spec.Params.Step = scale(spec.Params.Step)
+		}
+		if spec.Params.Settle > 0 {
+			spec.Params.Settle = scale(spec.Params.Settle)
+		}
+		spec.Params.Scale = s.opts.Scale
 	}
 	s.capacity = &capacityRun{spec: spec, plan: plan, seen: map[string]*capacity.Counts{}}
 	return nil

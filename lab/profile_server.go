@@ -152,7 +152,7 @@ type CapacitySpec struct {
 	capacity.Params `yaml:",inline"`
 }
 
-var capacityKeys = []string{"scenario", "slo", "start_rate", "growth", "ceiling", "precision", "max_steps", "step", "settle", "max_vus", "cooldown"}
+var capacityKeys = []string{"scenario", "slo", "start_rate", "growth", "ceiling", "precision", "max_steps", "no_retry", "step", "settle", "max_vus", "cooldown"}
 
 // UnmarshalYAML refuses unknown keys and reads durations as Go durations.
 func (c *CapacitySpec) UnmarshalYAML(n *yaml.Node) error {
@@ -167,6 +167,7 @@ func (c *CapacitySpec) UnmarshalYAML(n *yaml.Node) error {
 		Ceiling   float64  `yaml:"ceiling"`
 		Precision float64  `yaml:"precision"`
 		MaxSteps  int      `yaml:"max_steps"`
+		NoRetry   bool     `yaml:"no_retry"`
 		Step      Duration `yaml:"step"`
 		Settle    Duration `yaml:"settle"`
 		MaxVUs    int      `yaml:"max_vus"`
@@ -177,7 +178,7 @@ func (c *CapacitySpec) UnmarshalYAML(n *yaml.Node) error {
 	}
 	c.Scenario = raw.Scenario
 	c.Params = capacity.Params{SLO: raw.SLO, StartRate: raw.StartRate, Growth: raw.Growth, Ceiling: raw.Ceiling, Precision: raw.Precision,
-		MaxSteps: raw.MaxSteps, Step: raw.Step.D(), Settle: raw.Settle.D(), MaxVUs: raw.MaxVUs, Cooldown: raw.Cooldown.D()}
+		MaxSteps: raw.MaxSteps, NoRetry: raw.NoRetry, Step: raw.Step.D(), Settle: raw.Settle.D(), MaxVUs: raw.MaxVUs, Cooldown: raw.Cooldown.D()}
 	return nil
 }
 

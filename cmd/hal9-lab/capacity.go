@@ -21,11 +21,18 @@ Finds the knee: the highest arrival rate (iterations/s, an open model) at
 which the SLO holds. The scenario file gives the workload and, unless
 --slo is given, the SLO (its latency and error-rate thresholds); its
 executors are replaced by the search's constant-arrival-rate steps (a
-think time is dropped). The rate doubles from --start-rate until a step
-fails, then bisects between the last good and the first bad rate to
---precision. Each step runs --settle unjudged, then --step judged. A step
-the load generator could not hold (dropped iterations over 1 %, every VU
-busy) is the lab's limit, reported as "engine", never as the server's knee.
+think time is dropped). The rate doubles from --start-rate in short
+probes until one fails, then bisects between the last good and the first
+bad rate to --precision with full steps. A failing step is run again
+and counts when that fails too (--no-retry: at once, for a full step);
+a short probe that ends up as the knee is confirmed by a full step. Each
+step settles unjudged, then is judged. By default a step lasts as long as its SLO needs: the settle the
+time a queue 1+precision over capacity takes to break the SLO's latency
+bound (1 s for p99<50 ms), the judged part until it holds enough samples
+for the SLO's quantile (1,522 for a p99; probes 381), within 2-20 s
+(probes 2-5 s); --step and --settle fix them. A step the load generator
+could not hold (dropped iterations over 1 %, every VU busy) is the lab's
+limit, reported as "engine", never as the server's knee.
 
 Exit status: 0 a knee was found (whatever limited it), 99 even the start
 rate broke the SLO, 1 errors (also: the engine failed at the start rate),
@@ -45,15 +52,16 @@ func newCapacityFlagSet(f *capacityFlags, getenv func(string) string) *flag.Flag
 	fs.StringVar(&f.target, "target", getenv("HAL9_TARGET"), "base URL of the server under test (env HAL9_TARGET)")
 	fs.Var(&f.slo, "slo", "an SLO threshold METRIC:EXPR in the scenario files' syntax, e.g. 'http_req_duration:p(99)<500' (repeatable; default: the file's thresholds)")
 	fs.StringVar(&f.export, "summary-export", "", "write the search's JSON (knee, every step, the USL fit) to this file")
-	fs.Float64Var(&f.p.StartRate, "start-rate", 10, "first step's rate, iterations/s")
-	fs.Float64Var(&f.p.Growth, "growth", 2, "ramp factor between steps until one fails")
-	fs.Float64Var(&f.p.Ceiling, "ceiling", 5000, "highest rate tried, iterations/s")
-	fs.Float64Var(&f.p.Precision, "precision", 0.05, "stop bisecting when bad/good − 1 is at most this")
-	fs.IntVar(&f.p.MaxSteps, "max-steps", 30, "bound on the number of steps")
-	fs.DurationVar(&f.p.Step, "step", capacity.DefaultStep, "judged length of each step")
-	fs.DurationVar(&f.p.Settle, "settle", capacity.DefaultSettle, "unjudged load before each step's judged part (0: none)")
+	fs.Float64Var(&f.p.StartRate, "start-rate", capacity.DefaultStartRate, "first step's rate, iterations/s")
+	fs.Float64Var(&f.p.Growth, "growth", capacity.DefaultGrowth, "ramp factor between steps until one fails")
+	fs.Float64Var(&f.p.Ceiling, "ceiling", capacity.DefaultCeiling, "highest rate tried, iterations/s")
+	fs.Float64Var(&f.p.Precision, "precision", capacity.DefaultPrecision, "stop bisecting when bad/good − 1 is at most this")
+	fs.IntVar(&f.p.MaxSteps, "max-steps", capacity.DefaultMaxSteps, "bound on the number of steps")
+	fs.BoolVar(&f.p.NoRetry, "no-retry", false, "let a failing full step stand without a second one (default: a failure counts when a second full step at its rate fails too)")
+	fs.DurationVar(&f.p.Step, "step", 0, "fixed judged length of every step (default: as long as the SLO's quantile needs, 2-20s)")
+	fs.DurationVar(&f.p.Settle, "settle", 0, "fixed unjudged load before each step's judged part, 0 for none (default: the SLO's latency bound ÷ --precision, 1-30s)")
 	fs.IntVar(&f.p.MaxVUs, "max-vus", capacity.DefaultMaxVUs, "VU bound of each step (k6's maxVUs)")
-	fs.DurationVar(&f.p.Cooldown, "cooldown", 0, "pause between steps (default 2s)")
+	fs.DurationVar(&f.p.Cooldown, "cooldown", 0, "pause between steps (default 1s)")
 	fs.StringVar(&f.runID, "run-id", "", "names the search's virtual users (default random)")
 	fs.BoolVar(&f.verbose, "v", false, "log at debug level")
 	fs.Usage = func() {
@@ -87,6 +95,18 @@ func parseCapacityArgs(args []string, getenv func(string) string) (*capacityFlag
 		return nil, "", bad("--target %q must be an http:// or https:// URL", f.target)
 	}
 	f.p.SLO = f.slo
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	switch {
+	case set["step"] && f.p.Step <= 0:
+		return nil, "", bad("--step %s: want a judged length of at least 1s, or leave --step out for the length the SLO needs", f.p.Step)
+	case set["settle"] && f.p.Settle == 0:
+		f.p.Settle = capacity.NoSettle
+	case set["settle"] && f.p.Settle < 0:
+		return nil, "", bad("--settle %s: want a positive duration, 0 for none, or leave --settle out for the time a queue needs to break the SLO", f.p.Settle)
+	case f.p.Cooldown < 0:
+		return nil, "", bad("--cooldown %s must not be negative", f.p.Cooldown)
+	}
 	for name, v := range map[string]float64{"start-rate": f.p.StartRate, "growth": f.p.Growth, "ceiling": f.p.Ceiling, "precision": f.p.Precision} {
 		if v == 0 { // the search would take 0 as "the default"; on the command line it is a mistake
 			return nil, "", bad("--%s 0: want a positive value (see -h for the default)", name)
@@ -161,14 +181,17 @@ func writeCapacity(w io.Writer, r *capacity.Result) {
 	} else {
 		fmt.Fprintf(w, "knee: none: the start rate already failed (limited by %s)\n", k.LimitedBy)
 	}
-	fmt.Fprintf(w, "\n  %-6s %9s %9s %9s %9s %9s %9s %7s %8s %6s  %s\n", "phase", "planned", "achieved", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped", "N", "verdict")
+	fmt.Fprintf(w, "\n  %-7s %9s %9s %9s %9s %9s %9s %7s %8s %6s %9s  %s\n", "phase", "planned", "achieved", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped", "N", "settle+s", "verdict")
 	for _, s := range r.Steps {
 		v := "pass"
 		if !s.Pass {
 			v = "FAIL (" + s.LimitedBy + ")"
 		}
-		fmt.Fprintf(w, "  %-6s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %6.2f%% %8.0f %6.1f  %s\n", s.Phase, s.PlannedRate, s.AchievedRate, s.RequestRate,
-			s.P50, s.P95, s.P99, s.ErrorRate*100, s.Dropped, s.Concurrency, v)
+		fmt.Fprintf(w, "  %-7s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %6.2f%% %8.0f %6.1f %4.1f+%4.1f  %s\n", s.Phase, s.PlannedRate, s.AchievedRate, s.RequestRate,
+			s.P50, s.P95, s.P99, s.ErrorRate*100, s.Dropped, s.Concurrency, s.SettleS, s.DurationS, v)
+	}
+	if r.Settings.Rule != "" {
+		fmt.Fprintf(w, "\nstep lengths: %s\n", r.Settings.Rule)
 	}
 	if f := r.Fit; f != nil {
 		fmt.Fprintf(w, "\nUSL fit over %d steps (N = req/s × mean response time): σ=%.4g κ=%.4g λ=%.4g req/s, R²=%.3f", f.Points, f.Sigma, f.Kappa, f.Lambda, f.R2)

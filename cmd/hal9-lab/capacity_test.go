@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/capacity"
 )
 
 func TestParseCapacityArgs(t *testing.T) {
@@ -27,7 +29,10 @@ func TestParseCapacityArgs(t *testing.T) {
 		{[]string{"x.yaml", "--target", "http://h", "--precision", "0"}, "--precision 0"},
 		{[]string{"x.yaml", "--target", "http://h", "--precision", "1.5"}, "precision 1.5"},
 		{[]string{"x.yaml", "--target", "http://h", "--growth", "1"}, "growth 1"},
-		{[]string{"x.yaml", "--target", "http://h", "--step", "100ms"}, "step 100ms"},
+		{[]string{"x.yaml", "--target", "http://h", "--step", "100ms"}, "step 100ms: want at least 1s"},
+		{[]string{"x.yaml", "--target", "http://h", "--step", "0"}, "--step 0s: want a judged length of at least 1s, or leave --step out"},
+		{[]string{"x.yaml", "--target", "http://h", "--settle", "-2s"}, "--settle -2s: want a positive duration, 0 for none"},
+		{[]string{"x.yaml", "--target", "http://h", "--cooldown", "-1s"}, "--cooldown -1s must not be negative"},
 		{[]string{"x.yaml", "--target", "http://h", "--slo", "p(99)<500"}, "want METRIC:EXPRESSION"},
 		{[]string{"x.yaml", "--target", "http://h", "--slo", "http_req_duration:p(99)<<5"}, "not a number"},
 		{[]string{"x.yaml", "--target", "http://h", "--max-vus", "0"}, "max VUs 0"},
@@ -37,6 +42,35 @@ func TestParseCapacityArgs(t *testing.T) {
 		var ee *exitError
 		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &ee) || ee.code != 2 {
 			t.Errorf("%v: err %v, want exit 2 with %q", c.args, err, c.want)
+		}
+	}
+}
+
+// Without --step and --settle the search sizes its steps (capacity.StepRule);
+// given, they fix them, and --settle 0 means none.
+func TestParseCapacityLengths(t *testing.T) {
+	env := func(string) string { return "" }
+	for _, c := range []struct {
+		args         []string
+		step, settle time.Duration
+	}{
+		{nil, 0, 0},
+		{[]string{"--step", "20s", "--settle", "5s"}, 20 * time.Second, 5 * time.Second},
+		{[]string{"--settle", "0"}, 0, capacity.NoSettle},
+		{[]string{"--step", "3s"}, 3 * time.Second, 0},
+	} {
+		f, _, err := parseCapacityArgs(append([]string{"x.yaml", "--target", "http://h"}, c.args...), env)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if f.p.Step != c.step || f.p.Settle != c.settle {
+			t.Errorf("%v: step %s settle %s, want %s %s", c.args, f.p.Step, f.p.Settle, c.step, c.settle)
+		}
+		want := capacity.Params{StartRate: capacity.DefaultStartRate, Growth: capacity.DefaultGrowth, Ceiling: capacity.DefaultCeiling,
+			Precision: capacity.DefaultPrecision, MaxSteps: capacity.DefaultMaxSteps, MaxVUs: capacity.DefaultMaxVUs, Step: c.step, Settle: c.settle}
+		if got := f.p; got.SLO != nil || got.Cooldown != 0 || got.StartRate != want.StartRate || got.Growth != want.Growth || got.Ceiling != want.Ceiling ||
+			got.Precision != want.Precision || got.MaxSteps != want.MaxSteps || got.MaxVUs != want.MaxVUs {
+			t.Errorf("%v: params %+v, want the search's defaults %+v", c.args, got, want)
 		}
 	}
 }

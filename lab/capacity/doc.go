@@ -6,9 +6,13 @@
 //
 // Files:
 //
-//   - search.go: Search, the geometric ramp then bisection over a Stepper
-//     (one constant-arrival-rate step at a rate), and the Result it writes
+//   - search.go: Search, the state machine of the ramp's probes, the
+//     bisection and the confirmations over a Stepper (one
+//     constant-arrival-rate step at a rate), and the Result it writes
 //     (the knee, every step, the fit).
+//   - steprule.go: how long a step lasts: the samples an SLO quantile
+//     needs (order statistics) and the time a queue needs to break it.
+//   - stall.go: how long the lab process went without running in a step.
 //   - loadstep.go: LoadStepper, the Stepper that runs lab/load's engine:
 //     a settle phase then a measured phase, the SLO as k6 thresholds on
 //     the measured phase, the engine's own limits judged apart.

@@ -25,12 +25,15 @@ const (
 	measureScenario = "measure"
 )
 
-// Step defaults.
+// Step defaults. The lengths of a step's phases follow its SLO and rate
+// (StepRule) unless given.
 const (
-	DefaultStep         = 20 * time.Second
-	DefaultSettle       = 5 * time.Second
 	DefaultMaxVUs       = 2000
 	DefaultPreAllocated = 20
+	DefaultCooldown     = time.Second
+	// NoSettle as LoadOptions.Settle or Params.Settle runs the steps
+	// without a settle phase (--settle 0).
+	NoSettle time.Duration = -1
 	// EngineDropLimit is the share of planned iterations the engine may
 	// drop before the step is the engine's failure.
 	EngineDropLimit = 0.01
@@ -41,15 +44,21 @@ type LoadOptions struct {
 	Plan   *load.Plan // the scenario file: its workload and thresholds
 	Target string
 	// SLO replaces the plan's thresholds (nil: the plan's, see SLOFrom).
-	SLO    []load.Threshold
-	Step   time.Duration // measured phase of each step (default 20 s)
-	Settle time.Duration // unjudged phase before it (0: none; the command's default is 5 s)
+	SLO []load.Threshold
+	// Step fixes the measured phase of every step and Settle the unjudged
+	// phase before it (NoSettle: none); 0: the StepRule's, from the SLO,
+	// the rate and Precision (the search's, for the settle: default 0.05).
+	Step, Settle time.Duration
+	Precision    float64
+	// Scale multiplies the StepRule's lengths (0: 1).
+	Scale float64
 	// PreAllocatedVUs and MaxVUs bound each phase's VUs (20, 2000).
 	PreAllocatedVUs, MaxVUs int
 	MaxWait                 time.Duration // load's maxWait (default 5 s)
 	GracefulStop            time.Duration // default 10 s
 	// Cooldown is the pause between steps, so a failed step's backlog
-	// drains before the next one (default 2 s).
+	// drains before the next one (default 1 s; the engine has already
+	// waited up to GracefulStop for the iterations in flight).
 	Cooldown   time.Duration
 	RunID      string
 	Logger     *slog.Logger
@@ -62,12 +71,14 @@ type LoadOptions struct {
 
 // LoadStepper runs each step with lab/load's engine against Target.
 type LoadStepper struct {
-	opts  LoadOptions
-	wl    load.Workload
-	slo   []load.Threshold // judged on the measured phase
-	names []string         // their metrics as given, for the report
-	notes []string
-	n     int
+	opts    LoadOptions
+	wl      load.Workload
+	slo     []load.Threshold // judged on the measured phase
+	names   []string         // their metrics as given, for the report
+	notes   []string
+	rule    StepRule
+	perIter float64 // requests per iteration in the last step (0: none yet)
+	n       int
 }
 
 // NewLoadStepper validates the options, builds the workload (with any
@@ -79,8 +90,8 @@ func NewLoadStepper(opts LoadOptions) (*LoadStepper, error) {
 	if opts.Target == "" {
 		return nil, errors.New("capacity: no target URL")
 	}
-	if opts.Step == 0 {
-		opts.Step = DefaultStep
+	if opts.Precision == 0 {
+		opts.Precision = DefaultPrecision
 	}
 	if opts.MaxVUs == 0 {
 		opts.MaxVUs = DefaultMaxVUs
@@ -92,13 +103,12 @@ func NewLoadStepper(opts LoadOptions) (*LoadStepper, error) {
 		opts.GracefulStop = 10 * time.Second
 	}
 	if opts.Cooldown == 0 {
-		opts.Cooldown = 2 * time.Second
+		opts.Cooldown = DefaultCooldown
+	}
+	if err := checkLengths(opts.Step, opts.Settle); err != nil {
+		return nil, fmt.Errorf("capacity: %w", err)
 	}
 	switch {
-	case opts.Step < time.Second:
-		return nil, fmt.Errorf("capacity: step %s: want at least 1s of measured load per step", opts.Step)
-	case opts.Settle < 0:
-		return nil, fmt.Errorf("capacity: settle %s must not be negative", opts.Settle)
 	case opts.MaxVUs < 1 || opts.MaxVUs > load.MaxVUsPerExecutor:
 		return nil, fmt.Errorf("capacity: max VUs %d: want 1..%d", opts.MaxVUs, load.MaxVUsPerExecutor)
 	case opts.PreAllocatedVUs < 0 || opts.PreAllocatedVUs > opts.MaxVUs:
@@ -135,7 +145,20 @@ func NewLoadStepper(opts LoadOptions) (*LoadStepper, error) {
 		t.AbortOnFail, t.DelayAbortEval = false, 0
 		st.slo = append(st.slo, t)
 	}
+	st.rule = NewStepRule(src, opts.Precision)
+	st.rule.Scale = opts.Scale
 	return st, nil
+}
+
+// checkLengths validates a fixed step and settle (0: adaptive).
+func checkLengths(step, settle time.Duration) error {
+	switch {
+	case step != 0 && step < time.Second:
+		return fmt.Errorf("step %s: want at least 1s of judged load per step, or leave it out for the length the SLO needs", step)
+	case settle < 0 && settle != NoSettle:
+		return fmt.Errorf("settle %s: want a positive duration, 0 on the command line for none, or leave it out for the time a queue needs to break the SLO", settle)
+	}
+	return nil
 }
 
 // Notes say what the stepper changed in the scenario (think time, the
@@ -147,7 +170,27 @@ func (s *LoadStepper) SLO() []load.Threshold { return s.slo }
 
 // Settings are the stepper's durations and bounds for the result.
 func (s *LoadStepper) Settings(set *Settings) {
-	set.StepS, set.SettleS, set.MaxVUs = s.opts.Step.Seconds(), s.opts.Settle.Seconds(), s.opts.MaxVUs
+	settle, _, _ := s.lengths(1, false)
+	set.MaxVUs, set.StepS, set.SettleS = s.opts.MaxVUs, s.opts.Step.Seconds(), settle.Seconds()
+	if s.opts.Step == 0 {
+		set.Samples, set.ProbeSamples, set.Rule = s.rule.Samples, s.rule.ProbeSamples, s.rule.String()
+	}
+}
+
+// lengths are a step's settle and judged phase at rate: the StepRule's
+// unless fixed by the options (a fixed step is always full).
+func (s *LoadStepper) lengths(rate float64, probe bool) (settle, step time.Duration, full bool) {
+	settle, step, full = s.rule.Lengths(rate, s.perIter, probe)
+	if s.opts.Step > 0 {
+		step, full = s.opts.Step, true
+	}
+	switch {
+	case s.opts.Settle == NoSettle:
+		settle = 0
+	case s.opts.Settle > 0:
+		settle = s.opts.Settle
+	}
+	return settle, step, full
 }
 
 // ParseSLO reads --slo values in the threshold syntax of scenario files,
@@ -221,7 +264,7 @@ func measured(key string) string {
 
 // Step implements Stepper: one load.Run of the settle and measured
 // phases at rate, judged on the measured one.
-func (s *LoadStepper) Step(ctx context.Context, rate float64) (Step, error) {
+func (s *LoadStepper) Step(ctx context.Context, rate float64, probe bool) (Step, error) {
 	o := s.opts
 	if s.n > 0 && o.Cooldown > 0 {
 		if err := load.Sleep(ctx, o.Cooldown); err != nil {
@@ -236,28 +279,36 @@ func (s *LoadStepper) Step(ctx context.Context, rate float64) (Step, error) {
 		return load.Scenario{Name: name, Executor: load.ConstantArrivalRate, Rate: rate, TimeUnit: time.Second,
 			StartTime: start, Duration: d, PreAllocatedVUs: pre, MaxVUs: o.MaxVUs, MaxWait: o.MaxWait, GracefulStop: o.GracefulStop}
 	}
+	settle, step, full := s.lengths(rate, probe)
 	plan := &load.Plan{Name: fmt.Sprintf("capacity step %d at %.4g it/s", s.n, rate), Workload: o.Plan.Workload, Thresholds: s.slo}
-	if o.Settle > 0 {
-		plan.Scenarios = append(plan.Scenarios, phase(settleScenario, 0, o.Settle, o.PreAllocatedVUs))
+	if settle > 0 {
+		plan.Scenarios = append(plan.Scenarios, phase(settleScenario, 0, settle, o.PreAllocatedVUs))
 	}
 	// The measured phase allocates its VUs at its start, so they do not
 	// pay for their first iteration's login inside the judged window.
-	plan.Scenarios = append(plan.Scenarios, phase(measureScenario, o.Settle, o.Step, o.PreAllocatedVUs))
+	plan.Scenarios = append(plan.Scenarios, phase(measureScenario, settle, step, o.PreAllocatedVUs))
 	var after func(*Step)
 	if o.Around != nil {
 		after = o.Around(ctx)
 	}
+	stalls := startStallMeter()
 	res, err := load.Run(ctx, plan, load.Options{Target: o.Target, Workload: s.wl, Logger: o.Logger, Registerer: o.Registerer,
 		RunID: o.RunID, Seed: 1})
+	stall, stallShare := stalls()
 	if err != nil {
 		return Step{}, fmt.Errorf("capacity step at %.4g it/s: %w", rate, err)
 	}
 	if ctx.Err() != nil {
 		return Step{}, ctx.Err()
 	}
-	st, err := s.measure(res, rate)
+	st, err := s.measure(res, rate, step)
 	if err != nil {
 		return Step{}, err
+	}
+	st.SettleS, st.Full, st.LabStallMS, st.LabStalledShare = settle.Seconds(), full, float64(stall)/float64(time.Millisecond), stallShare
+	st.Stalled = stallExplains(&st)
+	if st.AchievedRate > 0 && st.RequestRate > 0 {
+		s.perIter = st.RequestRate / st.AchievedRate
 	}
 	if after != nil {
 		after(&st)
@@ -266,9 +317,9 @@ func (s *LoadStepper) Step(ctx context.Context, rate float64) (Step, error) {
 }
 
 // measure reads the measured phase out of the run's summary.
-func (s *LoadStepper) measure(res *load.Result, rate float64) (Step, error) {
+func (s *LoadStepper) measure(res *load.Result, rate float64, step time.Duration) (Step, error) {
 	sum := res.Summary
-	sec := s.opts.Step.Seconds()
+	sec := step.Seconds()
 	get := func(key, stat string) (float64, error) {
 		v, _, err := sum.Values(key)
 		if err != nil {
@@ -292,6 +343,7 @@ func (s *LoadStepper) measure(res *load.Result, rate float64) (Step, error) {
 			return st, err
 		}
 	}
+	st.Samples = st.RequestRate
 	st.RequestRate /= sec
 	ms := sum.Hal9Lab.Scenarios[measureScenario]
 	st.Planned, st.Dropped, st.VUs = float64(ms.PlannedIterations), float64(ms.Dropped), ms.MaxVUs
@@ -362,29 +414,28 @@ func DropThinkTime(spec load.WorkloadSpec) (load.WorkloadSpec, string) {
 }
 
 // Params are a search's knobs, as `hal9-lab capacity` flags or a
-// profile's capacity: block (durations as Go durations).
+// profile's capacity: block (durations as Go durations). Zero is the
+// default of each; Step and Settle then follow the SLO and the rate
+// (StepRule).
 type Params struct {
 	StartRate float64       `yaml:"start_rate"` // iterations/s of the first step (10)
 	Growth    float64       `yaml:"growth"`     // ramp factor (2)
 	Ceiling   float64       `yaml:"ceiling"`    // highest rate tried (5000)
 	Precision float64       `yaml:"precision"`  // bisection stops within this (0.05)
-	MaxSteps  int           `yaml:"max_steps"`  // bound on steps (30)
-	Step      time.Duration `yaml:"step"`       // measured phase (20s)
-	Settle    time.Duration `yaml:"settle"`     // unjudged phase before it (5s)
+	MaxSteps  int           `yaml:"max_steps"`  // bound on steps (40)
+	NoRetry   bool          `yaml:"no_retry"`   // a failing full step stands without a second one
+	Step      time.Duration `yaml:"step"`       // fixed judged phase (0: the StepRule's)
+	Settle    time.Duration `yaml:"settle"`     // fixed unjudged phase before it (0: the StepRule's; NoSettle: none)
 	MaxVUs    int           `yaml:"max_vus"`    // VU bound per phase (2000)
-	Cooldown  time.Duration `yaml:"cooldown"`   // pause between steps (2s)
+	Cooldown  time.Duration `yaml:"cooldown"`   // pause between steps (1s)
 	// SLO in --slo syntax (METRIC:EXPR); empty: the scenario's thresholds.
 	SLO []string `yaml:"slo"`
+	// Scale multiplies the StepRule's lengths (the lab's --scale).
+	Scale float64 `yaml:"-"`
 }
 
-// Defaults fills the zero knobs.
+// Defaults fills the zero knobs that have a fixed default.
 func (p *Params) Defaults() {
-	if p.Step == 0 {
-		p.Step = DefaultStep
-	}
-	if p.Settle == 0 {
-		p.Settle = DefaultSettle
-	}
 	if p.MaxVUs == 0 {
 		p.MaxVUs = DefaultMaxVUs
 	}
@@ -392,20 +443,28 @@ func (p *Params) Defaults() {
 
 // Validate checks the knobs (after Defaults) with messages naming them.
 func (p *Params) Validate() error {
-	c := Config{StartRate: p.StartRate, Growth: p.Growth, Ceiling: p.Ceiling, Precision: p.Precision, MaxSteps: p.MaxSteps}
+	c := p.config(nil)
 	if err := c.defaults(); err != nil {
 		return err
 	}
+	if err := checkLengths(p.Step, p.Settle); err != nil {
+		return err
+	}
 	switch {
-	case p.Step < time.Second:
-		return fmt.Errorf("step %s: want at least 1s of measured load per step", p.Step)
-	case p.Settle < 0 || p.Cooldown < 0:
-		return errors.New("settle and cooldown must not be negative")
+	case p.Cooldown < 0:
+		return fmt.Errorf("cooldown %s must not be negative", p.Cooldown)
 	case p.MaxVUs < 1 || p.MaxVUs > load.MaxVUsPerExecutor:
 		return fmt.Errorf("max VUs %d: want 1..%d", p.MaxVUs, load.MaxVUsPerExecutor)
+	case p.Scale < 0:
+		return fmt.Errorf("scale %v must not be negative", p.Scale)
 	}
 	_, err := ParseSLO(p.SLO)
 	return err
+}
+
+func (p *Params) config(progress io.Writer) Config {
+	return Config{StartRate: p.StartRate, Growth: p.Growth, Ceiling: p.Ceiling, Precision: p.Precision,
+		MaxSteps: p.MaxSteps, NoRetry: p.NoRetry, Progress: progress}
 }
 
 // Run searches the knee of target under plan's workload with lab/load:
@@ -422,6 +481,7 @@ func Run(ctx context.Context, plan *load.Plan, target string, p Params, progress
 	}
 	o := base
 	o.Plan, o.Target, o.Step, o.Settle, o.MaxVUs, o.Cooldown = plan, target, p.Step, p.Settle, p.MaxVUs, p.Cooldown
+	o.Precision, o.Scale = p.Precision, p.Scale
 	if len(slo) > 0 {
 		o.SLO = slo
 	}
@@ -429,8 +489,7 @@ func Run(ctx context.Context, plan *load.Plan, target string, p Params, progress
 	if err != nil {
 		return nil, err
 	}
-	res, err := Search(ctx, st, Config{StartRate: p.StartRate, Growth: p.Growth, Ceiling: p.Ceiling, Precision: p.Precision,
-		MaxSteps: p.MaxSteps, Progress: progress})
+	res, err := Search(ctx, st, p.config(progress))
 	if res != nil {
 		st.Settings(&res.Settings)
 		res.Notes = append(res.Notes, st.Notes()...)

@@ -25,10 +25,17 @@ type Threshold struct {
 	Observed float64 `json:"observed"`
 }
 
+// Phases of a step (Step.Phase).
+const (
+	PhaseRamp    = "ramp"    // a probe: the rate grows by Growth until a step fails
+	PhaseBisect  = "bisect"  // a full step between the last good and the first bad rate
+	PhaseConfirm = "confirm" // a full step again at a probe's rate that bounds the knee
+)
+
 // Step is one constant-arrival-rate step as measured over its judged
 // window (after the settle). Times in milliseconds, rates per second.
 type Step struct {
-	Phase        string  `json:"phase"`         // ramp or bisect
+	Phase        string  `json:"phase"`         // ramp, bisect or confirm
 	PlannedRate  float64 `json:"planned_rate"`  // iterations/s asked for
 	AchievedRate float64 `json:"achieved_rate"` // iterations/s started
 	RequestRate  float64 `json:"request_rate"`  // http_reqs/s
@@ -40,14 +47,32 @@ type Step struct {
 	ErrorRate    float64 `json:"error_rate"`
 	Dropped      float64 `json:"dropped"`
 	Planned      float64 `json:"planned_iterations"`
-	VUs          int     `json:"vus"`     // VUs allocated
-	MaxVUs       int     `json:"max_vus"` // the bound
-	DurationS    float64 `json:"duration_s"`
+	VUs          int     `json:"vus"`                // VUs allocated
+	MaxVUs       int     `json:"max_vus"`            // the bound
+	DurationS    float64 `json:"duration_s"`         // the judged phase
+	SettleS      float64 `json:"settle_s,omitempty"` // the unjudged phase before it
+	Samples      float64 `json:"samples"`            // requests in the judged phase
+	// Full: the step had the sample count of a bisection step (or as long
+	// as one gets, or a fixed --step). A probe that is not full is
+	// confirmed by a full step before it may bound the knee.
+	Full bool `json:"full"`
 	// Concurrency is Little's law: requests in flight at the server on
 	// average = RequestRate × mean response time.
 	Concurrency float64     `json:"concurrency"`
 	SLO         []Threshold `json:"slo"`
 	SLOOK       bool        `json:"slo_ok"`
+	// LabStallMS is the longest the lab process went without running
+	// during the step (how much longer a 5 ms sleep took): on a shared machine a
+	// stall longer than the SLO's latency bound breaks it by itself.
+	LabStallMS float64 `json:"lab_stall_ms"`
+	// LabStalledShare is the share of the step's time the lab process was
+	// late by a millisecond or more (those overshoots, summed).
+	LabStalledShare float64 `json:"lab_stalled_share"`
+	// Stalled: the step failed, and the lab's stall alone explains it (a
+	// stall of S ms breaks a latency bound L for the requests of S − L
+	// ms, so the stall is at least L plus the failing tail's share of the
+	// judged phase): the search runs the rate again (up to MaxExcused).
+	Stalled bool `json:"stalled,omitempty"`
 	// Engine says why the load generator did not hold the planned rate
 	// ("" when it did): dropped iterations over 1 %, VUs exhausted.
 	Engine    string `json:"engine,omitempty"`
@@ -75,18 +100,30 @@ func (s *Step) judge() {
 }
 
 // Stepper runs one constant-arrival-rate step at rate iterations/s and
-// measures it (SLO verdicts and engine state included).
+// measures it (SLO verdicts and engine state included). A probe may be
+// shorter than a full step; the step says whether it was Full.
 type Stepper interface {
-	Step(ctx context.Context, rate float64) (Step, error)
+	Step(ctx context.Context, rate float64, probe bool) (Step, error)
 }
 
 // StepperFunc adapts a function to a Stepper.
-type StepperFunc func(ctx context.Context, rate float64) (Step, error)
+type StepperFunc func(ctx context.Context, rate float64, probe bool) (Step, error)
 
 // Step calls f.
-func (f StepperFunc) Step(ctx context.Context, rate float64) (Step, error) { return f(ctx, rate) }
+func (f StepperFunc) Step(ctx context.Context, rate float64, probe bool) (Step, error) {
+	return f(ctx, rate, probe)
+}
 
 var _ Stepper = StepperFunc(nil)
+
+// The search's defaults (also the flags' of hal9-lab capacity).
+const (
+	DefaultStartRate = 10
+	DefaultGrowth    = 2
+	DefaultCeiling   = 5000
+	DefaultPrecision = 0.05
+	DefaultMaxSteps  = 40
+)
 
 // Config is the search's plan.
 type Config struct {
@@ -94,26 +131,29 @@ type Config struct {
 	Growth    float64 // ramp factor between steps (default 2)
 	Ceiling   float64 // highest rate tried (default 5000)
 	Precision float64 // stop when bad/good − 1 ≤ Precision (default 0.05)
-	MaxSteps  int     // bound on steps (default 30)
+	MaxSteps  int     // bound on steps (default 40)
+	// NoRetry: a failing full step stands without a second one (for a
+	// server whose occasional breaches count; noise then lowers the knee).
+	NoRetry bool
 	// Progress gets one line per step; nil: none.
 	Progress io.Writer
 }
 
 func (c *Config) defaults() error {
 	if c.StartRate == 0 {
-		c.StartRate = 10
+		c.StartRate = DefaultStartRate
 	}
 	if c.Growth == 0 {
-		c.Growth = 2
+		c.Growth = DefaultGrowth
 	}
 	if c.Ceiling == 0 {
-		c.Ceiling = 5000
+		c.Ceiling = DefaultCeiling
 	}
 	if c.Precision == 0 {
-		c.Precision = 0.05
+		c.Precision = DefaultPrecision
 	}
 	if c.MaxSteps == 0 {
-		c.MaxSteps = 30
+		c.MaxSteps = DefaultMaxSteps
 	}
 	switch {
 	case !(c.StartRate > 0) || math.IsInf(c.StartRate, 0):
@@ -162,86 +202,190 @@ type Settings struct {
 	Growth    float64 `json:"growth"`
 	Ceiling   float64 `json:"ceiling"`
 	Precision float64 `json:"precision"`
-	StepS     float64 `json:"step_s,omitempty"`
-	SettleS   float64 `json:"settle_s,omitempty"`
+	NoRetry   bool    `json:"no_retry,omitempty"`
+	StepS     float64 `json:"step_s,omitempty"` // a fixed judged phase (0: the StepRule's)
+	SettleS   float64 `json:"settle_s"`         // the settle phase
 	MaxVUs    int     `json:"max_vus,omitempty"`
+	// The StepRule's sample counts of a full step and of a probe, and the
+	// rule in words (when the step is not fixed).
+	Samples      int    `json:"samples,omitempty"`
+	ProbeSamples int    `json:"probe_samples,omitempty"`
+	Rule         string `json:"step_rule,omitempty"`
 }
 
 // ErrNoStep is returned when the context ended before any step ran.
 var ErrNoStep = errors.New("capacity search: no step ran")
 
-// Search ramps the rate geometrically from StartRate until a step fails
-// (or the ceiling passes), then bisects between the last passing and the
-// first failing rate, at their geometric mean, until they are within
-// Precision of each other. The knee is the last passing rate. A cancelled
-// ctx ends the search with what it has (the knee is then a lower bound).
+// Search finds the knee with a small state machine over the steps it has
+// run (next says what to run, update what a step changed):
+//
+//   - ramp: probes from StartRate, the rate times Growth each, until one
+//     fails or the Ceiling passes. A probe is short at low rates (a
+//     quarter of a full step's samples, see StepRule).
+//   - confirm: a failing step is run again at once as a full step, and
+//     its rate is bad only if that fails too (with NoRetry, a failing
+//     full step stands at once; a probe is always confirmed). On a shared
+//     machine latency noise is one-sided — a stall of the machine or of
+//     the load generator only adds latency — so a pass is believed and a
+//     failure is checked. A probe that passed but was not full is
+//     confirmed too when it ends up as the knee. A failure that a stall
+//     of the lab process explains by itself (Step.Stalled) is run again
+//     without counting, up to MaxExcused times in a row.
+//   - bisect: full steps at the geometric mean of the last good and the
+//     first bad rate, until bad/good − 1 ≤ Precision. A confirmed failure
+//     at or below the good end moves it down to the highest pass below;
+//     a pass at or above the bad end resumes the ramp above it.
+//
+// The knee is the good end: a full step's rate unless MaxSteps or ctx cut
+// the search short (then a lower bound, also when ctx is cancelled).
 func Search(ctx context.Context, st Stepper, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
 	begin := time.Now()
-	res := &Result{Settings: Settings{StartRate: cfg.StartRate, Growth: cfg.Growth, Ceiling: cfg.Ceiling, Precision: cfg.Precision}}
-	var good, bad *Step
-	run := func(phase string, rate float64) (*Step, error) {
-		s, err := st.Step(ctx, rate)
+	res := &Result{Settings: Settings{StartRate: cfg.StartRate, Growth: cfg.Growth, Ceiling: cfg.Ceiling, Precision: cfg.Precision, NoRetry: cfg.NoRetry}}
+	var b bracket
+	for len(res.Steps) < cfg.MaxSteps && ctx.Err() == nil {
+		phase, rate, ok := b.next(cfg)
+		if !ok {
+			break
+		}
+		s, err := st.Step(ctx, rate, phase == PhaseRamp)
 		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
 			return nil, err
 		}
 		s.Phase, s.PlannedRate = phase, rate
 		s.judge()
 		res.Steps = append(res.Steps, s)
 		progress(cfg.Progress, len(res.Steps), &s)
-		return &res.Steps[len(res.Steps)-1], nil
+		b.update(res.Steps, cfg.NoRetry)
 	}
-	finish := func() (*Result, error) {
-		res.Took = time.Since(begin).Seconds()
-		if len(res.Steps) == 0 {
-			return res, ErrNoStep
-		}
-		fillKnee(res, good, bad)
-		fitSteps(res)
-		return res, nil
+	res.Took = time.Since(begin).Seconds()
+	if len(res.Steps) == 0 {
+		return res, ErrNoStep
 	}
-	// Ramp.
-	rate := cfg.StartRate
-	for len(res.Steps) < cfg.MaxSteps && ctx.Err() == nil {
-		s, err := run("ramp", rate)
-		if err != nil {
-			if ctx.Err() != nil {
-				return finish()
-			}
-			return nil, err
-		}
-		if !s.Pass {
-			bad = s
-			break
-		}
-		good = s
-		if rate >= cfg.Ceiling {
-			break
-		}
-		rate = math.Min(rate*cfg.Growth, cfg.Ceiling)
-	}
-	// Bisect.
-	for good != nil && bad != nil && bad.PlannedRate/good.PlannedRate-1 > cfg.Precision &&
-		len(res.Steps) < cfg.MaxSteps && ctx.Err() == nil {
-		// Pointers into res.Steps move when it grows: keep the rates.
-		g, b := *good, *bad
-		s, err := run("bisect", math.Sqrt(g.PlannedRate*b.PlannedRate))
-		if err != nil {
-			if ctx.Err() != nil {
-				good, bad = &g, &b
-				return finish()
-			}
-			return nil, err
-		}
-		if s.Pass {
-			good, bad = s, &b
-		} else {
-			good, bad = &g, s
+	fillKnee(res, b.good, b.bad)
+	noteStalls(res)
+	fitSteps(res)
+	return res, nil
+}
+
+// StalledNote is the share of time late from which the lab's own stalls
+// near the knee get a note in the result.
+const StalledNote = 0.02
+
+// noteStalls says so when the lab process was late a noticeable share of
+// the time in the steps at the knee and at its bound: its bursts then
+// queue at a server loaded above about 1 − that share by themselves, and
+// the knee is partly the machine's.
+func noteStalls(res *Result) {
+	k := res.Knee
+	share, worst := 0.0, 0.0
+	for _, s := range res.Steps {
+		if s.PlannedRate == k.Rate || s.PlannedRate == k.Bound {
+			share, worst = max(share, s.LabStalledShare), max(worst, s.LabStallMS)
 		}
 	}
-	return finish()
+	if share >= StalledNote {
+		res.Notes = append(res.Notes, fmt.Sprintf("the lab process was late %.1f%% of the time in the steps at the knee and its bound (longest stall %.0f ms): "+
+			"the iterations due meanwhile went out in bursts, which queue by themselves at a server loaded above about %.0f%% of its capacity; "+
+			"on a shared machine the knee is partly the machine's (measure again on a quiet one)", 100*share, worst, 100*(1-share)))
+	}
+}
+
+// bracket is the search's state: the highest passing rate below the
+// lowest failing one (copies of their steps; nil: none yet), and a
+// failure waiting for its confirmation.
+type bracket struct{ good, bad, failed *Step }
+
+// next is the step to run, or ok false when the search is done.
+func (b *bracket) next(cfg Config) (phase string, rate float64, ok bool) {
+	g, x := b.good, b.bad
+	switch {
+	case b.failed != nil:
+		return PhaseConfirm, b.failed.PlannedRate, true
+	case g == nil && x == nil:
+		return PhaseRamp, cfg.StartRate, true
+	case x == nil && g.PlannedRate < cfg.Ceiling:
+		return PhaseRamp, math.Min(g.PlannedRate*cfg.Growth, cfg.Ceiling), true
+	case x == nil: // at the ceiling
+		return confirm(g)
+	case g == nil: // the lowest rate failed
+		return confirm(x)
+	case x.PlannedRate/g.PlannedRate-1 > cfg.Precision:
+		return PhaseBisect, math.Sqrt(g.PlannedRate * x.PlannedRate), true
+	case !x.Full:
+		return confirm(x)
+	}
+	return confirm(g)
+}
+
+// confirm runs s's rate again as a full step unless s was full.
+func confirm(s *Step) (string, float64, bool) {
+	if s.Full {
+		return "", 0, false
+	}
+	return PhaseConfirm, s.PlannedRate, true
+}
+
+// update takes the last of steps into the bracket. A pass at or above the
+// bad end clears it (the ramp resumes). A failure is first held for its
+// confirmation (unless noRetry and it was full, or it confirms the
+// failure before it); a confirmed failure at or below the good end moves
+// that down to the highest pass below it.
+func (b *bracket) update(steps []Step, noRetry bool) {
+	s := steps[len(steps)-1]
+	b.failed = nil
+	if s.Pass {
+		b.good = &s
+		if b.bad != nil && b.bad.PlannedRate <= s.PlannedRate {
+			b.bad = nil
+		}
+		return
+	}
+	if !failureStands(steps, noRetry) {
+		b.failed = &s
+		return
+	}
+	b.bad = &s
+	if b.good == nil || b.good.PlannedRate < s.PlannedRate {
+		return
+	}
+	b.good = nil
+	for i := range steps[:len(steps)-1] {
+		if p := steps[i]; p.Pass && p.PlannedRate < s.PlannedRate && (b.good == nil || p.PlannedRate > b.good.PlannedRate) {
+			b.good = &p
+		}
+	}
+}
+
+// MaxExcused is how many failures in a row at a rate the lab's own stalls
+// may excuse (Step.Stalled) before they count like any other.
+const MaxExcused = 2
+
+// failureStands says whether the failures in a row at the last step's
+// rate make it bad: two that count (one with noRetry), at least one of
+// them a full step. A failure the lab's stall explains does not count,
+// up to MaxExcused of them.
+func failureStands(steps []Step, noRetry bool) bool {
+	rate := steps[len(steps)-1].PlannedRate
+	counted, excused, full := 0, 0, false
+	for i := len(steps) - 1; i >= 0 && steps[i].PlannedRate == rate && !steps[i].Pass; i-- {
+		if steps[i].Stalled && excused < MaxExcused {
+			excused++
+			continue
+		}
+		counted++
+		full = full || steps[i].Full
+	}
+	need := 2
+	if noRetry {
+		need = 1
+	}
+	return counted >= need && full
 }
 
 func fillKnee(res *Result, good, bad *Step) {
@@ -281,6 +425,12 @@ func progress(w io.Writer, n int, s *Step) {
 	}
 	if s.Engine != "" {
 		line += "; engine: " + s.Engine
+	}
+	if s.LabStallMS >= 20 {
+		line += fmt.Sprintf("; the lab stalled %.0f ms (late %.1f%% of the time)", s.LabStallMS, 100*s.LabStalledShare)
+	}
+	if s.Stalled {
+		line += ", which alone breaks the SLO: run again"
 	}
 	fmt.Fprintln(w, line) // one write: the lab turns writes into progress lines
 }
