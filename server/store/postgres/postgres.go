@@ -522,6 +522,7 @@ func (s *Store) execSaves(ctx context.Context, saves []signalSave) []error {
 		if s.pool.SendBatch(ctx, b).Close() == nil {
 			return errs
 		}
+		s.batches.Split()
 	}
 	for i, sv := range saves {
 		errs[i] = s.saveSignal(ctx, sv.sg, sv.hops, sv.mems)

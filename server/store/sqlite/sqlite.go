@@ -59,8 +59,56 @@ type Store struct {
 }
 
 // writeOp is one caller's write: statements run in the batch's transaction.
-// It may run twice (see execBatch), so it sets its results afresh.
+// It may run twice (see execBatch), so it sets its results afresh. An
+// error wrapped by answer is its caller's answer, not a failed write.
 type writeOp func(ctx context.Context, tx *sql.Tx) error
+
+// answerErr is an expected outcome of a write (a key to delete that is not
+// there, a taken username, a replayed refresh token): the write left the
+// transaction sound, having written nothing or only what it means to (a
+// replay's revocation), so the batch commits and the caller gets err.
+// Failing the batch instead would roll back every other user's write in it
+// and run them again one fsynced transaction each.
+type answerErr struct{ err error }
+
+func (a answerErr) Error() string { return a.err.Error() }
+func (a answerErr) Unwrap() error { return a.err }
+
+// answer marks err as the write's answer to its caller (nil stays nil).
+// Only for an error raised before the write changed anything it must not
+// keep: a failed statement is undone by SQLite, the transaction goes on.
+func answer(err error) error {
+	if err == nil {
+		return nil
+	}
+	return answerErr{err}
+}
+
+// expected marks the errors a one-statement write answers with (not found,
+// a UNIQUE or FOREIGN KEY violation) as answers; others stay failures.
+func expected(err error) error {
+	var se *sqlite.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, sql.ErrNoRows):
+		return answer(err)
+	case errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE ||
+		se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY):
+		return answer(err)
+	}
+	return err
+}
+
+// run runs op in tx: its answer, when it gave one, is the caller's error
+// and not the transaction's.
+func run(ctx context.Context, tx *sql.Tx, op writeOp) (answered, failed error) {
+	err := op(ctx, tx)
+	if a := (answerErr{}); errors.As(err, &a) {
+		return a.err, nil
+	}
+	return nil, err
+}
 
 var _ store.Store = (*Store)(nil)
 
@@ -133,18 +181,26 @@ func (s *Store) execBatch(ctx context.Context, ops []writeOp) []error {
 	errs := make([]error, len(ops))
 	if len(ops) > 1 {
 		if err := s.writeTx(ctx, func(tx *sql.Tx) error {
-			for _, op := range ops {
-				if err := op(ctx, tx); err != nil {
-					return err
+			for i, op := range ops {
+				var failed error
+				if errs[i], failed = run(ctx, tx, op); failed != nil {
+					return failed
 				}
 			}
 			return nil
 		}); err == nil {
 			return errs
 		}
+		s.batches.Split()
 	}
 	for i, op := range ops {
-		errs[i] = s.writeTx(ctx, func(tx *sql.Tx) error { return op(ctx, tx) })
+		var answered error
+		if errs[i] = s.writeTx(ctx, func(tx *sql.Tx) (failed error) {
+			answered, failed = run(ctx, tx, op)
+			return failed
+		}); errs[i] == nil {
+			errs[i] = answered
+		}
 	}
 	return errs
 }
@@ -446,12 +502,12 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 			u.ID, u.Username, u.Email, u.PasswordHash, micros(u.CreatedAt))
 		var se *sqlite.Error
 		if err == nil || !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_UNIQUE {
-			return err
+			return expected(err)
 		}
 		var byName, byEmail bool
 		if qerr := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE username = ?),
 			EXISTS (SELECT 1 FROM users WHERE email = ?)`, u.Username, u.Email).Scan(&byName, &byEmail); qerr != nil {
-			return err
+			return answer(err)
 		}
 		field := ""
 		switch {
@@ -460,7 +516,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 		case byEmail:
 			field = "email"
 		}
-		return &store.ConflictError{Field: field, Detail: err.Error()}
+		return answer(&store.ConflictError{Field: field, Detail: err.Error()})
 	})
 	return wrap(ctx, "create user "+u.Username, err)
 }
@@ -492,7 +548,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.UserID, k.Name, k.Prefix, k.Hash, micros(k.CreatedAt), micros(k.LastUsedAt))
-		return err
+		return expected(err)
 	})
 	return wrap(ctx, "create api key "+k.ID, err)
 }
@@ -527,7 +583,7 @@ func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey,
 // exist or belongs to someone else.
 func (s *Store) DeleteAPIKey(ctx context.Context, userID, id string) error {
 	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
-		return affected(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID))
+		return expected(affected(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID)))
 	})
 	return wrap(ctx, "delete api key "+id, err)
 }
@@ -535,7 +591,7 @@ func (s *Store) DeleteAPIKey(ctx context.Context, userID, id string) error {
 // TouchAPIKey records when the key was last used; ErrNotFound when unknown.
 func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
 	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
-		return affected(tx.StmtContext(ctx, s.stmts["touchAPIKey"]).ExecContext(ctx, micros(at), id))
+		return expected(affected(tx.StmtContext(ctx, s.stmts["touchAPIKey"]).ExecContext(ctx, micros(at), id)))
 	})
 	return wrap(ctx, "touch api key "+id, err)
 }

@@ -124,8 +124,8 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 8 { // acquires_total is PostgreSQL-only; + the two group-commit histograms
-		t.Fatalf("got %d series, want 8", n)
+	if n != 9 { // acquires_total is PostgreSQL-only; + the group commits' two histograms and splits
+		t.Fatalf("got %d series, want 9", n)
 	}
 	want := `
 # HELP hal9_db_pool_max_conns Maximum connections the pool may open.
@@ -266,6 +266,109 @@ func TestGroupCommitIsolatesBadWrite(t *testing.T) {
 	if sum-count < n-1 {
 		t.Fatalf("%v writes in %v commits: the %d queued writes were not committed together", sum, count, n)
 	}
+	if splits := batchSplits(t, s); splits != 1 {
+		t.Fatalf("hal9_db_batch_splits_total = %v, want 1: the batch with the bad write is run again write by write", splits)
+	}
+}
+
+// TestExpectedOutcomesKeepTheBatch: a write whose answer is "not found" or
+// "taken" (a delete of a missing API key, a touch of one, a logout of an
+// unknown login, a taken username, a refresh with an unknown token) is an
+// answer, not a failure: the batch it shares with other users' writes
+// commits in its one transaction, and nothing is run again write by write.
+func TestExpectedOutcomesKeepTheBatch(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "o.db")).(*Store)
+	ctx := context.Background()
+	alice := store.User{ID: "u-alice", Username: "alice", Email: "alice@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+	if err := s.CreateUser(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	commits0, sum0 := batchCounts(t, s)
+	splits0 := batchSplits(t, s)
+	release, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, 1, func(context.Context, *sql.Tx) error { close(held); <-release; return nil })
+	<-held
+
+	at := time.Now()
+	writes := []struct {
+		name string
+		do   func() error
+		want error // nil: must succeed
+	}{
+		{"delete a missing api key", func() error { return s.DeleteAPIKey(ctx, alice.ID, "missing") }, store.ErrNotFound},
+		{"touch a missing api key", func() error { return s.TouchAPIKey(ctx, "missing", at) }, store.ErrNotFound},
+		{"revoke an unknown family", func() error { return s.RevokeRefreshFamily(ctx, "fam-missing", at) }, store.ErrNotFound},
+		{"register a taken username", func() error {
+			return s.CreateUser(ctx, store.User{ID: "u-2", Username: "alice", Email: "other@example.com", PasswordHash: "h", CreatedAt: at})
+		}, store.ErrConflict},
+		{"rotate an unknown token", func() error {
+			return s.RotateRefreshToken(ctx, "missing", store.RefreshToken{ID: "n", FamilyID: "f", UserID: alice.ID, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, at)
+		}, store.ErrNotFound},
+		{"register bob", func() error {
+			return s.CreateUser(ctx, store.User{ID: "u-bob", Username: "bob", Email: "bob@example.com", PasswordHash: "h", CreatedAt: at})
+		}, nil},
+	}
+	for i := range 4 {
+		writes = append(writes, struct {
+			name string
+			do   func() error
+			want error
+		}{fmt.Sprintf("save signal %d", i), func() error {
+			return s.SaveSignal(ctx, store.Signal{ID: fmt.Sprintf("o-%d", i), Layer: "L1", NeuronID: "n", Content: "c",
+				Status: store.SignalProcessed, CreatedAt: at}, nil, nil)
+		}, nil})
+	}
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i, w := range writes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = w.do() }()
+	}
+	for s.commits.Queued() < len(writes) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i, w := range writes {
+		switch {
+		case w.want == nil && errs[i] != nil:
+			t.Errorf("%s: %v", w.name, errs[i])
+		case w.want != nil && !errors.Is(errs[i], w.want):
+			t.Errorf("%s: %v, want %v", w.name, errs[i], w.want)
+		}
+	}
+	for i := range 4 {
+		if _, _, err := s.GetSignal(ctx, fmt.Sprintf("o-%d", i)); err != nil {
+			t.Errorf("signal o-%d of the batch: %v", i, err)
+		}
+	}
+	if _, err := s.UserByUsername(ctx, "bob"); err != nil {
+		t.Errorf("bob of the batch: %v", err)
+	}
+	commits, sum := batchCounts(t, s)
+	splits := batchSplits(t, s) - splits0
+	if splits != 0 || commits-commits0 != 2 || sum-sum0 != float64(1+len(writes)) {
+		t.Fatalf("%v writes in %v group commits, %v of them split into a transaction per write: want the held write, then the %d queued writes in one transaction, none split",
+			sum-sum0, commits-commits0, splits, len(writes))
+	}
+}
+
+// batchSplits reads hal9_db_batch_splits_total.
+func batchSplits(t *testing.T, s *Store) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "hal9_db_batch_splits_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no hal9_db_batch_splits_total")
+	return 0
 }
 
 func batchCounts(t *testing.T, s *Store) (count, sum float64) {

@@ -13,7 +13,7 @@ import (
 // CreateRefreshToken stores the first token of a new family.
 func (s *Store) CreateRefreshToken(ctx context.Context, t store.RefreshToken) error {
 	err := s.write(ctx, 192, func(ctx context.Context, tx *sql.Tx) error {
-		return insertRefresh(ctx, tx, t)
+		return expected(insertRefresh(ctx, tx, t))
 	})
 	return wrap(ctx, "create refresh token", err)
 }
@@ -27,40 +27,34 @@ func insertRefresh(ctx context.Context, tx *sql.Tx, t store.RefreshToken) error 
 // RotateRefreshToken retires oldID and stores next in its family, in one
 // write; a replay of a retired token revokes the family in that same write.
 func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store.RefreshToken, at time.Time) error {
-	var outcome error // set by the write; a reuse must commit the revocation, so it is not the write's error
 	err := s.write(ctx, 256, func(ctx context.Context, tx *sql.Tx) error {
-		outcome = nil
 		var family, user string
 		var expires int64
 		var used, revoked sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT family_id, user_id, expires_at, used_at, revoked_at
 			FROM refresh_tokens WHERE id = ?`, oldID).Scan(&family, &user, &expires, &used, &revoked)
 		if err != nil {
-			return err // sql.ErrNoRows → ErrNotFound
+			return expected(err) // sql.ErrNoRows → ErrNotFound
 		}
 		switch {
 		case family != next.FamilyID || user != next.UserID:
-			return fmt.Errorf("%w: the new token is not of the old one's family", store.ErrNotFound)
+			return answer(fmt.Errorf("%w: the new token is not of the old one's family", store.ErrNotFound))
 		case revoked.Valid:
-			outcome = store.ErrTokenRevoked
-			return nil
-		case used.Valid:
-			outcome = store.ErrTokenReused
-			_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`,
-				micros(at), family)
-			return err
+			return answer(store.ErrTokenRevoked)
+		case used.Valid: // a replay: the revocation commits, the caller hears of the reuse
+			if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`,
+				micros(at), family); err != nil {
+				return err
+			}
+			return answer(store.ErrTokenReused)
 		case expires <= at.UnixMicro():
-			outcome = fmt.Errorf("%w: expired", store.ErrTokenRevoked)
-			return nil
+			return answer(fmt.Errorf("%w: expired", store.ErrTokenRevoked))
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE id = ?`, micros(at), oldID); err != nil {
 			return err
 		}
 		return insertRefresh(ctx, tx, next)
 	})
-	if err == nil {
-		err = outcome
-	}
 	return wrap(ctx, "rotate refresh token", err)
 }
 
@@ -72,7 +66,7 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at tim
 			return err
 		}
 		if n == 0 {
-			return store.ErrNotFound
+			return answer(store.ErrNotFound)
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`,
 			micros(at), familyID)
