@@ -54,6 +54,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.AuthBurst, "auth-burst", d.AuthBurst, "burst of --auth-rate-limit")
 	fs.IntVar(&cfg.LoginFailuresPerUser, "login-failures-per-user", d.LoginFailuresPerUser, "failed logins per username per --login-failure-window, from any address; 0 turns it off")
 	durationVar(fs, &cfg.LoginFailureWindow, "login-failure-window", d.LoginFailureWindow, "the window of --login-failures-per-user")
+	durationVar(fs, &cfg.RefreshReuseGrace, "refresh-reuse-grace", d.RefreshReuseGrace, "a refresh token presented again this soon after its rotation, while its successor is unused, gets that successor (a retry of a lost answer) instead of ending the login; 0 none, at most 1m")
 	durationVar(fs, &cfg.HTTPReadTimeout, "http-read-timeout", d.HTTPReadTimeout, "API: a request body must arrive within this (408 after); 0 none")
 	durationVar(fs, &cfg.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "API: idle keep-alive connections are closed after this")
 	durationVar(fs, &cfg.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "API: a response must be written within this; 0 derives it: 5 layers × --llm-timeout + 30s")

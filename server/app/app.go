@@ -221,7 +221,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	// Requests' store calls are bounded (store.WithTimeout): a frozen
 	// database is answered 503 in 10 s, not held until the client leaves.
 	bounded := store.WithTimeout(a.Store, StoreCallTimeout)
-	authn, err := auth.NewService(bounded, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost, Logger: log}, a.Registry)
+	authn, err := auth.NewService(bounded, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost, ReuseGrace: cfg.RefreshReuseGrace, Logger: log}, a.Registry)
 	if err != nil {
 		return nil, err
 	}

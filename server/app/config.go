@@ -12,6 +12,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server"
+	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/limits"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
@@ -53,6 +54,7 @@ type Config struct {
 	AuthBurst            int           // and the burst of it
 	LoginFailuresPerUser int           // failed logins per username per LoginFailureWindow; 0 off
 	LoginFailureWindow   time.Duration // (15m)
+	RefreshReuseGrace    time.Duration // a rotated refresh token's retry window (10s); 0 none
 	HTTPReadTimeout      time.Duration // a request body must arrive within this (30s); 0 none
 	HTTPIdleTimeout      time.Duration // keep-alive connections idle longer are closed (120s)
 	HTTPWriteTimeout     time.Duration // 0: derived from LLMTimeout × the 5 layers a signal may cross + 30s
@@ -103,6 +105,7 @@ func DefaultConfig() Config {
 		AuthBurst:            20,
 		LoginFailuresPerUser: 10,
 		LoginFailureWindow:   15 * time.Minute,
+		RefreshReuseGrace:    auth.DefaultReuseGrace,
 		HTTPReadTimeout:      30 * time.Second,
 		HTTPIdleTimeout:      120 * time.Second,
 		HTTPMaxConns:         10_000,
@@ -202,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.LoginFailuresPerUser > 0 && c.LoginFailureWindow < time.Second {
 		add("--login-failure-window %s: must be at least 1s while --login-failures-per-user is on, e.g. 15m", c.LoginFailureWindow)
+	}
+	if c.RefreshReuseGrace < 0 || c.RefreshReuseGrace > auth.MaxReuseGrace {
+		add("--refresh-reuse-grace %s: must be 0 (every replay ends the login) up to %s (a longer window lets a stolen token be replayed unnoticed for longer), e.g. 10s", c.RefreshReuseGrace, auth.MaxReuseGrace)
 	}
 	if c.HTTPReadTimeout != 0 && c.HTTPReadTimeout < 100*time.Millisecond {
 		add("--http-read-timeout %s: must be 0 (none) or at least 100ms, e.g. 30s", c.HTTPReadTimeout)

@@ -38,11 +38,13 @@ func lockFamily(ctx context.Context, tx pgx.Tx, family string) error {
 
 // RotateRefreshToken retires oldID and stores next in its family in one
 // transaction, with the family locked (lockFamily): of two concurrent
-// refreshes with one token the second sees it retired, a replay; a logout
-// waits for the rotation and revokes its successor too. A family with any
-// revoked token is revoked whole (rows written by a race before the lock
-// existed included).
-func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store.RefreshToken, at time.Time) error {
+// refreshes with one token the second sees it retired, a replay (or, within
+// grace, a retry that gets the first one's successor); a logout waits for
+// the rotation and revokes its successor too. A family with any revoked
+// token is revoked whole (rows written by a race before the lock existed
+// included).
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store.RefreshToken, at time.Time, grace time.Duration) (store.RefreshToken, error) {
+	got := next
 	var outcome error // a reuse commits the revocation, so it is not the transaction's error
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := lockFamily(ctx, tx, next.FamilyID); err != nil {
@@ -51,10 +53,11 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store
 		var family, user string
 		var expires time.Time
 		var used, revoked *time.Time
+		var successor *string
 		var familyRevoked bool
-		err := tx.QueryRow(ctx, `SELECT t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
+		err := tx.QueryRow(ctx, `SELECT t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, t.replaced_by,
 			EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = t.family_id AND f.revoked_at IS NOT NULL)
-			FROM refresh_tokens t WHERE t.id = $1 FOR UPDATE OF t`, oldID).Scan(&family, &user, &expires, &used, &revoked, &familyRevoked)
+			FROM refresh_tokens t WHERE t.id = $1 FOR UPDATE OF t`, oldID).Scan(&family, &user, &expires, &used, &revoked, &successor, &familyRevoked)
 		if err != nil {
 			return err
 		}
@@ -66,6 +69,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store
 			_, err := tx.Exec(ctx, sqlRevokeFamily, at, family)
 			return err
 		case used != nil:
+			if successor != nil && at.Sub(*used) < grace {
+				ok, err := liveSuccessor(ctx, tx, *successor, at, &got)
+				if err != nil || ok {
+					return err // a retry within the grace: its successor, nothing written
+				}
+			}
 			outcome = store.ErrTokenReused
 			_, err := tx.Exec(ctx, sqlRevokeFamily, at, family)
 			return err
@@ -73,7 +82,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store
 			outcome = fmt.Errorf("%w: expired", store.ErrTokenRevoked)
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE id = $2`, at, oldID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = $1, replaced_by = $2 WHERE id = $3`, at, next.ID, oldID); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, sqlInsertRefresh, next.ID, next.FamilyID, next.UserID, next.CreatedAt, next.ExpiresAt)
@@ -82,7 +91,26 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store
 	if err == nil {
 		err = outcome
 	}
-	return s.wrap(ctx, "rotate refresh token", err)
+	if err != nil {
+		return store.RefreshToken{}, s.wrap(ctx, "rotate refresh token", err)
+	}
+	return got, nil
+}
+
+// liveSuccessor reads the token id into t and reports whether it is still
+// the family's newest: never used, not revoked, not expired at at.
+func liveSuccessor(ctx context.Context, tx pgx.Tx, id string, at time.Time, t *store.RefreshToken) (bool, error) {
+	var used, revoked *time.Time
+	err := tx.QueryRow(ctx, `SELECT id, family_id, user_id, created_at, expires_at, used_at, revoked_at
+		FROM refresh_tokens WHERE id = $1`, id).Scan(&t.ID, &t.FamilyID, &t.UserID, &t.CreatedAt, &t.ExpiresAt, &used, &revoked)
+	if errors.Is(err, pgx.ErrNoRows) { // deleted as expired
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
+	return used == nil && revoked == nil && t.ExpiresAt.After(at), nil
 }
 
 const sqlRevokeFamily = `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL`

@@ -32,7 +32,8 @@ func TestRevokeRacesRotation(t *testing.T) {
 			return s.RevokeRefreshFamily(ctx, "fam", at)
 		}, nil},
 		{"replay", func(ctx context.Context, s *Store, at time.Time) error {
-			return s.RotateRefreshToken(ctx, "t1", token("t-evil", at), at)
+			_, err := s.RotateRefreshToken(ctx, "t1", token("t-evil", at), at, 0)
+			return err
 		}, store.ErrTokenReused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,7 +48,7 @@ func TestRevokeRacesRotation(t *testing.T) {
 			if err := s.CreateRefreshToken(ctx, token("t1", t0)); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.RotateRefreshToken(ctx, "t1", token("t2", t0), t0); err != nil { // t1 retired, t2 the newest
+			if _, err := s.RotateRefreshToken(ctx, "t1", token("t2", t0), t0, 0); err != nil { // t1 retired, t2 the newest
 				t.Fatal(err)
 			}
 
@@ -66,7 +67,7 @@ func TestRevokeRacesRotation(t *testing.T) {
 
 			now := time.Now().UTC().Truncate(time.Microsecond)
 			rotated, revoked := make(chan error, 1), make(chan error, 1)
-			go func() { rotated <- s.RotateRefreshToken(ctx, "t2", token("t3", now), now) }()
+			go func() { _, err := s.RotateRefreshToken(ctx, "t2", token("t3", now), now, 0); rotated <- err }()
 			waitLockWaiters(t, holder, 1)
 			go func() { revoked <- tc.revoke(ctx, s, now) }()
 			waitLockWaiters(t, holder, 2)
@@ -79,7 +80,7 @@ func TestRevokeRacesRotation(t *testing.T) {
 			if err := <-revoked; !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
 				t.Fatalf("the %s racing it: %v, want %v", tc.name, err, tc.want)
 			}
-			err = s.RotateRefreshToken(ctx, "t3", token("t4", now), now.Add(time.Minute))
+			_, err = s.RotateRefreshToken(ctx, "t3", token("t4", now), now.Add(time.Minute), 0)
 			if !errors.Is(err, store.ErrTokenRevoked) {
 				t.Fatalf("rotating t3, the successor added while the %s ran: %v, want ErrTokenRevoked (its family was revoked)", tc.name, err)
 			}

@@ -171,8 +171,9 @@ func TestMemoryUserMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema version 1 (undo 0003, then 0002), with data written the old way.
+	// Back to schema version 1 (undo 0004, 0003, then 0002), with data written the old way.
 	for _, q := range []string{
+		`DELETE FROM schema_migrations WHERE version = 4`,
 		`DROP TABLE refresh_tokens`, `DROP TABLE server_secrets`, `DROP INDEX signals_pending`,
 		`CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
 			INSERT INTO memories_fts (rowid, content) VALUES (new.id, new.content);
@@ -302,7 +303,8 @@ func TestExpectedOutcomesKeepTheBatch(t *testing.T) {
 			return s.CreateUser(ctx, store.User{ID: "u-2", Username: "alice", Email: "other@example.com", PasswordHash: "h", CreatedAt: at})
 		}, store.ErrConflict},
 		{"rotate an unknown token", func() error {
-			return s.RotateRefreshToken(ctx, "missing", store.RefreshToken{ID: "n", FamilyID: "f", UserID: alice.ID, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, at)
+			_, err := s.RotateRefreshToken(ctx, "missing", store.RefreshToken{ID: "n", FamilyID: "f", UserID: alice.ID, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, at, 0)
+			return err
 		}, store.ErrNotFound},
 		{"register bob", func() error {
 			return s.CreateUser(ctx, store.User{ID: "u-bob", Username: "bob", Email: "bob@example.com", PasswordHash: "h", CreatedAt: at})

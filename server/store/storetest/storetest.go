@@ -67,6 +67,7 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 	t.Run("FailPendingSignals", func(t *testing.T) { testFailPending(t, mustOpen(t)) })
 	t.Run("FailManyPendingSignals", func(t *testing.T) { testFailManyPending(t, mustOpen(t)) })
 	t.Run("RefreshTokens", func(t *testing.T) { testRefreshTokens(t, mustOpen(t)) })
+	t.Run("RefreshGrace", func(t *testing.T) { testRefreshGrace(t, mustOpen(t)) })
 	t.Run("Secrets", func(t *testing.T) { testSecrets(t, mustOpen(t)) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceled(t, mustOpen(t)) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, mustOpen(t)) })
