@@ -70,8 +70,11 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	}
 	switch driver {
 	case "sqlite":
+		// Owner only: the database holds password hashes and tokens. A
+		// directory that exists already is left as it is (it may be the
+		// working directory); the files themselves are made 0600 by the store.
 		if dir := filepath.Dir(path); dir != "" {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("create data directory %s: %w", dir, err)
 			}
 		}

@@ -3,10 +3,12 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
 	"github.com/hal9-lab/hal9-lab/server/store"
@@ -111,4 +113,50 @@ func waitLockWaiters(t *testing.T, conn *pgx.Conn, n int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestPrivateTables: the tables holding the JWT secret, login tokens,
+// password hashes and API-key hashes grant nothing to PUBLIC: another role
+// on the same PostgreSQL (not a superuser, not a member of the server's
+// role or of pg_read_all_data) cannot read them. A migration that granted
+// them away would fail here. docs/store.md says who can read them.
+func TestPrivateTables(t *testing.T) {
+	url := infratest.PostgresURL(t)
+	openURL(t, url) // migrated
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	role := fmt.Sprintf("hal9_other_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` NOLOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	for _, table := range []string{"server_secrets", "refresh_tokens", "users", "api_keys"} {
+		var acl *string
+		if err := conn.QueryRow(ctx, `SELECT relacl::text FROM pg_class WHERE oid = $1::regclass`, table).Scan(&acl); err != nil {
+			t.Fatal(err)
+		}
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+role); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `SELECT * FROM `+table+` LIMIT 1`)
+			return err
+		})
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Errorf("SELECT from %s as another role: %v, want permission denied (42501); its grants: %v", table, err, deref(acl))
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "none (the owner only)"
+	}
+	return *s
 }

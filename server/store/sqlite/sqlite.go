@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -125,6 +127,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	case strings.ContainsAny(path, "?#"):
 		return nil, fmt.Errorf("open sqlite store %s: the path must not contain '?' or '#'", path)
 	}
+	if err := ownerOnly(path); err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
@@ -162,6 +167,36 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.batches = groupcommit.NewMetrics("sqlite")
 	s.commits = groupcommit.New(s.execBatch, groupcommit.Options{Metrics: s.batches})
 	return s, nil
+}
+
+// ownerOnly creates the database file 0600 when it is missing and narrows
+// it, its WAL and its shared-memory file to 0600 when they are wider (an
+// older hal9 left 0644): they hold password and API-key hashes, refresh
+// tokens and, without --jwt-secret, the JWT key. SQLite creates the WAL and
+// shared-memory files with the database file's mode, so they follow it.
+// A file that cannot be narrowed (someone else owns it) is an error naming
+// the fix, not a warning: anyone on the machine could mint tokens.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return fmt.Errorf("%s is readable by others (mode %o) and could not be made 0600: %w; run `chmod 600 %s` as its owner", p, m, err, p)
+			}
+		}
+	}
+	return nil
 }
 
 // write runs op through the group committer; size is about the bytes it

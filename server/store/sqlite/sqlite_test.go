@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -453,5 +454,53 @@ func TestSearchIndexAcrossABatch(t *testing.T) {
 	}
 	if count, sum := batchCounts(t, s); sum-count < 2 {
 		t.Fatalf("%v writes in %v commits: the saves did not share a batch", sum, count)
+	}
+}
+
+// TestFileModes: the database and its WAL and shared-memory files are
+// readable by their owner only (0600), whether Open creates them or finds
+// them with wider modes (a database from an older hal9, which left 0644).
+func TestFileModes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hal9.db")
+	files := []string{path, path + "-wal", path + "-shm"}
+	check := func(when string) {
+		t.Helper()
+		for _, f := range files {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+			if m := fi.Mode().Perm(); m != 0o600 {
+				t.Errorf("%s: %s has mode %o, want 600", when, filepath.Base(f), m)
+			}
+		}
+	}
+	save := func(s store.Store, id string) {
+		t.Helper()
+		if err := s.SaveSignal(context.Background(), store.Signal{ID: id, Layer: "L1", NeuronID: "n", Content: "c",
+			Status: store.SignalProcessed, CreatedAt: time.Now()}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openAt(t, path)
+	save(s, "a")
+	check("created by Open")
+	s.Close()
+
+	// An older hal9's files at 0644 (an empty WAL and shared-memory file,
+	// as a crash may leave them).
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files[1:] {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = openAt(t, path)
+	save(s, "b")
+	check("found at 0644 by Open")
+	if _, _, err := s.GetSignal(context.Background(), "a"); err != nil {
+		t.Fatalf("the first open's signal after reopening: %v", err)
 	}
 }
