@@ -56,6 +56,10 @@ type Deps struct {
 	CredentialLimits CredentialLimits
 	// BodyReadTimeout bounds the arrival of a request body (0: none).
 	BodyReadTimeout time.Duration
+	// MaxConnsPerClient caps the API connections one client address holds
+	// open (0: no cap); MaxConns is the server's cap (--http-max-conns),
+	// near which idle keep-alives are closed sooner (connlimit.go).
+	MaxConnsPerClient, MaxConns int
 	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024);
 	// AsyncPerUser is one user's share of the queue (0: a quarter of it).
 	AsyncWorkers, AsyncQueue, AsyncPerUser int
@@ -102,6 +106,7 @@ type Server struct {
 	creds       *limits.Limiter
 	credLimited *prometheus.CounterVec
 	async       *asyncPool
+	conns       *connLimiter
 	started     time.Time
 
 	shuttingDown atomic.Bool
@@ -141,6 +146,7 @@ func New(d Deps) (*Server, error) {
 		s.creds = limits.New(nil, nil, nil)
 	}
 	s.credLimited = newCredentialMetrics(d.Registry)
+	s.conns = newConnLimiter(d.MaxConnsPerClient, d.MaxConns, d.TrustedProxies, d.Registry)
 	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncQueue, d.AsyncPerUser)
 	d.Registry.MustRegister(s.async.collectors()...)
 
@@ -180,8 +186,17 @@ func New(d Deps) (*Server, error) {
 // Handler is the API (no metrics, no pprof).
 func (s *Server) Handler() http.Handler { return s.api }
 
-// ConnState is the API http.Server's connection hook (open-connection gauge).
-func (s *Server) ConnState(c net.Conn, state http.ConnState) { s.metrics.connState(c, state) }
+// ConnState is the API http.Server's connection hook (open-connection
+// gauge, idle keep-alives near the connection caps).
+func (s *Server) ConnState(c net.Conn, state http.ConnState) {
+	s.metrics.connState(c, state)
+	s.conns.connState(c, state)
+}
+
+// LimitConns wraps the API listener with the cap on connections per client
+// address (Deps.MaxConnsPerClient); it must be the outermost wrapper, the
+// one http.Server accepts from.
+func (s *Server) LimitConns(ln net.Listener) net.Listener { return s.conns.listener(ln) }
 
 // AdminHandler serves /metrics, /debug/pprof/*, /health and /readyz.
 func (s *Server) AdminHandler() http.Handler { return s.admin }

@@ -59,6 +59,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	durationVar(fs, &cfg.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "API: idle keep-alive connections are closed after this")
 	durationVar(fs, &cfg.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "API: a response must be written within this; 0 derives it: 5 layers × --llm-timeout + 30s")
 	fs.IntVar(&cfg.HTTPMaxConns, "http-max-conns", d.HTTPMaxConns, "API: open connections at most (more wait to be accepted); 0 unlimited")
+	fs.IntVar(&cfg.HTTPMaxConnsPerClient, "http-max-conns-per-client", d.HTTPMaxConnsPerClient, "API: open connections per client address, IPv6 per /64 (more are answered 429 and closed; a trusted proxy's are not capped); 0 unlimited (load tests from one machine)")
 	durationVar(fs, &cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown, all stages together")
 	durationVar(fs, &cfg.ShutdownDelay, "shutdown-delay", d.ShutdownDelay, "graceful shutdown: readiness answers 503 this long before the API drains (at most a quarter of --shutdown-timeout; unset, 5s or that quarter, whichever is shorter)")
 	fs.IntVar(&cfg.AsyncWorkers, "async-workers", d.AsyncWorkers, "workers processing ?async=true signals")

@@ -252,7 +252,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		BodyReadTimeout: cfg.HTTPReadTimeout,
 		AsyncWorkers:    cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
 		AsyncJobTimeout: cfg.AsyncJobTimeout(), Version: cfg.Version,
-		LLMFaults: llmFaults,
+		LLMFaults:         llmFaults,
+		MaxConnsPerClient: cfg.HTTPMaxConnsPerClient, MaxConns: cfg.HTTPMaxConns,
 	})
 	if err != nil {
 		return nil, err
@@ -320,7 +321,7 @@ func (a *Server) Serve(ctx context.Context) error {
 	go func() { errc <- a.apiSrv.Serve(a.apiLn) }()
 	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
 	a.log.Info("hal9 serving", "addr", a.APIAddr(), "admin_addr", a.AdminAddr(),
-		"http_write_timeout", a.cfg.WriteTimeout().String(), "http_max_conns", a.cfg.HTTPMaxConns,
+		"http_write_timeout", a.cfg.WriteTimeout().String(), "http_max_conns", a.cfg.HTTPMaxConns, "http_max_conns_per_client", a.cfg.HTTPMaxConnsPerClient,
 		"database", redact.URL(a.cfg.EffectiveDatabaseURL()), "redis", redact.URL(a.cfg.RedisURL),
 		"cache_strategy", a.cfg.CacheStrategy, "llm", a.cfg.LLM, "model", a.cfg.LLMModel, "version", a.cfg.Version)
 

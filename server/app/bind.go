@@ -37,12 +37,16 @@ func (l *Listeners) Close() {
 	}
 }
 
-// UseListeners makes the server serve on listeners bound by Bind. The API
-// listener accepts at most --http-max-conns connections at once; further
-// ones wait in the kernel's accept queue.
+// UseListeners makes the server serve on listeners bound by Bind (after
+// Open). The API listener accepts at most --http-max-conns connections at
+// once (further ones wait in the kernel's accept queue), and at most
+// --http-max-conns-per-client from one client address (further ones are
+// answered 429 and closed). The admin listener accepts at most
+// AdminMaxConns.
 func (a *Server) UseListeners(l *Listeners) {
 	a.apiLn, a.adminLn = l.API, l.Admin
 	if a.cfg.HTTPMaxConns > 0 {
 		a.apiLn = netutil.LimitListener(a.apiLn, a.cfg.HTTPMaxConns)
 	}
+	a.apiLn = a.HTTP.LimitConns(a.apiLn)
 }

@@ -50,23 +50,24 @@ type Config struct {
 	TrustedProxies string
 
 	// The credential routes' own limits (register, login, refresh, logout).
-	AuthRateLimit        float64       // requests per second per client address (IPv6 per /64); 0 off
-	AuthBurst            int           // and the burst of it
-	LoginFailuresPerUser int           // failed logins per username per LoginFailureWindow; 0 off
-	LoginFailureWindow   time.Duration // (15m)
-	RefreshReuseGrace    time.Duration // a rotated refresh token's retry window (10s); 0 none
-	HTTPReadTimeout      time.Duration // a request body must arrive within this (30s); 0 none
-	HTTPIdleTimeout      time.Duration // keep-alive connections idle longer are closed (120s)
-	HTTPWriteTimeout     time.Duration // 0: derived from LLMTimeout × the 5 layers a signal may cross + 30s
-	HTTPMaxConns         int           // open API connections at most (10,000); 0 unlimited
-	ShutdownTimeout      time.Duration
-	ShutdownDelay        time.Duration // readiness 503 this long before draining (at most a quarter of ShutdownTimeout)
-	AsyncWorkers         int           // workers for ?async=true signals
-	AsyncQueue           int           // queued async signals before 503 queue_full
-	AsyncQueuePerUser    int           // one user's share of the queue; 0: a quarter of AsyncQueue
-	LLMBudgetHourly      float64       // USD in the rolling hour (10, seed 004)
-	LLMBudgetDaily       float64       // USD in the rolling day (100)
-	LLMBudgetEnforce     string        // auto (on with --llm anthropic, off with sim), on, off
+	AuthRateLimit         float64       // requests per second per client address (IPv6 per /64); 0 off
+	AuthBurst             int           // and the burst of it
+	LoginFailuresPerUser  int           // failed logins per username per LoginFailureWindow; 0 off
+	LoginFailureWindow    time.Duration // (15m)
+	RefreshReuseGrace     time.Duration // a rotated refresh token's retry window (10s); 0 none
+	HTTPReadTimeout       time.Duration // a request body must arrive within this (30s); 0 none
+	HTTPIdleTimeout       time.Duration // keep-alive connections idle longer are closed (120s)
+	HTTPWriteTimeout      time.Duration // 0: derived from LLMTimeout × the 5 layers a signal may cross + 30s
+	HTTPMaxConns          int           // open API connections at most (10,000); 0 unlimited
+	HTTPMaxConnsPerClient int           // open API connections per client address (256); 0 unlimited
+	ShutdownTimeout       time.Duration
+	ShutdownDelay         time.Duration // readiness 503 this long before draining (at most a quarter of ShutdownTimeout)
+	AsyncWorkers          int           // workers for ?async=true signals
+	AsyncQueue            int           // queued async signals before 503 queue_full
+	AsyncQueuePerUser     int           // one user's share of the queue; 0: a quarter of AsyncQueue
+	LLMBudgetHourly       float64       // USD in the rolling hour (10, seed 004)
+	LLMBudgetDaily        float64       // USD in the rolling day (100)
+	LLMBudgetEnforce      string        // auto (on with --llm anthropic, off with sim), on, off
 
 	LLM             string // sim|anthropic
 	LLMModel        string
@@ -101,27 +102,28 @@ func DefaultConfig() Config {
 		RateLimit:       1000,
 		BcryptCost:      10,
 
-		AuthRateLimit:        1,
-		AuthBurst:            20,
-		LoginFailuresPerUser: 10,
-		LoginFailureWindow:   15 * time.Minute,
-		RefreshReuseGrace:    auth.DefaultReuseGrace,
-		HTTPReadTimeout:      30 * time.Second,
-		HTTPIdleTimeout:      120 * time.Second,
-		HTTPMaxConns:         10_000,
-		ShutdownTimeout:      60 * time.Second,
-		ShutdownDelay:        5 * time.Second,
-		AsyncWorkers:         8,
-		AsyncQueue:           1024,
-		LLMBudgetHourly:      10,
-		LLMBudgetDaily:       100,
-		LLMBudgetEnforce:     "auto",
-		LLM:                  "sim",
-		LLMModel:             llm.DefaultModel,
-		LLMTimeout:           30 * time.Second,
-		AnthropicURL:         "https://api.anthropic.com",
-		LLMLatencyScale:      1,
-		LogLevel:             "info",
+		AuthRateLimit:         1,
+		AuthBurst:             20,
+		LoginFailuresPerUser:  10,
+		LoginFailureWindow:    15 * time.Minute,
+		RefreshReuseGrace:     auth.DefaultReuseGrace,
+		HTTPReadTimeout:       30 * time.Second,
+		HTTPIdleTimeout:       120 * time.Second,
+		HTTPMaxConns:          10_000,
+		HTTPMaxConnsPerClient: 256,
+		ShutdownTimeout:       60 * time.Second,
+		ShutdownDelay:         5 * time.Second,
+		AsyncWorkers:          8,
+		AsyncQueue:            1024,
+		LLMBudgetHourly:       10,
+		LLMBudgetDaily:        100,
+		LLMBudgetEnforce:      "auto",
+		LLM:                   "sim",
+		LLMModel:              llm.DefaultModel,
+		LLMTimeout:            30 * time.Second,
+		AnthropicURL:          "https://api.anthropic.com",
+		LLMLatencyScale:       1,
+		LogLevel:              "info",
 	}
 }
 
@@ -220,6 +222,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPMaxConns < 0 {
 		add("--http-max-conns %d: must be 0 (unlimited) or a positive number of connections", c.HTTPMaxConns)
+	}
+	if c.HTTPMaxConnsPerClient < 0 || (c.HTTPMaxConns > 0 && c.HTTPMaxConnsPerClient > c.HTTPMaxConns) {
+		add("--http-max-conns-per-client %d: must be 0 (unlimited: a load generator on one machine) or a positive number up to --http-max-conns (%d)", c.HTTPMaxConnsPerClient, c.HTTPMaxConns)
 	}
 	if _, err := server.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		add("--trusted-proxies %q: %v", c.TrustedProxies, err)
