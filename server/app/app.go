@@ -369,7 +369,7 @@ func (a *Server) Close(ctx context.Context) error {
 			a.Process.Close()
 		}
 		if a.Store != nil {
-			if err := a.Store.Close(); err != nil {
+			if err := closeWithin(ctx, a.Store.Close); err != nil {
 				errs = append(errs, fmt.Errorf("close store: %w", err))
 			}
 		}
@@ -380,6 +380,30 @@ func (a *Server) Close(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// closeGrace is how long closeWithin still waits once ctx has ended.
+const closeGrace = 2 * time.Second
+
+// closeWithin runs close and waits for it until ctx ends, plus closeGrace.
+// A database that stops answering can hold a pool's Close for long (pgxpool
+// waits up to 15 s per connection a cancelled query left behind), and the
+// process exits after shutdown anyway: every acknowledged write is already
+// durable, so the shutdown does not wait for it past its deadline.
+func closeWithin(ctx context.Context, close func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeGrace):
+		return fmt.Errorf("still closing %v after the shutdown deadline (the database does not answer); left to the process exit", closeGrace)
+	}
 }
 
 // Migrate opens the store of cfg, applies migrations and closes it.

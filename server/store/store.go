@@ -173,6 +173,11 @@ type Store interface {
 	// now) and returns how many it changed. Servers call it with a cut-off
 	// far in the past: nothing else would ever finish those signals.
 	FailPendingSignals(ctx context.Context, before time.Time) (int, error)
+	// FailSignals marks those of the given signals that are still pending
+	// as failed (error InterruptedError, CompletedAt now), in one write,
+	// and returns how many it changed: a server whose drain deadline passed
+	// fails the async signals it will never process.
+	FailSignals(ctx context.Context, ids []string) (int, error)
 
 	// CreateRefreshToken stores the first token of a new family (a login).
 	CreateRefreshToken(ctx context.Context, t RefreshToken) error

@@ -836,6 +836,26 @@ func (s *Store) FailPendingSignals(ctx context.Context, before time.Time) (int, 
 	}
 }
 
+// FailSignals marks the given signals failed if they are still pending,
+// in one write.
+func (s *Store) FailSignals(ctx context.Context, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	list, _ := json.Marshal(ids)
+	var n int64
+	err := s.write(ctx, 64+len(list), func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE signals SET status = 'failed', error = ?, completed_at = ?
+			WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`, store.InterruptedError, micros(time.Now()), string(list))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), wrap(ctx, "fail signals", err)
+}
+
 // SearchMemories finds userID's memories containing every word of query, best first
 // (BM25). Operators and punctuation in query are treated as separators, so
 // no input is a syntax error; a query without words returns nothing.
