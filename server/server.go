@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +111,7 @@ type Server struct {
 	started     time.Time
 
 	shuttingDown atomic.Bool
+	readyCache   readyCache
 	sent         atomic.Int64 // signals accepted (sync and async)
 	api          http.Handler
 	admin        http.Handler
@@ -285,11 +287,53 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // still answers, more slowly or with LLM errors), 200 "ready" otherwise.
 // Only the admin listener's (detail) names the backends' errors: on the
 // API listener they would tell anyone the database's address and user.
+// The API listener's answer is kept for readyTTL (readyCache).
 func (s *Server) readyz(detail bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) { s.ready(w, r, detail) }
+	return func(w http.ResponseWriter, r *http.Request) {
+		var status int
+		var body map[string]any
+		switch {
+		case detail || s.shuttingDown.Load(): // a shutdown shows at once
+			status, body = s.readiness(r.Context(), detail)
+		default:
+			status, body = s.readyCache.get(func() (int, map[string]any) {
+				// Not cut short by the caller leaving: the answer is shared.
+				return s.readiness(context.WithoutCancel(r.Context()), false)
+			})
+		}
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		writeJSON(w, status, body)
+	}
 }
 
-func (s *Server) ready(w http.ResponseWriter, r *http.Request, detail bool) {
+// readyTTL is how long the API listener's /readyz answer is reused: it is
+// public, and each fresh answer pings the database and Redis, so anyone
+// calling it in a loop would otherwise load both. Load balancers probe
+// every few seconds; a second of staleness changes nothing for them.
+const readyTTL = time.Second
+
+// readyCache is the public /readyz answer of the last readyTTL; callers
+// arriving while it is computed wait for that one answer.
+type readyCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	status int
+	body   map[string]any
+}
+
+func (c *readyCache) get(compute func() (int, map[string]any)) (int, map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.body == nil || time.Since(c.at) >= readyTTL {
+		c.status, c.body = compute()
+		c.at = time.Now()
+	}
+	return c.status, c.body
+}
+
+func (s *Server) readiness(ctx context.Context, detail bool) (int, map[string]any) {
 	var fatal, degraded []string
 	reason := func(what string, err error) string {
 		if detail {
@@ -300,7 +344,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request, detail bool) {
 	if s.shuttingDown.Load() {
 		fatal = append(fatal, "shutting down")
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.d.Store.Ping(ctx); err != nil {
 		fatal = append(fatal, reason("store", err))
@@ -315,11 +359,10 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request, detail bool) {
 	}
 	switch {
 	case len(fatal) > 0:
-		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": append(fatal, degraded...)})
+		return http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": append(fatal, degraded...)}
 	case len(degraded) > 0:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "reasons": degraded})
+		return http.StatusOK, map[string]any{"status": "degraded", "reasons": degraded}
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+		return http.StatusOK, map[string]any{"status": "ready"}
 	}
 }
