@@ -69,6 +69,9 @@ type Deps struct {
 	Version         string
 	// LLMFaults serves /admin/llm/faults (nil: the provider is not simulated).
 	LLMFaults LLMFaults
+	// AdminHosts are the Host names the admin listener answers to besides
+	// IP addresses and localhost (nil: only those).
+	AdminHosts *AdminHosts
 	// NoProfileLabels turns off the pprof labels (route, layer) on the
 	// handlers' CPU samples (profilelabels.go); benchmarks compare.
 	NoProfileLabels bool
@@ -228,7 +231,11 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.adminLLM(mux)
-	return mux
+	hosts := s.d.AdminHosts
+	if hosts == nil {
+		hosts = &AdminHosts{}
+	}
+	return hosts.checkHost(mux)
 }
 
 // routes registers handlers and adds, for every path, a method-less

@@ -33,6 +33,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	*cfg = d
 	fs.StringVar(&cfg.Addr, "addr", d.Addr, "API listen address (host:port)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", d.AdminAddr, "admin listen address: /metrics, /debug/pprof, /health, /readyz")
+	fs.StringVar(&cfg.AdminAllowedHosts, "admin-allowed-hosts", "", "Host names the admin listener answers to besides IP addresses, localhost and --admin-addr's host (a DNS-rebinding guard), comma-separated; .example.com allows the names under it; * turns the check off")
 	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory for the default SQLite database (created if missing)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "sqlite://PATH or postgres://user:pass@host:5432/db (default sqlite://<data-dir>/hal9.db)")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", d.DBMaxConns, "PostgreSQL pool: maximum connections")

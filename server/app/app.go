@@ -233,6 +233,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
 	}
+	adminHosts, err := server.ParseAdminHosts(cfg.AdminAllowedHosts, cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-allowed-hosts: %w", err)
+	}
 	var redisHealth func(context.Context) error
 	var sharedLimits limits.Backend
 	if a.Redis != nil {
@@ -254,6 +258,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		AsyncJobTimeout: cfg.AsyncJobTimeout(), Version: cfg.Version,
 		LLMFaults:         llmFaults,
 		MaxConnsPerClient: cfg.HTTPMaxConnsPerClient, MaxConns: cfg.HTTPMaxConns,
+		AdminHosts: adminHosts,
 	})
 	if err != nil {
 		return nil, err
@@ -316,6 +321,7 @@ func (a *Server) Serve(ctx context.Context) error {
 		WriteTimeout: a.cfg.WriteTimeout(), IdleTimeout: a.cfg.HTTPIdleTimeout,
 		ConnState: a.HTTP.ConnState, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.adminSrv = &http.Server{Handler: a.HTTP.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: AdminReadTimeout, WriteTimeout: AdminWriteTimeout, IdleTimeout: AdminIdleTimeout,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)
 	go func() { errc <- a.apiSrv.Serve(a.apiLn) }()

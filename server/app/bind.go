@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net"
+	"time"
 
 	"golang.org/x/net/netutil"
 )
@@ -49,4 +50,16 @@ func (a *Server) UseListeners(l *Listeners) {
 		a.apiLn = netutil.LimitListener(a.apiLn, a.cfg.HTTPMaxConns)
 	}
 	a.apiLn = a.HTTP.LimitConns(a.apiLn)
+	a.adminLn = netutil.LimitListener(a.adminLn, AdminMaxConns)
 }
+
+// The admin listener's limits. It serves a scrape or two, the probes and
+// an operator's pprof, so a few dozen connections are plenty. A CPU
+// profile or trace (?seconds=N) gets the write timeout plus N: net/http/pprof
+// extends the deadline by the profile's length.
+const (
+	AdminMaxConns     = 64
+	AdminReadTimeout  = 30 * time.Second
+	AdminWriteTimeout = 2 * time.Minute
+	AdminIdleTimeout  = time.Minute
+)

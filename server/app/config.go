@@ -24,6 +24,9 @@ import (
 type Config struct {
 	Addr      string // API listener
 	AdminAddr string // /metrics, /debug/pprof, /health, /readyz
+	// AdminAllowedHosts are Host names the admin listener answers to
+	// besides IPs, localhost and --admin-addr's host (DNS-rebinding guard).
+	AdminAllowedHosts string
 
 	DataDir     string
 	DatabaseURL string // sqlite://PATH or postgres://...; empty: sqlite://<DataDir>/hal9.db
@@ -145,6 +148,9 @@ func (c Config) Validate() error {
 	}
 	if err := checkAddr(c.AdminAddr); err != nil {
 		add("--admin-addr %q: %v", c.AdminAddr, err)
+	}
+	if _, err := server.ParseAdminHosts(c.AdminAllowedHosts, c.AdminAddr); err != nil {
+		add("--admin-allowed-hosts %q: %v", c.AdminAllowedHosts, err)
 	}
 	if c.Addr == c.AdminAddr && !strings.HasSuffix(c.Addr, ":0") {
 		add("--addr and --admin-addr are both %q; metrics and pprof must not share the API listener, pick another admin port", c.Addr)

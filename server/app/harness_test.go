@@ -142,9 +142,12 @@ func doURL(t testing.TB, method, url string, body any, hdr ...string) resp {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		if hdr[i+1] == "" {
+		switch {
+		case hdr[i] == "Host": // net/http sends req.Host, not the header
+			req.Host = hdr[i+1]
+		case hdr[i+1] == "":
 			req.Header.Del(hdr[i])
-		} else {
+		default:
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
 	}

@@ -300,6 +300,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny idle timeout", func(c *Config) { c.HTTPIdleTimeout = 0 }, "--http-idle-timeout"},
 		{"write timeout under the llm's", func(c *Config) { c.HTTPWriteTimeout = time.Second }, "shorter than --llm-timeout"},
 		{"negative max conns", func(c *Config) { c.HTTPMaxConns = -1 }, "--http-max-conns"},
+		{"admin host with a port", func(c *Config) { c.AdminAllowedHosts = "metrics.internal:9091" }, "--admin-allowed-hosts (HAL9_ADMIN_ALLOWED_HOSTS)"},
+		{"admin hosts", func(c *Config) { c.AdminAllowedHosts = "metrics.internal, .svc.cluster.local" }, ""},
 		{"per-client cap over the server's", func(c *Config) { c.HTTPMaxConnsPerClient = 20_000 }, "--http-max-conns-per-client (HAL9_HTTP_MAX_CONNS_PER_CLIENT)"},
 		{"negative per-client cap", func(c *Config) { c.HTTPMaxConnsPerClient = -1 }, "--http-max-conns-per-client"},
 		{"per-client cap off", func(c *Config) { c.HTTPMaxConnsPerClient = 0 }, ""},
