@@ -1,8 +1,7 @@
 package app
 
 import (
-	"bufio"
-	"io"
+	"context"
 	"net"
 	"net/http"
 	"strings"
@@ -15,42 +14,31 @@ import (
 // and closed, while another address is still served.
 func TestConnCapPerClient(t *testing.T) {
 	a := startApp(t, nil)
-	addr := strings.TrimPrefix(a.api, "http://")
 	const cap = 256 // the default --http-max-conns-per-client
-	dial := func(from string) net.Conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-		c, err := d.Dial("tcp", addr)
+	from := func(ip string) *net.Dialer {
+		return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	}
+	for range cap {
+		c, err := from("127.0.0.1").Dial("tcp", strings.TrimPrefix(a.api, "http://"))
 		if err != nil {
-			t.Fatalf("dial from %s: %v", from, err)
+			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		t.Cleanup(func() { c.Close() }) // open, nothing sent
 	}
-	health := func(c net.Conn) (int, string) {
+	health := func(ip string) (int, string) {
 		t.Helper()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.WriteString(c, "GET /health HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
-			return 0, err.Error()
-		}
-		r, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer r.Body.Close()
-		b, _ := io.ReadAll(r.Body)
-		return r.StatusCode, string(b)
+		cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return from(ip).DialContext(ctx, network, addr)
+			}}}
+		defer cl.CloseIdleConnections()
+		r := doWith(t, cl, "GET", a.api+"/health", nil)
+		return r.Status, string(r.Body)
 	}
-	for range cap - 1 {
-		dial("127.0.0.1") // open, nothing sent yet
-	}
-	if code, body := health(dial("127.0.0.1")); code != http.StatusOK {
-		t.Fatalf("connection %d of 127.0.0.1: %d %s", cap, code, body)
-	}
-	if code, body := health(dial("127.0.0.1")); code != http.StatusTooManyRequests || !strings.Contains(body, "rate_limited") {
+	if code, body := health("127.0.0.1"); code != http.StatusTooManyRequests || !strings.Contains(body, "rate_limited") {
 		t.Fatalf("connection %d of 127.0.0.1: %d %s; want 429 rate_limited", cap+1, code, body)
 	}
-	if code, body := health(dial("127.0.0.2")); code != http.StatusOK {
+	if code, body := health("127.0.0.2"); code != http.StatusOK {
 		t.Fatalf("another address while 127.0.0.1 is at its cap: %d %s", code, body)
 	}
 }

@@ -120,6 +120,12 @@ func (a *testApp) do(method, path string, body any, hdr ...string) resp {
 
 func doURL(t testing.TB, method, url string, body any, hdr ...string) resp {
 	t.Helper()
+	return doWith(t, client, method, url, body, hdr...)
+}
+
+// doWith is doURL through the client c.
+func doWith(t testing.TB, c *http.Client, method, url string, body any, hdr ...string) resp {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -151,7 +157,7 @@ func doURL(t testing.TB, method, url string, body any, hdr ...string) resp {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
 	}
-	res, err := client.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hal9-lab/hal9-lab/server/store"
 	"github.com/hal9-lab/hal9-lab/server/store/storetest"
@@ -359,22 +360,18 @@ func TestExpectedOutcomesKeepTheBatch(t *testing.T) {
 // batchSplits reads hal9_db_batch_splits_total.
 func batchSplits(t *testing.T, s *Store) float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(s.Collector())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "hal9_db_batch_splits_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("no hal9_db_batch_splits_total")
-	return 0
+	return storeMetric(t, s, "hal9_db_batch_splits_total").GetCounter().GetValue()
 }
 
+// batchCounts reads hal9_db_batch_size: commits and writes in them.
 func batchCounts(t *testing.T, s *Store) (count, sum float64) {
+	t.Helper()
+	h := storeMetric(t, s, "hal9_db_batch_size").GetHistogram()
+	return float64(h.GetSampleCount()), h.GetSampleSum()
+}
+
+// storeMetric is the one series of the store's metric family name.
+func storeMetric(t *testing.T, s *Store, name string) *dto.Metric {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(s.Collector())
@@ -383,13 +380,12 @@ func batchCounts(t *testing.T, s *Store) (count, sum float64) {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "hal9_db_batch_size" {
-			h := mf.GetMetric()[0].GetHistogram()
-			return float64(h.GetSampleCount()), h.GetSampleSum()
+		if mf.GetName() == name {
+			return mf.GetMetric()[0]
 		}
 	}
-	t.Fatal("no hal9_db_batch_size")
-	return 0, 0
+	t.Fatalf("no %s", name)
+	return nil
 }
 
 // TestSearchIndexAcrossABatch: memories are indexed once per group commit;
