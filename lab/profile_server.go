@@ -116,6 +116,11 @@ func (s *ServerSettings) args(has func(flag string) bool) ([]string, error) {
 	if has("auth-rate-limit") {
 		out = append(out, "--auth-rate-limit", num(auth))
 	}
+	// The same for the cap on connections per client address: the load's
+	// virtual users all connect from one address.
+	if has("http-max-conns-per-client") {
+		out = append(out, "--http-max-conns-per-client", "0")
+	}
 	// The lab stops its servers when no load runs, and HAProxy in front of
 	// replicas retries a refused request elsewhere: no pause before draining.
 	if has("shutdown-delay") {

@@ -85,6 +85,12 @@ func departures(def, eff map[string]any) []string {
 			} else {
 				out = append(out, fmt.Sprintf("credential-route limiter %s instead of %s", e, d))
 			}
+		case "http-max-conns-per-client":
+			if e == "0" {
+				out = append(out, fmt.Sprintf("connection cap per client IP off (production: %s open connections per client): every virtual user connects from 127.0.0.1 (or HAProxy)", d))
+			} else {
+				out = append(out, fmt.Sprintf("connection cap per client IP %s instead of %s", e, d))
+			}
 		case "shutdown-timeout":
 			out = append(out, fmt.Sprintf("drain time on SIGTERM %s instead of %s (the lab waits less between legs)", e, d))
 		case "llm-latency-scale":

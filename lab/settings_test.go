@@ -7,14 +7,15 @@ import (
 
 func TestDepartures(t *testing.T) {
 	def := map[string]any{"bcrypt-cost": 10.0, "rate-limit": 1000.0, "auth-rate-limit": 5.0, "shutdown-timeout": "1m0s", "llm": "sim",
-		"addr": "127.0.0.1:8080", "db-max-conns": 100.0, "llm-latency-scale": 1.0}
+		"addr": "127.0.0.1:8080", "db-max-conns": 100.0, "llm-latency-scale": 1.0, "http-max-conns-per-client": 256.0}
 	eff := map[string]any{"bcrypt-cost": 4.0, "rate-limit": 0.0, "auth-rate-limit": 0.0, "shutdown-timeout": "10s", "llm": "sim",
-		"addr": "127.0.0.1:39000", "db-max-conns": 20.0, "llm-latency-scale": 1.0}
+		"addr": "127.0.0.1:39000", "db-max-conns": 20.0, "llm-latency-scale": 1.0, "http-max-conns-per-client": 0.0}
 	got := strings.Join(departures(def, eff), "\n")
 	for _, want := range []string{
 		"bcrypt cost 4 instead of 10",
 		"API rate limit off (production: 1000 req/s per client)",
 		"credential-route limiter off: every virtual user comes from 127.0.0.1",
+		"connection cap per client IP off (production: 256 open connections per client)",
 		"drain time on SIGTERM 10s instead of 1m0s",
 		"--db-max-conns 20 instead of 100",
 		"simulated LLM provider",
@@ -49,6 +50,10 @@ func TestServerSettingsArgs(t *testing.T) {
 	var none *ServerSettings
 	if args, _ := none.args(with); strings.Join(args, " ") != "--auth-rate-limit 0" {
 		t.Errorf("default args %v", args)
+	}
+	all := func(string) bool { return true }
+	if args, _ := none.args(all); !strings.Contains(strings.Join(args, " "), "--http-max-conns-per-client 0") {
+		t.Errorf("default args on a server with the connection cap %v: want it off", args)
 	}
 	if args, _ := none.args(without); len(args) != 0 {
 		t.Errorf("default args on an older server %v", args)

@@ -15,9 +15,10 @@
 #   mix     3,500 users of the documented mix (scenarios/bench/mix-3500.yaml), bcrypt cost 4
 #
 # Throughput sections start the server as the issue measured it: --rate-limit 0
-# --llm-latency-scale 0 --bcrypt-cost 4, and --auth-rate-limit 0 when the binary
-# has that flag (the credential limiter would refuse the load's logins: every
-# user comes from 127.0.0.1). The machine is shared: compare within one run.
+# --llm-latency-scale 0 --bcrypt-cost 4, and --auth-rate-limit 0 and
+# --http-max-conns-per-client 0 when the binary has those flags (the credential
+# limiter would refuse the load's logins, the connection cap its 3,500 users:
+# every user comes from 127.0.0.1). The machine is shared: compare within one run.
 set -euo pipefail
 
 HAL9_BINS=bin/hal9
@@ -96,6 +97,7 @@ stop_server() {
 throughput_flags() {
 	local f=(--rate-limit 0 --llm-latency-scale 0 --bcrypt-cost 4)
 	has_flag "$1" auth-rate-limit && f+=(--auth-rate-limit 0)
+	has_flag "$1" http-max-conns-per-client && f+=(--http-max-conns-per-client 0)
 	has_flag "$1" shutdown-delay && f+=(--shutdown-delay 0s)
 	echo "${f[@]}"
 }

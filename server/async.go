@@ -35,6 +35,9 @@ type asyncPool struct {
 	// retryDelays are the waits between attempts of a failed final save.
 	retryDelays []time.Duration
 
+	leftMu sync.Mutex
+	left   []string // jobs never started before the drain deadline: failed in one write
+
 	queued   prometheus.GaugeFunc
 	rejected prometheus.Counter // queue full, or a user's share used up
 }
@@ -71,12 +74,53 @@ func (p *asyncPool) collectors() []prometheus.Collector {
 	return []prometheus.Collector{p.queued, p.rejected}
 }
 
+// afterDrain bounds each write the drain makes past its deadline: the
+// final save of a job cut mid-run (one attempt, no retries) and the one
+// write failing the jobs never started. With a frozen database a shutdown
+// then ends at most about 2 × afterDrain past --shutdown-timeout (those
+// signals stay pending; the next start's sweep fails them).
+const afterDrain = 2 * time.Second
+
 func (p *asyncPool) work() {
 	defer p.wg.Done()
 	for j := range p.jobs {
+		if p.ctx.Err() != nil { // past the drain deadline: left for one write
+			p.leave(j)
+			continue
+		}
 		p.run(j)
 		p.release(j.sig.UserID)
 	}
+}
+
+// leave records a job the drain deadline cut before it started.
+func (p *asyncPool) leave(j asyncJob) {
+	p.leftMu.Lock()
+	p.left = append(p.left, j.sig.ID)
+	p.leftMu.Unlock()
+	p.release(j.sig.UserID)
+}
+
+// failLeft marks the jobs never started failed, in one write (1,024 queued
+// jobs saved one by one, each with its retries, kept a shutdown going for
+// an hour and a half against a frozen database).
+func (p *asyncPool) failLeft() {
+	p.leftMu.Lock()
+	ids := p.left
+	p.left = nil
+	p.leftMu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), afterDrain)
+	defer cancel()
+	n, err := p.s.d.Store.FailSignals(ctx, ids)
+	if err != nil {
+		p.s.log.Error("fail the async signals the shutdown cut before they started: they stay pending until the next start marks them failed",
+			"signals", len(ids), "error", err)
+		return
+	}
+	p.s.log.Warn("async signals cut by the shutdown before they started, saved failed", "signals", n)
 }
 
 // reserve takes a slot of the queue for user, within the user's share.
@@ -118,10 +162,15 @@ func (p *asyncPool) run(j asyncJob) {
 	hops, mems := records(sig, res)
 	// The final save must happen even when the drain deadline cut the work;
 	// a failed one is retried with backoff, else the signal would stay
-	// pending until the next start fails it.
-	if err := p.saveFinal(context.WithoutCancel(ctx), sig, hops, mems); err != nil {
+	// pending until the next start fails it. Past the drain deadline it has
+	// afterDrain more and no new attempt: the shutdown must end.
+	saveCtx, cancelSave := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSave()
+	stop := context.AfterFunc(p.ctx, func() { time.AfterFunc(afterDrain, cancelSave) })
+	defer stop()
+	if err := p.saveFinal(saveCtx, sig, hops, mems); err != nil {
 		s.log.Error("save async signal: it stays pending until the next start marks it failed",
-			"signal_id", sig.ID, "attempts", len(p.retryDelays)+1, "error", err)
+			"signal_id", sig.ID, "error", err)
 	}
 	if perr != nil {
 		s.log.Warn("async signal failed", "signal_id", sig.ID, "error", perr)
@@ -129,16 +178,16 @@ func (p *asyncPool) run(j asyncJob) {
 }
 
 // saveFinal saves a finished async signal, retrying after each of
-// p.retryDelays on failure.
+// p.retryDelays on failure until the drain deadline.
 func (p *asyncPool) saveFinal(ctx context.Context, sig store.Signal, hops []store.Hop, mems []store.Memory) error {
-	err := p.s.save(ctx, sig, hops, mems)
+	err := p.s.saveWithin(ctx, sig, hops, mems)
 	for i, d := range p.retryDelays {
-		if err == nil {
-			return nil
+		if err == nil || ctx.Err() != nil || p.ctx.Err() != nil {
+			return err
 		}
 		p.s.log.Warn("save async signal failed; retrying", "signal_id", sig.ID, "attempt", i+1, "retry_in", d, "error", err)
 		time.Sleep(d)
-		err = p.s.save(ctx, sig, hops, mems)
+		err = p.s.saveWithin(ctx, sig, hops, mems)
 	}
 	return err
 }
@@ -162,8 +211,10 @@ func (p *asyncPool) enqueue(ctx context.Context, j asyncJob) (*apiError, error) 
 	return nil, nil
 }
 
-// drain refuses new jobs and waits for the queued ones; at ctx's end the
-// remaining work is canceled (and saved failed) and drain waits for that.
+// drain refuses new jobs and waits for the queued ones. At ctx's end the
+// running jobs are canceled and saved failed (one attempt each), the jobs
+// never started are failed in one write, and drain returns within about
+// 2 × afterDrain, however slow the database.
 func (p *asyncPool) drain(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
@@ -178,7 +229,11 @@ func (p *asyncPool) drain(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		p.cancel()
+		for j := range p.jobs { // the workers leave what they take now, too
+			p.leave(j)
+		}
 		<-done
+		p.failLeft()
 		return fmt.Errorf("drain async signals: %w", ctx.Err())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,10 @@ type Deps struct {
 	CredentialLimits CredentialLimits
 	// BodyReadTimeout bounds the arrival of a request body (0: none).
 	BodyReadTimeout time.Duration
+	// MaxConnsPerClient caps the API connections one client address holds
+	// open (0: no cap); MaxConns is the server's cap (--http-max-conns),
+	// near which idle keep-alives are closed sooner (connlimit.go).
+	MaxConnsPerClient, MaxConns int
 	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024);
 	// AsyncPerUser is one user's share of the queue (0: a quarter of it).
 	AsyncWorkers, AsyncQueue, AsyncPerUser int
@@ -64,6 +69,9 @@ type Deps struct {
 	Version         string
 	// LLMFaults serves /admin/llm/faults (nil: the provider is not simulated).
 	LLMFaults LLMFaults
+	// AdminHosts are the Host names the admin listener answers to besides
+	// IP addresses and localhost (nil: only those).
+	AdminHosts *AdminHosts
 	// NoProfileLabels turns off the pprof labels (route, layer) on the
 	// handlers' CPU samples (profilelabels.go); benchmarks compare.
 	NoProfileLabels bool
@@ -102,9 +110,11 @@ type Server struct {
 	creds       *limits.Limiter
 	credLimited *prometheus.CounterVec
 	async       *asyncPool
+	conns       *connLimiter
 	started     time.Time
 
 	shuttingDown atomic.Bool
+	readyCache   readyCache
 	sent         atomic.Int64 // signals accepted (sync and async)
 	api          http.Handler
 	admin        http.Handler
@@ -141,6 +151,7 @@ func New(d Deps) (*Server, error) {
 		s.creds = limits.New(nil, nil, nil)
 	}
 	s.credLimited = newCredentialMetrics(d.Registry)
+	s.conns = newConnLimiter(d.MaxConnsPerClient, d.MaxConns, d.TrustedProxies, d.Registry)
 	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncQueue, d.AsyncPerUser)
 	d.Registry.MustRegister(s.async.collectors()...)
 
@@ -180,8 +191,17 @@ func New(d Deps) (*Server, error) {
 // Handler is the API (no metrics, no pprof).
 func (s *Server) Handler() http.Handler { return s.api }
 
-// ConnState is the API http.Server's connection hook (open-connection gauge).
-func (s *Server) ConnState(c net.Conn, state http.ConnState) { s.metrics.connState(c, state) }
+// ConnState is the API http.Server's connection hook (open-connection
+// gauge, idle keep-alives near the connection caps).
+func (s *Server) ConnState(c net.Conn, state http.ConnState) {
+	s.metrics.connState(c, state)
+	s.conns.connState(c, state)
+}
+
+// LimitConns wraps the API listener with the cap on connections per client
+// address (Deps.MaxConnsPerClient); it must be the outermost wrapper, the
+// one http.Server accepts from.
+func (s *Server) LimitConns(ln net.Listener) net.Listener { return s.conns.listener(ln) }
 
 // AdminHandler serves /metrics, /debug/pprof/*, /health and /readyz.
 func (s *Server) AdminHandler() http.Handler { return s.admin }
@@ -211,7 +231,11 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.adminLLM(mux)
-	return mux
+	hosts := s.d.AdminHosts
+	if hosts == nil {
+		hosts = &AdminHosts{}
+	}
+	return hosts.checkHost(mux)
 }
 
 // routes registers handlers and adds, for every path, a method-less
@@ -270,11 +294,53 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // still answers, more slowly or with LLM errors), 200 "ready" otherwise.
 // Only the admin listener's (detail) names the backends' errors: on the
 // API listener they would tell anyone the database's address and user.
+// The API listener's answer is kept for readyTTL (readyCache).
 func (s *Server) readyz(detail bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) { s.ready(w, r, detail) }
+	return func(w http.ResponseWriter, r *http.Request) {
+		var status int
+		var body map[string]any
+		switch {
+		case detail || s.shuttingDown.Load(): // a shutdown shows at once
+			status, body = s.readiness(r.Context(), detail)
+		default:
+			status, body = s.readyCache.get(func() (int, map[string]any) {
+				// Not cut short by the caller leaving: the answer is shared.
+				return s.readiness(context.WithoutCancel(r.Context()), false)
+			})
+		}
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		writeJSON(w, status, body)
+	}
 }
 
-func (s *Server) ready(w http.ResponseWriter, r *http.Request, detail bool) {
+// readyTTL is how long the API listener's /readyz answer is reused: it is
+// public, and each fresh answer pings the database and Redis, so anyone
+// calling it in a loop would otherwise load both. Load balancers probe
+// every few seconds; a second of staleness changes nothing for them.
+const readyTTL = time.Second
+
+// readyCache is the public /readyz answer of the last readyTTL; callers
+// arriving while it is computed wait for that one answer.
+type readyCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	status int
+	body   map[string]any
+}
+
+func (c *readyCache) get(compute func() (int, map[string]any)) (int, map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.body == nil || time.Since(c.at) >= readyTTL {
+		c.status, c.body = compute()
+		c.at = time.Now()
+	}
+	return c.status, c.body
+}
+
+func (s *Server) readiness(ctx context.Context, detail bool) (int, map[string]any) {
 	var fatal, degraded []string
 	reason := func(what string, err error) string {
 		if detail {
@@ -285,7 +351,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request, detail bool) {
 	if s.shuttingDown.Load() {
 		fatal = append(fatal, "shutting down")
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.d.Store.Ping(ctx); err != nil {
 		fatal = append(fatal, reason("store", err))
@@ -300,11 +366,10 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request, detail bool) {
 	}
 	switch {
 	case len(fatal) > 0:
-		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": append(fatal, degraded...)})
+		return http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": append(fatal, degraded...)}
 	case len(degraded) > 0:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "reasons": degraded})
+		return http.StatusOK, map[string]any{"status": "degraded", "reasons": degraded}
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+		return http.StatusOK, map[string]any{"status": "ready"}
 	}
 }

@@ -209,7 +209,13 @@ func response(sig store.Signal, cache string, trace []TraceHop) SignalResponse {
 // an acknowledged signal is durable; it is not cut short by the client
 // leaving.
 func (s *Server) save(ctx context.Context, sig store.Signal, hops []store.Hop, mems []store.Memory) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	return s.saveWithin(context.WithoutCancel(ctx), sig, hops, mems)
+}
+
+// saveWithin is save within ctx (and saveTimeout): the async workers' final
+// save, which the drain deadline may cut.
+func (s *Server) saveWithin(ctx context.Context, sig store.Signal, hops []store.Hop, mems []store.Memory) error {
+	ctx, cancel := context.WithTimeout(ctx, saveTimeout)
 	defer cancel()
 	if err := s.d.Store.SaveSignal(ctx, sig, hops, mems); err != nil {
 		return err

@@ -137,6 +137,12 @@ func TestRunCommands(t *testing.T) {
 		{"config redacts", []string{"config", "--jwt-secret", strings.Repeat("s", 40), "--database-url", "postgres://u:hunter2@db:5432/hal9"},
 			map[string]string{"ANTHROPIC_API_KEY": "sk-secret"}, 0, `"jwt-secret": "REDACTED"`, "", "hunter2"},
 		{"config no secret leak", []string{"config"}, map[string]string{"HAL9_ANTHROPIC_API_KEY": "sk-secret"}, 0, `"anthropic-api-key": "REDACTED"`, "", "sk-secret"},
+		{"config redacts a query password", []string{"config", "--database-url", "postgres://hal9@db:5432/hal9?password=hunter3&sslmode=require"},
+			nil, 0, `"database-url": "postgres://hal9@db:5432/hal9?password=xxxxx\u0026sslmode=require"`, "", "hunter3"},
+		{"config redacts an sslpassword", []string{"config"}, map[string]string{"HAL9_DATABASE_URL": "postgres://db/hal9?sslpassword=keypass4"},
+			0, "sslpassword=xxxxx", "", "keypass4"},
+		{"config redacts a redis query password", []string{"config", "--redis-url", "redis://db:6379/0?password=hunter5"},
+			nil, 0, "password=xxxxx", "", "hunter5"},
 		{"config default db", []string{"config", "--data-dir", dir}, nil, 0, filepath.Join(dir, "hal9.db"), "", ""},
 		{"config invalid", []string{"config", "--llm-error-rate", "2"}, nil, 2, "", "--llm-error-rate (HAL9_LLM_ERROR_RATE) 2: must be within [0, 1]", ""},
 		{"config invalid env", []string{"config"}, map[string]string{"HAL9_LLM_LATENCY_SCALE": "-1"}, 2, "", "HAL9_LLM_LATENCY_SCALE", ""},
@@ -145,6 +151,7 @@ func TestRunCommands(t *testing.T) {
 			`--trusted-proxies (HAL9_TRUSTED_PROXIES) "127.0.0.1/32,proxy.internal": "proxy.internal" is not an IP address or CIDR range`, ""},
 		{"migrate", []string{"migrate", "--database-url", db}, nil, 0, "migrations applied", "", ""},
 		{"serve bad url", []string{"serve", "--database-url", "mysql://x"}, nil, 2, "", "unknown scheme", ""},
+		{"serve key=value dsn", []string{"serve", "--database-url", "host=db user=hal9 password=hunter6"}, nil, 2, "", "password=xxxxx", "hunter6"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,8 +71,11 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	}
 	switch driver {
 	case "sqlite":
+		// Owner only: the database holds password hashes and tokens. A
+		// directory that exists already is left as it is (it may be the
+		// working directory); the files themselves are made 0600 by the store.
 		if dir := filepath.Dir(path); dir != "" {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("create data directory %s: %w", dir, err)
 			}
 		}
@@ -224,7 +227,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	// Requests' store calls are bounded (store.WithTimeout): a frozen
 	// database is answered 503 in 10 s, not held until the client leaves.
 	bounded := store.WithTimeout(a.Store, StoreCallTimeout)
-	authn, err := auth.NewService(bounded, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost, Logger: log}, a.Registry)
+	authn, err := auth.NewService(bounded, auth.Options{Secret: secret, BcryptCost: cfg.BcryptCost, ReuseGrace: cfg.RefreshReuseGrace, Logger: log}, a.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +235,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	trusted, err := server.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	adminHosts, err := server.ParseAdminHosts(cfg.AdminAllowedHosts, cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-allowed-hosts: %w", err)
 	}
 	var redisHealth func(context.Context) error
 	var sharedLimits limits.Backend
@@ -252,7 +259,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		BodyReadTimeout: cfg.HTTPReadTimeout,
 		AsyncWorkers:    cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
 		AsyncJobTimeout: cfg.AsyncJobTimeout(), Version: cfg.Version,
-		LLMFaults: llmFaults,
+		LLMFaults:         llmFaults,
+		MaxConnsPerClient: cfg.HTTPMaxConnsPerClient, MaxConns: cfg.HTTPMaxConns,
+		AdminHosts: adminHosts,
 	})
 	if err != nil {
 		return nil, err
@@ -315,12 +324,13 @@ func (a *Server) Serve(ctx context.Context) error {
 		WriteTimeout: a.cfg.WriteTimeout(), IdleTimeout: a.cfg.HTTPIdleTimeout,
 		ConnState: a.HTTP.ConnState, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.adminSrv = &http.Server{Handler: a.HTTP.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: AdminReadTimeout, WriteTimeout: AdminWriteTimeout, IdleTimeout: AdminIdleTimeout,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)
 	go func() { errc <- a.apiSrv.Serve(a.apiLn) }()
 	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
 	a.log.Info("hal9 serving", "addr", a.APIAddr(), "admin_addr", a.AdminAddr(),
-		"http_write_timeout", a.cfg.WriteTimeout().String(), "http_max_conns", a.cfg.HTTPMaxConns,
+		"http_write_timeout", a.cfg.WriteTimeout().String(), "http_max_conns", a.cfg.HTTPMaxConns, "http_max_conns_per_client", a.cfg.HTTPMaxConnsPerClient,
 		"database", redact.URL(a.cfg.EffectiveDatabaseURL()), "redis", redact.URL(a.cfg.RedisURL),
 		"cache_strategy", a.cfg.CacheStrategy, "llm", a.cfg.LLM, "model", a.cfg.LLMModel, "version", a.cfg.Version)
 
@@ -371,7 +381,7 @@ func (a *Server) Close(ctx context.Context) error {
 			a.Process.Close()
 		}
 		if a.Store != nil {
-			if err := a.Store.Close(); err != nil {
+			if err := closeWithin(ctx, a.Store.Close); err != nil {
 				errs = append(errs, fmt.Errorf("close store: %w", err))
 			}
 		}
@@ -382,6 +392,30 @@ func (a *Server) Close(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// closeGrace is how long closeWithin still waits once ctx has ended.
+const closeGrace = 2 * time.Second
+
+// closeWithin runs close and waits for it until ctx ends, plus closeGrace.
+// A database that stops answering can hold a pool's Close for long (pgxpool
+// waits up to 15 s per connection a cancelled query left behind), and the
+// process exits after shutdown anyway: every acknowledged write is already
+// durable, so the shutdown does not wait for it past its deadline.
+func closeWithin(ctx context.Context, close func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeGrace):
+		return fmt.Errorf("still closing %v after the shutdown deadline (the database does not answer); left to the process exit", closeGrace)
+	}
 }
 
 // Migrate opens the store of cfg, applies migrations and closes it.

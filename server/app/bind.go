@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net"
+	"time"
 
 	"golang.org/x/net/netutil"
 )
@@ -37,12 +38,28 @@ func (l *Listeners) Close() {
 	}
 }
 
-// UseListeners makes the server serve on listeners bound by Bind. The API
-// listener accepts at most --http-max-conns connections at once; further
-// ones wait in the kernel's accept queue.
+// UseListeners makes the server serve on listeners bound by Bind (after
+// Open). The API listener accepts at most --http-max-conns connections at
+// once (further ones wait in the kernel's accept queue), and at most
+// --http-max-conns-per-client from one client address (further ones are
+// answered 429 and closed). The admin listener accepts at most
+// AdminMaxConns.
 func (a *Server) UseListeners(l *Listeners) {
 	a.apiLn, a.adminLn = l.API, l.Admin
 	if a.cfg.HTTPMaxConns > 0 {
 		a.apiLn = netutil.LimitListener(a.apiLn, a.cfg.HTTPMaxConns)
 	}
+	a.apiLn = a.HTTP.LimitConns(a.apiLn)
+	a.adminLn = netutil.LimitListener(a.adminLn, AdminMaxConns)
 }
+
+// The admin listener's limits. It serves a scrape or two, the probes and
+// an operator's pprof, so a few dozen connections are plenty. A CPU
+// profile or trace (?seconds=N) gets the write timeout plus N: net/http/pprof
+// extends the deadline by the profile's length.
+const (
+	AdminMaxConns     = 64
+	AdminReadTimeout  = 30 * time.Second
+	AdminWriteTimeout = 2 * time.Minute
+	AdminIdleTimeout  = time.Minute
+)

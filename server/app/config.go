@@ -12,6 +12,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server"
+	"github.com/hal9-lab/hal9-lab/server/auth"
 	"github.com/hal9-lab/hal9-lab/server/limits"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
@@ -23,6 +24,9 @@ import (
 type Config struct {
 	Addr      string // API listener
 	AdminAddr string // /metrics, /debug/pprof, /health, /readyz
+	// AdminAllowedHosts are Host names the admin listener answers to
+	// besides IPs, localhost and --admin-addr's host (DNS-rebinding guard).
+	AdminAllowedHosts string
 
 	DataDir     string
 	DatabaseURL string // sqlite://PATH or postgres://...; empty: sqlite://<DataDir>/hal9.db
@@ -49,25 +53,27 @@ type Config struct {
 	TrustedProxies string
 
 	// The credential routes' own limits (register, login, refresh, logout).
-	AuthRateLimit        float64       // requests per second per client address (IPv6 per /64; 16× that per IPv6 /48); 0 off
-	AuthBurst            int           // and the burst of it
-	LoginFailuresPerUser int           // failed logins per (username, client address) per LoginFailureWindow; 0 off
-	LoginFailureCeiling  int           // failed logins per username from all addresses per window, past which each address loses its burst; 0 off
-	LoginFailureWindow   time.Duration // (15m)
-	HTTPReadTimeout      time.Duration // a request body must arrive within this (30s); 0 none
-	HTTPIdleTimeout      time.Duration // keep-alive connections idle longer are closed (120s)
-	HTTPWriteTimeout     time.Duration // 0: derived from LLMTimeout × the 5 layers a signal may cross + 30s
-	HTTPMaxConns         int           // open API connections at most (10,000); 0 unlimited
-	ShutdownTimeout      time.Duration
-	ShutdownDelay        time.Duration // readiness 503 this long before draining (at most a quarter of ShutdownTimeout)
-	AsyncWorkers         int           // workers for ?async=true signals
-	AsyncQueue           int           // queued async signals before 503 queue_full
-	AsyncQueuePerUser    int           // one user's share of the queue; 0: a quarter of AsyncQueue
-	LLMBudgetHourly      float64       // USD in the rolling hour (10, seed 004)
-	LLMBudgetDaily       float64       // USD in the rolling day (100)
-	LLMBudgetEnforce     string        // auto (on with --llm anthropic, off with sim), on, off
-	LLMBudgetPerUser     float64       // one user's share of each budget (0..1]; 1: no share of its own
-	LLMCallsPerUser      int           // one user's LLM calls in flight at most; 0 no cap
+	AuthRateLimit         float64       // requests per second per client address (IPv6 per /64; 16× that per IPv6 /48); 0 off
+	AuthBurst             int           // and the burst of it
+	LoginFailuresPerUser  int           // failed logins per (username, client address) per LoginFailureWindow; 0 off
+	LoginFailureCeiling   int           // failed logins per username from all addresses per window, past which each address loses its burst; 0 off
+	LoginFailureWindow    time.Duration // (15m)
+	RefreshReuseGrace     time.Duration // a rotated refresh token's retry window (10s); 0 none
+	HTTPReadTimeout       time.Duration // a request body must arrive within this (30s); 0 none
+	HTTPIdleTimeout       time.Duration // keep-alive connections idle longer are closed (120s)
+	HTTPWriteTimeout      time.Duration // 0: derived from LLMTimeout × the 5 layers a signal may cross + 30s
+	HTTPMaxConns          int           // open API connections at most (10,000); 0 unlimited
+	HTTPMaxConnsPerClient int           // open API connections per client address (256); 0 unlimited
+	ShutdownTimeout       time.Duration
+	ShutdownDelay         time.Duration // readiness 503 this long before draining (at most a quarter of ShutdownTimeout)
+	AsyncWorkers          int           // workers for ?async=true signals
+	AsyncQueue            int           // queued async signals before 503 queue_full
+	AsyncQueuePerUser     int           // one user's share of the queue; 0: a quarter of AsyncQueue
+	LLMBudgetHourly       float64       // USD in the rolling hour (10, seed 004)
+	LLMBudgetDaily        float64       // USD in the rolling day (100)
+	LLMBudgetEnforce      string        // auto (on with --llm anthropic, off with sim), on, off
+	LLMBudgetPerUser      float64       // one user's share of each budget (0..1]; 1: no share of its own
+	LLMCallsPerUser       int           // one user's LLM calls in flight at most; 0 no cap
 
 	LLM             string // sim|anthropic
 	LLMModel        string
@@ -102,29 +108,31 @@ func DefaultConfig() Config {
 		RateLimit:       1000,
 		BcryptCost:      10,
 
-		AuthRateLimit:        1,
-		AuthBurst:            20,
-		LoginFailuresPerUser: 10,
-		LoginFailureCeiling:  100,
-		LoginFailureWindow:   15 * time.Minute,
-		HTTPReadTimeout:      30 * time.Second,
-		HTTPIdleTimeout:      120 * time.Second,
-		HTTPMaxConns:         10_000,
-		ShutdownTimeout:      60 * time.Second,
-		ShutdownDelay:        5 * time.Second,
-		AsyncWorkers:         8,
-		AsyncQueue:           1024,
-		LLMBudgetHourly:      10,
-		LLMBudgetDaily:       100,
-		LLMBudgetEnforce:     "auto",
-		LLMBudgetPerUser:     llm.DefaultUserShare,
-		LLMCallsPerUser:      4,
-		LLM:                  "sim",
-		LLMModel:             llm.DefaultModel,
-		LLMTimeout:           30 * time.Second,
-		AnthropicURL:         "https://api.anthropic.com",
-		LLMLatencyScale:      1,
-		LogLevel:             "info",
+		AuthRateLimit:         1,
+		AuthBurst:             20,
+		LoginFailuresPerUser:  10,
+		LoginFailureCeiling:   100,
+		LoginFailureWindow:    15 * time.Minute,
+		RefreshReuseGrace:     auth.DefaultReuseGrace,
+		HTTPReadTimeout:       30 * time.Second,
+		HTTPIdleTimeout:       120 * time.Second,
+		HTTPMaxConns:          10_000,
+		HTTPMaxConnsPerClient: 256,
+		ShutdownTimeout:       60 * time.Second,
+		ShutdownDelay:         5 * time.Second,
+		AsyncWorkers:          8,
+		AsyncQueue:            1024,
+		LLMBudgetHourly:       10,
+		LLMBudgetDaily:        100,
+		LLMBudgetEnforce:      "auto",
+		LLMBudgetPerUser:      llm.DefaultUserShare,
+		LLMCallsPerUser:       4,
+		LLM:                   "sim",
+		LLMModel:              llm.DefaultModel,
+		LLMTimeout:            30 * time.Second,
+		AnthropicURL:          "https://api.anthropic.com",
+		LLMLatencyScale:       1,
+		LogLevel:              "info",
 	}
 }
 
@@ -146,6 +154,9 @@ func (c Config) Validate() error {
 	}
 	if err := checkAddr(c.AdminAddr); err != nil {
 		add("--admin-addr %q: %v", c.AdminAddr, err)
+	}
+	if _, err := server.ParseAdminHosts(c.AdminAllowedHosts, c.AdminAddr); err != nil {
+		add("--admin-allowed-hosts %q: %v", c.AdminAllowedHosts, err)
 	}
 	if c.Addr == c.AdminAddr && !strings.HasSuffix(c.Addr, ":0") {
 		add("--addr and --admin-addr are both %q; metrics and pprof must not share the API listener, pick another admin port", c.Addr)
@@ -215,6 +226,9 @@ func (c Config) Validate() error {
 	if c.LoginFailuresPerUser > 0 && c.LoginFailureWindow < time.Second {
 		add("--login-failure-window %s: must be at least 1s while --login-failures-per-user is on, e.g. 15m", c.LoginFailureWindow)
 	}
+	if c.RefreshReuseGrace < 0 || c.RefreshReuseGrace > auth.MaxReuseGrace {
+		add("--refresh-reuse-grace %s: must be 0 (every replay ends the login) up to %s (a longer window lets a stolen token be replayed unnoticed for longer), e.g. 10s", c.RefreshReuseGrace, auth.MaxReuseGrace)
+	}
 	if c.HTTPReadTimeout != 0 && c.HTTPReadTimeout < 100*time.Millisecond {
 		add("--http-read-timeout %s: must be 0 (none) or at least 100ms, e.g. 30s", c.HTTPReadTimeout)
 	}
@@ -226,6 +240,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPMaxConns < 0 {
 		add("--http-max-conns %d: must be 0 (unlimited) or a positive number of connections", c.HTTPMaxConns)
+	}
+	if c.HTTPMaxConnsPerClient < 0 || (c.HTTPMaxConns > 0 && c.HTTPMaxConnsPerClient > c.HTTPMaxConns) {
+		add("--http-max-conns-per-client %d: must be 0 (unlimited: a load generator on one machine) or a positive number up to --http-max-conns (%d)", c.HTTPMaxConnsPerClient, c.HTTPMaxConns)
 	}
 	if _, err := server.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		add("--trusted-proxies %q: %v", c.TrustedProxies, err)

@@ -120,6 +120,12 @@ func (a *testApp) do(method, path string, body any, hdr ...string) resp {
 
 func doURL(t testing.TB, method, url string, body any, hdr ...string) resp {
 	t.Helper()
+	return doWith(t, client, method, url, body, hdr...)
+}
+
+// doWith is doURL through the client c.
+func doWith(t testing.TB, c *http.Client, method, url string, body any, hdr ...string) resp {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -142,13 +148,16 @@ func doURL(t testing.TB, method, url string, body any, hdr ...string) resp {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		if hdr[i+1] == "" {
+		switch {
+		case hdr[i] == "Host": // net/http sends req.Host, not the header
+			req.Host = hdr[i+1]
+		case hdr[i+1] == "":
 			req.Header.Del(hdr[i])
-		} else {
+		default:
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
 	}
-	res, err := client.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab/faults"
+	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
 	"github.com/hal9-lab/hal9-lab/server/store"
 	"github.com/hal9-lab/hal9-lab/server/store/sqlite"
 )
@@ -137,4 +139,50 @@ func TestShutdownTimeoutCutsAsync(t *testing.T) {
 			t.Errorf("signal %s: status %q error %q (%v); want failed with a reason", id, sig.Status, sig.Error, err)
 		}
 	}
+}
+
+// TestShutdownWithFrozenDatabase: async signals queued behind a slow one
+// when PostgreSQL stops answering (a black hole between server and
+// database) do not hold the shutdown: it ends within --shutdown-timeout
+// plus a few seconds (the job cut mid-run gets one bounded save, the ones
+// never started one write), not after a save with retries per job, which
+// took about 40 s each before.
+func TestShutdownWithFrozenDatabase(t *testing.T) {
+	proxy, url, err := faults.ThroughProxy("postgres", infratest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	const timeout = 2 * time.Second
+	a := startApp(t, func(c *Config) {
+		c.DatabaseURL = url
+		c.DBMaxConns, c.DBMinConns = 8, 1
+		c.DBGroupCommit = false // a commit in flight is bounded on its own (10 s); see docs/server.md
+		c.LLMLatencyScale = 50  // the first job runs past the deadline
+		c.AsyncWorkers = 1
+		c.AsyncQueue, c.AsyncQueuePerUser = 64, 64
+		c.ShutdownTimeout = timeout
+	})
+	tok, _ := a.user()
+	for i := range 16 {
+		if r := a.do("POST", "/api/v1/signals?async=true", map[string]string{"content": fmt.Sprintf("queued %d", i), "layer": "L5"}, bearer(tok)...); r.Status != http.StatusAccepted {
+			t.Fatalf("async %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	if err := proxy.Inject(faults.Spec{Kind: "blackhole"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.stop() }()
+	const bound = timeout + 10*time.Second
+	select {
+	case <-stopped:
+	case <-time.After(bound):
+		proxy.Heal(context.Background(), faults.Spec{Kind: "blackhole"}) // let the old way finish, then fail
+		<-stopped
+		t.Fatalf("shutdown with a frozen database took more than %v (--shutdown-timeout %v); it ended %v after the database came back",
+			bound, timeout, time.Since(start))
+	}
+	t.Logf("shutdown with a frozen database: %v (--shutdown-timeout %v)", time.Since(start).Round(time.Millisecond), timeout)
 }

@@ -109,6 +109,15 @@ const (
 	MinPasswordChars = 8
 )
 
+// The refresh reuse grace (Options.ReuseGrace): the default covers a
+// client's retry after a timeout or a dropped mobile connection, and two
+// tabs refreshing at once, while a thief replaying a stolen token later
+// still revokes the login; longer than the maximum would blunt that.
+const (
+	DefaultReuseGrace = 10 * time.Second
+	MaxReuseGrace     = time.Minute
+)
+
 // Token types, in the token_type claim.
 const (
 	TypeAccess  = "access"
@@ -147,6 +156,11 @@ type Options struct {
 	// TouchInterval: an API key's LastUsedAt is written at most this often
 	// (default 1m), so authenticating is not a database write per request.
 	TouchInterval time.Duration
+	// ReuseGrace: a refresh token presented again less than this after it
+	// was rotated, while its successor is unused, is a client retrying a
+	// lost answer and gets that successor again (0: none, every replay
+	// revokes the login). The server's default is DefaultReuseGrace.
+	ReuseGrace time.Duration
 	// HashWorkers bcrypt hashes or comparisons run at once (default
 	// GOMAXPROCS); HashQueue more may wait for one (default: as many as
 	// the workers get through in about DefaultHashQueueWait, measured at
@@ -212,6 +226,9 @@ func NewService(st store.Store, opts Options, reg prometheus.Registerer) (*Servi
 	}
 	if opts.TouchInterval <= 0 {
 		opts.TouchInterval = DefaultTouchInterval
+	}
+	if opts.ReuseGrace < 0 || opts.ReuseGrace > MaxReuseGrace {
+		return nil, fmt.Errorf("auth: refresh reuse grace %v outside 0..%v (a longer one lets a stolen token be replayed unnoticed for longer)", opts.ReuseGrace, MaxReuseGrace)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -384,11 +401,15 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 }
 
 // Refresh exchanges a refresh token for a new pair and retires it: each
-// refresh token works once. Presenting a retired one again (a stolen copy,
-// or a client that retried instead of using the first answer) is refused
-// and revokes every token of its login, so the thief's and the owner's
-// sessions both end and the owner logs in again. The user must still exist;
-// access tokens are refused here.
+// refresh token works once. Presenting a retired one again (a stolen copy)
+// is refused and revokes every token of its login, so the thief's and the
+// owner's sessions both end and the owner logs in again. Within
+// Options.ReuseGrace of its rotation, while its successor is unused, it is
+// a retry of a lost answer instead (OAuth 2.0 Security BCP, RFC 9700
+// §4.14.2: a retry with the previous token must not end the login) and is
+// answered with that same successor, re-signed from its record, and a
+// fresh access token. The user must still exist; access tokens are refused
+// here.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	c, err := s.parseRefresh(refreshToken)
 	if err != nil {
@@ -405,7 +426,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	if err != nil {
 		return Tokens{}, err
 	}
-	err = s.st.RotateRefreshToken(ctx, c.ID, next, s.opts.Now().UTC().Truncate(time.Microsecond))
+	newest, err := s.st.RotateRefreshToken(ctx, c.ID, next, s.opts.Now().UTC().Truncate(time.Microsecond), s.opts.ReuseGrace)
 	switch {
 	case errors.Is(err, store.ErrTokenReused):
 		s.log.Warn("refresh token reused: its login's tokens are revoked", "user_id", u.ID, "family", c.Family)
@@ -416,6 +437,15 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		return Tokens{}, s.fail(ReasonInvalidToken, fmt.Errorf("%w: unknown refresh token", ErrInvalidToken))
 	case err != nil:
 		return Tokens{}, fmt.Errorf("refresh: %w", err)
+	}
+	if newest.ID != next.ID {
+		s.log.Info("refresh token retried within the reuse grace: answered with its successor", "user_id", u.ID, "family", c.Family)
+		// The successor's own claims (jti, iat, exp) give back the very
+		// token the lost answer carried.
+		t.RefreshToken, _, err = s.signAs(u, TypeRefresh, newest.FamilyID, newest.ID, newest.CreatedAt, newest.ExpiresAt.Add(-ClockSkew))
+		if err != nil {
+			return Tokens{}, err
+		}
 	}
 	return t, nil
 }
@@ -494,8 +524,13 @@ func (s *Service) issue(u store.User, family string) (Tokens, store.RefreshToken
 	return Tokens{AccessToken: access, RefreshToken: refresh, ExpiresIn: int(s.opts.AccessTTL / time.Second)}, rt, nil
 }
 
-// sign returns the token and its jti.
+// sign returns a new token and its jti.
 func (s *Service) sign(u store.User, typ, family string, now time.Time, ttl time.Duration) (string, string, error) {
+	return s.signAs(u, typ, family, randomHex(12), now, now.Add(ttl))
+}
+
+// signAs signs the token with jti id issued at iat, expiring at exp.
+func (s *Service) signAs(u store.User, typ, family, id string, iat, exp time.Time) (string, string, error) {
 	c := claims{
 		TokenType: typ,
 		Username:  u.Username,
@@ -503,9 +538,9 @@ func (s *Service) sign(u store.User, typ, family string, now time.Time, ttl time
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.opts.Issuer,
 			Subject:   u.ID,
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-			ID:        randomHex(12),
+			IssuedAt:  jwt.NewNumericDate(iat),
+			ExpiresAt: jwt.NewNumericDate(exp),
+			ID:        id,
 		},
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(s.opts.Secret)

@@ -43,7 +43,10 @@ type fixture struct {
 	reg   *prometheus.Registry
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, Options{}) }
+
+// newFixtureWith: opts over the fixture's secret, bcrypt cost and clock.
+func newFixtureWith(t *testing.T, opts Options) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "auth.db"))
 	if err != nil {
@@ -52,7 +55,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { st.Close() })
 	clk := &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
 	reg := prometheus.NewPedanticRegistry()
-	svc, err := NewService(st, Options{Secret: secret, BcryptCost: bcrypt.MinCost, Now: clk.Now}, reg)
+	opts.Secret, opts.BcryptCost, opts.Now = secret, bcrypt.MinCost, clk.Now
+	svc, err := NewService(st, opts, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,6 +406,55 @@ func TestRefreshRotation(t *testing.T) {
 		_, err := f.svc.Refresh(ctx, legacy)
 		return err
 	})
+}
+
+// TestRefreshReuseGrace: a client that lost the answer of a refresh and
+// retries with the same token within the grace gets the very refresh token
+// the lost answer carried (and a fresh access token); that successor works
+// once as usual; a replay after the grace still revokes the login.
+func TestRefreshReuseGrace(t *testing.T) {
+	f := newFixtureWith(t, Options{ReuseGrace: 10 * time.Second})
+	ctx := context.Background()
+	if _, err := f.svc.Register(ctx, "erin", "erin@example.com", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := f.svc.Login(ctx, "erin", "password1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
+	lost, err := f.svc.Refresh(ctx, first.RefreshToken) // the answer the client never got
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(3 * time.Second)
+	retry, err := f.svc.Refresh(ctx, first.RefreshToken)
+	if err != nil {
+		t.Fatalf("a retry 3 s after the rotation: %v, want the lost answer's successor", err)
+	}
+	if retry.RefreshToken != lost.RefreshToken {
+		t.Fatalf("the retry's refresh token differs from the lost answer's:\n%s\n%s", retry.RefreshToken, lost.RefreshToken)
+	}
+	if _, err := f.svc.AuthenticateToken(retry.AccessToken); err != nil {
+		t.Fatalf("the retry's access token: %v", err)
+	}
+	f.clock.Advance(time.Second)
+	next, err := f.svc.Refresh(ctx, retry.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh with the successor: %v", err)
+	}
+	f.clock.Advance(30 * time.Second)
+	f.expectFailure(t, "a replay of the successor 30 s after its rotation", ErrInvalidToken, ReasonReused, func() error {
+		_, err := f.svc.Refresh(ctx, retry.RefreshToken)
+		return err
+	})
+	f.expectFailure(t, "the newest token after the replay", ErrInvalidToken, ReasonRevoked, func() error {
+		_, err := f.svc.Refresh(ctx, next.RefreshToken)
+		return err
+	})
+	if _, err := NewService(f.st, Options{Secret: secret, ReuseGrace: 2 * time.Minute}, nil); err == nil {
+		t.Fatal("a reuse grace of 2m was accepted, want at most 1m")
+	}
 }
 
 // TestHashPoolBusy: with every bcrypt worker and queue place taken, login

@@ -184,17 +184,26 @@ type Store interface {
 	// now) and returns how many it changed. Servers call it with a cut-off
 	// far in the past: nothing else would ever finish those signals.
 	FailPendingSignals(ctx context.Context, before time.Time) (int, error)
+	// FailSignals marks those of the given signals that are still pending
+	// as failed (error InterruptedError, CompletedAt now), in one write,
+	// and returns how many it changed: a server whose drain deadline passed
+	// fails the async signals it will never process.
+	FailSignals(ctx context.Context, ids []string) (int, error)
 
 	// CreateRefreshToken stores the first token of a new family (a login).
 	CreateRefreshToken(ctx context.Context, t RefreshToken) error
 	// RotateRefreshToken retires the token oldID and stores next, its
-	// successor in the same family, atomically. next.FamilyID and
-	// next.UserID must be oldID's. Errors: ErrNotFound (unknown token, or
-	// next does not belong to its family); ErrTokenRevoked (the family was
-	// revoked, or the token expired before at); ErrTokenReused (oldID was
-	// already retired: this is a replay, and the whole family is revoked,
+	// successor in the same family, atomically, and returns next.
+	// next.FamilyID and next.UserID must be oldID's. A replay of oldID less
+	// than grace after its rotation, while the successor that rotation
+	// stored is unused, unexpired and its family not revoked, is a client
+	// retrying after it lost the answer: nothing is written and that
+	// successor is returned instead of next. Errors: ErrNotFound (unknown
+	// token, or next does not belong to its family); ErrTokenRevoked (the
+	// family was revoked, or the token expired before at); ErrTokenReused
+	// (any other replay of a retired token: the whole family is revoked,
 	// durably, before the error is returned).
-	RotateRefreshToken(ctx context.Context, oldID string, next RefreshToken, at time.Time) error
+	RotateRefreshToken(ctx context.Context, oldID string, next RefreshToken, at time.Time, grace time.Duration) (RefreshToken, error)
 	// RevokeRefreshFamily revokes every token of the family (logout);
 	// revoking a revoked family is not an error, an unknown one is ErrNotFound.
 	RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error

@@ -142,10 +142,17 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s.batches = groupcommit.NewMetrics("postgres")
 	if opts.GroupCommit {
-		s.commits = groupcommit.New(s.execSaves, groupcommit.Options{Metrics: s.batches, Timeout: 30 * time.Second})
+		s.commits = groupcommit.New(s.execSaves, groupcommit.Options{Metrics: s.batches, Timeout: batchTimeout})
 	}
 	return s, nil
 }
+
+// batchTimeout bounds one group commit of signal saves. A caller waits for
+// the commit holding its save however its own context ends (so that nil
+// means durable), so this is also the longest a save can hold a request or
+// a shutdown when the database stops answering: the 10 s a request's
+// store calls get (app.StoreCallTimeout).
+const batchTimeout = 10 * time.Second
 
 // Pool is the underlying pgxpool, for wiring that needs it (benchmarks, checks).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -522,6 +529,7 @@ func (s *Store) execSaves(ctx context.Context, saves []signalSave) []error {
 		if s.pool.SendBatch(ctx, b).Close() == nil {
 			return errs
 		}
+		s.batches.Split()
 	}
 	for i, sv := range saves {
 		errs[i] = s.saveSignal(ctx, sv.sg, sv.hops, sv.mems)
@@ -577,6 +585,19 @@ func (s *Store) FailPendingSignals(ctx context.Context, before time.Time) (int, 
 		WHERE status = 'pending' AND created_at < $2`, store.InterruptedError, before)
 	if err != nil {
 		return 0, s.wrap(ctx, "fail pending signals", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// FailSignals marks the given signals failed if they are still pending.
+func (s *Store) FailSignals(ctx context.Context, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE signals SET status = 'failed', error = $1, completed_at = now()
+		WHERE status = 'pending' AND id = ANY($2)`, store.InterruptedError, ids)
+	if err != nil {
+		return 0, s.wrap(ctx, "fail signals", err)
 	}
 	return int(tag.RowsAffected()), nil
 }

@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -59,8 +61,56 @@ type Store struct {
 }
 
 // writeOp is one caller's write: statements run in the batch's transaction.
-// It may run twice (see execBatch), so it sets its results afresh.
+// It may run twice (see execBatch), so it sets its results afresh. An
+// error wrapped by answer is its caller's answer, not a failed write.
 type writeOp func(ctx context.Context, tx *sql.Tx) error
+
+// answerErr is an expected outcome of a write (a key to delete that is not
+// there, a taken username, a replayed refresh token): the write left the
+// transaction sound, having written nothing or only what it means to (a
+// replay's revocation), so the batch commits and the caller gets err.
+// Failing the batch instead would roll back every other user's write in it
+// and run them again one fsynced transaction each.
+type answerErr struct{ err error }
+
+func (a answerErr) Error() string { return a.err.Error() }
+func (a answerErr) Unwrap() error { return a.err }
+
+// answer marks err as the write's answer to its caller (nil stays nil).
+// Only for an error raised before the write changed anything it must not
+// keep: a failed statement is undone by SQLite, the transaction goes on.
+func answer(err error) error {
+	if err == nil {
+		return nil
+	}
+	return answerErr{err}
+}
+
+// expected marks the errors a one-statement write answers with (not found,
+// a UNIQUE or FOREIGN KEY violation) as answers; others stay failures.
+func expected(err error) error {
+	var se *sqlite.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, sql.ErrNoRows):
+		return answer(err)
+	case errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE ||
+		se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY):
+		return answer(err)
+	}
+	return err
+}
+
+// run runs op in tx: its answer, when it gave one, is the caller's error
+// and not the transaction's.
+func run(ctx context.Context, tx *sql.Tx, op writeOp) (answered, failed error) {
+	err := op(ctx, tx)
+	if a := (answerErr{}); errors.As(err, &a) {
+		return a.err, nil
+	}
+	return nil, err
+}
 
 var _ store.Store = (*Store)(nil)
 
@@ -76,6 +126,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite store %s: in-memory databases are not supported (the reader and writer pools would see different databases); use a file in a temporary directory", path)
 	case strings.ContainsAny(path, "?#"):
 		return nil, fmt.Errorf("open sqlite store %s: the path must not contain '?' or '#'", path)
+	}
+	if err := ownerOnly(path); err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
@@ -116,6 +169,36 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// ownerOnly creates the database file 0600 when it is missing and narrows
+// it, its WAL and its shared-memory file to 0600 when they are wider (an
+// older hal9 left 0644): they hold password and API-key hashes, refresh
+// tokens and, without --jwt-secret, the JWT key. SQLite creates the WAL and
+// shared-memory files with the database file's mode, so they follow it.
+// A file that cannot be narrowed (someone else owns it) is an error naming
+// the fix, not a warning: anyone on the machine could mint tokens.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return fmt.Errorf("%s is readable by others (mode %o) and could not be made 0600: %w; run `chmod 600 %s` as its owner", p, m, err, p)
+			}
+		}
+	}
+	return nil
+}
+
 // write runs op through the group committer; size is about the bytes it
 // writes (it bounds the batch).
 func (s *Store) write(ctx context.Context, size int, op writeOp) error {
@@ -133,18 +216,26 @@ func (s *Store) execBatch(ctx context.Context, ops []writeOp) []error {
 	errs := make([]error, len(ops))
 	if len(ops) > 1 {
 		if err := s.writeTx(ctx, func(tx *sql.Tx) error {
-			for _, op := range ops {
-				if err := op(ctx, tx); err != nil {
-					return err
+			for i, op := range ops {
+				var failed error
+				if errs[i], failed = run(ctx, tx, op); failed != nil {
+					return failed
 				}
 			}
 			return nil
 		}); err == nil {
 			return errs
 		}
+		s.batches.Split()
 	}
 	for i, op := range ops {
-		errs[i] = s.writeTx(ctx, func(tx *sql.Tx) error { return op(ctx, tx) })
+		var answered error
+		if errs[i] = s.writeTx(ctx, func(tx *sql.Tx) (failed error) {
+			answered, failed = run(ctx, tx, op)
+			return failed
+		}); errs[i] == nil {
+			errs[i] = answered
+		}
 	}
 	return errs
 }
@@ -446,12 +537,12 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 			u.ID, u.Username, u.Email, u.PasswordHash, micros(u.CreatedAt))
 		var se *sqlite.Error
 		if err == nil || !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_UNIQUE {
-			return err
+			return expected(err)
 		}
 		var byName, byEmail bool
 		if qerr := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE username = ?),
 			EXISTS (SELECT 1 FROM users WHERE email = ?)`, u.Username, u.Email).Scan(&byName, &byEmail); qerr != nil {
-			return err
+			return answer(err)
 		}
 		field := ""
 		switch {
@@ -460,7 +551,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 		case byEmail:
 			field = "email"
 		}
-		return &store.ConflictError{Field: field, Detail: err.Error()}
+		return answer(&store.ConflictError{Field: field, Detail: err.Error()})
 	})
 	return wrap(ctx, "create user "+u.Username, err)
 }
@@ -492,7 +583,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.UserID, k.Name, k.Prefix, k.Hash, micros(k.CreatedAt), micros(k.LastUsedAt))
-		return err
+		return expected(err)
 	})
 	return wrap(ctx, "create api key "+k.ID, err)
 }
@@ -527,7 +618,7 @@ func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey,
 // exist or belongs to someone else.
 func (s *Store) DeleteAPIKey(ctx context.Context, userID, id string) error {
 	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
-		return affected(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID))
+		return expected(affected(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND user_id = ?`, id, userID)))
 	})
 	return wrap(ctx, "delete api key "+id, err)
 }
@@ -535,7 +626,7 @@ func (s *Store) DeleteAPIKey(ctx context.Context, userID, id string) error {
 // TouchAPIKey records when the key was last used; ErrNotFound when unknown.
 func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
 	err := s.write(ctx, 64, func(ctx context.Context, tx *sql.Tx) error {
-		return affected(tx.StmtContext(ctx, s.stmts["touchAPIKey"]).ExecContext(ctx, micros(at), id))
+		return expected(affected(tx.StmtContext(ctx, s.stmts["touchAPIKey"]).ExecContext(ctx, micros(at), id)))
 	})
 	return wrap(ctx, "touch api key "+id, err)
 }
@@ -743,6 +834,26 @@ func (s *Store) FailPendingSignals(ctx context.Context, before time.Time) (int, 
 			return total, nil
 		}
 	}
+}
+
+// FailSignals marks the given signals failed if they are still pending,
+// in one write.
+func (s *Store) FailSignals(ctx context.Context, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	list, _ := json.Marshal(ids)
+	var n int64
+	err := s.write(ctx, 64+len(list), func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE signals SET status = 'failed', error = ?, completed_at = ?
+			WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`, store.InterruptedError, micros(time.Now()), string(list))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), wrap(ctx, "fail signals", err)
 }
 
 // SearchMemories finds userID's memories containing every word of query, best first

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hal9-lab/hal9-lab/server/store"
 	"github.com/hal9-lab/hal9-lab/server/store/storetest"
@@ -124,8 +126,8 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 8 { // acquires_total is PostgreSQL-only; + the two group-commit histograms
-		t.Fatalf("got %d series, want 8", n)
+	if n != 9 { // acquires_total is PostgreSQL-only; + the group commits' two histograms and splits
+		t.Fatalf("got %d series, want 9", n)
 	}
 	want := `
 # HELP hal9_db_pool_max_conns Maximum connections the pool may open.
@@ -171,8 +173,10 @@ func TestMemoryUserMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema version 1 (undo 0003, then 0002), with data written the old way.
+	// Back to schema version 1 (undo 0005, 0004, 0003, then 0002), with data written the old way.
 	for _, q := range []string{
+		`DELETE FROM schema_migrations WHERE version = 5`, // 0005 altered refresh_tokens, dropped below
+		`DELETE FROM schema_migrations WHERE version = 4`, `DROP TABLE llm_spend`,
 		`DROP TABLE refresh_tokens`, `DROP TABLE server_secrets`, `DROP INDEX signals_pending`,
 		`CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
 			INSERT INTO memories_fts (rowid, content) VALUES (new.id, new.content);
@@ -266,9 +270,109 @@ func TestGroupCommitIsolatesBadWrite(t *testing.T) {
 	if sum-count < n-1 {
 		t.Fatalf("%v writes in %v commits: the %d queued writes were not committed together", sum, count, n)
 	}
+	if splits := batchSplits(t, s); splits != 1 {
+		t.Fatalf("hal9_db_batch_splits_total = %v, want 1: the batch with the bad write is run again write by write", splits)
+	}
 }
 
+// TestExpectedOutcomesKeepTheBatch: a write whose answer is "not found" or
+// "taken" (a delete of a missing API key, a touch of one, a logout of an
+// unknown login, a taken username, a refresh with an unknown token) is an
+// answer, not a failure: the batch it shares with other users' writes
+// commits in its one transaction, and nothing is run again write by write.
+func TestExpectedOutcomesKeepTheBatch(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "o.db")).(*Store)
+	ctx := context.Background()
+	alice := store.User{ID: "u-alice", Username: "alice", Email: "alice@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+	if err := s.CreateUser(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	commits0, sum0 := batchCounts(t, s)
+	splits0 := batchSplits(t, s)
+	release, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, 1, func(context.Context, *sql.Tx) error { close(held); <-release; return nil })
+	<-held
+
+	at := time.Now()
+	writes := []struct {
+		name string
+		do   func() error
+		want error // nil: must succeed
+	}{
+		{"delete a missing api key", func() error { return s.DeleteAPIKey(ctx, alice.ID, "missing") }, store.ErrNotFound},
+		{"touch a missing api key", func() error { return s.TouchAPIKey(ctx, "missing", at) }, store.ErrNotFound},
+		{"revoke an unknown family", func() error { return s.RevokeRefreshFamily(ctx, "fam-missing", at) }, store.ErrNotFound},
+		{"register a taken username", func() error {
+			return s.CreateUser(ctx, store.User{ID: "u-2", Username: "alice", Email: "other@example.com", PasswordHash: "h", CreatedAt: at})
+		}, store.ErrConflict},
+		{"rotate an unknown token", func() error {
+			_, err := s.RotateRefreshToken(ctx, "missing", store.RefreshToken{ID: "n", FamilyID: "f", UserID: alice.ID, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, at, 0)
+			return err
+		}, store.ErrNotFound},
+		{"register bob", func() error {
+			return s.CreateUser(ctx, store.User{ID: "u-bob", Username: "bob", Email: "bob@example.com", PasswordHash: "h", CreatedAt: at})
+		}, nil},
+	}
+	for i := range 4 {
+		writes = append(writes, struct {
+			name string
+			do   func() error
+			want error
+		}{fmt.Sprintf("save signal %d", i), func() error {
+			return s.SaveSignal(ctx, store.Signal{ID: fmt.Sprintf("o-%d", i), Layer: "L1", NeuronID: "n", Content: "c",
+				Status: store.SignalProcessed, CreatedAt: at}, nil, nil)
+		}, nil})
+	}
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i, w := range writes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = w.do() }()
+	}
+	for s.commits.Queued() < len(writes) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i, w := range writes {
+		switch {
+		case w.want == nil && errs[i] != nil:
+			t.Errorf("%s: %v", w.name, errs[i])
+		case w.want != nil && !errors.Is(errs[i], w.want):
+			t.Errorf("%s: %v, want %v", w.name, errs[i], w.want)
+		}
+	}
+	for i := range 4 {
+		if _, _, err := s.GetSignal(ctx, fmt.Sprintf("o-%d", i)); err != nil {
+			t.Errorf("signal o-%d of the batch: %v", i, err)
+		}
+	}
+	if _, err := s.UserByUsername(ctx, "bob"); err != nil {
+		t.Errorf("bob of the batch: %v", err)
+	}
+	commits, sum := batchCounts(t, s)
+	splits := batchSplits(t, s) - splits0
+	if splits != 0 || commits-commits0 != 2 || sum-sum0 != float64(1+len(writes)) {
+		t.Fatalf("%v writes in %v group commits, %v of them split into a transaction per write: want the held write, then the %d queued writes in one transaction, none split",
+			sum-sum0, commits-commits0, splits, len(writes))
+	}
+}
+
+// batchSplits reads hal9_db_batch_splits_total.
+func batchSplits(t *testing.T, s *Store) float64 {
+	t.Helper()
+	return storeMetric(t, s, "hal9_db_batch_splits_total").GetCounter().GetValue()
+}
+
+// batchCounts reads hal9_db_batch_size: commits and writes in them.
 func batchCounts(t *testing.T, s *Store) (count, sum float64) {
+	t.Helper()
+	h := storeMetric(t, s, "hal9_db_batch_size").GetHistogram()
+	return float64(h.GetSampleCount()), h.GetSampleSum()
+}
+
+// storeMetric is the one series of the store's metric family name.
+func storeMetric(t *testing.T, s *Store, name string) *dto.Metric {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(s.Collector())
@@ -277,13 +381,12 @@ func batchCounts(t *testing.T, s *Store) (count, sum float64) {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "hal9_db_batch_size" {
-			h := mf.GetMetric()[0].GetHistogram()
-			return float64(h.GetSampleCount()), h.GetSampleSum()
+		if mf.GetName() == name {
+			return mf.GetMetric()[0]
 		}
 	}
-	t.Fatal("no hal9_db_batch_size")
-	return 0, 0
+	t.Fatalf("no %s", name)
+	return nil
 }
 
 // TestSearchIndexAcrossABatch: memories are indexed once per group commit;
@@ -348,5 +451,53 @@ func TestSearchIndexAcrossABatch(t *testing.T) {
 	}
 	if count, sum := batchCounts(t, s); sum-count < 2 {
 		t.Fatalf("%v writes in %v commits: the saves did not share a batch", sum, count)
+	}
+}
+
+// TestFileModes: the database and its WAL and shared-memory files are
+// readable by their owner only (0600), whether Open creates them or finds
+// them with wider modes (a database from an older hal9, which left 0644).
+func TestFileModes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hal9.db")
+	files := []string{path, path + "-wal", path + "-shm"}
+	check := func(when string) {
+		t.Helper()
+		for _, f := range files {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+			if m := fi.Mode().Perm(); m != 0o600 {
+				t.Errorf("%s: %s has mode %o, want 600", when, filepath.Base(f), m)
+			}
+		}
+	}
+	save := func(s store.Store, id string) {
+		t.Helper()
+		if err := s.SaveSignal(context.Background(), store.Signal{ID: id, Layer: "L1", NeuronID: "n", Content: "c",
+			Status: store.SignalProcessed, CreatedAt: time.Now()}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openAt(t, path)
+	save(s, "a")
+	check("created by Open")
+	s.Close()
+
+	// An older hal9's files at 0644 (an empty WAL and shared-memory file,
+	// as a crash may leave them).
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files[1:] {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = openAt(t, path)
+	save(s, "b")
+	check("found at 0644 by Open")
+	if _, _, err := s.GetSignal(context.Background(), "a"); err != nil {
+		t.Fatalf("the first open's signal after reopening: %v", err)
 	}
 }

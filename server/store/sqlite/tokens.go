@@ -13,7 +13,7 @@ import (
 // CreateRefreshToken stores the first token of a new family.
 func (s *Store) CreateRefreshToken(ctx context.Context, t store.RefreshToken) error {
 	err := s.write(ctx, 192, func(ctx context.Context, tx *sql.Tx) error {
-		return insertRefresh(ctx, tx, t)
+		return expected(insertRefresh(ctx, tx, t))
 	})
 	return wrap(ctx, "create refresh token", err)
 }
@@ -25,43 +25,71 @@ func insertRefresh(ctx context.Context, tx *sql.Tx, t store.RefreshToken) error 
 }
 
 // RotateRefreshToken retires oldID and stores next in its family, in one
-// write; a replay of a retired token revokes the family in that same write.
-func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store.RefreshToken, at time.Time) error {
-	var outcome error // set by the write; a reuse must commit the revocation, so it is not the write's error
+// write; a replay of a retired token revokes the family in that same
+// write, unless it is a retry within grace (see store.Store).
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, next store.RefreshToken, at time.Time, grace time.Duration) (store.RefreshToken, error) {
+	var got store.RefreshToken
 	err := s.write(ctx, 256, func(ctx context.Context, tx *sql.Tx) error {
-		outcome = nil
+		got = next
 		var family, user string
 		var expires int64
 		var used, revoked sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT family_id, user_id, expires_at, used_at, revoked_at
-			FROM refresh_tokens WHERE id = ?`, oldID).Scan(&family, &user, &expires, &used, &revoked)
+		var successor sql.NullString
+		var familyRevoked bool
+		err := tx.QueryRowContext(ctx, `SELECT t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, t.replaced_by,
+			EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = t.family_id AND f.revoked_at IS NOT NULL)
+			FROM refresh_tokens t WHERE t.id = ?`, oldID).Scan(&family, &user, &expires, &used, &revoked, &successor, &familyRevoked)
 		if err != nil {
-			return err // sql.ErrNoRows → ErrNotFound
+			return expected(err) // sql.ErrNoRows → ErrNotFound
 		}
 		switch {
 		case family != next.FamilyID || user != next.UserID:
-			return fmt.Errorf("%w: the new token is not of the old one's family", store.ErrNotFound)
-		case revoked.Valid:
-			outcome = store.ErrTokenRevoked
-			return nil
+			return answer(fmt.Errorf("%w: the new token is not of the old one's family", store.ErrNotFound))
+		case revoked.Valid || familyRevoked:
+			return answer(store.ErrTokenRevoked)
 		case used.Valid:
-			outcome = store.ErrTokenReused
-			_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`,
-				micros(at), family)
-			return err
+			if successor.Valid && at.Sub(fromMicros(used)) < grace {
+				ok, err := liveSuccessor(ctx, tx, successor.String, at, &got)
+				if err != nil || ok {
+					return err // a retry within the grace: its successor, nothing written
+				}
+			}
+			// A replay: the revocation commits, the caller hears of the reuse.
+			if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`,
+				micros(at), family); err != nil {
+				return err
+			}
+			return answer(store.ErrTokenReused)
 		case expires <= at.UnixMicro():
-			outcome = fmt.Errorf("%w: expired", store.ErrTokenRevoked)
-			return nil
+			return answer(fmt.Errorf("%w: expired", store.ErrTokenRevoked))
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE id = ?`, micros(at), oldID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ?, replaced_by = ? WHERE id = ?`,
+			micros(at), next.ID, oldID); err != nil {
 			return err
 		}
 		return insertRefresh(ctx, tx, next)
 	})
-	if err == nil {
-		err = outcome
+	if err != nil {
+		return store.RefreshToken{}, wrap(ctx, "rotate refresh token", err)
 	}
-	return wrap(ctx, "rotate refresh token", err)
+	return got, nil
+}
+
+// liveSuccessor reads the token id into t and reports whether it is still
+// the family's newest: never used, not revoked, not expired at at.
+func liveSuccessor(ctx context.Context, tx *sql.Tx, id string, at time.Time, t *store.RefreshToken) (bool, error) {
+	var created, expires int64
+	var used, revoked sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT id, family_id, user_id, created_at, expires_at, used_at, revoked_at
+		FROM refresh_tokens WHERE id = ?`, id).Scan(&t.ID, &t.FamilyID, &t.UserID, &created, &expires, &used, &revoked)
+	if errors.Is(err, sql.ErrNoRows) { // deleted as expired
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	t.CreatedAt, t.ExpiresAt = time.UnixMicro(created).UTC(), time.UnixMicro(expires).UTC()
+	return !used.Valid && !revoked.Valid && expires > at.UnixMicro(), nil
 }
 
 // RevokeRefreshFamily revokes every token of the family.
@@ -72,7 +100,7 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at tim
 			return err
 		}
 		if n == 0 {
-			return store.ErrNotFound
+			return answer(store.ErrNotFound)
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`,
 			micros(at), familyID)

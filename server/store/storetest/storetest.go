@@ -65,8 +65,10 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 	t.Run("SearchMemories", func(t *testing.T) { testSearch(t, mustOpen(t)) })
 	t.Run("MemoriesArePerUser", func(t *testing.T) { testMemoryIsolation(t, mustOpen(t)) })
 	t.Run("FailPendingSignals", func(t *testing.T) { testFailPending(t, mustOpen(t)) })
+	t.Run("FailSignals", func(t *testing.T) { testFailSignals(t, mustOpen(t)) })
 	t.Run("FailManyPendingSignals", func(t *testing.T) { testFailManyPending(t, mustOpen(t)) })
 	t.Run("RefreshTokens", func(t *testing.T) { testRefreshTokens(t, mustOpen(t)) })
+	t.Run("RefreshGrace", func(t *testing.T) { testRefreshGrace(t, mustOpen(t)) })
 	t.Run("Secrets", func(t *testing.T) { testSecrets(t, mustOpen(t)) })
 	t.Run("LLMSpend", func(t *testing.T) { testLLMSpend(t, mustOpen(t)) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceled(t, mustOpen(t)) })
@@ -464,6 +466,40 @@ func testMemoryIsolation(t *testing.T, s store.Store) {
 		if !reflect.DeepEqual(ids, c.want) {
 			t.Errorf("SearchMemories(%q, %q) = %v, want %v", c.user, c.query, ids, c.want)
 		}
+	}
+}
+
+// testFailSignals: the pending signals among those named are failed with
+// store.InterruptedError; the others named (finished, unknown) and the
+// pending ones not named are untouched.
+func testFailSignals(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	at := now()
+	a, b, other := signal("fs-a", at), signal("fs-b", at.Add(-time.Hour)), signal("fs-other", at)
+	done := signal("fs-done", at)
+	done.Status, done.CompletedAt, done.Output = store.SignalProcessed, at.Add(time.Second), "ok"
+	for _, sg := range []store.Signal{a, b, other, done} {
+		mustNoErr(t, s.SaveSignal(ctx, sg, nil, nil), "SaveSignal "+sg.ID)
+	}
+	n, err := s.FailSignals(ctx, []string{a.ID, b.ID, done.ID, "fs-missing"})
+	mustNoErr(t, err, "FailSignals")
+	if n != 2 {
+		t.Fatalf("FailSignals changed %d signals, want 2 (fs-a, fs-b)", n)
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		got, _, err := s.GetSignal(ctx, id)
+		mustNoErr(t, err, "GetSignal "+id)
+		if got.Status != store.SignalFailed || got.Error != store.InterruptedError || got.CompletedAt.IsZero() {
+			t.Fatalf("%s after FailSignals: status %q error %q completed %v", id, got.Status, got.Error, got.CompletedAt)
+		}
+	}
+	for _, want := range []store.Signal{other, done} {
+		got, _, err := s.GetSignal(ctx, want.ID)
+		mustNoErr(t, err, "GetSignal "+want.ID)
+		sameValue(t, want.ID+" untouched", got, want)
+	}
+	if n, err := s.FailSignals(ctx, nil); err != nil || n != 0 {
+		t.Fatalf("FailSignals(nil) = %d, %v; want 0, nil", n, err)
 	}
 }
 

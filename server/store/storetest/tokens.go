@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,6 +13,15 @@ import (
 
 func refreshToken(id, family, userID string, created time.Time) store.RefreshToken {
 	return store.RefreshToken{ID: id, FamilyID: family, UserID: userID, CreatedAt: created, ExpiresAt: created.Add(time.Hour)}
+}
+
+// rotate rotates without a grace: every replay is a reuse.
+func rotate(ctx context.Context, s store.Store, oldID string, next store.RefreshToken, at time.Time) error {
+	got, err := s.RotateRefreshToken(ctx, oldID, next, at, 0)
+	if err == nil && got != next {
+		return fmt.Errorf("RotateRefreshToken returned %+v, want the new token %+v", got, next)
+	}
+	return err
 }
 
 // testRefreshTokens: rotation retires the token presented; presenting it
@@ -35,38 +45,38 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 
 	// Rotation: a1 → a2 → a3.
 	a2 := refreshToken("a2", "fam-a", u.ID, t0.Add(time.Second))
-	mustNoErr(t, s.RotateRefreshToken(ctx, "a1", a2, t0.Add(time.Second)), "rotate a1")
+	mustNoErr(t, rotate(ctx, s, "a1", a2, t0.Add(time.Second)), "rotate a1")
 	a3 := refreshToken("a3", "fam-a", u.ID, t0.Add(2*time.Second))
-	mustNoErr(t, s.RotateRefreshToken(ctx, "a2", a3, t0.Add(2*time.Second)), "rotate a2")
+	mustNoErr(t, rotate(ctx, s, "a2", a3, t0.Add(2*time.Second)), "rotate a2")
 
-	wantErr(t, s.RotateRefreshToken(ctx, "missing", refreshToken("m2", "fam-a", u.ID, t0), t0), store.ErrNotFound, "rotate an unknown token")
-	wantErr(t, s.RotateRefreshToken(ctx, "a3", refreshToken("a4x", "fam-b", u.ID, t0), t0), store.ErrNotFound, "rotate into another family")
+	wantErr(t, rotate(ctx, s, "missing", refreshToken("m2", "fam-a", u.ID, t0), t0), store.ErrNotFound, "rotate an unknown token")
+	wantErr(t, rotate(ctx, s, "a3", refreshToken("a4x", "fam-b", u.ID, t0), t0), store.ErrNotFound, "rotate into another family")
 
 	// Replay of a retired token: refused, and the family (a3 too) is revoked.
-	wantErr(t, s.RotateRefreshToken(ctx, "a1", refreshToken("a-evil", "fam-a", u.ID, t0), t0.Add(3*time.Second)),
+	wantErr(t, rotate(ctx, s, "a1", refreshToken("a-evil", "fam-a", u.ID, t0), t0.Add(3*time.Second)),
 		store.ErrTokenReused, "replay of a1")
-	wantErr(t, s.RotateRefreshToken(ctx, "a3", refreshToken("a4", "fam-a", u.ID, t0), t0.Add(4*time.Second)),
+	wantErr(t, rotate(ctx, s, "a3", refreshToken("a4", "fam-a", u.ID, t0), t0.Add(4*time.Second)),
 		store.ErrTokenRevoked, "the newest token after a replay in its family")
 	// The other families are untouched.
-	mustNoErr(t, s.RotateRefreshToken(ctx, "b1", refreshToken("b2", "fam-b", u.ID, t0), t0.Add(time.Second)), "rotate b1 after fam-a's revocation")
-	mustNoErr(t, s.RotateRefreshToken(ctx, "c1", refreshToken("c2", "fam-c", v.ID, t0), t0.Add(time.Second)), "rotate c1")
+	mustNoErr(t, rotate(ctx, s, "b1", refreshToken("b2", "fam-b", u.ID, t0), t0.Add(time.Second)), "rotate b1 after fam-a's revocation")
+	mustNoErr(t, rotate(ctx, s, "c1", refreshToken("c2", "fam-c", v.ID, t0), t0.Add(time.Second)), "rotate c1")
 
 	// Logout revokes the family; again is fine; unknown is ErrNotFound.
 	mustNoErr(t, s.RevokeRefreshFamily(ctx, "fam-b", t0.Add(5*time.Second)), "revoke fam-b")
 	mustNoErr(t, s.RevokeRefreshFamily(ctx, "fam-b", t0.Add(6*time.Second)), "revoke fam-b again")
 	wantErr(t, s.RevokeRefreshFamily(ctx, "fam-missing", t0), store.ErrNotFound, "revoke an unknown family")
-	wantErr(t, s.RotateRefreshToken(ctx, "b2", refreshToken("b3", "fam-b", u.ID, t0), t0.Add(7*time.Second)),
+	wantErr(t, rotate(ctx, s, "b2", refreshToken("b3", "fam-b", u.ID, t0), t0.Add(7*time.Second)),
 		store.ErrTokenRevoked, "rotate after logout")
 
 	// Expiry.
-	wantErr(t, s.RotateRefreshToken(ctx, "c2", refreshToken("c3", "fam-c", v.ID, t0), t0.Add(2*time.Hour)),
+	wantErr(t, rotate(ctx, s, "c2", refreshToken("c3", "fam-c", v.ID, t0), t0.Add(2*time.Hour)),
 		store.ErrTokenRevoked, "rotate an expired token")
 	n, err := s.DeleteExpiredRefreshTokens(ctx, t0.Add(90*time.Minute))
 	mustNoErr(t, err, "DeleteExpiredRefreshTokens")
 	if n < 5 {
 		t.Fatalf("DeleteExpiredRefreshTokens removed %d tokens, want every token (all expire within the hour)", n)
 	}
-	wantErr(t, s.RotateRefreshToken(ctx, "c2", refreshToken("c3", "fam-c", v.ID, t0), t0), store.ErrNotFound, "rotate a deleted token")
+	wantErr(t, rotate(ctx, s, "c2", refreshToken("c3", "fam-c", v.ID, t0), t0), store.ErrNotFound, "rotate a deleted token")
 
 	// Two refreshes racing with one token: exactly one wins; the loser
 	// is a replay and revokes the family, winner's successor included.
@@ -78,7 +88,7 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.RotateRefreshToken(ctx, "d1", refreshToken(fmt.Sprintf("d2-%d", i), "fam-d", u.ID, t0), t0.Add(time.Second))
+			errs[i] = rotate(ctx, s, "d1", refreshToken(fmt.Sprintf("d2-%d", i), "fam-d", u.ID, t0), t0.Add(time.Second))
 		}()
 	}
 	wg.Wait()
@@ -94,8 +104,95 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 	if won < 0 || errs[1-won] == nil {
 		t.Fatalf("racing refreshes: %v, want exactly one success", errs)
 	}
-	wantErr(t, s.RotateRefreshToken(ctx, fmt.Sprintf("d2-%d", won), refreshToken("d3", "fam-d", u.ID, t0), t0.Add(2*time.Second)),
+	wantErr(t, rotate(ctx, s, fmt.Sprintf("d2-%d", won), refreshToken("d3", "fam-d", u.ID, t0), t0.Add(2*time.Second)),
 		store.ErrTokenRevoked, "the race winner's token after the replay")
+}
+
+// testRefreshGrace: a replay of the just-rotated token within the grace
+// is a retry after a lost answer: it gets the successor already stored
+// (nothing written, the family intact), as often as it retries and also
+// when two refreshes race. Past the grace, once the successor was used, or
+// in a revoked family, a replay is what it always was.
+func testRefreshGrace(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	u := user("gr")
+	mustNoErr(t, s.CreateUser(ctx, u), "CreateUser")
+	t0 := now()
+	const grace = 10 * time.Second
+	rot := func(old string, next store.RefreshToken, at time.Time) (store.RefreshToken, error) {
+		return s.RotateRefreshToken(ctx, old, next, at, grace)
+	}
+	same := func(got, want store.RefreshToken, what string) {
+		t.Helper()
+		if got.ID != want.ID || got.FamilyID != want.FamilyID || got.UserID != want.UserID ||
+			!got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+			t.Fatalf("%s: got %+v, want %+v", what, got, want)
+		}
+	}
+
+	// A lost answer: e1 → e2, then e1 again (twice) within the grace.
+	e1 := refreshToken("e1", "fam-e", u.ID, t0)
+	mustNoErr(t, s.CreateRefreshToken(ctx, e1), "CreateRefreshToken e1")
+	e2 := refreshToken("e2", "fam-e", u.ID, t0.Add(time.Second))
+	got, err := rot("e1", e2, t0.Add(time.Second))
+	mustNoErr(t, err, "rotate e1")
+	same(got, e2, "rotate e1")
+	for i, at := range []time.Duration{3 * time.Second, 10 * time.Second} {
+		got, err = rot("e1", refreshToken(fmt.Sprintf("e2-retry-%d", i), "fam-e", u.ID, t0.Add(at)), t0.Add(at))
+		mustNoErr(t, err, fmt.Sprintf("replay of e1 %v after its rotation", at-time.Second))
+		same(got, e2, "replay of e1 within the grace")
+	}
+	wantErr(t, rotate(ctx, s, "e2-retry-0", refreshToken("x", "fam-e", u.ID, t0), t0.Add(4*time.Second)), store.ErrNotFound,
+		"the replay's own new token (never stored)")
+	e3 := refreshToken("e3", "fam-e", u.ID, t0.Add(12*time.Second))
+	got, err = rot("e2", e3, t0.Add(12*time.Second))
+	mustNoErr(t, err, "rotate e2, the successor the replays got")
+	same(got, e3, "rotate e2")
+	// e1's successor is used now: e1 is no longer the just-rotated token.
+	_, err = rot("e1", refreshToken("e-late", "fam-e", u.ID, t0), t0.Add(13*time.Second))
+	wantErr(t, err, store.ErrTokenReused, "replay of e1 after its successor was used")
+	wantErr(t, rotate(ctx, s, "e3", refreshToken("e4", "fam-e", u.ID, t0), t0.Add(14*time.Second)), store.ErrTokenRevoked,
+		"e3 after the reuse of e1")
+
+	// Past the grace, a replay revokes the family.
+	f1 := refreshToken("f1", "fam-f", u.ID, t0)
+	mustNoErr(t, s.CreateRefreshToken(ctx, f1), "CreateRefreshToken f1")
+	_, err = rot("f1", refreshToken("f2", "fam-f", u.ID, t0), t0)
+	mustNoErr(t, err, "rotate f1")
+	_, err = rot("f1", refreshToken("f-late", "fam-f", u.ID, t0), t0.Add(grace+time.Second))
+	wantErr(t, err, store.ErrTokenReused, "replay of f1 after the grace")
+	wantErr(t, rotate(ctx, s, "f2", refreshToken("f3", "fam-f", u.ID, t0), t0.Add(grace+2*time.Second)), store.ErrTokenRevoked,
+		"f2 after the late replay")
+
+	// A logged-out family gets nothing, grace or not.
+	h1 := refreshToken("h1", "fam-h", u.ID, t0)
+	mustNoErr(t, s.CreateRefreshToken(ctx, h1), "CreateRefreshToken h1")
+	_, err = rot("h1", refreshToken("h2", "fam-h", u.ID, t0), t0)
+	mustNoErr(t, err, "rotate h1")
+	mustNoErr(t, s.RevokeRefreshFamily(ctx, "fam-h", t0.Add(time.Second)), "logout fam-h")
+	_, err = rot("h1", refreshToken("h-retry", "fam-h", u.ID, t0), t0.Add(2*time.Second))
+	wantErr(t, err, store.ErrTokenRevoked, "replay of h1 within the grace after logout")
+
+	// Two refreshes racing with one token (two tabs): both get the same successor.
+	d1 := refreshToken("d1", "fam-d", u.ID, t0)
+	mustNoErr(t, s.CreateRefreshToken(ctx, d1), "CreateRefreshToken d1")
+	var wg sync.WaitGroup
+	gots := make([]store.RefreshToken, 2)
+	errs := make([]error, 2)
+	for i := range gots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gots[i], errs[i] = rot("d1", refreshToken(fmt.Sprintf("d2-%d", i), "fam-d", u.ID, t0), t0.Add(time.Second))
+		}()
+	}
+	wg.Wait()
+	mustNoErr(t, errors.Join(errs...), "racing refreshes within the grace")
+	if gots[0].ID != gots[1].ID {
+		t.Fatalf("racing refreshes within the grace got %q and %q, want one successor for both", gots[0].ID, gots[1].ID)
+	}
+	_, err = rot(gots[0].ID, refreshToken("d3", "fam-d", u.ID, t0), t0.Add(2*time.Second))
+	mustNoErr(t, err, "rotate the racers' successor")
 }
 
 // testSecrets: the first candidate stored under a name is the one every

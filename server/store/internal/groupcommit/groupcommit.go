@@ -48,10 +48,11 @@ type Options struct {
 	Metrics *Metrics // nil: none
 }
 
-// Metrics are hal9_db_batch_size and hal9_db_commit_duration_seconds for one
-// database (label db).
+// Metrics are hal9_db_batch_size, hal9_db_commit_duration_seconds and
+// hal9_db_batch_splits_total for one database (label db).
 type Metrics struct {
 	size, duration prometheus.Histogram
+	splits         prometheus.Counter
 }
 
 // NewMetrics returns unregistered histograms labelled db=<db>; the store
@@ -69,12 +70,24 @@ func NewMetrics(db string) *Metrics {
 			Help:    "Time of one group commit, from BEGIN to the end of COMMIT (the WAL sync included).",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2.5, 12), // 0.2 ms … ~3 s
 		}),
+		splits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hal9_db_batch_splits_total", ConstLabels: labels,
+			Help: "Group commits rolled back because one write failed, then run again one transaction (one WAL sync) per write.",
+		}),
 	}
 }
 
-// Collectors are the two histograms.
+// Collectors are the two histograms and the counter.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.size, m.duration}
+	return []prometheus.Collector{m.size, m.duration, m.splits}
+}
+
+// Split counts a batch that an Exec rolled back and ran again write by
+// write (nil-safe).
+func (m *Metrics) Split() {
+	if m != nil {
+		m.splits.Inc()
+	}
 }
 
 // Committer batches writes of type T.
