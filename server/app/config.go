@@ -83,7 +83,7 @@ type Config struct {
 	// CapacityRPS is this server's rated capacity, exported as the gauge
 	// hal9_capacity_requests_per_second for the capacity alerts; 0: none.
 	CapacityRPS float64
-	Version      string // set by the binary, not a flag
+	Version     string // set by the binary, not a flag
 }
 
 // DefaultConfig holds the defaults documented in docs/server.md.
