@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hal9-lab/hal9-lab/lab/capacity"
 )
 
 func TestParseCapacityArgs(t *testing.T) {
@@ -38,5 +40,14 @@ func TestParseCapacityArgs(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &ee) || ee.code != 2 {
 			t.Errorf("%v: err %v, want exit 2 with %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestWriteCapacityPrintsRating: the knee comes with the --capacity-rps to set.
+func TestWriteCapacityPrintsRating(t *testing.T) {
+	var b strings.Builder
+	writeCapacity(&b, &capacity.Result{Knee: capacity.Knee{Found: true, Rate: 700, RequestRate: 1077.4, LimitedBy: capacity.LimitServer, Bound: 733}})
+	if want := "rated capacity, if the target is one server: --capacity-rps 1070 (the knee, 1077 req/s, rounded down;"; !strings.Contains(b.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, b.String())
 	}
 }
