@@ -157,5 +157,13 @@ func overview() (dashboard.Dashboard, error) {
 			{`sum(rate(hal9_auth_busy_total{` + sel + `}[$__rate_interval]))`, "503 bcrypt busy"},
 		}})
 
+	bd.row("Capacity")
+	bd.add(panel{title: "Load against rated capacity", width: 24, unit: "percentunit", min: f(0),
+		description: "API requests per second (probes excluded) of the servers that export a rated capacity (--capacity-rps: the knee `make capacity` measured for their machine class), divided by the sum of their ratings; servers without one count in neither, and with none the panel is empty. The forecast is where the trend of the last 30 minutes puts the load 30 minutes later, against the capacity there is now (from the recording rules the alerts read, per job). HAL9LoadApproachingCapacity warns when the forecast has passed 80 % for 20 minutes (and the last 10 minutes' trend agrees); HAL9LoadNearCapacity pages above 90 % for 5 minutes.",
+		queries: []q{
+			{`sum by (job) (rate(hal9_http_requests_total{` + sloSel + `}[$__rate_interval]) and on (job, instance) hal9_capacity_requests_per_second{` + sel + `}) / sum by (job) (hal9_capacity_requests_per_second{` + sel + `})`, "{{job}} load"},
+			{`predict_linear(hal9:capacity_http_requests:rate5m{job=~"$job"}[30m], 1800) / hal9:capacity_requests_per_second:sum{job=~"$job"}`, "{{job}} in 30 min at the last 30 min's trend"},
+		}, thresholds: steps(0.8, 0.9), links: []link{runbook("HAL9LoadApproachingCapacity"), runbook("HAL9LoadNearCapacity")}})
+
 	return bd.build()
 }

@@ -106,6 +106,8 @@ func noDataReason(expr string, sum *report.RunSummary) string {
 		return "no PostgreSQL leg ran (the pool metrics exist only with --database-url postgres://)"
 	case strings.Contains(expr, "hal9_redis") && !ranBackend(sum, PostgresRedis):
 		return "no Redis leg ran"
+	case strings.Contains(expr, "capacity"):
+		return "the servers ran without --capacity-rps (a profile's env: sets HAL9_CAPACITY_RPS): with no rated capacity the capacity rules and panel are silent by design"
 	case strings.Contains(expr, "ALERTS"):
 		return "no alert fired during the run"
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab/capacity"
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
 const capacityUsage = `usage: hal9-lab capacity SCENARIO.yaml --target URL [--slo EXPR]... [--summary-export FILE] [flags]
@@ -178,6 +179,8 @@ func writeCapacity(w io.Writer, r *capacity.Result) {
 			fmt.Fprintf(w, " (fails at %.4g it/s)", k.Bound)
 		}
 		fmt.Fprintln(w)
+		rating := report.RatingOf(report.Leg{Capacity: &report.Capacity{Search: r}})
+		fmt.Fprintf(w, "rated capacity, if the target is one server: %s (%s; per server, on its machine class)\n", report.RatingFlag(rating), rating.Why)
 	} else {
 		fmt.Fprintf(w, "knee: none: the start rate already failed (limited by %s)\n", k.LimitedBy)
 	}

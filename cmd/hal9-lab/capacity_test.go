@@ -74,3 +74,12 @@ func TestParseCapacityLengths(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteCapacityPrintsRating: the knee comes with the --capacity-rps to set.
+func TestWriteCapacityPrintsRating(t *testing.T) {
+	var b strings.Builder
+	writeCapacity(&b, &capacity.Result{Knee: capacity.Knee{Found: true, Rate: 700, RequestRate: 1077.4, LimitedBy: capacity.LimitServer, Bound: 733}})
+	if want := "rated capacity, if the target is one server: --capacity-rps 1070 (the knee, 1077 req/s, rounded down;"; !strings.Contains(b.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, b.String())
+	}
+}

@@ -241,7 +241,7 @@ func verdictLine(sum *report.RunSummary) string {
 	}
 	for _, l := range sum.Legs {
 		if c := l.Capacity; c != nil && c.Search != nil && c.Search.Knee.Found {
-			legs = append(legs, fmt.Sprintf("%s knee %.4g req/s (%s)", l.Name, c.Search.Knee.RequestRate, c.Search.Knee.LimitedBy))
+			legs = append(legs, fmt.Sprintf("%s knee %.4g req/s (%s): set %s", l.Name, c.Search.Knee.RequestRate, c.Search.Knee.LimitedBy, report.RatingFlag(report.RatingOf(l))))
 		} else if c != nil {
 			legs = append(legs, l.Name+" no knee")
 		}

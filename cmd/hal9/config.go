@@ -84,6 +84,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Topology, "topology", d.Topology, `neurons per layer, "L1=3,L2=2" (others keep 2) or a YAML file (layers: {L1: 3})`)
 	fs.StringVar(&cfg.PyroscopeURL, "pyroscope-url", "", "send continuous profiles to this pyroscope URL (off when empty)")
 	fs.StringVar(&cfg.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	fs.Float64Var(&cfg.CapacityRPS, "capacity-rps", d.CapacityRPS, "rated capacity of this server in requests per second (the knee `make capacity` prints for its machine class), exported as hal9_capacity_requests_per_second for the capacity alerts; 0: none, the alerts stay silent")
 	return fs
 }
 

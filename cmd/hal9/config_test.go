@@ -75,6 +75,13 @@ func TestParseConfig(t *testing.T) {
 					t.Fatalf("%+v", c)
 				}
 			}, ""},
+		{"capacity env", map[string]string{"HAL9_CAPACITY_RPS": "1077.5"}, nil,
+			func(t *testing.T, c serveConfig) {
+				if c.CapacityRPS != 1077.5 {
+					t.Fatalf("%+v", c)
+				}
+			}, ""},
+		{"capacity not a number", map[string]string{"HAL9_CAPACITY_RPS": "1k"}, nil, nil, `HAL9_CAPACITY_RPS="1k": not a valid value`},
 		{"bad env secret redacted", map[string]string{"HAL9_DB_MAX_CONNS": "x"}, nil, nil, "--db-max-conns"},
 		{"unknown flag", nil, []string{"--nope"}, nil, "flag provided but not defined"},
 		{"stray argument", nil, []string{"extra"}, nil, `unexpected argument "extra"`},

@@ -85,7 +85,8 @@ func startServer(ctx context.Context, t *testing.T) (api, admin string) {
 	api, admin = freeAddr(t), freeAddr(t)
 	srv := exec.Command(bin, "serve", "--addr", api, "--admin-addr", admin,
 		"--data-dir", t.TempDir(), "--jwt-secret", "livecheck-secret-livecheck-secret",
-		"--bcrypt-cost", "4", "--log-level", "warn")
+		"--bcrypt-cost", "4", "--log-level", "warn",
+		"--capacity-rps", "100") // any rating: the capacity rules and panel read its gauge
 	srv.Env = append(os.Environ(), "HAL9_LLM_LATENCY_SCALE=0", "HAL9_DATABASE_URL=", "HAL9_REDIS_URL=")
 	var logs bytes.Buffer
 	srv.Stdout, srv.Stderr = &logs, &logs

@@ -49,12 +49,12 @@ const alertLag = 10 * time.Second
 
 // Symptom alerts follow any fault that fails or slows requests: they
 // fire as a consequence, never unrelated. Load alerts follow the load's
-// spending, not the faults.
+// spending or its rate against --capacity-rps, not the faults.
 var (
 	SymptomAlerts = []string{"HAL9HighErrorRate", "HAL9ErrorBudgetBurn", "HAL9ErrorBudgetBurnSlow",
 		"HAL9HighLatencyP99", "HAL9LatencyBudgetBurn", "HAL9LatencyBudgetBurnSlow"}
 	LoadAlerts = []string{"HAL9LLMHourlyBudgetWarning", "HAL9LLMHourlyBudgetExceeded",
-		"HAL9LLMDailyBudgetWarning", "HAL9LLMDailyBudgetExceeded"}
+		"HAL9LLMDailyBudgetWarning", "HAL9LLMDailyBudgetExceeded", "HAL9LoadApproachingCapacity", "HAL9LoadNearCapacity"}
 )
 
 // MeantAlert is the alert a fault is meant to fire ("" for none): the

@@ -195,6 +195,7 @@ func TestAnalyzeAlerts(t *testing.T) {
 			{Name: "HAL9RedisUnavailable", From: at(72), To: at(86)},
 			{Name: "HAL9ErrorBudgetBurn", From: at(330), To: at(390)},        // a symptom of the kill
 			{Name: "HAL9LLMHourlyBudgetWarning", From: at(100), To: at(400)}, // follows the load
+			{Name: "HAL9LoadApproachingCapacity", From: at(30), To: at(400)}, // follows the load against --capacity-rps
 			{Name: "HAL9Down", From: at(262), To: at(276)},
 		}}
 	res := Analyze(in)

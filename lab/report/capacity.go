@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -74,6 +75,101 @@ func limitText(k capacity.Knee) string {
 	return k.LimitedBy
 }
 
+// productionBcryptCost is hal9 serve's default --bcrypt-cost.
+const productionBcryptCost = 10
+
+// Rating is the --capacity-rps a leg's knee search says one server of the
+// run's machine class carries with the leg's backend.
+type Rating struct {
+	RPS     float64 // the value to set; 0: none (see Why)
+	Knee    float64 // the knee's request rate, all of the leg's servers together
+	Servers int     // servers that shared the load (replicas behind HAProxy)
+	Why     string  // what the value is, or why there is none
+}
+
+// RatingOf rates one server from a leg's knee: the knee's request rate
+// (requests per second, the server's count without probes) divided among
+// the leg's servers and rounded down to three significant digits, since
+// the true knee lies in [knee, knee × (1 + precision)).
+func RatingOf(l Leg) Rating {
+	c := l.Capacity
+	switch {
+	case c == nil:
+		return Rating{Why: "no capacity search"}
+	case c.Search == nil:
+		return Rating{Why: "none: the search failed (" + c.Error + ")"}
+	case !c.Search.Knee.Found:
+		return Rating{Why: "none: even the start rate broke the SLO (" + limitText(c.Search.Knee) + ")"}
+	}
+	k := c.Search.Knee
+	r := Rating{Knee: k.RequestRate, Servers: 1}
+	if l.Replicas != nil && l.Replicas.Count > 1 {
+		r.Servers = l.Replicas.Count
+	}
+	r.RPS = floorSignificant(k.RequestRate/float64(r.Servers), 3)
+	r.Why = fmt.Sprintf("the knee, %.4g req/s", k.RequestRate)
+	if r.Servers > 1 {
+		r.Why += fmt.Sprintf(" of %d servers behind HAProxy, divided by %d", r.Servers, r.Servers)
+	}
+	r.Why += ", rounded down"
+	switch k.LimitedBy {
+	case capacity.LimitEngine:
+		r.Why += "; a lower bound: the load generator could not go higher"
+	case capacity.LimitCeiling:
+		r.Why += "; a lower bound: no step failed up to the search's ceiling"
+	}
+	return r
+}
+
+// floorSignificant rounds v > 0 down to n significant digits.
+func floorSignificant(v float64, n int) float64 {
+	if v <= 0 {
+		return 0
+	}
+	// Powers of ten are exact, and so multiplying by one or dividing by one
+	// gives the float nearest the decimal (27.8, not 27.800000000000001).
+	e := int(math.Floor(math.Log10(v))) - (n - 1)
+	if e >= 0 {
+		p := math.Pow10(e)
+		return math.Floor(v/p+1e-9) * p
+	}
+	p := math.Pow10(-e)
+	return math.Floor(v*p+1e-9) / p
+}
+
+// RatingFlag is the flag to set, e.g. "--capacity-rps 2340".
+func RatingFlag(r Rating) string {
+	if r.RPS == 0 {
+		return "—"
+	}
+	return "--capacity-rps " + strconv.FormatFloat(r.RPS, 'f', -1, 64)
+}
+
+// ratingCaveats says what the ratings of the run hold for: the machine
+// class, and what this run did not share with production.
+func ratingCaveats(s *RunSummary, legs []Leg) string {
+	machine := "this machine"
+	if m := s.Machine; m.CPUModel != "" || m.Cores > 0 {
+		machine = fmt.Sprintf("%s, %d cores", orDash(m.CPUModel), m.Cores)
+	}
+	out := fmt.Sprintf("It holds per server, on this machine class (%s), with the leg's backend and this workload's mix. It was measured with the load generator, and for PostgreSQL legs the local databases, on the same cores: a server on a machine of its own carries more.", machine)
+	for _, l := range legs {
+		if c := l.Capacity; c.BcryptCost > 0 && c.BcryptCost != productionBcryptCost {
+			out += fmt.Sprintf(" The servers hashed passwords at bcrypt cost %d instead of production's %d: every login and registration costs 2^%d times more CPU in production, so a production server carries less",
+				c.BcryptCost, productionBcryptCost, productionBcryptCost-c.BcryptCost)
+			if c.Fleet != nil {
+				out += " (the fleet projection below estimates how much)"
+			}
+			out += "."
+			break
+		}
+	}
+	if len(s.Departures) > 0 {
+		out += " Read it with the run's other departures from production (at the top)."
+	}
+	return out + " Before relying on it, measure on the machine class the servers run on, with their settings (`make capacity` there)."
+}
+
 func fitText(f *capacity.USL) string {
 	if f == nil {
 		return "—"
@@ -131,7 +227,16 @@ func writeCapacity(b *strings.Builder, s *RunSummary) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | `%s` | %s | %s | %d |\n", legName(l), kneeText(c), ms(k.P99), limitText(k),
 			strings.Join(k.SLO, "`, `"), fitText(c.Search.Fit), pred, len(c.Search.Steps))
 	}
-	b.WriteString("\n")
+	b.WriteString("\n### The value to set: `--capacity-rps`\n\nA server's rated capacity is its knee in requests per second, the highest request rate at which it held the SLO: `hal9 serve --capacity-rps N` (`HAL9_CAPACITY_RPS=N`) exports it as `hal9_capacity_requests_per_second`, and the capacity alerts (`HAL9LoadApproachingCapacity`, `HAL9LoadNearCapacity`) compare the fleet's request rate with the sum of its servers' ratings.\n\n| leg | set | from |\n| --- | --- | --- |\n")
+	for _, l := range legs {
+		r := RatingOf(l)
+		set := "—"
+		if r.RPS > 0 {
+			set = "`" + RatingFlag(r) + "`"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s |\n", legName(l), set, cell(r.Why))
+	}
+	b.WriteString("\n" + ratingCaveats(s, legs) + "\n\n")
 	seed := s.Seed
 	for _, l := range legs {
 		c := l.Capacity
@@ -218,6 +323,7 @@ var capacityTmpl = template.Must(template.New("capacity").Funcs(template.FuncMap
 		return a / b
 	},
 	"num": func(v float64) string { return fmt.Sprintf("%.4g", v) }, "f3": func(v float64) string { return fmt.Sprintf("%.3f", v) },
+	"rating": RatingOf, "ratingFlag": RatingFlag,
 }).Parse(`<section id="capacity">
   <h2>Capacity: the knee</h2>
   <p class="note">The highest arrival rate (open model) at which the SLO held: a geometric ramp, then bisection; each step settles, then is judged. Curves: latency percentiles against the achieved request rate, the SLO as a dashed line, the knee as a vertical one; the cache hit rate and LLM cost per 1,000 requests against the seeds' lines.</p>
@@ -228,6 +334,12 @@ var capacityTmpl = template.Must(template.New("capacity").Funcs(template.FuncMap
       <td class="n">{{if $c.Demand}}{{num $c.Demand.ServerMaxRPS}} / {{if $c.Demand.MachineMaxRPS}}{{num $c.Demand.MachineMaxRPS}}{{else}}—{{end}}{{else}}—{{end}}</td><td class="n">{{len $c.Search.Steps}}</td>
     {{else}}<td colspan="7"><span class="badge b-fail">error</span> {{$c.Error}}</td>{{end}}</tr>{{end}}
   </table>
+  <h3 id="capacity-rps">The value to set: <code>--capacity-rps</code></h3>
+  <p class="note">A server's rated capacity is its knee in requests per second, the highest request rate at which it held the SLO: <code>hal9 serve --capacity-rps N</code> (<code>HAL9_CAPACITY_RPS=N</code>) exports it as <code>hal9_capacity_requests_per_second</code>, and the capacity alerts (HAL9LoadApproachingCapacity, HAL9LoadNearCapacity) compare the fleet's request rate with the sum of its servers' ratings.</p>
+  <table><tr><th>leg</th><th>set</th><th>from</th></tr>
+  {{range .Legs}}{{$r := rating .}}<tr><td><b>{{legName .}}</b></td><td>{{if $r.RPS}}<code>{{ratingFlag $r}}</code>{{else}}—{{end}}</td><td>{{$r.Why}}</td></tr>{{end}}
+  </table>
+  <p class="note">{{.Caveats}}</p>
   <div class="grid" id="capacity-grid" style="grid-template-columns:repeat(auto-fill, minmax(340px, 520px))"></div>
   {{range .Legs}}{{$c := .Capacity}}{{if $c.Demand}}{{$d := $c.Demand}}
   <h3>{{legName .}}: service demand per route</h3>
@@ -248,7 +360,7 @@ func capacityHTML(s *RunSummary) (template.HTML, error) {
 		return "", nil
 	}
 	var buf bytes.Buffer
-	if err := capacityTmpl.Execute(&buf, map[string]any{"Legs": legs}); err != nil {
+	if err := capacityTmpl.Execute(&buf, map[string]any{"Legs": legs, "Caveats": ratingCaveats(s, legs)}); err != nil {
 		return "", fmt.Errorf("render the capacity section: %w", err)
 	}
 	return template.HTML(buf.String()), nil
@@ -326,7 +438,8 @@ func capacityJUnit(root *junitSuites, s *RunSummary) {
 			tc.Failure = &junitMessage{Message: "no knee", Body: "even the start rate failed: " + limitText(c.Search.Knee)}
 		default:
 			k := c.Search.Knee
-			out := fmt.Sprintf("knee %s, p99 %s, limited by %s; SLO %s; USL %s", kneeText(c), ms(k.P99), limitText(k), strings.Join(k.SLO, ", "), fitText(c.Search.Fit))
+			out := fmt.Sprintf("knee %s, p99 %s, limited by %s; SLO %s; USL %s; rated capacity per server: %s (%s)", kneeText(c), ms(k.P99), limitText(k),
+				strings.Join(k.SLO, ", "), fitText(c.Search.Fit), RatingFlag(RatingOf(l)), RatingOf(l).Why)
 			if d := c.Demand; d != nil {
 				out += fmt.Sprintf("; bottleneck %s (%s of %.3f ms per request), utilisation-law max %.4g req/s", d.Bottleneck, pct(d.BottleShare), d.MixDemandMS, d.ServerMaxRPS)
 			}

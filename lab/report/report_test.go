@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,7 +121,8 @@ func TestWriteAllAndRender(t *testing.T) {
 		"**mysql**: no such backend", "postgres+redis", "monthly projection", "`server.(*Server).handle` 21.0%", "❔ inconclusive",
 		"**Not production:**", "- PostgreSQL durability off (fsync=off) (postgres)\n", "- bcrypt cost 4 instead of 10\n",
 		"## Capacity: the knee", "| sqlite | 400 it/s = 600 req/s | 380 ms | the server (SLO broken at 420 it/s)", "peak at N*=99",
-		"The bottleneck is **register**", "**2500 req/s**", "pods for 1200 req/s sustained"} {
+		"The bottleneck is **register**", "**2500 req/s**", "pods for 1200 req/s sustained",
+		"### The value to set: `--capacity-rps`", "| sqlite | `--capacity-rps 600` | the knee, 600 req/s, rounded down |", "bcrypt cost 4 instead of production's 10"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -147,10 +149,48 @@ func TestWriteAllAndRender(t *testing.T) {
 		t.Errorf("re-rendered report.md differs")
 	}
 	html, _ := os.ReadFile(filepath.Join(dir, HTMLFile))
+	if !strings.Contains(string(html), "<code>--capacity-rps 600</code>") {
+		t.Errorf("report.html does not print the value to set")
+	}
+	if !strings.Contains(string(raw), "rated capacity per server: --capacity-rps 600") {
+		t.Errorf("junit.xml does not print the value to set")
+	}
 	for _, bad := range []string{"http://", "https://"} {
 		if i := strings.Index(string(html), bad); i >= 0 && !strings.Contains(string(html[i:i+40]), "www.w3.org/2000/svg") {
 			t.Errorf("report.html references the network: %q", html[i:i+60])
 		}
+	}
+}
+
+func TestRatingOf(t *testing.T) {
+	knee := func(found bool, rps float64, limit string) *Capacity {
+		return &Capacity{Search: &capacity.Result{Knee: capacity.Knee{Found: found, RequestRate: rps, LimitedBy: limit}}}
+	}
+	tests := []struct {
+		name string
+		leg  Leg
+		want float64
+		why  string
+	}{
+		{"server-limited, rounded down", Leg{Capacity: knee(true, 2343.7, capacity.LimitServer)}, 2340, "the knee, 2344 req/s, rounded down"},
+		{"small", Leg{Capacity: knee(true, 27.86, capacity.LimitServer)}, 27.8, "rounded down"},
+		{"tiny", Leg{Capacity: knee(true, 0.3, capacity.LimitServer)}, 0.3, "rounded down"},
+		{"engine-limited", Leg{Capacity: knee(true, 1077, capacity.LimitEngine)}, 1070, "a lower bound: the load generator"},
+		{"ceiling", Leg{Capacity: knee(true, 5000, capacity.LimitCeiling)}, 5000, "no step failed"},
+		{"replicas share the knee", Leg{Capacity: knee(true, 1000, capacity.LimitServer), Replicas: &Replicas{Count: 3}}, 333, "of 3 servers behind HAProxy, divided by 3"},
+		{"no knee", Leg{Capacity: knee(false, 0, capacity.LimitServer)}, 0, "none: even the start rate broke the SLO"},
+		{"search failed", Leg{Capacity: &Capacity{Error: "server did not start"}}, 0, "none: the search failed (server did not start)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := RatingOf(tt.leg)
+			if r.RPS != tt.want || !strings.Contains(r.Why, tt.why) {
+				t.Errorf("RatingOf = %v (%q), want %v (%q)", r.RPS, r.Why, tt.want, tt.why)
+			}
+			if tt.want > 0 && RatingFlag(r) != "--capacity-rps "+strconv.FormatFloat(tt.want, 'f', -1, 64) {
+				t.Errorf("flag %q", RatingFlag(r))
+			}
+		})
 	}
 }
 

@@ -106,6 +106,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	topo, _ := cfg.ParseTopology()
 	startedAt := time.Now()
 	a := &Server{cfg: cfg, log: log, Registry: telemetry.NewRegistry(telemetry.Build{Version: cfg.Version})}
+	telemetry.RegisterCapacity(a.Registry, cfg.CapacityRPS)
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -88,7 +89,10 @@ type Config struct {
 	Topology     string // "L1=3,L2=2,..." or a YAML file path (.yaml/.yml)
 	PyroscopeURL string
 	LogLevel     string
-	Version      string // set by the binary, not a flag
+	// CapacityRPS is this server's rated capacity, exported as the gauge
+	// hal9_capacity_requests_per_second for the capacity alerts; 0: none.
+	CapacityRPS float64
+	Version     string // set by the binary, not a flag
 }
 
 // DefaultConfig holds the defaults documented in docs/server.md.
@@ -314,6 +318,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := telemetry.ParseLevel(c.LogLevel); err != nil {
 		add("--log-level: %v", err)
+	}
+	if !(c.CapacityRPS >= 0) || math.IsInf(c.CapacityRPS, 0) {
+		add("--capacity-rps %g: must be a positive number of requests per second (the knee `make capacity` prints for this machine class and backend), or 0 for none", c.CapacityRPS)
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -317,6 +318,10 @@ func TestConfigValidate(t *testing.T) {
 		{"zero hourly budget", func(c *Config) { c.LLMBudgetHourly = 0 }, "--llm-budget-hourly"},
 		{"negative daily budget", func(c *Config) { c.LLMBudgetDaily = -1 }, "--llm-budget-daily"},
 		{"bad enforce", func(c *Config) { c.LLMBudgetEnforce = "maybe" }, "auto (on with --llm anthropic"},
+		{"capacity rated", func(c *Config) { c.CapacityRPS = 1077 }, ""},
+		{"negative capacity", func(c *Config) { c.CapacityRPS = -5 }, "--capacity-rps (HAL9_CAPACITY_RPS) -5: must be a positive number"},
+		{"capacity NaN", func(c *Config) { c.CapacityRPS = math.NaN() }, "--capacity-rps (HAL9_CAPACITY_RPS) NaN"},
+		{"capacity infinite", func(c *Config) { c.CapacityRPS = math.Inf(1) }, "--capacity-rps (HAL9_CAPACITY_RPS) +Inf"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -458,5 +463,18 @@ func TestOpenConnectionsGauge(t *testing.T) {
 			t.Fatal("open connections did not return to 0 after the client closed its connection")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCapacityGauge: --capacity-rps is exported on the admin listener's
+// /metrics; unset, the gauge is absent (the capacity rules stay silent).
+func TestCapacityGauge(t *testing.T) {
+	for _, rps := range []float64{0, 1077} {
+		a := startApp(t, func(c *Config) { c.CapacityRPS = rps })
+		body := string(doURL(t, "GET", a.admin+"/metrics", nil).Body)
+		has := strings.Contains(body, "\nhal9_capacity_requests_per_second 1077\n")
+		if present := strings.Contains(body, "hal9_capacity_requests_per_second"); present != (rps > 0) || has != (rps > 0) {
+			t.Errorf("--capacity-rps %g: gauge present %v, with the value %v", rps, present, has)
+		}
 	}
 }

@@ -63,6 +63,25 @@ func NewRegistry(b Build) *prometheus.Registry {
 	return reg
 }
 
+// CapacityMetric is the gauge of a server's rated capacity.
+const CapacityMetric = "hal9_capacity_requests_per_second"
+
+// RegisterCapacity exports rps, the server's rated capacity (--capacity-rps),
+// as CapacityMetric. With rps 0 nothing is registered: the capacity rules
+// divide by the sum of this gauge, so a server without a rating must be
+// absent from it rather than rated 0.
+func RegisterCapacity(reg prometheus.Registerer, rps float64) {
+	if rps <= 0 {
+		return
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: CapacityMetric,
+		Help: "Rated capacity of this server: the request rate it carries within its SLO on its machine class (the knee `make capacity` measures), from --capacity-rps.",
+	})
+	g.Set(rps)
+	reg.MustRegister(g)
+}
+
 // ParseLevel reads debug, info, warn or error.
 func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level

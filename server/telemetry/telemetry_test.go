@@ -30,6 +30,26 @@ hal9_build_info{goversion="` + runtime.Version() + `",revision="abc",version="1.
 	}
 }
 
+func TestRegisterCapacity(t *testing.T) {
+	for _, rps := range []float64{0, 2343} {
+		reg := NewRegistry(Build{})
+		RegisterCapacity(reg, rps)
+		n, err := testutil.GatherAndCount(reg, CapacityMetric)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 0}[rps > 0]; n != want {
+			t.Fatalf("rps %g: %d series of %s, want %d (unset: absent, not 0)", rps, n, CapacityMetric, want)
+		}
+		if rps > 0 {
+			want := "# HELP " + CapacityMetric + " Rated capacity of this server: the request rate it carries within its SLO on its machine class (the knee `make capacity` measures), from --capacity-rps.\n# TYPE " + CapacityMetric + " gauge\n" + CapacityMetric + " 2343\n"
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), CapacityMetric); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
 func TestNewLogger(t *testing.T) {
 	tests := []struct {
 		level   string
