@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,8 +38,12 @@ type Options struct {
 	// the RunID).
 	RunID string
 	Seed  int64
-	// Transport overrides the shared HTTP transport (tests).
+	// Transport, when set, carries every VU's requests instead of the VUs'
+	// own connections (the fault legs record each request through one).
 	Transport http.RoundTripper
+	// TLS configures connections to an https target (nil: the system's
+	// roots); the VUs speak HTTP/1.1 whatever its NextProtos.
+	TLS *tls.Config
 }
 
 // Result is what a run measured.
@@ -65,13 +70,15 @@ func (r *Result) ExitCode() int {
 }
 
 // engine is one Run: the plan's executors (runs) side by side, the
-// sink every VU records into, the shared transport, the VU counts of the
-// vus and vus_max gauges, and the abort reason.
+// sink every VU records into, the target the VUs' connections go to (or
+// the transport given in Options), the VU counts of the vus and vus_max
+// gauges, and the abort reason.
 type engine struct {
 	opts    Options
 	log     *slog.Logger
 	sink    *sink
-	rt      http.RoundTripper
+	tgt     *target
+	rt      http.RoundTripper // Options.Transport; nil: each VU its own connection
 	start   time.Time
 	active  atomic.Int64 // VUs running iterations (vus)
 	alloc   atomic.Int64 // VUs created (vus_max)
@@ -128,16 +135,18 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 		offset += s.MaxVUCount()
 		maxConns += opts.Segment.share(s.MaxVUCount())
 	}
-	e.rt = opts.Transport
-	if e.rt == nil {
-		tr := NewTransport(maxConns)
+	e.tgt, e.rt = parseTarget(opts.Target, opts.TLS), opts.Transport
+	setupRT := e.rt
+	if setupRT == nil {
+		tr := NewTransport(min(maxConns, 64))
+		tr.TLSClientConfig = opts.TLS
 		defer tr.CloseIdleConnections()
-		e.rt = tr
+		setupRT = tr
 	}
 	reg := NewRegistry()
 	env := &Env{
 		Target: opts.Target, Metrics: reg, Logger: opts.Logger, RunID: opts.RunID, Seed: opts.Seed,
-		HTTP: &http.Client{Transport: e.rt, Timeout: 60 * time.Second},
+		HTTP: &http.Client{Transport: setupRT, Timeout: requestTimeout},
 	}
 	if err := opts.Workload.Setup(ctx, env); err != nil {
 		return nil, fmt.Errorf("workload setup: %w", err)

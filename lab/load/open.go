@@ -42,6 +42,7 @@ func (p *arrivalPool) spawn() error {
 // is dropped instead of run.
 func (p *arrivalPool) serve(v *vuHandle) {
 	r := p.r
+	defer v.client.close()
 	for due := range p.queue {
 		p.idle.Add(-1)
 		if p.hardCtx.Err() != nil {
