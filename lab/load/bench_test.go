@@ -15,7 +15,7 @@ var okResponse = loadtest.Response(200, "ok\n", "Content-Type: text/plain")
 // cannedOK answers every request with a 3-byte 200: the engine's own
 // costs stand alone (the canned server allocates nothing).
 func cannedOK(tb testing.TB) string {
-	return loadtest.Canned(tb, func(_, _ []byte) []byte { return okResponse })
+	return loadtest.Canned(tb, func(loadtest.Request, []byte) []byte { return okResponse })
 }
 
 // TestHotPathAllocs holds a request's allocations on the VU's hot path

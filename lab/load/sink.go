@@ -31,7 +31,9 @@ type sink struct {
 	recMu sync.Mutex
 	recs  []*recorder // every recorder, for flushAll
 
-	secMu   sync.Mutex // serialises tick's reads of shard.sec
+	tickMu  sync.Mutex // serialises ticks
+	secMu   sync.Mutex // guards sec: taken once per batch and by the tick
+	sec     secAgg
 	started time.Time
 }
 
@@ -45,8 +47,9 @@ func newSink(reg *Registry, prom *promMetrics) *sink {
 	n = min(max(n, 2), 16)
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
-		s.shards[i] = newShard(len(ms))
+		s.shards[i] = newShard()
 	}
+	s.sec = newSecAgg(len(ms))
 	s.httpReqs, s.httpDur, s.httpFailed = s.byName[MetricHTTPReqs], s.byName[MetricHTTPReqDuration], s.byName[MetricHTTPReqFailed]
 	s.httpWaiting, s.dataSent, s.dataRecv = s.byName[MetricHTTPReqWaiting], s.byName[MetricDataSent], s.byName[MetricDataReceived]
 	s.iterations, s.iterDur, s.iterResp = s.byName[MetricIterations], s.byName[MetricIterDuration], s.byName[MetricIterResponse]
@@ -171,9 +174,9 @@ func (r *recorder) flushLocked() {
 	if len(r.buf) == 0 {
 		return
 	}
-	sh := r.sh
-	sec := &sh.sec
+	sh, sec := r.sh, &r.s.sec
 	sh.mu.Lock()
+	r.s.secMu.Lock()
 	for i := range r.buf {
 		x := &r.buf[i]
 		switch x.kind {
@@ -221,6 +224,7 @@ func (r *recorder) flushLocked() {
 			sec.dropped += x.n1
 		}
 	}
+	r.s.secMu.Unlock()
 	sh.mu.Unlock()
 	for i := range r.buf {
 		x := &r.buf[i]
@@ -387,38 +391,28 @@ type Point struct {
 	Custom     map[string]float64 `json:"custom,omitempty"` // counters: sum in the second; rates: share
 }
 
-// tick takes the current second's data out of every shard.
+// tick takes the current second's data out of the sink.
 func (s *sink) tick(now time.Time, vus int) Point {
-	s.secMu.Lock()
-	defer s.secMu.Unlock()
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
 	s.flushAll()
-	dur, irt := newHist(), newHist()
 	p := Point{T: int64(math.Round(now.Sub(s.started).Seconds())), TS: now.UnixMilli(), VUs: vus}
 	counters := make([]float64, len(s.metrics))
 	rates := make([][2]int64, len(s.metrics))
-	for _, sh := range s.shards {
-		sh.mu.Lock()
-		sec := &sh.sec
-		p.Reqs += sec.reqs
-		p.Errors += sec.fails
-		p.Iterations += sec.iters
-		p.Dropped += sec.dropped
-		dur.Merge(sec.dur)
-		irt.Merge(sec.irt)
-		for i := range counters {
-			counters[i] += sec.counters[i]
-			rates[i][0] += sec.rates[i][0]
-			rates[i][1] += sec.rates[i][1]
-			sec.counters[i] = 0
-			sec.rates[i] = [2]int64{}
-		}
-		sec.reqs, sec.fails, sec.iters, sec.dropped = 0, 0, 0, 0
-		sec.dur.Reset()
-		sec.irt.Reset()
-		sh.mu.Unlock()
-	}
+	s.secMu.Lock()
+	sec := &s.sec
+	p.Reqs, p.Errors, p.Iterations, p.Dropped = sec.reqs, sec.fails, sec.iters, sec.dropped
+	dur, irt := sec.dur, sec.irt
 	p.P50, p.P95, p.P99 = histPct(dur, 50), histPct(dur, 95), histPct(dur, 99)
 	p.IRTP50, p.IRTP99 = histPct(irt, 50), histPct(irt, 99)
+	copy(counters, sec.counters)
+	copy(rates, sec.rates)
+	clear(sec.counters)
+	clear(sec.rates)
+	sec.reqs, sec.fails, sec.iters, sec.dropped = 0, 0, 0, 0
+	dur.Reset()
+	irt.Reset()
+	s.secMu.Unlock()
 	for i, m := range s.metrics {
 		if !custom(m.Name) {
 			continue

@@ -9,29 +9,54 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 )
 
-// Respond picks the raw response (status line, header and body, as
-// Response builds them) for a request's method and path (with its query).
-// It must not keep the slices, nor allocate if the benchmark counts
-// allocations.
-type Respond func(method, path []byte) []byte
+// Request is what Respond sees of a request; its slices are valid during
+// the call only.
+type Request struct {
+	Method, Path, Body []byte // Path with its query
+	Header             []byte // the header lines as received
+}
+
+// Respond returns the raw response (status line, header and body, as
+// Response builds them) to a request: bytes prepared in advance, or built
+// by appending to scratch (the connection's own buffer, reused). It is
+// called by many connections at once.
+type Respond func(r Request, scratch []byte) []byte
 
 // Response builds a raw HTTP/1.1 response with a Content-Length. Header
 // lines are "Name: value".
 func Response(status int, body string, header ...string) []byte {
-	var b strings.Builder
-	b.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " Status\r\n")
+	return AppendResponse(nil, status, header, []byte(body))
+}
+
+// AppendResponse appends a raw HTTP/1.1 response to dst: the status, the
+// header lines, a Content-Length and the body, given in pieces (without
+// allocating when dst has room).
+func AppendResponse(dst []byte, status int, header []string, body ...[]byte) []byte {
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, " Status\r\n"...)
 	for _, h := range header {
-		b.WriteString(h + "\r\n")
+		dst = append(append(dst, h...), "\r\n"...)
 	}
-	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-	return []byte(b.String())
+	n := 0
+	for _, b := range body {
+		n += len(b)
+	}
+	dst = append(dst, "Content-Length: "...)
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	for _, b := range body {
+		dst = append(dst, b...)
+	}
+	return dst
 }
 
 // Canned starts the server on 127.0.0.1 and returns its base URL; it
@@ -76,7 +101,8 @@ var errBadRequest = errors.New("bad request")
 func serve(c net.Conn, respond Respond) {
 	defer c.Close()
 	br := bufio.NewReaderSize(c, 16<<10)
-	var method, path []byte
+	var method, path, body, hdr []byte
+	scratch := make([]byte, 0, 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -89,41 +115,45 @@ func serve(c net.Conn, respond Respond) {
 		}
 		method = append(method[:0], line[:sp1]...)
 		path = append(path[:0], line[sp1+1:sp2]...)
-		n, err := header(br)
+		n, h, err := header(br, hdr[:0])
+		hdr = h
 		if err != nil {
 			return
 		}
-		if _, err := br.Discard(n); err != nil {
+		body = slices.Grow(body[:0], n)[:n]
+		if _, err := io.ReadFull(br, body); err != nil {
 			return
 		}
-		if _, err := c.Write(respond(method, path)); err != nil {
+		if _, err := c.Write(respond(Request{Method: method, Path: path, Body: body, Header: hdr}, scratch[:0])); err != nil {
 			return
 		}
 	}
 }
 
-// header reads the header lines and returns the Content-Length.
-func header(br *bufio.Reader) (int, error) {
+// header reads the header lines, appending them to hdr, and returns the
+// Content-Length.
+func header(br *bufio.Reader, hdr []byte) (int, []byte, error) {
 	n := 0
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return 0, err
+			return 0, hdr, err
 		}
+		hdr = append(hdr, line...)
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
-			return n, nil
+			return n, hdr, nil
 		}
 		const cl = "content-length:"
 		if len(line) > len(cl) && bytes.EqualFold(line[:len(cl)], []byte(cl)) {
 			v := bytes.TrimSpace(line[len(cl):])
 			if len(v) == 0 || len(v) > 9 {
-				return 0, errBadRequest
+				return 0, hdr, errBadRequest
 			}
 			n = 0
 			for _, d := range v {
 				if d < '0' || d > '9' {
-					return 0, errBadRequest
+					return 0, hdr, errBadRequest
 				}
 				n = n*10 + int(d-'0')
 			}
