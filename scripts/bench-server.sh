@@ -69,7 +69,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # has_flag BIN FLAG: the binary knows --FLAG (older builds lack the new ones).
-has_flag() { "$1" serve --help 2>&1 | grep -q -- "--$2 "; }
+# grep reads the whole help: with -q it would stop at the match, and the
+# binary still writing would die of SIGPIPE, failing the pipe (pipefail).
+has_flag() { "$1" serve --help 2>&1 | grep -- "--$2 " >/dev/null; }
 
 # start_server BIN ARGS...: serve on free loopback ports; sets API.
 start_server() {
