@@ -18,26 +18,55 @@ func cannedOK(tb testing.TB) string {
 	return loadtest.Canned(tb, func(loadtest.Request, []byte) []byte { return okResponse })
 }
 
-// TestHotPathAllocs holds a request's allocations on the VU's hot path
-// down: a GET, a POST with headers, and a whole iteration (a request,
-// a check, the iteration's samples). They were 58 per request with
-// net/http's client.
+// hotRequests are the hot path's requests: a bare GET, and a POST with a
+// body and headers (a signal's).
+var hotRequests = []struct {
+	name string
+	req  *Request
+}{
+	{"get", &Request{Method: "GET", Path: "/", Op: "get", Discard: true}},
+	{"post", &Request{Method: "POST", Path: "/api/v1/signals", Op: "signal", Body: []byte(`{"content":"plan route","layer":"L2"}`),
+		Header: map[string][]string{"Content-Type": {"application/json"}, "Authorization": {"Bearer abc.def.ghi"}}}},
+}
+
+// cannedClient is a VU's client of the canned server, closed with the test.
+func cannedClient(tb testing.TB) *Client {
+	s := newSink(NewRegistry(), mustProm())
+	c := newClient(parseTarget(cannedOK(tb), nil), nil, s.recorder("hot"))
+	tb.Cleanup(c.close)
+	return c
+}
+
+// cannedVU is a VU as the executors run it, whose iteration is one GET
+// of the canned server and one check.
+func cannedVU(tb testing.TB) (*vuHandle, *scenarioRun) {
+	req := hotRequests[0].req
+	wl := IterationFunc(func(ctx context.Context, it *Iter) error {
+		res, err := it.HTTP.Do(ctx, req)
+		it.Check("status 200", err == nil && res.Status == 200)
+		return err
+	})
+	e := &engine{opts: Options{Workload: wl}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		sink: newSink(NewRegistry(), mustProm()), tgt: parseTarget(cannedOK(tb), nil)}
+	r := &scenarioRun{cfg: Scenario{Name: "hot"}, e: e}
+	v, err := r.newVU(0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(v.client.close)
+	return v, r
+}
+
+// TestHotPathAllocs holds the allocations of the VU's hot path down: a
+// GET, a POST with headers, and a whole iteration (a request, a check,
+// the samples). They were 42–49 per request with net/http's client.
 func TestHotPathAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	url := cannedOK(t)
-	s := newSink(NewRegistry(), mustProm())
-	c := newClient(parseTarget(url, nil), nil, s.recorder("allocs"))
-	defer c.close()
+	c := cannedClient(t)
 	ctx := context.Background()
-	get := &Request{Method: "GET", Path: "/", Op: "get", Discard: true}
-	post := &Request{Method: "POST", Path: "/api/v1/signals", Op: "signal", Body: []byte(`{"content":"plan","layer":"L2"}`),
-		Header: map[string][]string{"Content-Type": {"application/json"}, "Authorization": {"Bearer abc"}}}
-	for _, tt := range []struct {
-		name string
-		req  *Request
-	}{{"get", get}, {"post", post}} {
+	for _, tt := range hotRequests {
 		n := testing.AllocsPerRun(500, func() {
 			if res, err := c.Do(ctx, tt.req); err != nil || res.Status != 200 {
 				t.Fatal(err, res.Status)
@@ -47,24 +76,19 @@ func TestHotPathAllocs(t *testing.T) {
 			t.Errorf("%s: %.2f allocations per request, want none", tt.name, n)
 		}
 	}
+	v, r := cannedVU(t)
+	if n := testing.AllocsPerRun(500, func() { v.iterate(ctx, time.Time{}) }); n > 0.5 || r.errors.Load() > 0 {
+		t.Errorf("an iteration: %.2f allocations, %d errors; want none", n, r.errors.Load())
+	}
 }
 
 // BenchmarkClientDo is one recorded request through a VU's client on
 // loopback: its time and allocations per request (TestHotPathAllocs
 // holds the allocations down).
 func BenchmarkClientDo(b *testing.B) {
-	url := cannedOK(b)
-	s := newSink(NewRegistry(), mustProm())
-	c := newClient(parseTarget(url, nil), nil, s.recorder("bench"))
-	defer c.close()
+	c := cannedClient(b)
 	ctx := context.Background()
-	req := &Request{Method: "GET", Path: "/", Op: "bench", Discard: true}
-	post := &Request{Method: "POST", Path: "/api/v1/signals", Op: "signal", Body: []byte(`{"content":"plan route","layer":"L2"}`),
-		Header: map[string][]string{"Content-Type": {"application/json"}, "Authorization": {"Bearer abc.def.ghi"}}}
-	for _, bc := range []struct {
-		name string
-		req  *Request
-	}{{"get", req}, {"post", post}} {
+	for _, bc := range hotRequests {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -80,21 +104,7 @@ func BenchmarkClientDo(b *testing.B) {
 // BenchmarkVUIteration is one iteration of a VU (one GET and one check)
 // as the executors run it: client, recording, iteration samples.
 func BenchmarkVUIteration(b *testing.B) {
-	url := cannedOK(b)
-	req := &Request{Method: "GET", Path: "/", Op: "bench", Discard: true}
-	wl := IterationFunc(func(ctx context.Context, it *Iter) error {
-		res, err := it.HTTP.Do(ctx, req)
-		it.Check("status 200", err == nil && res.Status == 200)
-		return err
-	})
-	e := &engine{opts: Options{Workload: wl}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		sink: newSink(NewRegistry(), mustProm()), tgt: parseTarget(url, nil)}
-	r := &scenarioRun{cfg: Scenario{Name: "bench"}, e: e}
-	v, err := r.newVU(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer v.client.close()
+	v, r := cannedVU(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
