@@ -242,7 +242,6 @@ func newClient(tgt *target, rt http.RoundTripper, rec *recorder) *Client {
 		DisablePathNormalizing: true,     // paths go out as the workload wrote them, as with net/http
 		RetryIfErr:             c.retry,
 	}
-	c.req.Header.SetNoDefaultContentType(true) // as net/http: no Content-Type unless the request has one
 	return c
 }
 
