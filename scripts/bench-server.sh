@@ -13,6 +13,10 @@
 #   flood   GET /api/v1/status P99 calm, then during a 64-connection wrong-password
 #           flood on /auth/login (default auth flags), and the flood's own median
 #   mix     3,500 users of the documented mix (scenarios/bench/mix-3500.yaml), bcrypt cost 4
+#   loadgen the load generator's CPU per request of the mix at 200 it/s
+#           (scenarios/bench/mix-rate.yaml) against one SQLite server, for each
+#           --lab binary in turn, LOADGEN_ROUNDS rounds (default 3) alternated:
+#           --only loadgen --lab /tmp/old/bin/hal9-lab,bin/hal9-lab
 #
 # Throughput sections start the server as the issue measured it: --rate-limit 0
 # --llm-latency-scale 0 --bcrypt-cost 4, and --auth-rate-limit 0 and
@@ -29,7 +33,7 @@ CONNS=64
 THREADS=2
 OUT=""
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--hal9) HAL9_BINS=$2; shift 2 ;;
@@ -45,7 +49,9 @@ done
 for tool in wrk curl jq; do
 	command -v "$tool" >/dev/null || { echo "bench-server: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
-[ -x "$LAB" ] || { echo "bench-server: no $LAB; run make build" >&2; exit 1; }
+IFS=, read -r -a LABS <<<"$LAB"
+LAB=${LABS[-1]}
+for l in "${LABS[@]}"; do [ -x "$l" ] || { echo "bench-server: no $l; run make build" >&2; exit 1; }; done
 IFS=, read -r -a BINS <<<"$HAL9_BINS"
 for b in "${BINS[@]}"; do [ -x "$b" ] || { echo "bench-server: no server binary $b; run make build" >&2; exit 1; }; done
 OUT=${OUT:-$(mktemp -d /tmp/hal9-bench.XXXXXX)}
@@ -64,7 +70,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # has_flag BIN FLAG: the binary knows --FLAG (older builds lack the new ones).
-has_flag() { "$1" serve --help 2>&1 | grep -q -- "--$2 "; }
+# grep reads the whole help: with -q it would stop at the match, and the
+# binary still writing would die of SIGPIPE, failing the pipe (pipefail).
+has_flag() { "$1" serve --help 2>&1 | grep -- "--$2 " >/dev/null; }
 
 # start_server BIN ARGS...: serve on free loopback ports; sets API.
 start_server() {
@@ -199,11 +207,43 @@ section_mix() {
 	done
 }
 
+# cpu_ticks PID: utime + stime of a process, in clock ticks (1/100 s).
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# loadgen_run LAB: one `LAB load` of the fixed-rate mix; prints "requests
+# client_ticks server_ticks" (the client's CPU: this subshell's waited-for
+# children, cutime + cstime).
+loadgen_run() {
+	local sum="$OUT/loadgen-$(date +%s%N).json" me=$BASHPID s0 c0 c1
+	s0=$(cpu_ticks "$SERVER_PID")
+	c0=$(awk '{ sub(/.*\) /, ""); print $14 + $15 }' "/proc/$me/stat")
+	"$1" load "$ROOT/scenarios/bench/mix-rate.yaml" --target "$API" --summary-export "$sum" --quiet >>"$OUT/loadgen.log" 2>&1 || true
+	c1=$(awk '{ sub(/.*\) /, ""); print $14 + $15 }' "/proc/$me/stat")
+	echo "$(jq '.metrics.http_reqs.values.count' "$sum") $(( c1 - c0 )) $(( $(cpu_ticks "$SERVER_PID") - s0 ))"
+}
+
+section_loadgen() {
+	start_server "${BINS[-1]}" --rate-limit 0 --bcrypt-cost 4 $(has_flag "${BINS[-1]}" auth-rate-limit && echo --auth-rate-limit 0)
+	loadgen_run "$LAB" >/dev/null # warm the catalogue's cache and the server
+	local rounds=${LOADGEN_ROUNDS:-3} r l n cpu srv order
+	for r in $(seq 1 "$rounds"); do
+		order=("${LABS[@]}")
+		if (( r % 2 == 0 )); then mapfile -t order < <(printf '%s\n' "${LABS[@]}" | tac); fi
+		for l in "${order[@]}"; do
+			read -r n cpu srv < <(loadgen_run "$l")
+			awk -v l="$l" -v r="$r" -v n="$n" -v c="$cpu" -v s="$srv" -v la="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+				printf "loadgen  round %d %-28s %7d requests, load generator %.3f ms CPU per request, server %.3f ms (load average %s)\n",
+					r, l, n, c / 100 / n * 1000, s / 100 / n * 1000, la }' | tee -a "$OUT/results.txt"
+		done
+	done
+	stop_server
+}
+
 IFS=, read -r -a SECTIONS <<<"$ONLY"
 for s in "${SECTIONS[@]}"; do
 	case "$s" in
-	sqlite | pg | flood | mix) "section_$s" ;;
-	*) echo "bench-server: unknown section $s (sqlite, pg, flood, mix)" >&2; exit 2 ;;
+	sqlite | pg | flood | mix | loadgen) "section_$s" ;;
+	*) echo "bench-server: unknown section $s (sqlite, pg, flood, mix, loadgen)" >&2; exit 2 ;;
 	esac
 done
 echo "bench-server: done; $OUT/results.txt"

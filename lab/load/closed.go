@@ -97,6 +97,7 @@ func (r *scenarioRun) runClosed(schedCtx, hardCtx context.Context, start time.Ti
 // does not, until the executor's active duration ends.
 func (r *scenarioRun) loopVU(schedCtx, hardCtx context.Context, v *vuHandle, j int64, target *vuTarget, ramping bool) {
 	running := false // counted in the vus gauge
+	defer v.client.close()
 	defer func() {
 		if running {
 			r.e.active.Add(-1)

@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,8 +38,12 @@ type Options struct {
 	// the RunID).
 	RunID string
 	Seed  int64
-	// Transport overrides the shared HTTP transport (tests).
+	// Transport, when set, carries every VU's requests instead of the VUs'
+	// own connections (the fault legs record each request through one).
 	Transport http.RoundTripper
+	// TLS configures connections to an https target (nil: the system's
+	// roots); the VUs speak HTTP/1.1 whatever its NextProtos.
+	TLS *tls.Config
 }
 
 // Result is what a run measured.
@@ -65,19 +70,23 @@ func (r *Result) ExitCode() int {
 }
 
 // engine is one Run: the plan's executors (runs) side by side, the
-// sink every VU records into, the shared transport, the VU counts of the
-// vus and vus_max gauges, and the abort reason.
+// sink every VU records into, the target the VUs' connections go to (or
+// the transport given in Options), the VU counts of the vus and vus_max
+// gauges, and the abort reason.
 type engine struct {
 	opts    Options
 	log     *slog.Logger
 	sink    *sink
-	rt      http.RoundTripper
+	tgt     *target
+	rt      http.RoundTripper // Options.Transport; nil: each VU its own connection
 	start   time.Time
 	active  atomic.Int64 // VUs running iterations (vus)
 	alloc   atomic.Int64 // VUs created (vus_max)
 	runs    []*scenarioRun
 	abortMu sync.Mutex
 	abort   string
+	// closeSetup closes the setup requests' idle connections.
+	closeSetup func()
 }
 
 // Run executes the plan and returns its summary. It returns an error only
@@ -86,23 +95,61 @@ type engine struct {
 // Cancelling ctx stops the test at once and still returns the summary of
 // what ran, marked aborted.
 func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
+	e, ths, err := prepare(ctx, plan, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer e.closeSetup()
+	return e.run(ctx, plan, ths), nil
+}
+
+// Iterate runs n iterations of one VU of opts.Workload back to back, as
+// the executors run them (setup, the VU's client, its checks and
+// samples), and returns their summary: the workloads' benchmarks measure
+// what an iteration costs with it.
+func Iterate(ctx context.Context, opts Options, n int) (*Summary, error) {
+	plan := &Plan{Name: "iterate", Scenarios: []Scenario{{Name: "iterate", Executor: ConstantVUs, VUs: 1, Duration: time.Second}}}
+	e, ths, err := prepare(ctx, plan, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer e.closeSetup()
+	r := e.runs[0]
+	v, err := r.newVU(0)
+	if err != nil {
+		return nil, err
+	}
+	defer v.client.close()
+	e.start = time.Now()
+	e.sink.started = e.start
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		v.iterate(ctx, time.Time{})
+	}
+	lab := &Hal9Lab{Name: plan.Name, Target: opts.Target, Scale: 1, Started: e.start.UTC(),
+		Scenarios: map[string]ScenarioStats{r.cfg.Name: r.stats()}, Warnings: []string{}}
+	return build(e.sink.snapshot(), ths, time.Since(e.start), lab), nil
+}
+
+// prepare checks the plan and options, runs the workload's setup and
+// builds the engine; the caller runs it, then calls closeSetup.
+func prepare(ctx context.Context, plan *Plan, opts Options) (*engine, []*compiled, error) {
 	if plan == nil {
-		return nil, errors.New("run: no plan")
+		return nil, nil, errors.New("run: no plan")
 	}
 	if opts.Workload == nil {
-		return nil, errors.New("run: no workload (build one with lab/workload.New)")
+		return nil, nil, errors.New("run: no workload (build one with lab/workload.New)")
 	}
 	if err := plan.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if opts.Scale == 0 {
 		opts.Scale = 1
 	}
 	if opts.Scale < 0 || opts.Scale > MaxScale || math.IsNaN(opts.Scale) || math.IsInf(opts.Scale, 0) {
-		return nil, fmt.Errorf("run: scale %v must be in (0, %d]", opts.Scale, MaxScale)
+		return nil, nil, fmt.Errorf("run: scale %v must be in (0, %d]", opts.Scale, MaxScale)
 	}
 	if opts.Segment.Count > 1 && (opts.Segment.Index < 1 || opts.Segment.Index > opts.Segment.Count) {
-		return nil, fmt.Errorf("run: segment %d/%d is not valid", opts.Segment.Index, opts.Segment.Count)
+		return nil, nil, fmt.Errorf("run: segment %d/%d is not valid", opts.Segment.Index, opts.Segment.Count)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -117,39 +164,45 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 			opts.Seed = opts.Seed*31 + int64(c)
 		}
 	}
-	e := &engine{opts: opts, log: opts.Logger}
+	e := &engine{opts: opts, log: opts.Logger, closeSetup: func() {}}
 	offset, maxConns := 0, 0
 	for _, s := range plan.Scenarios {
 		s = s.Scaled(opts.Scale)
 		if key, msg := s.checkLimits(); key != "" {
-			return nil, fmt.Errorf("run: scenario %q at scale %g: %s: %s; use a smaller --scale", s.Name, opts.Scale, key, msg)
+			return nil, nil, fmt.Errorf("run: scenario %q at scale %g: %s: %s; use a smaller --scale", s.Name, opts.Scale, key, msg)
 		}
 		e.runs = append(e.runs, &scenarioRun{cfg: s, idOffset: offset, e: e})
 		offset += s.MaxVUCount()
 		maxConns += opts.Segment.share(s.MaxVUCount())
 	}
-	e.rt = opts.Transport
-	if e.rt == nil {
-		tr := NewTransport(maxConns)
-		defer tr.CloseIdleConnections()
-		e.rt = tr
+	e.tgt, e.rt = parseTarget(opts.Target, opts.TLS), opts.Transport
+	setupRT := e.rt
+	if setupRT == nil {
+		tr := NewTransport(min(maxConns, 64))
+		tr.TLSClientConfig = opts.TLS
+		e.closeSetup = tr.CloseIdleConnections
+		setupRT = tr
 	}
 	reg := NewRegistry()
 	env := &Env{
 		Target: opts.Target, Metrics: reg, Logger: opts.Logger, RunID: opts.RunID, Seed: opts.Seed,
-		HTTP: &http.Client{Transport: e.rt, Timeout: 60 * time.Second},
+		HTTP: &http.Client{Transport: setupRT, Timeout: requestTimeout},
+	}
+	fail := func(err error) (*engine, []*compiled, error) {
+		e.closeSetup()
+		return nil, nil, err
 	}
 	if err := opts.Workload.Setup(ctx, env); err != nil {
-		return nil, fmt.Errorf("workload setup: %w", err)
+		return fail(fmt.Errorf("workload setup: %w", err))
 	}
 	prom, err := newPromMetrics(opts.Registerer)
 	if err != nil {
-		return nil, fmt.Errorf("register hal9lab metrics: %w", err)
+		return fail(fmt.Errorf("register hal9lab metrics: %w", err))
 	}
 	e.sink = newSink(reg, prom)
 	ths, err := compileAll(plan.Thresholds, e.sink.byName)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	for _, r := range e.runs {
 		r.rec = e.sink.recorder(r.cfg.Name)
@@ -158,7 +211,7 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 			r.planned = segmentCount(r.rs.Count(), opts.Segment)
 		}
 	}
-	return e.run(ctx, plan, ths), nil
+	return e, ths, nil
 }
 
 // segmentCount is how many of n global iterations the segment owns.

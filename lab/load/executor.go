@@ -47,7 +47,7 @@ func (r *scenarioRun) run(ctx context.Context) {
 	defer cancel2()
 	var err error
 	if r.cfg.openModel() {
-		err = r.runOpen(ctx, schedCtx, hardCtx, start)
+		err = r.runOpen(schedCtx, hardCtx, start)
 	} else {
 		err = r.runClosed(schedCtx, hardCtx, start)
 	}

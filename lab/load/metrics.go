@@ -367,10 +367,10 @@ type seriesKey struct {
 type shard struct {
 	mu     sync.Mutex
 	series map[seriesKey]*agg
-	sec    secAgg
 }
 
-// secAgg is the current second of the time series.
+// secAgg is the current second of the time series, one for the run: the
+// recorders' batches fold into it, and the tick reads and resets it.
 type secAgg struct {
 	reqs, fails, iters, dropped int64
 	dur, irt                    *hdr.Histogram
@@ -378,14 +378,12 @@ type secAgg struct {
 	rates                       [][2]int64 // by metric id: samples, passes of custom rates
 }
 
-func newShard(nMetrics int) *shard {
-	return &shard{
-		series: map[seriesKey]*agg{},
-		sec: secAgg{
-			dur: newHist(), irt: newHist(),
-			counters: make([]float64, nMetrics), rates: make([][2]int64, nMetrics),
-		},
-	}
+func newSecAgg(nMetrics int) secAgg {
+	return secAgg{dur: newHist(), irt: newHist(), counters: make([]float64, nMetrics), rates: make([][2]int64, nMetrics)}
+}
+
+func newShard() *shard {
+	return &shard{series: map[seriesKey]*agg{}}
 }
 
 // lookup returns the series' aggregate; the caller holds sh.mu.

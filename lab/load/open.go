@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,124 +11,181 @@ import (
 // start on a schedule of their own (RateSchedule), whatever earlier ones
 // are doing, so a slow system under test meets a growing queue instead of
 // a slower client, and the queueing shows in iteration_response_time.
+//
+// The plan's iterations are tickets, taken in order: a free VU takes the
+// next one, sleeps until it is due and runs it. A ticket that comes due
+// with no VU free waits for the first VU that frees up (the wait counts in
+// iteration_response_time), and the allocator adds a VU, up to maxVUs, for
+// each ticket that comes due untaken. Each iteration wakes only the VU
+// that runs it: a scheduler goroutine handing every iteration to a VU
+// costs a second wake-up (of a goroutine, and on an idle machine of a
+// thread) per iteration, which at a few hundred iterations a second was
+// most of the engine's CPU.
 
-// arrivalPool is the open model's VUs for one executor: each takes due
-// times from queue and runs the iteration, or drops it when it waited past
-// maxWait; idle counts the VUs waiting for one.
-type arrivalPool struct {
-	r         *scenarioRun
-	hardCtx   context.Context
-	queue     chan time.Time // due times
-	idle      atomic.Int64
-	wg        sync.WaitGroup
-	allocated int
+// arrivals are one open-model executor's tickets and VUs.
+type arrivals struct {
+	r                 *scenarioRun
+	schedCtx, hardCtx context.Context
+	start             time.Time
+	first, step       int64         // ticket n is the plan's iteration first + n·step (this segment's)
+	planned           int64         // tickets in all
+	next              atomic.Int64  // the next ticket to take
+	taken             chan struct{} // a ticket was taken (the allocator waits for one after adding a VU)
+	allocated         int           // the allocator's alone
+	wg                sync.WaitGroup
+}
+
+// due is when ticket n is due.
+func (a *arrivals) due(n int64) time.Time {
+	at, _ := a.r.rs.At(a.first + n*a.step)
+	return a.start.Add(at)
 }
 
 // spawn allocates one more VU and starts its loop.
-func (p *arrivalPool) spawn() error {
-	v, err := p.r.newVU(p.allocated)
+func (a *arrivals) spawn() error {
+	v, err := a.r.newVU(a.allocated)
 	if err != nil {
 		return err
 	}
-	p.allocated++
-	p.idle.Add(1)
-	p.wg.Go(func() { p.serve(v) })
+	a.allocated++
+	a.wg.Go(func() { a.serve(v) })
 	return nil
 }
 
-// serve is one VU's loop: the next due iteration from the queue, until it
-// is closed. After the executor's hard end, or past maxWait, an iteration
-// is dropped instead of run.
-func (p *arrivalPool) serve(v *vuHandle) {
-	r := p.r
-	for due := range p.queue {
-		p.idle.Add(-1)
-		if p.hardCtx.Err() != nil {
-			v.client.rec.droppedIteration(1)
-			r.dropped.Add(1)
-			continue
+// serve is one VU's loop: take the next ticket, wait for it to be due, run
+// it; until the tickets run out. After the executor's hard end, or past
+// maxWait, a ticket is dropped instead of run.
+func (a *arrivals) serve(v *vuHandle) {
+	defer v.client.close()
+	r := a.r
+	drop := func(n int64) {
+		v.client.rec.droppedIteration(n)
+		r.dropped.Add(n)
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		n := a.next.Add(1) - 1
+		if n >= a.planned {
+			return
 		}
-		if time.Since(due) > r.cfg.MaxWait {
-			v.client.rec.droppedIteration(1)
-			r.dropped.Add(1)
-			p.idle.Add(1)
+		select {
+		case a.taken <- struct{}{}:
+		default:
+		}
+		due := a.due(n)
+		if !sleepUntil(a.hardCtx, timer, due) {
+			drop(1 + a.claimRest(a.planned)) // the executor's hard end
+			return
+		}
+		if late := time.Since(due); late > r.cfg.MaxWait {
+			// Behind the plan by more than maxWait: this ticket and every
+			// other one due before now−maxWait are dropped, counted in one
+			// step instead of walked.
+			drop(1 + a.claimRest(a.ticketsBefore(time.Now().Add(-r.cfg.MaxWait))))
 			continue
 		}
 		r.e.active.Add(1)
-		v.iterate(p.hardCtx, due)
+		v.iterate(a.hardCtx, due)
 		r.e.active.Add(-1)
-		p.idle.Add(1)
 	}
 }
 
-// runOpen runs the arrival-rate executors: a scheduler starts iteration j
-// at its planned time tⱼ (RateSchedule) whatever earlier iterations are
-// doing, handing it to a free VU; with none free it allocates one up to
-// maxVUs, and otherwise the iteration queues. A queued iteration that no
-// VU picks up within maxWait is dropped (dropped_iterations); the wait of
+// ticketsBefore is how many of this segment's tickets are due before t.
+func (a *arrivals) ticketsBefore(t time.Time) int64 {
+	n := a.r.rs.CountBefore(t.Sub(a.start))
+	if a.step > 1 {
+		n = segmentCount(n, a.r.e.opts.Segment)
+	}
+	return min(n, a.planned)
+}
+
+// claimRest takes every ticket not yet taken below upTo and returns how
+// many it took.
+func (a *arrivals) claimRest(upTo int64) int64 {
+	for {
+		cur := a.next.Load()
+		if cur >= upTo {
+			return 0
+		}
+		if a.next.CompareAndSwap(cur, upTo) {
+			return upTo - cur
+		}
+	}
+}
+
+// dropRest counts every ticket not yet taken as dropped.
+func (a *arrivals) dropRest() {
+	if n := a.claimRest(a.planned); n > 0 {
+		a.r.rec.droppedIteration(n)
+		a.r.dropped.Add(n)
+	}
+}
+
+// allocate adds a VU, up to maxVUs, whenever a ticket comes due that no
+// VU has taken: every VU is busy then.
+func (a *arrivals) allocate(maxVUs int) error {
+	timer := time.NewTimer(time.Hour)
+	for a.allocated < maxVUs {
+		n := a.next.Load()
+		if n >= a.planned || !sleepUntil(a.hardCtx, timer, a.due(n)) || a.schedCtx.Err() != nil {
+			return nil
+		}
+		if a.next.Load() != n {
+			continue // taken while we slept
+		}
+		select {
+		case <-a.taken: // forget takes before the VU is added
+		default:
+		}
+		if err := a.spawn(); err != nil {
+			return err
+		}
+		select { // until a ticket is taken: not another VU for the same one
+		case <-a.taken:
+		case <-a.hardCtx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// runOpen runs the arrival-rate executors: iteration j starts at its
+// planned time tⱼ (RateSchedule) whatever earlier iterations are doing, on
+// a free VU; with none free the allocator adds one up to maxVUs, and
+// otherwise the iteration waits for the first VU to free up. One that no
+// VU takes within maxWait is dropped (dropped_iterations); the wait of
 // those that do run counts in iteration_response_time.
 //
-// The scheduler stops early only when the test is aborted (ctx), never
-// because the deadline passed while it was catching up: every iteration
-// of the plan is either started or counted as dropped.
-func (r *scenarioRun) runOpen(ctx, schedCtx, hardCtx context.Context, start time.Time) error {
+// Only the test's end (hardCtx: aborted, or past gracefulStop) stops the
+// executor early, never a deadline passed while catching up: every
+// iteration of the plan is either started or counted as dropped.
+func (r *scenarioRun) runOpen(schedCtx, hardCtx context.Context, start time.Time) error {
 	g := r.e.opts.Segment
 	maxVUs := g.share(r.cfg.MaxVUs)
-	pre := g.share(r.cfg.PreAllocatedVUs)
 	if r.planned > 0 {
 		maxVUs = max(maxVUs, 1)
 	}
-	peak := r.rs.Start
-	for _, s := range r.rs.Stages {
-		peak = math.Max(peak, s.Target)
-	}
-	qcap := int(math.Min(math.Max(peak*r.cfg.MaxWait.Seconds()*1.5/float64(max(g.Count, 1)), 1024), 1<<20))
-	pool := &arrivalPool{r: r, hardCtx: hardCtx, queue: make(chan time.Time, qcap)}
-	var err error
-	for range pre {
-		if err = pool.spawn(); err != nil {
-			break
-		}
-	}
-	timer := time.NewTimer(time.Hour)
-	step := int64(1)
-	first := int64(0)
+	a := &arrivals{r: r, schedCtx: schedCtx, hardCtx: hardCtx, start: start, step: 1, planned: r.planned, taken: make(chan struct{}, 1)}
 	if !g.whole() {
-		step, first = int64(g.Count), int64(g.Index-1)
+		a.first, a.step = int64(g.Index-1), int64(g.Count)
 	}
-	for j := first; err == nil; j += step {
-		at, ok := r.rs.At(j)
-		if !ok {
+	var err error
+	for range g.share(r.cfg.PreAllocatedVUs) {
+		if err = a.spawn(); err != nil {
 			break
-		}
-		due := start.Add(at)
-		if !sleepUntil(ctx, timer, due) {
-			break
-		}
-		if schedCtx.Err() != nil {
-			// Past the scenario's end (the scheduler fell behind a rate it
-			// cannot keep up with): the rest of the plan can only be
-			// dropped, so count it in one step instead of walking it.
-			if n := (r.rs.Count() - j + step - 1) / step; n > 0 {
-				r.rec.droppedIteration(n)
-				r.dropped.Add(n)
-			}
-			break
-		}
-		if pool.idle.Load() <= 0 && pool.allocated < maxVUs {
-			err = pool.spawn()
-		}
-		select {
-		case pool.queue <- due:
-		default:
-			r.rec.droppedIteration(1)
-			r.dropped.Add(1)
 		}
 	}
 	if err == nil {
+		err = a.allocate(maxVUs)
+	}
+	if err != nil {
+		a.dropRest() // the VUs stop at their next ticket
+	}
+	a.wg.Wait()
+	a.dropRest() // tickets no VU was there to take when the test ended
+	if err == nil {
 		<-schedCtx.Done() // the scenario lasts its duration, like k6's
 	}
-	close(pool.queue)
-	pool.wg.Wait()
 	return err
 }

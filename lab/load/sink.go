@@ -11,7 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// sink collects every sample of a run into sharded aggregates.
+// sink collects every sample of a run into sharded aggregates. Each VU
+// records through a recorder of its own, which batches samples and moves
+// them into its shard, so recording takes no lock shared with other VUs.
 type sink struct {
 	metrics []*Metric // frozen registry, by id
 	byName  map[string]*Metric
@@ -26,7 +28,12 @@ type sink struct {
 	gmu    sync.Mutex
 	gauges map[stateKey]*agg
 
-	secMu   sync.Mutex // serialises tick's reads of shard.sec
+	recMu sync.Mutex
+	recs  []*recorder // every recorder, for flushAll
+
+	tickMu  sync.Mutex // serialises ticks
+	secMu   sync.Mutex // guards sec: taken once per batch and by the tick
+	sec     secAgg
 	started time.Time
 }
 
@@ -40,8 +47,9 @@ func newSink(reg *Registry, prom *promMetrics) *sink {
 	n = min(max(n, 2), 16)
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
-		s.shards[i] = newShard(len(ms))
+		s.shards[i] = newShard()
 	}
+	s.sec = newSecAgg(len(ms))
 	s.httpReqs, s.httpDur, s.httpFailed = s.byName[MetricHTTPReqs], s.byName[MetricHTTPReqDuration], s.byName[MetricHTTPReqFailed]
 	s.httpWaiting, s.dataSent, s.dataRecv = s.byName[MetricHTTPReqWaiting], s.byName[MetricDataSent], s.byName[MetricDataReceived]
 	s.iterations, s.iterDur, s.iterResp = s.byName[MetricIterations], s.byName[MetricIterDuration], s.byName[MetricIterResponse]
@@ -49,15 +57,50 @@ func newSink(reg *Registry, prom *promMetrics) *sink {
 	return s
 }
 
-// recorder is one VU's handle on the sink: a shard and cached series, so
-// a request costs one map lookup without a lock and one short lock.
+// recorderBatch is how many samples a recorder holds before it moves them
+// into its shard (4 KiB a VU): the shard's lock is taken once per batch,
+// and otherwise only by the once-a-second tick and by snapshots, which
+// take every recorder's samples first.
+const recorderBatch = 64
+
+// recorder is one VU's handle on the sink (and the scheduler's, for
+// drops): its series, looked up once, and its batch of samples.
 type recorder struct {
 	s        *sink
 	sh       *shard
 	scenario string
-	http     map[Tags]*httpSeries
-	iter     *iterSeries
-	checks   map[string]*checkSeries
+	// The series maps are the owner's alone; samples hold their series.
+	http   map[httpKey]*httpSeries
+	iter   *iterSeries
+	checks map[string]*checkSeries
+
+	mu  sync.Mutex // the owner's appends against flushAll; never contended by other VUs
+	buf []sample
+}
+
+type sampleKind uint8
+
+const (
+	sampleHTTP sampleKind = iota + 1
+	sampleIteration
+	sampleCheck
+	sampleCustom
+	sampleDropped
+)
+
+// sample is one recorded sample waiting in a recorder's batch: an HTTP
+// request (series, duration, waiting, failed, bytes), an iteration
+// (duration, response time), a check (series, ok), a custom metric's value
+// or dropped iterations (n).
+type sample struct {
+	kind   sampleKind
+	flag   bool // http: failed; check: ok
+	http   *httpSeries
+	check  *checkSeries
+	metric *Metric
+	d1, d2 time.Duration
+	v      float64
+	n1, n2 int64
 }
 
 type checkSeries struct {
@@ -66,6 +109,7 @@ type checkSeries struct {
 }
 
 type httpSeries struct {
+	timed                               bool // a response came (status not "0"): it has a duration
 	reqs, dur, wait, failed, sent, recv *agg
 	promReqs, promFailed                prometheus.Counter
 	promDur                             prometheus.Observer
@@ -79,7 +123,7 @@ type iterSeries struct {
 
 func (s *sink) recorder(scenario string) *recorder {
 	sh := s.shards[int(s.next.Add(1))%len(s.shards)]
-	r := &recorder{s: s, sh: sh, scenario: scenario, http: map[Tags]*httpSeries{}, checks: map[string]*checkSeries{}}
+	r := &recorder{s: s, sh: sh, scenario: scenario, http: map[httpKey]*httpSeries{}, checks: map[string]*checkSeries{}}
 	t := Tags{Scenario: scenario}
 	sh.mu.Lock()
 	r.iter = &iterSeries{
@@ -90,97 +134,187 @@ func (s *sink) recorder(scenario string) *recorder {
 	r.iter.promIters = s.prom.iterations.WithLabelValues(scenario)
 	r.iter.promDropped = s.prom.dropped.WithLabelValues(scenario)
 	r.iter.promResp = s.prom.irt.WithLabelValues(scenario)
+	s.recMu.Lock()
+	s.recs = append(s.recs, r)
+	s.recMu.Unlock()
 	return r
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// httpSample records one request: http_reqs, http_req_duration,
-// http_req_waiting, http_req_failed, data_sent, data_received. A request
-// that got no response (status "0") has no duration or waiting time: it
-// counts in http_reqs and http_req_failed only, so a dead target cannot
-// produce fast-looking latencies. t.ExpectedResponse is set from failed.
-func (r *recorder) httpSample(t Tags, dur, wait time.Duration, failed bool, sent, recv int64) {
-	t.ExpectedResponse = "true"
-	if failed {
-		t.ExpectedResponse = "false"
+// add queues a sample, and moves the batch into the shard when it is full.
+func (r *recorder) add(x sample) {
+	r.mu.Lock()
+	if r.buf == nil {
+		r.buf = make([]sample, 0, recorderBatch)
 	}
-	hs := r.http[t]
-	if hs == nil {
-		hs = r.newHTTPSeries(t)
+	r.buf = append(r.buf, x)
+	if len(r.buf) == cap(r.buf) {
+		r.flushLocked()
 	}
-	f := 0.0
-	if failed {
-		f = 1
-	}
-	timed := t.Status != "0"
-	d := ms(dur)
-	r.sh.mu.Lock()
-	hs.reqs.add(Counter, 1)
-	if timed {
-		hs.dur.add(Trend, d)
-		hs.wait.add(Trend, ms(wait))
-	}
-	hs.failed.add(Rate, f)
-	hs.sent.add(Counter, float64(sent))
-	hs.recv.add(Counter, float64(recv))
-	sec := &r.sh.sec
-	sec.reqs++
-	if failed {
-		sec.fails++
-	} else {
-		recordHist(sec.dur, d) // the time series' p50..p99 follow the bare http_req_duration
-	}
-	r.sh.mu.Unlock()
-	hs.promReqs.Inc()
-	if failed {
-		hs.promFailed.Inc()
-	}
-	if timed {
-		hs.promDur.Observe(dur.Seconds())
+	r.mu.Unlock()
+}
+
+// flushAll moves every recorder's samples into the shards: before a tick
+// or a snapshot reads them.
+func (s *sink) flushAll() {
+	s.recMu.Lock()
+	recs := s.recs
+	s.recMu.Unlock()
+	for _, r := range recs {
+		r.mu.Lock()
+		r.flushLocked()
+		r.mu.Unlock()
 	}
 }
 
-func (r *recorder) newHTTPSeries(t Tags) *httpSeries {
+// flushLocked folds the batch into the shard's aggregates and the current
+// second, then into the hal9lab_* metrics; the caller holds r.mu.
+func (r *recorder) flushLocked() {
+	if len(r.buf) == 0 {
+		return
+	}
+	sh, sec := r.sh, &r.s.sec
+	sh.mu.Lock()
+	r.s.secMu.Lock()
+	for i := range r.buf {
+		x := &r.buf[i]
+		switch x.kind {
+		case sampleHTTP:
+			hs, d := x.http, ms(x.d1)
+			hs.reqs.add(Counter, 1)
+			if hs.timed {
+				hs.dur.add(Trend, d)
+				hs.wait.add(Trend, ms(x.d2))
+			}
+			hs.failed.add(Rate, rateValue(x.flag))
+			hs.sent.add(Counter, float64(x.n1))
+			hs.recv.add(Counter, float64(x.n2))
+			sec.reqs++
+			if x.flag {
+				sec.fails++
+			} else {
+				recordHist(sec.dur, d) // the time series' p50..p99 follow the bare http_req_duration
+			}
+		case sampleIteration:
+			it, rm := r.iter, ms(x.d2)
+			it.iters.add(Counter, 1)
+			it.dur.add(Trend, ms(x.d1))
+			it.resp.add(Trend, rm)
+			sec.iters++
+			recordHist(sec.irt, rm)
+		case sampleCheck:
+			x.check.agg.add(Rate, rateValue(x.flag))
+		case sampleCustom:
+			m := x.metric
+			sh.lookup(m, Tags{Scenario: r.scenario}).add(m.Type, x.v)
+			if m.id < len(sec.counters) {
+				switch m.Type {
+				case Counter:
+					sec.counters[m.id] += x.v
+				case Rate:
+					sec.rates[m.id][0]++
+					if x.v != 0 {
+						sec.rates[m.id][1]++
+					}
+				}
+			}
+		case sampleDropped:
+			r.iter.dropped.add(Counter, float64(x.n1))
+			sec.dropped += x.n1
+		}
+	}
+	r.s.secMu.Unlock()
+	sh.mu.Unlock()
+	for i := range r.buf {
+		x := &r.buf[i]
+		switch x.kind {
+		case sampleHTTP:
+			hs := x.http
+			hs.promReqs.Inc()
+			if x.flag {
+				hs.promFailed.Inc()
+			}
+			if hs.timed {
+				hs.promDur.Observe(x.d1.Seconds())
+			}
+		case sampleIteration:
+			r.iter.promIters.Inc()
+			r.iter.promResp.Observe(x.d2.Seconds())
+		case sampleCheck:
+			if x.flag {
+				x.check.pass.Inc()
+			} else {
+				x.check.fail.Inc()
+			}
+		case sampleDropped:
+			r.iter.promDropped.Add(float64(x.n1))
+		}
+		*x = sample{} // drop the pointers
+	}
+	r.buf = r.buf[:0]
+}
+
+func rateValue(ok bool) float64 {
+	if ok {
+		return 1
+	}
+	return 0
+}
+
+// httpKey is what tells a recorder's HTTP series apart (its scenario is
+// the recorder's): fewer strings to hash than Tags on every request.
+type httpKey struct {
+	op, name, method string
+	status           int
+	failed           bool
+}
+
+// httpSample records one request: http_reqs, http_req_duration,
+// http_req_waiting, http_req_failed, data_sent, data_received. A request
+// that got no response (status 0) has no duration or waiting time: it
+// counts in http_reqs and http_req_failed only, so a dead target cannot
+// produce fast-looking latencies. The expected_response tag is set from
+// failed.
+func (r *recorder) httpSample(k httpKey, dur, wait time.Duration, sent, recv int64) {
+	hs := r.http[k]
+	if hs == nil {
+		hs = r.newHTTPSeries(k)
+	}
+	r.add(sample{kind: sampleHTTP, flag: k.failed, http: hs, d1: dur, d2: wait, n1: sent, n2: recv})
+}
+
+func (r *recorder) newHTTPSeries(k httpKey) *httpSeries {
 	s := r.s
+	t := Tags{Scenario: r.scenario, Op: k.op, Name: k.name, Method: k.method, Status: statusTag(k.status), ExpectedResponse: "true"}
+	if k.failed {
+		t.ExpectedResponse = "false"
+	}
 	// data_sent/received are kept per scenario only: their sub-metrics by
 	// route are rarely wanted and this halves the series count.
 	ts := Tags{Scenario: t.Scenario}
 	r.sh.mu.Lock()
 	hs := &httpSeries{
-		reqs: r.sh.lookup(s.httpReqs, t), dur: r.sh.lookup(s.httpDur, t), wait: r.sh.lookup(s.httpWaiting, t),
+		timed: k.status != 0,
+		reqs:  r.sh.lookup(s.httpReqs, t), dur: r.sh.lookup(s.httpDur, t), wait: r.sh.lookup(s.httpWaiting, t),
 		failed: r.sh.lookup(s.httpFailed, t), sent: r.sh.lookup(s.dataSent, ts), recv: r.sh.lookup(s.dataRecv, ts),
 	}
 	r.sh.mu.Unlock()
 	hs.promReqs = s.prom.httpReqs.WithLabelValues(t.Scenario, t.Op, t.Status)
 	hs.promFailed = s.prom.httpFailed.WithLabelValues(t.Scenario, t.Op)
 	hs.promDur = s.prom.httpDur.WithLabelValues(t.Scenario, t.Op)
-	r.http[t] = hs
+	r.http[k] = hs
 	return hs
 }
 
 // iteration records a completed iteration.
 func (r *recorder) iteration(dur, resp time.Duration) {
-	it := r.iter
-	rm := ms(resp)
-	r.sh.mu.Lock()
-	it.iters.add(Counter, 1)
-	it.dur.add(Trend, ms(dur))
-	it.resp.add(Trend, rm)
-	r.sh.sec.iters++
-	recordHist(r.sh.sec.irt, rm)
-	r.sh.mu.Unlock()
-	it.promIters.Inc()
-	it.promResp.Observe(resp.Seconds())
+	r.add(sample{kind: sampleIteration, d1: dur, d2: resp})
 }
 
 // droppedIteration records an iteration that never started.
 func (r *recorder) droppedIteration(n int64) {
-	r.sh.mu.Lock()
-	r.iter.dropped.add(Counter, float64(n))
-	r.sh.sec.dropped += n
-	r.sh.mu.Unlock()
-	r.iter.promDropped.Add(float64(n))
+	r.add(sample{kind: sampleDropped, n1: n})
 }
 
 // check records a named check.
@@ -194,18 +328,7 @@ func (r *recorder) check(name string, ok bool) {
 		cs.fail = r.s.prom.checks.WithLabelValues(name, "fail")
 		r.checks[name] = cs
 	}
-	v := 0.0
-	if ok {
-		v = 1
-	}
-	r.sh.mu.Lock()
-	cs.agg.add(Rate, v)
-	r.sh.mu.Unlock()
-	if ok {
-		cs.pass.Inc()
-	} else {
-		cs.fail.Inc()
-	}
+	r.add(sample{kind: sampleCheck, flag: ok, check: cs})
 }
 
 // custom records a sample of a custom (or any non-gauge) metric.
@@ -214,20 +337,7 @@ func (r *recorder) custom(m *Metric, v float64) {
 		r.s.gauge(m, Tags{}, v)
 		return
 	}
-	r.sh.mu.Lock()
-	r.sh.lookup(m, Tags{Scenario: r.scenario}).add(m.Type, v)
-	if m.id < len(r.sh.sec.counters) {
-		switch m.Type {
-		case Counter:
-			r.sh.sec.counters[m.id] += v
-		case Rate:
-			r.sh.sec.rates[m.id][0]++
-			if v != 0 {
-				r.sh.sec.rates[m.id][1]++
-			}
-		}
-	}
-	r.sh.mu.Unlock()
+	r.add(sample{kind: sampleCustom, metric: m, v: v})
 }
 
 func (s *sink) gauge(m *Metric, t Tags, v float64) {
@@ -244,6 +354,7 @@ func (s *sink) gauge(m *Metric, t Tags, v float64) {
 
 // snapshot merges all shards into a state.
 func (s *sink) snapshot() *state {
+	s.flushAll()
 	st := newState()
 	for _, sh := range s.shards {
 		sh.mu.Lock()
@@ -280,37 +391,28 @@ type Point struct {
 	Custom     map[string]float64 `json:"custom,omitempty"` // counters: sum in the second; rates: share
 }
 
-// tick takes the current second's data out of every shard.
+// tick takes the current second's data out of the sink.
 func (s *sink) tick(now time.Time, vus int) Point {
-	s.secMu.Lock()
-	defer s.secMu.Unlock()
-	dur, irt := newHist(), newHist()
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	s.flushAll()
 	p := Point{T: int64(math.Round(now.Sub(s.started).Seconds())), TS: now.UnixMilli(), VUs: vus}
 	counters := make([]float64, len(s.metrics))
 	rates := make([][2]int64, len(s.metrics))
-	for _, sh := range s.shards {
-		sh.mu.Lock()
-		sec := &sh.sec
-		p.Reqs += sec.reqs
-		p.Errors += sec.fails
-		p.Iterations += sec.iters
-		p.Dropped += sec.dropped
-		dur.Merge(sec.dur)
-		irt.Merge(sec.irt)
-		for i := range counters {
-			counters[i] += sec.counters[i]
-			rates[i][0] += sec.rates[i][0]
-			rates[i][1] += sec.rates[i][1]
-			sec.counters[i] = 0
-			sec.rates[i] = [2]int64{}
-		}
-		sec.reqs, sec.fails, sec.iters, sec.dropped = 0, 0, 0, 0
-		sec.dur.Reset()
-		sec.irt.Reset()
-		sh.mu.Unlock()
-	}
+	s.secMu.Lock()
+	sec := &s.sec
+	p.Reqs, p.Errors, p.Iterations, p.Dropped = sec.reqs, sec.fails, sec.iters, sec.dropped
+	dur, irt := sec.dur, sec.irt
 	p.P50, p.P95, p.P99 = histPct(dur, 50), histPct(dur, 95), histPct(dur, 99)
 	p.IRTP50, p.IRTP99 = histPct(irt, 50), histPct(irt, 99)
+	copy(counters, sec.counters)
+	copy(rates, sec.rates)
+	clear(sec.counters)
+	clear(sec.rates)
+	sec.reqs, sec.fails, sec.iters, sec.dropped = 0, 0, 0, 0
+	dur.Reset()
+	irt.Reset()
+	s.secMu.Unlock()
 	for i, m := range s.metrics {
 		if !custom(m.Name) {
 			continue

@@ -17,14 +17,14 @@ func testState() *state {
 	s := newSink(reg, mustProm())
 	r := s.recorder("main")
 	for i := 1; i <= 100; i++ {
-		r.httpSample(Tags{Scenario: "main", Op: "signal", Name: "/s", Method: "POST", Status: "200"}, time.Duration(i)*time.Millisecond, 0, false, 10, 20)
+		r.httpSample(httpKey{op: "signal", name: "/s", method: "POST", status: 200}, time.Duration(i)*time.Millisecond, 0, 10, 20)
 	}
 	for i := 0; i < 10; i++ {
-		st := "200"
+		st := 200
 		if i < 5 {
-			st = "500"
+			st = 500
 		}
-		r.httpSample(Tags{Scenario: "main", Op: "status", Name: "/st", Method: "GET", Status: st}, time.Second, 0, st != "200", 10, 20)
+		r.httpSample(httpKey{op: "status", name: "/st", method: "GET", status: st, failed: st != 200}, time.Second, 0, 10, 20)
 	}
 	s.gauge(s.byName[MetricVUs], Tags{}, 7)
 	return s.snapshot()
@@ -170,9 +170,9 @@ func TestExpectedResponseTag(t *testing.T) {
 	s := newSink(NewRegistry(), mustProm())
 	r := s.recorder("main")
 	for i := 0; i < 10; i++ {
-		r.httpSample(Tags{Scenario: "main", Op: "a", Status: "200"}, 100*time.Millisecond, 50*time.Millisecond, false, 1, 1)
-		r.httpSample(Tags{Scenario: "main", Op: "a", Status: "500"}, time.Millisecond, time.Millisecond, true, 1, 1)
-		r.httpSample(Tags{Scenario: "main", Op: "a", Status: "0"}, 40*time.Microsecond, 0, true, 0, 0)
+		r.httpSample(httpKey{op: "a", status: 200}, 100*time.Millisecond, 50*time.Millisecond, 1, 1)
+		r.httpSample(httpKey{op: "a", status: 500, failed: true}, time.Millisecond, time.Millisecond, 1, 1)
+		r.httpSample(httpKey{op: "a", status: 0, failed: true}, 40*time.Microsecond, 0, 0, 0)
 	}
 	st := s.snapshot()
 	for _, tt := range []struct {

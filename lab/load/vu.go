@@ -32,7 +32,7 @@ func (r *scenarioRun) newVU(local int) (*vuHandle, error) {
 	}
 	rec := e.sink.recorder(r.cfg.Name)
 	v := &vuHandle{sc: r, vu: vu}
-	v.client = newClient(e.opts.Target, e.rt, rec)
+	v.client = newClient(e.tgt, e.rt, rec)
 	v.it = Iter{VU: id, Scenario: r.cfg.Name, HTTP: v.client, rec: rec}
 	e.alloc.Add(1)
 	r.vus.Add(1)
@@ -79,6 +79,7 @@ func (v *vuHandle) iterateInterruptible(ctx context.Context) {
 	v.mu.Lock()
 	v.cancel = nil
 	v.mu.Unlock()
+	v.client.stop.release() // ending ictx now must not close the connection
 	cancel()
 }
 

@@ -2,10 +2,12 @@ package hal9
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/load"
@@ -16,32 +18,36 @@ import (
 // into r. Call it before the run.
 func (w *Workload) SetLedger(r ledger.Recorder) { w.acks = r }
 
-func (w *Workload) ackUser(id, username string) {
-	if w.acks != nil && id != "" {
-		w.acks.Record(ledger.Entry{Kind: ledger.KindUser, ID: id, Username: username})
+func (w *Workload) ackUser(id []byte, username string) {
+	if w.acks != nil && len(id) > 0 {
+		w.acks.Record(ledger.Entry{Kind: ledger.KindUser, ID: string(id), Username: username})
 	}
 }
 
-func (v *vu) ackSignal(id string, status int) {
-	if v.w.acks != nil && id != "" {
+func (v *vu) ackSignal(id []byte, status int) {
+	if v.w.acks != nil && len(id) > 0 {
 		now := time.Now().UTC()
-		v.w.acks.Record(ledger.Entry{Kind: ledger.KindSignal, ID: id, User: v.user, Status: status, At: &now})
+		v.w.acks.Record(ledger.Entry{Kind: ledger.KindSignal, ID: string(id), User: v.user, Status: status, At: &now})
 	}
 }
 
 // traceSamples adds one hal9_cache_hit sample per forward hop that names
-// its cache result; complete is false when a hop lacks a field.
-func (v *vu) traceSamples(it *load.Iter, trace []hop) (hits, total int, complete bool) {
+// its cache result; complete is false when a hop lacks a field (neuron_id,
+// layer, tokens_in, tokens_out, cost_usd, duration_ms).
+func (v *vu) traceSamples(it *load.Iter, trace []*fastjson.Value) (hits, total int, complete bool) {
 	complete = true
 	for _, h := range trace {
-		if h.NeuronID == "" || h.Layer == "" || h.TokensIn == nil || h.TokensOut == nil || h.CostUSD == nil || h.DurationMS == nil {
+		_, tin := integer(h, "tokens_in")
+		_, tout := integer(h, "tokens_out")
+		if len(str(h, "neuron_id")) == 0 || len(str(h, "layer")) == 0 || !tin || !tout || !isNumber(h, "cost_usd") || !isNumber(h, "duration_ms") {
 			complete = false
 		}
-		if h.Cache == "" || (h.Direction != "" && h.Direction != "forward") {
+		cache, dir := str(h, "cache"), str(h, "direction")
+		if len(cache) == 0 || (len(dir) > 0 && string(dir) != "forward") {
 			continue
 		}
 		total++
-		hit := h.Cache == "hit"
+		hit := string(cache) == "hit"
 		if hit {
 			hits++
 		}
@@ -64,24 +70,22 @@ const (
 // so the client's totals still match the server's.
 func (v *vu) asyncSignal(ctx context.Context, it *load.Iter) error {
 	layer := v.w.cfg.Layers[v.rng.IntN(len(v.w.cfg.Layers))]
-	body, _ := json.Marshal(map[string]string{"content": v.content(layer), "layer": layer})
 	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals?async=true", Name: "/api/v1/signals?async=true",
-		Body: body, Header: v.auth, Op: OpAsyncSignal})
+		Body: v.signalBody(layer), Header: v.auth, Op: OpAsyncSignal})
 	if err != nil {
 		return err
 	}
 	if res.Status == http.StatusUnauthorized && !v.w.cfg.SharedUser {
 		v.token = ""
 	}
-	var acc struct {
-		SignalID string `json:"signal_id"`
-		Status   string `json:"status"`
+	var id string
+	if o := v.object(res.Body); o != nil && res.Status == http.StatusAccepted && string(str(o, "status")) == "pending" {
+		id = string(str(o, "signal_id"))
 	}
-	ok := res.Status == http.StatusAccepted && json.Unmarshal(res.Body, &acc) == nil && acc.SignalID != "" && acc.Status == "pending"
-	if !it.Check("async signal: 202 with signal_id, status pending", ok) {
+	if !it.Check("async signal: 202 with signal_id, status pending", id != "") {
 		return nil
 	}
-	v.ackSignal(acc.SignalID, http.StatusAccepted)
+	v.ackSignal([]byte(id), http.StatusAccepted)
 	wait, waited := asyncPollFirst, time.Duration(0)
 	for waited < asyncPollMax {
 		if err := load.Sleep(ctx, wait); err != nil {
@@ -89,7 +93,7 @@ func (v *vu) asyncSignal(ctx context.Context, it *load.Iter) error {
 		}
 		waited += wait
 		wait = min(wait*2, asyncPollEvery)
-		res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/signals/" + acc.SignalID, Name: "/api/v1/signals/{id}",
+		res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/signals/" + id, Name: "/api/v1/signals/{id}",
 			Header: v.auth, Op: OpAsyncSignal})
 		if err != nil {
 			return err
@@ -98,27 +102,23 @@ func (v *vu) asyncSignal(ctx context.Context, it *load.Iter) error {
 			it.Check("async signal: GET /api/v1/signals/{id} 200", false)
 			return nil
 		}
-		var s struct {
-			signalResponse
-			Status    string `json:"status"`
-			TokensIn  int    `json:"tokens_in"`
-			TokensOut int    `json:"tokens_out"`
-		}
-		if json.Unmarshal(res.Body, &s) != nil || s.SignalID != acc.SignalID {
+		o := v.object(res.Body)
+		if o == nil || string(str(o, "signal_id")) != id {
 			it.Check("async signal: GET returns the signal", false)
 			return nil
 		}
-		if s.Status == "pending" {
+		status := string(str(o, "status"))
+		if status == "pending" {
 			continue
 		}
 		// What the LLM billed for it, as the sync signal's headers say.
-		if s.CostUSD != nil {
-			it.Add(v.w.metrics.cost, *s.CostUSD)
+		if isNumber(o, "cost_usd") {
+			it.Add(v.w.metrics.cost, o.GetFloat64("cost_usd"))
 		}
-		it.Add(v.w.metrics.tokens, float64(s.TokensIn+s.TokensOut))
-		if s.Status == "processed" {
-			_, _, complete := v.traceSamples(it, s.Trace)
-			it.Check("async signal: processed with output and trace", s.Output != nil && len(s.Trace) > 0 && complete)
+		it.Add(v.w.metrics.tokens, float64(o.GetInt64("tokens_in")+o.GetInt64("tokens_out")))
+		if status == "processed" {
+			_, _, complete := v.traceSamples(it, o.GetArray("trace"))
+			it.Check("async signal: processed with output and trace", isString(o, "output") && len(o.GetArray("trace")) > 0 && complete)
 		} else {
 			it.Check("async signal: processed", false)
 		}
@@ -130,27 +130,25 @@ func (v *vu) asyncSignal(ctx context.Context, it *load.Iter) error {
 
 // apiKey creates an API key for the VU's user.
 func (v *vu) apiKey(ctx context.Context, it *load.Iter) error {
-	body, _ := json.Marshal(map[string]string{"name": fmt.Sprintf("lab key %d", v.n)})
-	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/api-keys", Body: body, Header: v.auth, Op: OpAPIKey})
+	b := append(v.body[:0], `{"name":"lab key `...)
+	v.body = append(strconv.AppendInt(b, int64(v.n), 10), `"}`...)
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/api-keys", Body: v.body, Header: v.auth, Op: OpAPIKey})
 	if err != nil {
 		return err
 	}
 	if res.Status == http.StatusUnauthorized && !v.w.cfg.SharedUser {
 		v.token = ""
 	}
-	var out struct {
-		Key    string `json:"key"`
-		APIKey struct {
-			ID     string `json:"id"`
-			Prefix string `json:"prefix"`
-		} `json:"api_key"`
+	var o *fastjson.Value
+	if res.Status == http.StatusCreated {
+		o = v.object(res.Body)
 	}
-	ok := res.Status == http.StatusCreated && json.Unmarshal(res.Body, &out) == nil && out.Key != "" && out.APIKey.ID != ""
-	if !it.Check("api key: 201 with key and api_key.id", ok) {
+	keyID := o.GetStringBytes("api_key", "id") // nil-safe
+	if !it.Check("api key: 201 with key and api_key.id", o != nil && len(str(o, "key")) > 0 && len(keyID) > 0) {
 		return nil
 	}
 	if v.w.acks != nil {
-		v.w.acks.Record(ledger.Entry{Kind: ledger.KindAPIKey, ID: out.APIKey.ID, User: v.user})
+		v.w.acks.Record(ledger.Entry{Kind: ledger.KindAPIKey, ID: string(keyID), User: v.user})
 	}
 	return nil
 }

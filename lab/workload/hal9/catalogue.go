@@ -1,9 +1,10 @@
 package hal9
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 )
 
 // Catalogue is the popularity model of the prompts users send: per entry
@@ -103,12 +104,29 @@ func helper2(x float64) float64 {
 	return 1 + x/2
 }
 
-// prompt is catalogue entry k of a layer: the same text for the same
-// seed, layer and k, in every run.
-func prompt(seed int64, layer string, k int) string {
-	rng := rand.New(rand.NewPCG(uint64(seed), uint64(k)<<8|uint64(layerIndex(layer))))
-	return fmt.Sprintf("%s prompt %d: %s", layer, k, phrase(rng))
+// appendPrompt appends catalogue entry k of a layer: the same text for
+// the same seed, layer and k, in every run ("L3 prompt 42: " and 6 to 15
+// words).
+func appendPrompt(dst []byte, seed int64, layer string, k int) []byte {
+	var src rand.PCG
+	src.Seed(uint64(seed), uint64(k)<<8|uint64(layerIndex(layer)))
+	rng := rand.New(&src)
+	dst = append(dst, layer...)
+	dst = append(dst, " prompt "...)
+	dst = strconv.AppendInt(dst, int64(k), 10)
+	dst = append(dst, ": "...)
+	for i := range 6 + rng.IntN(10) {
+		if i > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, words[rng.IntN(len(words))]...)
+	}
+	return dst
 }
+
+var words = strings.Fields(`plan route deploy cache neuron layer signal budget latency rollout
+	review scale queue index shard replica strategy vision tactic design implement measure
+	alert profile memory search cost token model breaker pool`)
 
 func layerIndex(l string) int {
 	if len(l) == 2 && l[0] == 'L' && l[1] >= '1' && l[1] <= '5' {

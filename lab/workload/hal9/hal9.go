@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/workload/internal/section"
@@ -256,19 +258,6 @@ func sanitize(s string) string {
 	return b.String()
 }
 
-var words = strings.Fields(`plan route deploy cache neuron layer signal budget latency rollout
-	review scale queue index shard replica strategy vision tactic design implement measure
-	alert profile memory search cost token model breaker pool`)
-
-func phrase(rng *rand.Rand) string {
-	n := 6 + rng.IntN(10)
-	p := make([]string, n)
-	for i := range p {
-		p[i] = words[rng.IntN(len(words))]
-	}
-	return strings.Join(p, " ")
-}
-
 // Password is every lab user's password (the ledger check logs users in
 // with it to read their entries back).
 const Password = "lab-password-8+"
@@ -293,7 +282,7 @@ func (w *Workload) setupUser(ctx context.Context, c *http.Client, target, user s
 			User *userJSON `json:"user"`
 		}
 		if json.NewDecoder(res.Body).Decode(&out) == nil && out.User != nil {
-			w.ackUser(out.User.ID, user)
+			w.ackUser([]byte(out.User.ID), user)
 		}
 	}
 	res.Body.Close()
@@ -339,6 +328,11 @@ type vu struct {
 	auth    http.Header // Authorization (+ Content-Type)
 	neurons []string
 	n       int
+	// Requests are built in body (and prompt) and responses parsed with
+	// parser, both the VU's own and reused (wire.go).
+	body, prompt []byte
+	parser       fastjson.Parser
+	flowAuth     http.Header // the auth flow's new user's Authorization
 }
 
 func (v *vu) setToken(t string) {
@@ -389,7 +383,7 @@ func (v *vu) pick() string {
 
 // login is the VU's own register + login, once (again after a 401).
 func (v *vu) login(ctx context.Context, it *load.Iter) error {
-	user := fmt.Sprintf("lab_%s_vu%d", v.w.runID, v.id)
+	user := "lab_" + v.w.runID + "_vu" + strconv.Itoa(v.id)
 	if _, err := v.register(ctx, it, OpSetup, user); err != nil {
 		return err
 	}
@@ -419,81 +413,86 @@ type tokenResponse struct {
 var errFailed = errors.New("request failed")
 
 func (v *vu) register(ctx context.Context, it *load.Iter, op, user string) (bool, error) {
-	body, _ := json.Marshal(map[string]string{"username": user, "email": user + "@lab.invalid", "password": password})
-	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/register", Body: body, Header: v.json, Op: op})
+	b := append(v.body[:0], `{"email":"`...)
+	b = append(appendEscaped(appendEscaped(b, user), "@lab.invalid"), `","password":`...)
+	b = append(appendQuoted(b, password), `,"username":`...)
+	v.body = append(appendQuoted(b, user), '}')
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/register", Body: v.body, Header: v.json, Op: op})
 	if err != nil {
 		return false, err
 	}
 	if op == OpSetup && res.Status == http.StatusConflict {
 		return true, nil // this VU registered in an earlier login
 	}
-	var out struct {
-		User *userJSON `json:"user"`
+	var u *fastjson.Value
+	if o := v.object(res.Body); o != nil {
+		u = o.Get("user")
 	}
-	ok := res.Status == http.StatusCreated && json.Unmarshal(res.Body, &out) == nil &&
-		out.User != nil && out.User.ID != "" && out.User.Username == user && out.User.Email != "" && out.User.CreatedAt != ""
-	if !it.Check("register: 201 with user {id, username, email, created_at}", ok) {
+	if !it.Check("register: 201 with user {id, username, email, created_at}", res.Status == http.StatusCreated && userOK(u, user)) {
 		return false, fmt.Errorf("register %s: status %d: %w", user, res.Status, errFailed)
 	}
-	v.w.ackUser(out.User.ID, user)
+	v.w.ackUser(str(u, "id"), user)
 	return true, nil
 }
 
 func (v *vu) doLogin(ctx context.Context, it *load.Iter, op, user string) (string, error) {
-	body, _ := json.Marshal(map[string]string{"username": user, "password": password})
-	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/login", Body: body, Header: v.json, Op: op})
+	b := append(v.body[:0], `{"password":`...)
+	b = append(appendQuoted(b, password), `,"username":`...)
+	v.body = append(appendQuoted(b, user), '}')
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/auth/login", Body: v.body, Header: v.json, Op: op})
 	if err != nil {
 		return "", err
 	}
-	var t tokenResponse
-	ok := res.Status == http.StatusOK && json.Unmarshal(res.Body, &t) == nil &&
-		t.AccessToken != "" && t.RefreshToken != "" && t.ExpiresIn > 0 && t.User != nil && t.User.Username == user
+	o := v.object(res.Body)
+	ok := res.Status == http.StatusOK && o != nil && len(str(o, "access_token")) > 0 && len(str(o, "refresh_token")) > 0
+	if ok {
+		exp, isInt := integer(o, "expires_in")
+		u := o.Get("user")
+		ok = isInt && exp > 0 && u != nil && string(str(u, "username")) == user
+	}
 	if !it.Check("login: 200 with access_token, refresh_token, expires_in, user", ok) {
 		return "", fmt.Errorf("login %s: status %d: %w", user, res.Status, errFailed)
 	}
-	return t.AccessToken, nil
+	return string(str(o, "access_token")), nil
 }
 
-type hop struct {
-	NeuronID   string   `json:"neuron_id"`
-	Layer      string   `json:"layer"`
-	Direction  string   `json:"direction"`
-	Cache      string   `json:"cache"`
-	TokensIn   *int     `json:"tokens_in"`
-	TokensOut  *int     `json:"tokens_out"`
-	CostUSD    *float64 `json:"cost_usd"`
-	DurationMS *float64 `json:"duration_ms"`
+// signalShape tells whether o is a processed signal of layer (empty: any):
+// signal_id, layer, output, trace[], cost_usd and duration_ms.
+func signalShape(o *fastjson.Value, layer string) bool {
+	return o != nil && len(str(o, "signal_id")) > 0 && (layer == "" || string(str(o, "layer")) == layer) &&
+		isString(o, "output") && len(o.GetArray("trace")) > 0 && isNumber(o, "cost_usd") && isNumber(o, "duration_ms")
 }
 
-type signalResponse struct {
-	SignalID   string   `json:"signal_id"`
-	Layer      string   `json:"layer"`
-	Output     *string  `json:"output"`
-	Trace      []hop    `json:"trace"`
-	CostUSD    *float64 `json:"cost_usd"`
-	DurationMS *float64 `json:"duration_ms"`
+// content draws the signal's prompt from the layer's catalogue into
+// v.prompt.
+func (v *vu) content(layer string) []byte {
+	v.prompt = appendPrompt(v.prompt[:0], v.w.seed, layer, v.w.zipf.sample(v.rng))
+	return v.prompt
 }
 
-// content draws the signal's prompt from the layer's catalogue.
-func (v *vu) content(layer string) string {
-	return prompt(v.w.seed, layer, v.w.zipf.sample(v.rng))
+// signalBody is {"content": a catalogue prompt, "layer": layer}.
+func (v *vu) signalBody(layer string) []byte {
+	b := append(v.body[:0], `{"content":`...)
+	b = append(appendQuoted(b, v.content(layer)), `,"layer":`...)
+	v.body = append(appendQuoted(b, layer), '}')
+	return v.body
 }
 
 func (v *vu) signal(ctx context.Context, it *load.Iter) error {
 	layer := v.w.cfg.Layers[v.rng.IntN(len(v.w.cfg.Layers))]
-	body, _ := json.Marshal(map[string]string{"content": v.content(layer), "layer": layer})
-	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals", Body: body, Header: v.auth, Op: OpSignal})
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals", Body: v.signalBody(layer), Header: v.auth, Op: OpSignal})
 	if err != nil {
 		return err
 	}
 	// cost and tokens come on failed responses too
-	if c := res.Header.Get("X-HAL9-Cost-USD"); c != "" {
-		if f, err := strconv.ParseFloat(c, 64); err == nil {
+	costH, tokensH := res.Header.Get("X-HAL9-Cost-USD"), res.Header.Get("X-HAL9-Tokens")
+	if costH != "" {
+		if f, err := strconv.ParseFloat(costH, 64); err == nil {
 			it.Add(v.w.metrics.cost, f)
 		}
 	}
-	if t := res.Header.Get("X-HAL9-Tokens"); t != "" {
-		if n, err := strconv.ParseFloat(t, 64); err == nil {
+	if tokensH != "" {
+		if n, err := strconv.ParseFloat(tokensH, 64); err == nil {
 			it.Add(v.w.metrics.tokens, n)
 		}
 	}
@@ -503,15 +502,17 @@ func (v *vu) signal(ctx context.Context, it *load.Iter) error {
 	if !it.Check("signal: 200", res.Status == http.StatusOK) {
 		return nil // http_req_failed has it
 	}
-	var s signalResponse
-	shape := json.Unmarshal(res.Body, &s) == nil && s.SignalID != "" && s.Layer == layer && s.Output != nil &&
-		len(s.Trace) > 0 && s.CostUSD != nil && s.DurationMS != nil
-	v.ackSignal(s.SignalID, http.StatusOK)
-	hits, total, complete := v.traceSamples(it, s.Trace)
+	o := v.object(res.Body)
+	shape := signalShape(o, layer)
+	var trace []*fastjson.Value
+	if o != nil {
+		v.ackSignal(str(o, "signal_id"), http.StatusOK)
+		trace = o.GetArray("trace")
+	}
+	hits, total, complete := v.traceSamples(it, trace)
 	it.Check("signal: body has signal_id, layer, output, trace[], cost_usd, duration_ms", shape && complete)
 	hdr := res.Header.Get("X-HAL9-Cache")
-	it.Check("signal: X-HAL9-Cache, X-HAL9-Cost-USD, X-HAL9-Tokens headers",
-		hdr != "" && res.Header.Get("X-HAL9-Cost-USD") != "" && res.Header.Get("X-HAL9-Tokens") != "")
+	it.Check("signal: X-HAL9-Cache, X-HAL9-Cost-USD, X-HAL9-Tokens headers", hdr != "" && costH != "" && tokensH != "")
 	want := "partial"
 	switch {
 	case total > 0 && hits == total:
@@ -540,10 +541,12 @@ func (v *vu) status(ctx context.Context, it *load.Iter) error {
 	if res.Status == http.StatusTooManyRequests {
 		it.Check("429 has Retry-After", res.Header.Get("Retry-After") != "")
 	}
-	var s struct {
-		Status string `json:"status"`
+	ok := res.Status == http.StatusOK
+	if ok {
+		o := v.object(res.Body)
+		ok = o != nil && len(str(o, "status")) > 0
 	}
-	it.Check("status: 200 with status", res.Status == http.StatusOK && json.Unmarshal(res.Body, &s) == nil && s.Status != "")
+	it.Check("status: 200 with status", ok)
 	return nil
 }
 
@@ -552,31 +555,30 @@ func (v *vu) neuronQuery(ctx context.Context, it *load.Iter) error {
 	if err != nil {
 		return err
 	}
-	var list struct {
-		Neurons []struct {
-			ID    string `json:"id"`
-			Layer string `json:"layer"`
-		} `json:"neurons"`
+	var list []*fastjson.Value
+	if o := v.object(res.Body); o != nil && res.Status == http.StatusOK {
+		list = o.GetArray("neurons")
 	}
-	ok := res.Status == http.StatusOK && json.Unmarshal(res.Body, &list) == nil && len(list.Neurons) > 0
-	if !it.Check("neurons: 200 with a non-empty list", ok) {
+	if !it.Check("neurons: 200 with a non-empty list", len(list) > 0) {
 		return nil
 	}
-	n := list.Neurons[v.rng.IntN(len(list.Neurons))]
-	res, err = it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/neurons/" + n.ID,
+	id := string(str(list[v.rng.IntN(len(list))], "id"))
+	res, err = it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/neurons/" + id,
 		Name: "/api/v1/neurons/{id}", Header: v.auth, Op: OpNeurons})
 	if err != nil {
 		return err
 	}
-	var one struct {
-		ID string `json:"id"`
+	ok := res.Status == http.StatusOK
+	if ok {
+		o := v.object(res.Body)
+		ok = o != nil && isString(o, "id") && string(str(o, "id")) == id
 	}
-	it.Check("neuron: 200 with the same id", res.Status == http.StatusOK && json.Unmarshal(res.Body, &one) == nil && one.ID == n.ID)
+	it.Check("neuron: 200 with the same id", ok)
 	return nil
 }
 
 func (v *vu) authFlow(ctx context.Context, it *load.Iter) error {
-	user := fmt.Sprintf("lab_%s_%d_%d", v.w.runID, v.id, v.n)
+	user := "lab_" + v.w.runID + "_" + strconv.Itoa(v.id) + "_" + strconv.Itoa(v.n)
 	if ok, err := v.register(ctx, it, OpAuth, user); !ok || err != nil {
 		return nil // recorded as a failed check and request
 	}
@@ -584,16 +586,20 @@ func (v *vu) authFlow(ctx context.Context, it *load.Iter) error {
 	if err != nil {
 		return nil
 	}
-	h := http.Header{"Authorization": {"Bearer " + tok}}
-	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/auth/profile", Header: h, Op: OpAuth})
+	if v.flowAuth == nil {
+		v.flowAuth = http.Header{"Authorization": {""}}
+	}
+	v.flowAuth["Authorization"][0] = "Bearer " + tok
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodGet, Path: "/api/v1/auth/profile", Header: v.flowAuth, Op: OpAuth})
 	if err != nil {
 		return err
 	}
-	var p struct {
-		User *userJSON `json:"user"`
+	ok := res.Status == http.StatusOK
+	if ok {
+		o := v.object(res.Body)
+		ok = o != nil && string(o.GetStringBytes("user", "username")) == user
 	}
-	it.Check("profile: 200 with the user", res.Status == http.StatusOK && json.Unmarshal(res.Body, &p) == nil &&
-		p.User != nil && p.User.Username == user)
+	it.Check("profile: 200 with the user", ok)
 	return nil
 }
 
@@ -602,7 +608,11 @@ func (v *vu) metrics(ctx context.Context, it *load.Iter) error {
 	if err != nil {
 		return err
 	}
-	var m map[string]json.RawMessage
-	it.Check("metrics: 200 with signals", res.Status == http.StatusOK && json.Unmarshal(res.Body, &m) == nil && m["signals"] != nil)
+	ok := res.Status == http.StatusOK
+	if ok {
+		o := v.object(res.Body)
+		ok = o != nil && o.Exists("signals")
+	}
+	it.Check("metrics: 200 with signals", ok)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -362,7 +363,7 @@ func TestZipfSampler(t *testing.T) {
 			t.Fatalf("sample %d out of range", k)
 		}
 	}
-	if prompt(1, "L3", 42) != prompt(1, "L3", 42) || prompt(1, "L3", 42) == prompt(1, "L2", 42) || prompt(1, "L3", 42) == prompt(1, "L3", 43) {
+	if p := func(l string, k int) string { return string(appendPrompt(nil, 1, l, k)) }; p("L3", 42) != p("L3", 42) || p("L3", 42) == p("L2", 42) || p("L3", 42) == p("L3", 43) {
 		t.Error("prompts must be the same for the same layer and k, and differ otherwise")
 	}
 }
@@ -474,5 +475,98 @@ func TestShippedWorkloads(t *testing.T) {
 	}
 	if decoded < 8 {
 		t.Fatalf("decoded %d hal9 workloads: the scenario files are missing", decoded)
+	}
+}
+
+// TestShapeChecks: the checks read the real response shapes field by
+// field (fastjson): the documented body passes, a body that lacks a
+// field, has it null or of another type, or is not JSON fails.
+func TestShapeChecks(t *testing.T) {
+	t.Parallel()
+	good, err := os.ReadFile(filepath.Join("testdata", "signal.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &vu{w: &Workload{}}
+	signal := func(edit func(map[string]any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(good, &m); err != nil {
+			t.Fatal(err)
+		}
+		edit(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	hop := func(edit func(map[string]any)) func(map[string]any) {
+		return func(m map[string]any) { edit(m["trace"].([]any)[0].(map[string]any)) }
+	}
+	for _, tt := range []struct {
+		name          string
+		body          []byte
+		shape, traced bool
+	}{
+		{"documented", good, true, true},
+		{"not json", []byte(`{"signal_id":`), false, false},
+		{"no output", signal(func(m map[string]any) { delete(m, "output") }), false, true},
+		{"null output", signal(func(m map[string]any) { m["output"] = nil }), false, true},
+		{"other layer", signal(func(m map[string]any) { m["layer"] = "L4" }), false, true},
+		{"cost as a string", signal(func(m map[string]any) { m["cost_usd"] = "0.1" }), false, true},
+		{"no duration", signal(func(m map[string]any) { delete(m, "duration_ms") }), false, true},
+		{"empty trace", signal(func(m map[string]any) { m["trace"] = []any{} }), false, true},
+		{"trace not a list", signal(func(m map[string]any) { m["trace"] = map[string]any{} }), false, true},
+		{"hop without tokens_in", signal(hop(func(h map[string]any) { delete(h, "tokens_in") })), true, false},
+		{"hop with fractional tokens", signal(hop(func(h map[string]any) { h["tokens_out"] = 1.5 })), true, false},
+		{"hop without neuron_id", signal(hop(func(h map[string]any) { h["neuron_id"] = "" })), true, false},
+	} {
+		o := v.object(tt.body)
+		if got := signalShape(o, "L3"); got != tt.shape {
+			t.Errorf("%s: shape %v, want %v", tt.name, got, tt.shape)
+		}
+		if o == nil {
+			continue
+		}
+		it := &load.Iter{}
+		if _, _, complete := v.traceSamples(it, o.GetArray("trace")); complete != tt.traced && len(o.GetArray("trace")) > 0 {
+			t.Errorf("%s: trace complete %v, want %v", tt.name, complete, tt.traced)
+		}
+	}
+	for _, tt := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{"user":{"id":"u1","username":"ann","email":"a@x","created_at":"2025"}}`, true},
+		{`{"user":{"id":"u1","username":"bob","email":"a@x","created_at":"2025"}}`, false},
+		{`{"user":{"id":"","username":"ann","email":"a@x","created_at":"2025"}}`, false},
+		{`{"user":{"id":"u1","username":"ann","email":"a@x"}}`, false},
+		{`{"user":null}`, false},
+		{`{"user":{"id":1,"username":"ann","email":"a@x","created_at":"2025"}}`, false},
+	} {
+		o := v.object([]byte(tt.body))
+		if got := o != nil && userOK(o.Get("user"), "ann"); got != tt.ok {
+			t.Errorf("user %s: %v, want %v", tt.body, got, tt.ok)
+		}
+	}
+}
+
+// TestRequestBodies: the bodies appended without encoding/json are the
+// JSON it would write, strings escaped.
+func TestRequestBodies(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"plain", `q"uote\back`, "tab\tnl\ncr\r", "ctl\x01\x1f", "é ü 漢字", "bad\xffutf8", ""} {
+		var back string
+		b := appendQuoted(nil, s)
+		if err := json.Unmarshal(b, &back); err != nil || back != strings.ToValidUTF8(s, "\ufffd") {
+			t.Errorf("%q: appended %s, read back %q (%v)", s, b, back, err)
+		}
+	}
+	w, err := New(Config{Kind: "hal9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.zipf = newZipf(10, 1)
+	v := &vu{w: w, rng: rand.New(rand.NewPCG(1, 2))}
+	var body struct{ Content, Layer string }
+	if err := json.Unmarshal(v.signalBody("L3"), &body); err != nil || body.Layer != "L3" || !strings.HasPrefix(body.Content, "L3 prompt ") {
+		t.Errorf("signal body %s: %+v %v", v.body, body, err)
 	}
 }
