@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 )
 
@@ -19,7 +20,8 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	fs := flag.NewFlagSet("bench engine", flag.ContinueOnError)
 	conns := fs.Int("connections", 50, "connections: engine VUs and wrk -c")
-	dur := fs.Duration("duration", 5*time.Second, "how long each side runs")
+	var dur time.Duration
+	durationflag.Var(fs, &dur, "duration", 5*time.Second, "how long each side runs")
 	threads := fs.Int("threads", 2, "wrk -t")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -27,11 +29,11 @@ func runBench(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench engine: unexpected argument %q", fs.Arg(0))
 	}
-	if *conns < 1 || *dur < time.Second || *threads < 1 {
+	if *conns < 1 || dur < time.Second || *threads < 1 {
 		return errors.New("bench engine: --connections and --threads must be ≥ 1 and --duration ≥ 1s")
 	}
-	fmt.Fprintf(os.Stderr, "bench engine: %d connections, %s each for the engine and for wrk…\n", *conns, *dur)
-	r, err := load.BenchEngine(ctx, load.BenchOptions{Connections: *conns, Duration: *dur, Threads: *threads})
+	fmt.Fprintf(os.Stderr, "bench engine: %d connections, %s each for the engine and for wrk…\n", *conns, dur)
+	r, err := load.BenchEngine(ctx, load.BenchOptions{Connections: *conns, Duration: dur, Threads: *threads})
 	if err != nil {
 		return err
 	}

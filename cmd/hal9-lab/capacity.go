@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/lab/capacity"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 )
@@ -50,10 +51,10 @@ func newCapacityFlagSet(f *capacityFlags, getenv func(string) string) *flag.Flag
 	fs.Float64Var(&f.p.Ceiling, "ceiling", 5000, "highest rate tried, iterations/s")
 	fs.Float64Var(&f.p.Precision, "precision", 0.05, "stop bisecting when bad/good − 1 is at most this")
 	fs.IntVar(&f.p.MaxSteps, "max-steps", 30, "bound on the number of steps")
-	fs.DurationVar(&f.p.Step, "step", capacity.DefaultStep, "judged length of each step")
-	fs.DurationVar(&f.p.Settle, "settle", capacity.DefaultSettle, "unjudged load before each step's judged part (0: none)")
+	durationflag.Var(fs, &f.p.Step, "step", capacity.DefaultStep, "judged length of each step")
+	durationflag.Var(fs, &f.p.Settle, "settle", capacity.DefaultSettle, "unjudged load before each step's judged part (0: none)")
 	fs.IntVar(&f.p.MaxVUs, "max-vus", capacity.DefaultMaxVUs, "VU bound of each step (k6's maxVUs)")
-	fs.DurationVar(&f.p.Cooldown, "cooldown", 0, "pause between steps (default 2s)")
+	durationflag.Var(fs, &f.p.Cooldown, "cooldown", 0, "pause between steps (default 2s)")
 	fs.StringVar(&f.runID, "run-id", "", "names the search's virtual users (default random)")
 	fs.BoolVar(&f.verbose, "v", false, "log at debug level")
 	fs.Usage = func() {

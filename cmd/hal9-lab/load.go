@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/workload"
 )
@@ -56,7 +57,7 @@ func newLoadFlagSet(f *loadFlags, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the hal9lab_* metrics on http://ADDR/metrics during the run (e.g. 127.0.0.1:9191)")
 	fs.StringVar(&f.runID, "run-id", "", "name of this test in user names; give the segments of one test the same one (default random)")
 	fs.StringVar(&f.startAt, "start-at", "", "RFC 3339 time at which to start the executors, after the workload's setup (segments of one test start together); refused when already past by more than --start-late-max")
-	fs.DurationVar(&f.startLateMax, "start-late-max", 10*time.Second, "how far past --start-at a run may still begin")
+	durationflag.Var(fs, &f.startLateMax, "start-late-max", 10*time.Second, "how far past --start-at a run may still begin")
 	fs.BoolVar(&f.noThresholdExit, "no-threshold-exit", false, "exit 0 even when a threshold fails (a segment whose merged summary is judged by 'hal9-lab load merge')")
 	fs.StringVar(&f.ledger, "ledger", "", "write every write the server acknowledged to FILE (JSON Lines) and read each back through the API as its owner afterwards (visibility, not durability); a loss exits 99")
 	fs.StringVar(&f.adminURL, "admin-url", "", "the server's admin listener (http://HOST:PORT) for the scenario's LLM faults (PUT /admin/llm/faults); the only faults injectable into a server the lab did not start")
@@ -102,9 +103,6 @@ func parseLoadArgs(args []string, getenv func(string) string, now time.Time) (*l
 	}
 	if a.seg, err = resolveSegment(a.segment, getenv); err != nil {
 		return nil, fmt.Errorf("load: --segment: %w", err)
-	}
-	if a.startLateMax < 0 {
-		return nil, fmt.Errorf("load: --start-late-max %s must not be negative", a.startLateMax)
 	}
 	if a.startAt != "" {
 		if a.start, err = checkStartAt(a.startAt, a.startLateMax, now); err != nil {
@@ -280,7 +278,7 @@ func newMergeFlagSet(f *mergeFlags) *flag.FlagSet {
 	fs.StringVar(&f.export, "summary-export", "", "write the merged summary JSON to this file")
 	fs.StringVar(&f.dir, "dir", "", "merge the summaries in DIR/*/summary.json (what 'hal9-lab load --out DIR/NAME' writes) instead of listed files")
 	fs.IntVar(&f.expect, "expect", 0, "require exactly this many segments, 1/N … N/N, each once")
-	fs.DurationVar(&f.wait, "wait", 0, "with --dir and --expect: wait up to this long for the N summaries to appear (e.g. 10m)")
+	durationflag.Var(fs, &f.wait, "wait", 0, "with --dir and --expect: wait up to this long for the N summaries to appear (e.g. 10m)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: hal9-lab load merge SUMMARY.json... [--summary-export FILE]\n       hal9-lab load merge --dir DIR [--expect N [--wait 10m]] [--summary-export FILE]\n\nThe thresholds are judged on the merged result: exit 99 when one fails.\n\nflags (before or after the files):")
 		fs.PrintDefaults()
@@ -302,8 +300,6 @@ func parseMergeArgs(args []string) (mergeFlags, []string, error) {
 		return f, nil, errors.New("load merge: give the summary files of the segments (or --dir DIR)")
 	case f.expect < 0:
 		return f, nil, fmt.Errorf("load merge: --expect %d must be at least 1", f.expect)
-	case f.wait < 0:
-		return f, nil, fmt.Errorf("load merge: --wait %s must not be negative", f.wait)
 	case f.wait > 0 && (f.dir == "" || f.expect == 0):
 		return f, nil, errors.New("load merge: --wait needs --dir and --expect (it waits for the N summaries to appear in DIR)")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/lab/workload"
 )
 
@@ -53,9 +54,9 @@ func runLoadKubernetes(args []string, stdout io.Writer) error {
 	fs.StringVar(&f.runID, "run-id", "", "name of this test (lower-case letters, digits, '-'; default lt-<UTC time>): object names end in it, summaries go to /results/RUN_ID")
 	fs.StringVar(&f.namespace, "namespace", "", "namespace of the objects (default: kubectl's)")
 	fs.StringVar(&f.image, "image", "", "the image, e.g. hal9-lab/hal9:v1.2.3 (default: the load test's)")
-	fs.DurationVar(&f.startIn, "start-in", 2*time.Minute, "start the segments this long after now: time to apply the overlay, schedule the pods and pull the image")
+	durationflag.Var(fs, &f.startIn, "start-in", 2*time.Minute, "start the segments this long after now: time to apply the overlay, schedule the pods and pull the image")
 	fs.StringVar(&f.startAtRaw, "start-at", "", "start at this RFC 3339 time instead of --start-in")
-	fs.DurationVar(&f.mergeWait, "merge-wait", 0, "how long the merge Job waits for the summaries (default: until the scenario's longest possible end + 5m)")
+	durationflag.Var(fs, &f.mergeWait, "merge-wait", 0, "how long the merge Job waits for the summaries (default: until the scenario's longest possible end + 5m)")
 	fs.Float64Var(&f.scale, "scale", 1, "multiply durations and VU/rate counts, as hal9-lab load --scale")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), loadKubeUsage)
