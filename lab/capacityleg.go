@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab/capacity"
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/procstat"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -150,7 +151,7 @@ func (l *leg) capacitySearch(ctx context.Context) {
 		sampler := startConnSampler(ctx, l.spec.Backend.env.PostgresURL, l.backing.DatabaseURL, l.out.Connections)
 		defer sampler.Stop()
 	}
-	_, lab0, _ := ProcStats(os.Getpid())
+	_, lab0, _ := procstat.Stats(os.Getpid())
 	db0 := l.spec.Backend.cpuSeconds()
 	around := func(ctx context.Context) func(*capacity.Step) {
 		b, err := srv.Scrape(ctx, client)
@@ -159,9 +160,8 @@ func (l *leg) capacitySearch(ctx context.Context) {
 			if err != nil || err2 != nil {
 				return
 			}
-			n := diffServer(b, a)
-			hit, cpu := rate(n.CacheHits, n.CacheLookups), n.CPUSeconds
-			cost := rate(n.CostUSD, n.Requests) * 1000
+			n := readings.Diff(b, a)
+			hit, cpu, cost := n.HitRate(), n.CPUSeconds, n.CostPer1K()
 			if n.CacheLookups > 0 {
 				st.CacheHitRate = &hit
 			}
@@ -186,9 +186,9 @@ func (l *leg) capacitySearch(ctx context.Context) {
 		c.Error = err.Error()
 		return
 	}
-	n := diffServer(before, after)
-	c.Requests, c.HitRate, c.CostPer1K = n.Requests, rate(n.CacheHits, n.CacheLookups), rate(n.CostUSD, n.Requests)*1000
-	_, lab1, _ := ProcStats(os.Getpid())
+	n := readings.Diff(before, after)
+	c.Requests, c.HitRate, c.CostPer1K = n.Requests, n.HitRate(), n.CostPer1K()
+	_, lab1, _ := procstat.Stats(os.Getpid())
 	l.capMachine = [3]float64{lab1 - lab0, l.spec.Backend.cpuSeconds() - db0, n.Requests}
 }
 
@@ -266,53 +266,7 @@ func (b *Backend) cpuSeconds() float64 {
 	}
 	var sum float64
 	for _, p := range b.env.Processes {
-		sum += treeCPUSeconds(p.PID())
-	}
-	return sum
-}
-
-// treeCPUSeconds sums utime+stime of pid and of its children (and of its
-// reaped children) from /proc; 0 where /proc is missing.
-func treeCPUSeconds(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	stat := func(p int) []string {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			return nil
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			return nil
-		}
-		return strings.Fields(s[i+1:]) // [0] state, [1] ppid, … [11] utime [12] stime [13] cutime [14] cstime
-	}
-	ticks := func(f []string, idx ...int) float64 {
-		var t float64
-		for _, i := range idx {
-			if i < len(f) {
-				v, _ := strconv.ParseFloat(f[i], 64)
-				t += v
-			}
-		}
-		return t / 100
-	}
-	root := stat(pid)
-	if root == nil {
-		return 0
-	}
-	sum := ticks(root, 11, 12, 13, 14)
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		p, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || p == pid {
-			continue
-		}
-		if f := stat(p); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			sum += ticks(f, 11, 12)
-		}
+		sum += procstat.TreeCPUSeconds(p.PID())
 	}
 	return sum
 }

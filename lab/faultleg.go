@@ -18,6 +18,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/prom"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 	"github.com/hal9-lab/hal9-lab/lab/workload/hal9"
 )
@@ -349,7 +350,7 @@ func (l *leg) beforeKill(ctx context.Context, spec faults.Spec) []string {
 	if err != nil {
 		return nil
 	}
-	sc, err := ScrapeMetrics(ctx, &http.Client{Timeout: 2 * time.Second}, r.AdminURL()+"/metrics")
+	sc, err := prom.Fetch(ctx, &http.Client{Timeout: 2 * time.Second}, r.AdminURL()+"/metrics")
 	if err != nil || !sc.Has("hal9_cache_writebehind_queue_length") {
 		return nil
 	}

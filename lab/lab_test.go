@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -230,70 +230,6 @@ func TestShippedProfiles(t *testing.T) {
 	}
 }
 
-const exposition = `# TYPE hal9_http_requests_total counter
-hal9_http_requests_total{route="/api/v1/signals",method="POST",code="200"} %d
-hal9_http_requests_total{route="/api/v1/status",method="GET",code="429"} %d
-# TYPE hal9_cache_requests_total counter
-hal9_cache_requests_total{tier="process",layer="L2",result="hit"} %d
-hal9_cache_requests_total{tier="process",layer="L2",result="miss"} %d
-hal9_cache_requests_total{tier="redis",layer="L2",result="hit"} %d
-hal9_cache_requests_total{tier="redis",layer="L2",result="miss"} %d
-hal9_cache_requests_total{tier="process",layer="user",result="hit"} 1000
-# TYPE hal9_cache_coalesced_total counter
-hal9_cache_coalesced_total{layer="L2"} %d
-# TYPE hal9_llm_cost_dollars_total counter
-hal9_llm_cost_dollars_total{model="claude-sonnet-4-5"} %g
-# TYPE hal9_llm_tokens_total counter
-hal9_llm_tokens_total{model="claude-sonnet-4-5",direction="input"} %d
-hal9_llm_tokens_total{model="claude-sonnet-4-5",direction="output"} %d
-# TYPE hal9_http_request_duration_seconds histogram
-hal9_http_request_duration_seconds_bucket{route="/x",method="GET",le="+Inf"} 7
-hal9_http_request_duration_seconds_sum{route="/x",method="GET"} 1
-hal9_http_request_duration_seconds_count{route="/x",method="GET"} 7
-`
-
-func parseExpo(t *testing.T, s string) *Scrape {
-	t.Helper()
-	srv := newTextServer(s)
-	defer srv.Close()
-	sc, err := ScrapeMetrics(context.Background(), srv.Client(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sc
-}
-
-func TestDiffServer(t *testing.T) {
-	before := parseExpo(t, fmt.Sprintf(exposition, 10, 0, 5, 5, 0, 5, 0, 0.5, 100, 50))
-	// +100 requests (4 of them 429), 100 L2 lookups: 30 process hits, 70
-	// misses of which 20 hit redis, 10 coalesced; $1.5 more.
-	after := parseExpo(t, fmt.Sprintf(exposition, 106, 4, 35, 75, 20, 55, 10, 2.0, 1100, 550))
-	n := diffServer(before, after)
-	if n.Requests != 100 || n.Status429 != 4 {
-		t.Errorf("requests %v, 429 %v", n.Requests, n.Status429)
-	}
-	if n.CacheLookups != 100 || n.CacheHits != 60 {
-		t.Errorf("lookups %v hits %v, want 100 and 60 (process 30 + redis 20 + coalesced 10)", n.CacheLookups, n.CacheHits)
-	}
-	if n.HitsByTier["process"] != 30 || n.HitsByTier["redis"] != 20 || n.HitsByTier["coalesced"] != 10 {
-		t.Errorf("by tier %v", n.HitsByTier)
-	}
-	if n.CostUSD != 1.5 || n.TokensIn != 1000 || n.TokensOut != 500 {
-		t.Errorf("cost %v tokens %v/%v", n.CostUSD, n.TokensIn, n.TokensOut)
-	}
-	if !slices.Contains(n.Missing, "hal9_signals_total") || slices.Contains(n.Missing, "hal9_http_requests_total") {
-		t.Errorf("missing = %v", n.Missing)
-	}
-	var sv report.Server
-	fillServer(&sv, n, report.DefaultSeed())
-	if sv.CacheHitRate != 0.6 || sv.CostPer1K != 15 || sv.MonthlyUSD != 15.0/1000*1200*86400*30 {
-		t.Errorf("server numbers %+v", sv)
-	}
-	if Delta(after, before, "hal9_llm_cost_dollars_total", nil) != 0.5 {
-		t.Errorf("a counter reset must give the new value")
-	}
-}
-
 // TestRunEndToEnd is the short lab run of `make test`: SQLite and the real
 // PostgreSQL and PostgreSQL + Redis legs through lab/infra at a tiny
 // scale, then the report files and their numbers checked against each
@@ -374,7 +310,7 @@ func TestRunEndToEnd(t *testing.T) {
 			if got := sc.Server.Requests - sc.Server.RequestsByRoute["/health"]; got != sc.Metrics.HTTPReqs {
 				t.Errorf("%s/%s: server counted %v requests (%v), client %v", l.Name, sc.Name, got, sc.Server.RequestsByRoute, sc.Metrics.HTTPReqs)
 			}
-			if sc.Server.CostUSD <= 0 || relDiff(sc.Server.CostUSD, sc.Metrics.ClientCostUSD) > 0.01 {
+			if sc.Server.CostUSD <= 0 || readings.RelDiff(sc.Server.CostUSD, sc.Metrics.ClientCostUSD) > 0.01 {
 				t.Errorf("%s/%s: server cost %v, client %v", l.Name, sc.Name, sc.Server.CostUSD, sc.Metrics.ClientCostUSD)
 			}
 			var seriesReqs float64

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -100,7 +101,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 			l.out.Server.PeakRSSBytes = rss
 		}
 	}
-	finishServer(&l.out.Server, s.summary.Seed)
+	readings.FinishServer(&l.out.Server, s.summary.Seed)
 	l.stopServer()
 	l.verifyLedger(ctx)
 	l.capacityDemand()
@@ -189,7 +190,7 @@ func (l *leg) runScenarios(ctx context.Context) error {
 		}
 		sc := l.runScenario(ctx, sp)
 		l.out.Scenarios = append(l.out.Scenarios, sc)
-		addServer(&l.out.Server, sc.Server)
+		readings.AddServer(&l.out.Server, sc.Server)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -156,7 +157,7 @@ func (s *Session) rateLimitScenario(ctx context.Context, target string, limiters
 		sc.Error = err.Error()
 		return sc
 	}
-	fillFromLoad(&sc, r.LoadResult)
+	readings.FromLoad(&sc, r.LoadResult)
 	sc.Thresholds = []report.Threshold{
 		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %s)", r.BelowRate, r.limitText()), Expr: fmt.Sprintf("count==0 (got %d of %d)", r.Below.Limited, r.Below.Total), OK: r.Below.Limited == 0},
 		{Metric: fmt.Sprintf("429s at %.0f req/s (limit %s)", r.AboveRate, r.limitText()), Expr: fmt.Sprintf("count>0 (got %d of %d)", r.Above.Limited, r.Above.Total), OK: r.Above.Limited > 0},

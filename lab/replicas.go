@@ -13,10 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/hal9-lab/hal9-lab/lab/infra"
+	"github.com/hal9-lab/hal9-lab/lab/procstat"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -133,8 +133,8 @@ type ReplicaSet struct {
 	lb       *infra.Balancer // nil with one server
 
 	mu    sync.Mutex
-	last  []*Scrape // each replica's last answered /metrics
-	stale []bool    // its last Scrape had to use last
+	last  []*prom.Snapshot // each replica's last answered /metrics
+	stale []bool           // its last Scrape had to use last
 }
 
 // URL is where the load goes: HAProxy's frontend, or the only server.
@@ -164,17 +164,17 @@ func (rs *ReplicaSet) Balancer() *infra.Balancer { return rs.lb }
 // sums by replica each server's. A replica that does not answer (killed)
 // contributes its last answered scrape and is marked stale; only when none
 // answers is it an error.
-func (rs *ReplicaSet) Scrape(ctx context.Context, client *http.Client) (*Scrape, error) {
+func (rs *ReplicaSet) Scrape(ctx context.Context, client *http.Client) (*prom.Snapshot, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.last == nil {
-		rs.last, rs.stale = make([]*Scrape, len(rs.replicas)), make([]bool, len(rs.replicas))
+		rs.last, rs.stale = make([]*prom.Snapshot, len(rs.replicas)), make([]bool, len(rs.replicas))
 	}
-	merged := &Scrape{At: time.Now(), Families: map[string]*dto.MetricFamily{}}
+	merged := &prom.Snapshot{At: time.Now()}
 	var errs []error
 	answered := 0
 	for i, r := range rs.replicas {
-		sc, err := ScrapeMetrics(ctx, client, r.AdminURL()+"/metrics")
+		sc, err := prom.Fetch(ctx, client, r.AdminURL()+"/metrics")
 		if err == nil {
 			rs.last[i], rs.stale[i] = sc, false
 			answered++
@@ -185,7 +185,7 @@ func (rs *ReplicaSet) Scrape(ctx context.Context, client *http.Client) (*Scrape,
 				continue
 			}
 		}
-		mergeScrape(merged, sc, r.Name)
+		merged.AddReplica(sc, r.Name)
 	}
 	if answered == 0 {
 		return nil, errors.Join(errs...)
@@ -193,34 +193,23 @@ func (rs *ReplicaSet) Scrape(ctx context.Context, client *http.Client) (*Scrape,
 	return merged, nil
 }
 
-// Stale tells which replicas' last Scrape used an older answer.
-func (rs *ReplicaSet) Stale() []bool {
+// servers names each replica for the report: address, restarts and
+// whether its last Scrape had to use an older answer.
+func (rs *ReplicaSet) servers() []report.ReplicaServer {
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	return append([]bool(nil), rs.stale...)
-}
-
-// mergeScrape adds src's series to dst with the label replica=name.
-func mergeScrape(dst, src *Scrape, name string) {
-	label := "replica"
-	for fname, f := range src.Families {
-		d := dst.Families[fname]
-		if d == nil {
-			d = &dto.MetricFamily{Name: f.Name, Help: f.Help, Type: f.Type, Unit: f.Unit}
-			dst.Families[fname] = d
-		}
-		for _, m := range f.GetMetric() {
-			labels := append(append([]*dto.LabelPair(nil), m.GetLabel()...), &dto.LabelPair{Name: &label, Value: &name})
-			d.Metric = append(d.Metric, &dto.Metric{Label: labels, Counter: m.Counter, Gauge: m.Gauge, Untyped: m.Untyped,
-				Histogram: m.Histogram, Summary: m.Summary, TimestampMs: m.TimestampMs})
-		}
+	stale := append([]bool(nil), rs.stale...)
+	rs.mu.Unlock()
+	out := make([]report.ReplicaServer, len(rs.replicas))
+	for i, r := range rs.replicas {
+		out[i] = report.ReplicaServer{Name: r.Name, Addr: r.Addr(), Stale: i < len(stale) && stale[i], Restarts: r.Restarts()}
 	}
+	return out
 }
 
 // ProcStats adds up the replicas' peak RSS and CPU seconds from /proc.
 func (rs *ReplicaSet) ProcStats() (rss, cpu float64, ok bool) {
 	for _, r := range rs.replicas {
-		if x, c, k := ProcStats(r.PID()); k {
+		if x, c, k := procstat.Stats(r.PID()); k {
 			rss, cpu, ok = rss+x, cpu+c, true
 		}
 	}
@@ -393,7 +382,7 @@ func waitServersUp(ctx context.Context, metricsURL string, n int, timeout time.D
 	client := &http.Client{Timeout: 2 * time.Second}
 	var last string
 	for {
-		sc, err := ScrapeMetrics(ctx, client, metricsURL)
+		sc, err := prom.Fetch(ctx, client, metricsURL)
 		if err == nil {
 			up := sc.SumBy("haproxy_server_status", "server", map[string]string{"state": "UP"})
 			got := 0
@@ -475,107 +464,6 @@ func pgbouncerPool(maxConns, reserved int) (int, error) {
 
 // minConns is --db-min-conns for a pool: the default 10, at most the pool.
 func minConns(pool int) int { return min(10, pool) }
-
-// haproxyNumbers turns two scrapes of HAProxy's exporter into the report's
-// per-server and total numbers.
-func haproxyNumbers(before, after *Scrape, servers []report.ReplicaServer) *report.HAProxyNumbers {
-	h := &report.HAProxyNumbers{
-		Requests:      Delta(before, after, "haproxy_frontend_http_requests_total", map[string]string{"proxy": "!prometheus"}),
-		Responses5xx:  Delta(before, after, "haproxy_frontend_http_responses_total", map[string]string{"proxy": "!prometheus", "code": "5xx"}),
-		Retries:       Delta(before, after, "haproxy_server_retry_warnings_total", nil),
-		Redispatches:  Delta(before, after, "haproxy_server_redispatch_warnings_total", nil),
-		CheckFailures: Delta(before, after, "haproxy_server_check_failures_total", nil),
-	}
-	for i := range servers {
-		sv := &servers[i]
-		m := map[string]string{"server": sv.Name}
-		sv.LBResponses = Delta(before, after, "haproxy_server_http_responses_total", m)
-		sv.LB5xx = Delta(before, after, "haproxy_server_http_responses_total", map[string]string{"server": sv.Name, "code": "5xx"})
-		sv.CheckFailures = Delta(before, after, "haproxy_server_check_failures_total", m)
-		sv.UpDown = Delta(before, after, "haproxy_server_check_up_down_total", m)
-		sv.MaxQueue = after.Sum("haproxy_server_max_queue", m)
-		h.MaxQueue = max(h.MaxQueue, sv.MaxQueue)
-		for _, st := range []string{"UP", "DOWN", "MAINT", "DRAIN", "NOLB"} {
-			if after.Sum("haproxy_server_status", map[string]string{"server": sv.Name, "state": st}) == 1 {
-				sv.State = st
-			}
-		}
-	}
-	return h
-}
-
-// replicaServers reads each replica's share of the work from two merged
-// scrapes: API requests (health checks left out) and LLM cache hits by
-// tier.
-func replicaServers(before, after *Scrape, rs *ReplicaSet) []report.ReplicaServer {
-	stale := rs.Stale()
-	out := make([]report.ReplicaServer, len(rs.replicas))
-	var total float64
-	for i, r := range rs.replicas {
-		m := map[string]string{"replica": r.Name}
-		req := Delta(before, after, "hal9_http_requests_total", m)
-		for _, probe := range []string{"/readyz", "/health"} {
-			req -= Delta(before, after, "hal9_http_requests_total", map[string]string{"replica": r.Name, "route": probe})
-		}
-		hits := func(tier string) float64 {
-			return Delta(before, after, "hal9_cache_requests_total", map[string]string{"replica": r.Name, "tier": tier, "layer": llmLayers, "result": "hit"})
-		}
-		out[i] = report.ReplicaServer{Name: r.Name, Addr: r.Addr(), Requests: max(req, 0), ProcessHits: hits("process"), RedisHits: hits("redis"),
-			Stale: i < len(stale) && stale[i], Restarts: r.Restarts()}
-		total += out[i].Requests
-	}
-	for i := range out {
-		out[i].Share = rate(out[i].Requests, total)
-	}
-	return out
-}
-
-// addReplicas accumulates one scenario's replica numbers into the leg's.
-func addReplicas(dst *report.Replicas, servers []report.ReplicaServer, lb *report.HAProxyNumbers, cacheHits, redisHits float64) {
-	if len(dst.Servers) == 0 {
-		dst.Servers = make([]report.ReplicaServer, len(servers))
-		for i, s := range servers {
-			dst.Servers[i] = report.ReplicaServer{Name: s.Name, Addr: s.Addr}
-		}
-	}
-	for i, s := range servers {
-		if i >= len(dst.Servers) {
-			break
-		}
-		d := &dst.Servers[i]
-		d.Requests += s.Requests
-		d.ProcessHits += s.ProcessHits
-		d.RedisHits += s.RedisHits
-		d.LBResponses += s.LBResponses
-		d.LB5xx += s.LB5xx
-		d.CheckFailures += s.CheckFailures
-		d.UpDown += s.UpDown
-		d.MaxQueue = max(d.MaxQueue, s.MaxQueue)
-		d.State, d.Stale, d.Restarts = s.State, s.Stale, max(d.Restarts, s.Restarts)
-	}
-	dst.Requests = 0
-	for _, d := range dst.Servers {
-		dst.Requests += d.Requests
-	}
-	for i := range dst.Servers {
-		dst.Servers[i].Share = rate(dst.Servers[i].Requests, dst.Requests)
-	}
-	dst.CacheHits += cacheHits
-	dst.RedisHits += redisHits
-	dst.RedisShare = rate(dst.RedisHits, dst.CacheHits)
-	if lb != nil {
-		if dst.HAProxy == nil {
-			dst.HAProxy = &report.HAProxyNumbers{MetricsURL: lb.MetricsURL}
-		}
-		h := dst.HAProxy
-		h.Requests += lb.Requests
-		h.Responses5xx += lb.Responses5xx
-		h.Retries += lb.Retries
-		h.Redispatches += lb.Redispatches
-		h.CheckFailures += lb.CheckFailures
-		h.MaxQueue = max(h.MaxQueue, lb.MaxQueue)
-	}
-}
 
 // legReplicas is the number of servers a leg on backend runs: SQLite's
 // database is a file of one server.
@@ -718,11 +606,11 @@ func limitersText(n int) string {
 // scrapeBalancer reads HAProxy's exporter (nil without one or on error:
 // HAProxy's numbers are then missing from the report, with the reason in
 // the progress).
-func (l *leg) scrapeBalancer(ctx context.Context, client *http.Client) *Scrape {
+func (l *leg) scrapeBalancer(ctx context.Context, client *http.Client) *prom.Snapshot {
 	if l.srv == nil || l.srv.lb == nil || l.srv.lb.MetricsURL == "" {
 		return nil
 	}
-	sc, err := ScrapeMetrics(ctx, client, l.srv.lb.MetricsURL)
+	sc, err := prom.Fetch(ctx, client, l.srv.lb.MetricsURL)
 	if err != nil {
 		l.s.Step("HAProxy's metrics: %v", err)
 		return nil
@@ -732,16 +620,16 @@ func (l *leg) scrapeBalancer(ctx context.Context, client *http.Client) *Scrape {
 
 // addReplicaScenario adds one scenario's per-replica numbers (two merged
 // scrapes of the replicas, two of HAProxy) and cache hits to the leg's.
-func (l *leg) addReplicaScenario(before, after, lbBefore, lbAfter *Scrape, n serverNumbers) {
+func (l *leg) addReplicaScenario(before, after, lbBefore, lbAfter *prom.Snapshot, n readings.Numbers) {
 	r := l.out.Replicas
 	if r == nil || l.srv == nil {
 		return
 	}
-	servers := replicaServers(before, after, l.srv)
+	servers := readings.ReplicaServers(before, after, l.srv.servers())
 	var lb *report.HAProxyNumbers
 	if lbBefore != nil && lbAfter != nil {
-		lb = haproxyNumbers(lbBefore, lbAfter, servers)
+		lb = readings.HAProxyNumbers(lbBefore, lbAfter, servers)
 		lb.MetricsURL = l.srv.lb.MetricsURL
 	}
-	addReplicas(r, servers, lb, n.CacheHits, n.HitsByTier["redis"])
+	readings.AddReplicas(r, servers, lb, n.CacheHits, n.HitsByTier["redis"])
 }

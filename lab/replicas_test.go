@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/prom"
 )
 
 func TestPoolPerReplica(t *testing.T) {
@@ -218,7 +217,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		}
 		// Detection: HAProxy's checks mark it DOWN.
 		for ctx.Err() == nil {
-			sc, err := ScrapeMetrics(ctx, httpc, rs.Balancer().MetricsURL)
+			sc, err := prom.Fetch(ctx, httpc, rs.Balancer().MetricsURL)
 			if err == nil && sc.Sum("haproxy_server_status", map[string]string{"server": victim.Name, "state": "DOWN"}) == 1 {
 				detected = time.Now()
 				return
@@ -302,7 +301,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := Delta(sc0, sc1, "hal9_http_requests_total", map[string]string{"replica": victim.Name, "route": "/api/v1/status"}); got != 2 {
+	if got := prom.Delta(sc0, sc1, "hal9_http_requests_total", map[string]string{"replica": victim.Name, "route": "/api/v1/status"}); got != 2 {
 		t.Errorf("the restarted replica served %v of 6 requests in round robin, want 2", got)
 	}
 	code, _, err := rs.Stop()
@@ -378,33 +377,5 @@ func TestRunReplicasEndToEnd(t *testing.T) {
 		if err != nil || !strings.Contains(string(b), want) {
 			t.Errorf("%s lacks %q (%v)", file, want, err)
 		}
-	}
-}
-
-// TestDeltaPerReplica: over merged scrapes a restarted replica (its
-// counter back near 0) resets only its own share of a difference.
-func TestDeltaPerReplica(t *testing.T) {
-	scrape := func(r0, r1 float64) *Scrape {
-		merged := &Scrape{Families: map[string]*dto.MetricFamily{}}
-		for name, v := range map[string]float64{"r0": r0, "r1": r1} {
-			one := &Scrape{Families: map[string]*dto.MetricFamily{}}
-			typ := dto.MetricType_COUNTER
-			fam, code := "hal9_http_requests_total", "code"
-			ok := "200"
-			one.Families[fam] = &dto.MetricFamily{Name: &fam, Type: &typ, Metric: []*dto.Metric{{
-				Label: []*dto.LabelPair{{Name: &code, Value: &ok}}, Counter: &dto.Counter{Value: &v}}}}
-			mergeScrape(merged, one, name)
-		}
-		return merged
-	}
-	before, after := scrape(100, 100), scrape(150, 30) // r1 restarted and served 30 since
-	if got := Delta(before, after, "hal9_http_requests_total", nil); got != 50+30 {
-		t.Errorf("Delta over replicas = %v, want 80 (50 from r0, 30 from the restarted r1)", got)
-	}
-	if got := Delta(before, after, "hal9_http_requests_total", map[string]string{"replica": "r0"}); got != 50 {
-		t.Errorf("Delta of r0 = %v, want 50", got)
-	}
-	if got := Delta(before, after, "hal9_http_requests_total", map[string]string{"code": "200"}); got != 80 {
-		t.Errorf("Delta with a match = %v, want 80", got)
 	}
 }

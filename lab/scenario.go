@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/prom"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 	"github.com/hal9-lab/hal9-lab/lab/workload"
 )
@@ -43,7 +45,7 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 		sc.Name = strings.TrimSuffix(filepath.Base(sp.file), filepath.Ext(sp.file))
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	scrape := func(ctx context.Context) (*Scrape, error) { return srv.Scrape(ctx, client) }
+	scrape := func(ctx context.Context) (*prom.Snapshot, error) { return srv.Scrape(ctx, client) }
 	before, err := scrape(ctx)
 	if err != nil {
 		sc.Error = err.Error()
@@ -89,11 +91,11 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 		sc.Error = err.Error()
 	}
 	lbAfter := l.scrapeBalancer(context.WithoutCancel(ctx), client)
-	fillFromLoad(&sc, res)
-	n := diffServer(before, after)
+	readings.FromLoad(&sc, res)
+	n := readings.Diff(before, after)
 	l.addReplicaScenario(before, after, lbBefore, lbAfter, n)
 	rss, cpu1, procOK := srv.ProcStats()
-	fillServer(&sc.Server, n, s.summary.Seed)
+	readings.FillServer(&sc.Server, n, s.summary.Seed)
 	if procOK {
 		sc.Server.PeakRSSBytes = max(rss, sc.Server.PeakRSSBytes)
 		if n.CPUSeconds == 0 {
@@ -106,25 +108,34 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 	return sc
 }
 
-// crossCheck compares the workload's header metrics with the server's
-// /metrics difference: they count the same things, so a disagreement
-// above 1 % means one side mis-measures.
+// crossCheck records each disagreement of the client's and the server's
+// counts of the same things as a lab error (readings.CrossCheck).
 func (l *leg) crossCheck(sc *report.Scenario) {
-	s := l.s
-	m, sv := sc.Metrics, sc.Server
-	where := fmt.Sprintf("%s run %d, scenario %s", l.spec.Backend.Name, l.spec.Run, sc.Name)
-	if m.ClientCostUSD > 0 || sv.CostUSD > 0 {
-		if d := relDiff(m.ClientCostUSD, sv.CostUSD); d > 0.01 {
-			s.LabError("%s: client-side LLM cost $%.6f (sum of X-HAL9-Cost-USD) and server-side $%.6f (increase of hal9_llm_cost_dollars_total) differ by %.1f%% (> 1%%)",
-				where, m.ClientCostUSD, sv.CostUSD, d*100)
-		}
+	for _, p := range readings.CrossCheck(sc.Metrics, sc.Server) {
+		l.s.LabError("%s run %d, scenario %s: %s", l.spec.Backend.Name, l.spec.Run, sc.Name, p)
 	}
-	if m.ClientCacheCount > 0 {
-		if sv.CacheLookups == 0 {
-			s.LabError("%s: the workload saw %.0f cached hops but the server counted no LLM cache lookups (hal9_cache_requests_total{layer=~\"L1..L5\"})", where, m.ClientCacheCount)
-		} else if d := m.ClientCacheHit - sv.CacheHitRate; d > 0.01 || d < -0.01 {
-			s.LabError("%s: client-side cache hit rate %.2f%% (hal9_cache_hit over %.0f hops) and server-side %.2f%% (over %.0f lookups) differ by %.2f points (> 1)",
-				where, m.ClientCacheHit*100, m.ClientCacheCount, sv.CacheHitRate*100, sv.CacheLookups, d*100)
+}
+
+// scrapeSeries appends one point per second to out until stop (see
+// readings.Point): scrape reads the servers' /metrics; procRSS is their
+// RSS from /proc.
+func scrapeSeries(ctx context.Context, scrape func(context.Context) (*prom.Snapshot, error), base *prom.Snapshot, procRSS func() float64, out *[]report.ServerPoint, stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	prev := base
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
+		cur, err := scrape(ctx)
+		if err != nil {
+			continue
+		}
+		*out = append(*out, readings.Point(base, prev, cur, procRSS()))
+		prev = cur
 	}
 }

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -327,37 +326,4 @@ func (s *Server) logTail() string {
 		b = b[len(b)-1500:]
 	}
 	return "\nserver log (" + s.opts.LogPath + "), last lines:\n" + string(b)
-}
-
-// ProcStats reads the peak RSS (VmHWM) and CPU seconds (utime+stime) of
-// pid from /proc; ok is false where /proc is missing.
-func ProcStats(pid int) (peakRSS, cpuSeconds float64, ok bool) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, false
-	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, found := strings.CutPrefix(sc.Text(), "VmHWM:"); found {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			peakRSS = kb * 1024
-		}
-	}
-	f.Close()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return peakRSS, 0, peakRSS > 0
-	}
-	// Fields after the parenthesised command: state is field 3; utime and
-	// stime are fields 14 and 15 (1-based), in clock ticks (100/s on Linux).
-	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		fields := strings.Fields(s[i+1:])
-		if len(fields) > 12 {
-			ut, _ := strconv.ParseFloat(fields[11], 64)
-			st, _ := strconv.ParseFloat(fields[12], 64)
-			cpuSeconds = (ut + st) / 100
-		}
-	}
-	return peakRSS, cpuSeconds, true
 }

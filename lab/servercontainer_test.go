@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra"
+	"github.com/hal9-lab/hal9-lab/lab/procstat"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -160,7 +161,7 @@ func TestContainerReplica(t *testing.T) {
 	if !strings.HasPrefix(addr, "127.0.0.1:") || r.PID() <= 0 {
 		t.Fatalf("replica on %s, pid %d: want a published 127.0.0.1 port and a host pid", addr, r.PID())
 	}
-	if _, _, ok := ProcStats(r.PID()); !ok {
+	if _, _, ok := procstat.Stats(r.PID()); !ok {
 		t.Errorf("no /proc numbers for the container's pid %d", r.PID())
 	}
 	if err := r.Signal(syscall.SIGKILL); err != nil {
