@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -40,14 +41,14 @@ func (b *Backend) Infra() string {
 // had the leg is skipped (written in the report) unless RequireAll.
 func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, error) {
 	s.prog.setLeg(name)
-	if name != SQLite {
+	if name != profile.SQLite {
 		s.prog.step("starting infrastructure (--infra %s)", orAuto(s.opts.Infra))
 	}
 	t := time.Now()
 	b := &Backend{Name: name}
 	// External URLs (HAL9_PG_DSN, HAL9_REDIS_URL), containers or local
 	// processes, as --infra says ("" tries them in that order).
-	needPG, needRedis := name == Postgres || name == PostgresRedis, name == PostgresRedis
+	needPG, needRedis := name == profile.Postgres || name == profile.PostgresRedis, name == profile.PostgresRedis
 	var err error
 	if needPG || needRedis {
 		b.env, err = infra.Start(ctx, s.infraOptions(needPG, needRedis))
@@ -70,7 +71,7 @@ func (s *Session) StartBackend(ctx context.Context, name string) (*Backend, erro
 		s.summary.Skipped = append(s.summary.Skipped, report.Skipped{Leg: name, Reason: reason})
 		return nil, nil
 	}
-	if name != SQLite {
+	if name != profile.SQLite {
 		s.prog.step("infrastructure up (%s) in %s", b.Infra(), time.Since(t).Round(100*time.Millisecond))
 	}
 	if needPG {

@@ -15,6 +15,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/capacity"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/procstat"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
@@ -23,7 +24,7 @@ import (
 // workload the search drives, and the requests each leg's servers counted
 // (for the service demand, over the same window as its CPU profile).
 type capacityRun struct {
-	spec *CapacitySpec
+	spec *profile.CapacitySpec
 	plan *load.Plan
 	mu   sync.Mutex
 	seen map[string]*capacity.Counts // leg key → requests over its servers' lives
@@ -36,7 +37,7 @@ func (s *Session) loadCapacity() error {
 	if spec == nil {
 		return nil
 	}
-	plan, err := load.ReadScenarioFile(resolve(s.opts.Root, spec.Scenario))
+	plan, err := load.ReadScenarioFile(profile.Resolve(s.opts.Root, spec.Scenario))
 	if err != nil {
 		return fmt.Errorf("capacity.scenario: %w", err)
 	}
@@ -62,7 +63,7 @@ func (l *leg) applySettings(ctx context.Context, opts *ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	extra, err := s.opts.Profile.Server.args(func(flag string) bool { _, ok := def[flag]; return ok })
+	extra, err := s.opts.Profile.Server.Args(func(flag string) bool { _, ok := def[flag]; return ok })
 	if err != nil {
 		return fmt.Errorf("profile %s: %w", s.opts.Profile.Name, err)
 	}

@@ -46,7 +46,7 @@ func (s *Session) infraOptions(pg, redis bool) infra.Options {
 	if needsProcesses(s.plans) && (mode == infra.ModeAuto || mode == "auto") {
 		mode = infra.ModeProcess
 	}
-	return infra.Options{Postgres: pg, Redis: redis, Mode: mode, Logger: s.log, Durable: s.opts.Profile.Postgres.durable()}
+	return infra.Options{Postgres: pg, Redis: redis, Mode: mode, Logger: s.log, Durable: s.opts.Profile.Postgres.IsDurable()}
 }
 
 // prepareFaults opens the leg's ledger and, with faults, its proxies.

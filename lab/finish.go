@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/pprof/profile"
+	pprofile "github.com/google/pprof/profile"
 
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -67,7 +68,7 @@ func BaselineProfileDir(baselineDir, profileName string) string {
 	return filepath.Join(baselineDir, "profiles", profileName)
 }
 
-func (s *Session) baselineProfile(leg, typ string) *profile.Profile {
+func (s *Session) baselineProfile(leg, typ string) *pprofile.Profile {
 	if s.opts.BaselineDir == "" {
 		return nil
 	}
@@ -102,9 +103,9 @@ func (s *Session) checkQueries(ctx context.Context, start, end time.Time) error 
 // noDataReason guesses the usual innocent reasons for an empty query.
 func noDataReason(expr string, sum *report.RunSummary) string {
 	switch {
-	case strings.Contains(expr, "hal9_db_pool") && !ranBackend(sum, Postgres, PostgresRedis):
+	case strings.Contains(expr, "hal9_db_pool") && !ranBackend(sum, profile.Postgres, profile.PostgresRedis):
 		return "no PostgreSQL leg ran (the pool metrics exist only with --database-url postgres://)"
-	case strings.Contains(expr, "hal9_redis") && !ranBackend(sum, PostgresRedis):
+	case strings.Contains(expr, "hal9_redis") && !ranBackend(sum, profile.PostgresRedis):
 		return "no Redis leg ran"
 	case strings.Contains(expr, "ALERTS"):
 		return "no alert fired during the run"

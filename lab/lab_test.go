@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
@@ -66,82 +67,6 @@ func serverBin(t testing.TB) string {
 }
 
 func requireInfra() bool { return os.Getenv("HAL9_REQUIRE_INFRA") == "1" }
-
-func TestParseBackends(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    []string
-		wantErr string
-	}{
-		{"sqlite,postgres+redis", []string{"sqlite", "postgres+redis"}, ""},
-		{" postgres ", []string{"postgres"}, ""},
-		{"mysql", nil, "unknown backend \"mysql\""},
-		{"sqlite,sqlite", nil, "twice"},
-		{",", nil, "no backend"},
-	}
-	for _, tt := range tests {
-		got, err := ParseBackends(tt.in)
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("ParseBackends(%q) err = %v, want %q", tt.in, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || strings.Join(got, ",") != strings.Join(tt.want, ",") {
-			t.Errorf("ParseBackends(%q) = %v, %v", tt.in, got, err)
-		}
-	}
-}
-
-func TestLoadProfileErrors(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "scenarios", "profiles"), 0o755)
-	os.WriteFile(filepath.Join(dir, "scenarios", "s.yaml"), []byte("name: s\n"), 0o644)
-	tests := []struct {
-		name, body, wantErr string
-	}{
-		{"ok", "name: p\nscenarios: [{file: scenarios/s.yaml}]\n", ""},
-		{"unknown key", "name: p\nscenarioz: []\n", "field scenarioz not found"},
-		{"no name", "scenarios: [{file: scenarios/s.yaml}]\n", "name is required"},
-		{"no scenarios", "name: p\n", "list at least one"},
-		{"missing file", "name: p\nscenarios: [{file: scenarios/nope.yaml}]\n", "nope.yaml"},
-		{"bad backend", "name: p\nbackends: [oracle]\nscenarios: [{file: scenarios/s.yaml}]\n", "unknown backend \"oracle\""},
-		{"bad duration", "name: p\nwarmup: soon\nscenarios: [{file: scenarios/s.yaml}]\n", "not a non-negative duration"},
-		{"bad ratelimit", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nratelimit: {limit: 10, below: 2}\n", "below"},
-		{"zero limit", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nratelimit: {limit: 0}\n", "limit must be positive"},
-		{"server ok", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt_cost: 4, rate_limit: 0, llm_latency_scale: 0.5}\n", ""},
-		{"server unknown key", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt: 4}\n", "server.bcrypt: unknown key (known keys: bcrypt_cost, llm_latency_scale"},
-		{"server out of range", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt_cost: 3}\n", "server.bcrypt_cost: 3 is out of range: want 4..31"},
-		{"server bad scale", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {llm_latency_scale: -1}\n", "server.llm_latency_scale: -1 is out of range"},
-		{"postgres unknown key", "name: p\nscenarios: [{file: scenarios/s.yaml}]\npostgres: {fsync: false}\n", "postgres.fsync: unknown key (known keys: durable)"},
-		{"capacity without scenario", "name: p\ncapacity: {start_rate: 10}\n", "capacity.scenario is required"},
-		{"capacity bad knob", "name: p\ncapacity: {scenario: scenarios/s.yaml, precision: 2}\n", "capacity: precision 2"},
-		{"capacity bad slo", "name: p\ncapacity: {scenario: scenarios/s.yaml, slo: [p99]}\n", "want METRIC:EXPRESSION"},
-		{"capacity unknown key", "name: p\ncapacity: {scenario: scenarios/s.yaml, steps: 3}\n", "capacity.steps: unknown key"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(dir, "scenarios", "profiles", "p.yaml")
-			os.WriteFile(path, []byte(tt.body), 0o644)
-			p, err := LoadProfile(dir, "p")
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(p.Backends) != 3 || p.Scale != 1 || p.Repetitions != 1 {
-					t.Errorf("defaults not applied: %+v", p)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("err = %v, want %q", err, tt.wantErr)
-			}
-		})
-	}
-	if _, err := LoadProfile(dir, "nightlyy"); err == nil || !strings.Contains(err.Error(), "available: p") {
-		t.Errorf("unknown profile: %v", err)
-	}
-}
 
 // TestCapacityRun is a capacity profile end to end on SQLite: two short
 // steps up to a ceiling, the service demand from the server's labelled
@@ -213,23 +138,6 @@ func TestCapacityRun(t *testing.T) {
 	}
 }
 
-// TestShippedProfiles loads scenarios/profiles/*.yaml (and their scenario
-// files) as users will.
-func TestShippedProfiles(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(root(t), "scenarios", "profiles", "*.yaml"))
-	if len(files) == 0 {
-		t.Fatal("no scenarios/profiles/*.yaml found: the shipped profiles are missing")
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
-		t.Run(name, func(t *testing.T) {
-			if _, err := LoadProfile(root(t), name); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
-
 // TestRunEndToEnd is the short lab run of `make test`: SQLite and the real
 // PostgreSQL and PostgreSQL + Redis legs through lab/infra at a tiny
 // scale, then the report files and their numbers checked against each
@@ -265,14 +173,14 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Errorf("leg %s: ledger %+v", l.Name, v)
 		}
 	}
-	if _, ok := legs[SQLite]; !ok {
+	if _, ok := legs[profile.SQLite]; !ok {
 		t.Fatalf("the sqlite leg did not run")
 	}
 	// The rate-limit check ran on the first leg and passed.
 	var rl *report.Scenario
-	for i, sc := range legs[SQLite].Scenarios {
+	for i, sc := range legs[profile.SQLite].Scenarios {
 		if sc.Name == "ratelimit" {
-			rl = &legs[SQLite].Scenarios[i]
+			rl = &legs[profile.SQLite].Scenarios[i]
 		}
 	}
 	if rl == nil || !rl.Passed {
@@ -366,7 +274,7 @@ func TestInterrupt(t *testing.T) {
 	}
 	bin := serverBin(t)
 	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "tiny-profile.yaml"))
+	p, err := profile.Load(r, filepath.Join(r, "lab", "testdata", "tiny-profile.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +282,7 @@ func TestInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pw := &pidWatcher{cancelOn: "load: tiny", cancel: cancel}
-	sum, err := Run(ctx, Options{Root: r, Profile: p, Backends: []string{SQLite}, OutDir: out, HalBin: bin, Command: "run", Progress: pw})
+	sum, err := Run(ctx, Options{Root: r, Profile: p, Backends: []string{profile.SQLite}, OutDir: out, HalBin: bin, Command: "run", Progress: pw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +339,7 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 
 // gateProfile loads the gate tests' profile: sqlite, 3 s of signals
 // (HAL9_GATE_PROFILE names another, for TestGateTrials).
-func gateProfile(t testing.TB) *Profile {
+func gateProfile(t testing.TB) *profile.Profile {
 	r := root(t)
 	path := filepath.Join(r, "lab", "testdata", "gate-profile.yaml")
 	if p := os.Getenv("HAL9_GATE_PROFILE"); p != "" {
@@ -440,7 +348,7 @@ func gateProfile(t testing.TB) *Profile {
 			path = filepath.Join(r, p) // relative to the repository root
 		}
 	}
-	p, err := LoadProfile(r, path)
+	p, err := profile.Load(r, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +508,7 @@ func TestGateTrials(t *testing.T) {
 func runTestProfile(t *testing.T, name string, opts Options) (*report.RunSummary, string) {
 	t.Helper()
 	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", name))
+	p, err := profile.Load(r, filepath.Join(r, "lab", "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
@@ -64,7 +65,7 @@ type leg struct {
 func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	b := spec.Backend
 	l := &leg{s: s, spec: spec, key: LegKey(b.Name, spec.Role), backing: &Backing{}, limit: -1, secret: randomSecret(),
-		out: report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.Infra(), Redis: b.Name == PostgresRedis}}
+		out: report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.Infra(), Redis: b.Name == profile.PostgresRedis}}
 	s.prog.setLeg(l.label())
 	defer l.dropDatabase(ctx)
 	var err error
@@ -150,10 +151,10 @@ func (l *leg) fail(err error) report.Leg {
 func (l *leg) freshDatabase(ctx context.Context) error {
 	b := l.spec.Backend
 	switch b.Name {
-	case SQLite:
+	case profile.SQLite:
 		l.backing.DatabaseURL = "sqlite://" + filepath.Join(l.dataDir, "hal9.db")
 		return nil
-	case PostgresRedis:
+	case profile.PostgresRedis:
 		if err := provisionRedis(ctx, b.env.RedisURL, l.backing); err != nil {
 			return err
 		}
@@ -197,7 +198,7 @@ func (l *leg) runScenarios(ctx context.Context) error {
 
 // rateLimitCheck restarts the server with the check's --rate-limit and
 // adds the check to the leg as a scenario.
-func (l *leg) rateLimitCheck(ctx context.Context, rc RateLimitCheck) {
+func (l *leg) rateLimitCheck(ctx context.Context, rc profile.RateLimitCheck) {
 	l.stopServer()
 	l.checkOnly = true // its --rate-limit is the check's, not a departure of the measurements
 	if err := l.step("start server", func() error { return l.startServer(ctx, rc.Limit) }); err != nil {

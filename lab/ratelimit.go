@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
@@ -82,7 +83,7 @@ type RateLimitResult struct {
 
 // rateLimitPlan: "below" at below×limit, then "above" at above×limit,
 // each for d, one second apart so the bucket refills in between.
-func rateLimitPlan(rc RateLimitCheck) *load.Plan {
+func rateLimitPlan(rc profile.RateLimitCheck) *load.Plan {
 	d := rc.Duration.D()
 	mk := func(name string, rate float64, start time.Duration) load.Scenario {
 		vus := int(rate/5) + 5 // a status answer takes ms; few VUs keep up
@@ -102,7 +103,7 @@ func rateLimitPlan(rc RateLimitCheck) *load.Plan {
 // that, and while above, in d seconds it expects between 0.8 × N × L and
 // 1.25 × (N × L + N × L / d) requests per second through (N limiters of L
 // per second, each bucket full at the start).
-func runRateLimitCheck(ctx context.Context, target string, limiters int, rc RateLimitCheck, progress io.Writer) (*RateLimitResult, error) {
+func runRateLimitCheck(ctx context.Context, target string, limiters int, rc profile.RateLimitCheck, progress io.Writer) (*RateLimitResult, error) {
 	perServer := rc.Limit
 	rc.Limit *= float64(max(limiters, 1))
 	rl := newRateLimitCounter()
@@ -150,7 +151,7 @@ func runRateLimitCheck(ctx context.Context, target string, limiters int, rc Rate
 
 // rateLimitScenario runs the rate-limit check and reports it as a scenario
 // whose thresholds are the check's conditions.
-func (s *Session) rateLimitScenario(ctx context.Context, target string, limiters int, rc RateLimitCheck) report.Scenario {
+func (s *Session) rateLimitScenario(ctx context.Context, target string, limiters int, rc profile.RateLimitCheck) report.Scenario {
 	sc := report.Scenario{Name: "ratelimit", File: "(built in: " + s.opts.Profile.Name + " profile's ratelimit)"}
 	r, err := runRateLimitCheck(ctx, target, limiters, rc, s.opts.Progress)
 	if err != nil {

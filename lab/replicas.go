@@ -15,6 +15,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/hal9-lab/hal9-lab/lab/procstat"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -468,7 +469,7 @@ func minConns(pool int) int { return min(10, pool) }
 // legReplicas is the number of servers a leg on backend runs: SQLite's
 // database is a file of one server.
 func (s *Session) legReplicas(backend string) int {
-	if backend == SQLite {
+	if backend == profile.SQLite {
 		return 1
 	}
 	return max(s.opts.Replicas, 1)

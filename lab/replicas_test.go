@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
 )
 
@@ -55,38 +56,6 @@ func TestPoolPerReplica(t *testing.T) {
 	}
 	if minConns(3) != 3 || minConns(64) != 10 {
 		t.Errorf("minConns: %d %d", minConns(3), minConns(64))
-	}
-}
-
-func TestReplicaProfileKeys(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "scenarios", "profiles"), 0o755)
-	os.WriteFile(filepath.Join(dir, "scenarios", "s.yaml"), []byte("name: s\n"), 0o644)
-	for _, tt := range []struct{ name, body, wantErr string }{
-		{"ok", "replicas: 3\npgbouncer: true\nhaproxy: {check_interval: 250ms, fall: 3, rise: 1}\n", ""},
-		{"too many", "replicas: 17\n", "replicas: 17: want 1..16"},
-		{"negative", "replicas: -1\n", "want 1..16"},
-		{"fast checks", "haproxy: {check_interval: 10ms}\n", "haproxy.check_interval: 10ms: want 50ms..1m"},
-		{"unknown haproxy key", "haproxy: {balance: leastconn}\n", "field balance not found"},
-		{"bad fall", "haproxy: {fall: -1}\n", "fall -1"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(dir, "scenarios", "profiles", "p.yaml")
-			os.WriteFile(path, []byte("name: p\nscenarios: [{file: scenarios/s.yaml}]\n"+tt.body), 0o644)
-			p, err := LoadProfile(dir, "p")
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if p.Replicas != 3 || !p.PgBouncer || p.HAProxy.CheckInterval.D() != 250*time.Millisecond || p.HAProxy.Fall != 3 {
-					t.Errorf("profile %+v", p.ReplicaSettings)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("err = %v, want %q", err, tt.wantErr)
-			}
-		})
 	}
 }
 
@@ -142,7 +111,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	}
 	bin := serverBin(t)
 	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "tiny-profile.yaml"))
+	p, err := profile.Load(r, filepath.Join(r, "lab", "testdata", "tiny-profile.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +124,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	b, err := s.StartBackend(ctx, PostgresRedis)
+	b, err := s.StartBackend(ctx, profile.PostgresRedis)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +132,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		t.Skipf("no PostgreSQL and Redis: %v", s.summary.Skipped)
 	}
 	defer b.Stop(ctx)
-	l := &leg{s: s, spec: LegSpec{Backend: b, Run: 1, Bin: bin}, key: PostgresRedis, backing: &Backing{}, limit: -1, secret: randomSecret()}
+	l := &leg{s: s, spec: LegSpec{Backend: b, Run: 1, Bin: bin}, key: profile.PostgresRedis, backing: &Backing{}, limit: -1, secret: randomSecret()}
 	defer l.dropDatabase(ctx)
 	if err := l.freshDatabase(ctx); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -34,7 +35,7 @@ func Run(ctx context.Context, opts Options) (*report.RunSummary, error) {
 }
 
 // rateLimitOn: the check runs on the backends it names, else on the first.
-func rateLimitOn(p *Profile, backend string, index int) bool {
+func rateLimitOn(p *profile.Profile, backend string, index int) bool {
 	if p.RateLimit == nil {
 		return false
 	}

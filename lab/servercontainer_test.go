@@ -14,6 +14,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/hal9-lab/hal9-lab/lab/procstat"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -31,7 +32,7 @@ func TestValidateServerMode(t *testing.T) {
 		{"container: process infra", Options{Server: "container", Infra: "process"}, "", "drop --infra process"},
 		{"container: external infra", Options{Server: "container", Infra: "external"}, "", "drop --infra external"},
 		{"container: pgbouncer", Options{Server: "container", PgBouncer: true}, "", "drop --pgbouncer"},
-		{"container: the profile's pgbouncer", Options{Server: "container", Profile: &Profile{ReplicaSettings: ReplicaSettings{PgBouncer: true}}}, "", "drop --pgbouncer"},
+		{"container: the profile's pgbouncer", Options{Server: "container", Profile: &profile.Profile{ReplicaSettings: profile.ReplicaSettings{PgBouncer: true}}}, "", "drop --pgbouncer"},
 		{"container: loopback pyroscope", Options{Server: "container", PyroscopeURL: "http://localhost:4040"}, "", "give an address they reach"},
 		{"container: other pyroscope", Options{Server: "container", PyroscopeURL: "http://pyroscope.example:4040"}, "testcontainers", ""},
 		{"unknown", Options{Server: "vm"}, "", `--server "vm"`},
@@ -216,7 +217,7 @@ func TestRunServerContainers(t *testing.T) {
 	for _, l := range sum.Legs {
 		got[l.Name] = l
 	}
-	for _, name := range []string{SQLite, PostgresRedis} {
+	for _, name := range []string{profile.SQLite, profile.PostgresRedis} {
 		l, ok := got[name]
 		if !ok {
 			t.Errorf("leg %s did not run", name)
@@ -237,7 +238,7 @@ func TestRunServerContainers(t *testing.T) {
 			t.Errorf("leg %s: no CPU profile from the container (receiver on %s): %v", name, c.Gateway, err)
 		}
 	}
-	if l := got[PostgresRedis]; l.Infra != "testcontainers" || !strings.Contains(l.Database, "127.0.0.1:") {
+	if l := got[profile.PostgresRedis]; l.Infra != "testcontainers" || !strings.Contains(l.Database, "127.0.0.1:") {
 		t.Errorf("postgres+redis leg: infra %q, database %q", l.Infra, l.Database)
 	}
 	if md, _ := os.ReadFile(filepath.Join(out, report.MarkdownFile)); !strings.Contains(string(md), "## Servers in containers") {

@@ -22,6 +22,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
 	"github.com/hal9-lab/hal9-lab/lab/faults"
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -30,12 +31,12 @@ import (
 
 // Options configure a lab session (one `hal9-lab run`, gate or baseline).
 type Options struct {
-	Root      string   // repository root: scenarios/, dashboards/, alerts/
-	Profile   *Profile // what to run
-	Backends  []string // nil: the profile's
-	Scenarios []string // scenario files replacing the profile's (nil: the profile's)
-	OutDir    string   // where reports, logs and profiles go
-	Infra     string   // ""(auto)|external|testcontainers|process
+	Root      string           // repository root: scenarios/, dashboards/, alerts/
+	Profile   *profile.Profile // what to run
+	Backends  []string         // nil: the profile's
+	Scenarios []string         // scenario files replacing the profile's (nil: the profile's)
+	OutDir    string           // where reports, logs and profiles go
+	Infra     string           // ""(auto)|external|testcontainers|process
 	// Server is where the servers run: "process" (default) or "container"
 	// (the server's image on the backend's container network; implies
 	// Infra testcontainers: servercontainer.go).
@@ -123,8 +124,8 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 	if opts.Replicas == 0 {
 		opts.Replicas = opts.Profile.Replicas
 	}
-	if opts.Replicas < 0 || opts.Replicas > MaxReplicas {
-		return nil, fmt.Errorf("lab: %d replicas: want 1..%d", opts.Replicas, MaxReplicas)
+	if opts.Replicas < 0 || opts.Replicas > profile.MaxReplicas {
+		return nil, fmt.Errorf("lab: %d replicas: want 1..%d", opts.Replicas, profile.MaxReplicas)
 	}
 	opts.PgBouncer = opts.PgBouncer || opts.Profile.PgBouncer
 	if err := ValidateServerMode(&opts); err != nil {
@@ -142,11 +143,11 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 	if len(opts.Scenarios) > 0 {
 		specs = nil
 		for _, f := range opts.Scenarios {
-			specs = append(specs, ProfileScenario{File: f})
+			specs = append(specs, profile.Scenario{File: f})
 		}
 	}
 	for _, ps := range specs {
-		path := resolve(opts.Root, ps.File)
+		path := profile.Resolve(opts.Root, ps.File)
 		plan, _, err := workload.Load(path)
 		if err != nil {
 			return nil, err
@@ -160,7 +161,7 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 			limit = *opts.Profile.Server.RateLimit
 		}
 		sp := scenarioPlan{file: ps.File, plan: plan, scale: sc * opts.Profile.Scale * opts.Scale, rateLimit: limit}
-		if sp.faults, err = planFaults(opts.Profile, plan, sp.scale, opts.Backends, opts.Infra); err != nil {
+		if sp.faults, err = opts.Profile.ScenarioFaults(plan, sp.scale, opts.Backends, opts.Infra); err != nil {
 			return nil, err
 		}
 		s.plans = append(s.plans, sp)
@@ -312,4 +313,26 @@ func gitCommit(root string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// needsProcesses: a fault kills, stops or pauses PostgreSQL or Redis.
+func needsProcesses(plans []scenarioPlan) bool {
+	for _, sp := range plans {
+		for _, f := range sp.faults {
+			if f.Target == faults.Redis || f.Target == faults.Postgres {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasFaults: some scenario of the session has a timeline.
+func hasFaults(plans []scenarioPlan) bool {
+	for _, sp := range plans {
+		if len(sp.faults) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -32,25 +32,3 @@ func TestDepartures(t *testing.T) {
 		t.Errorf("production's own settings: %v", d)
 	}
 }
-
-func TestServerSettingsArgs(t *testing.T) {
-	cost, limit := 4, 2.5
-	s := &ServerSettings{BcryptCost: &cost, AuthRateLimit: &limit}
-	with := func(f string) bool { return f == "auth-rate-limit" }
-	without := func(string) bool { return false }
-	args, err := s.args(with)
-	if err != nil || strings.Join(args, " ") != "--bcrypt-cost 4 --auth-rate-limit 2.5" {
-		t.Errorf("args %v, %v", args, err)
-	}
-	if _, err := s.args(without); err == nil || !strings.Contains(err.Error(), "no --auth-rate-limit flag") {
-		t.Errorf("auth_rate_limit on an older server: %v", err)
-	}
-	// Unset: the lab turns the credential-route limiter off where it exists.
-	var none *ServerSettings
-	if args, _ := none.args(with); strings.Join(args, " ") != "--auth-rate-limit 0" {
-		t.Errorf("default args %v", args)
-	}
-	if args, _ := none.args(without); len(args) != 0 {
-		t.Errorf("default args on an older server %v", args)
-	}
-}

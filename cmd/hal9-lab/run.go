@@ -15,6 +15,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -62,7 +63,7 @@ func (f *labFlags) register(fs *flag.FlagSet, defProfile string) {
 	fs.Float64Var(&f.scale, "scale", 1, "multiply the profile's durations and user counts (quick tries: 0.2)")
 	fs.StringVar(&f.pyroscope, "pyroscope-url", "", "send the servers' profiles to this Pyroscope instead of the lab's own receiver")
 	fs.BoolVar(&f.verbose, "v", false, "log the lab's debug messages to stderr")
-	fs.IntVar(&f.replicas, "replicas", 0, fmt.Sprintf("servers per PostgreSQL leg, on one database and one Redis, behind HAProxy (1..%d; default: the profile's replicas, else 1)", lab.MaxReplicas))
+	fs.IntVar(&f.replicas, "replicas", 0, fmt.Sprintf("servers per PostgreSQL leg, on one database and one Redis, behind HAProxy (1..%d; default: the profile's replicas, else 1)", profile.MaxReplicas))
 	fs.BoolVar(&f.pgbouncer, "pgbouncer", false, "put PgBouncer (transaction pooling) between the servers and PostgreSQL (default: the profile's pgbouncer)")
 }
 
@@ -78,13 +79,13 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 	default:
 		return o, fmt.Errorf("--infra %q: use auto, external, testcontainers or process", f.infra)
 	}
-	if f.replicas < 0 || f.replicas > lab.MaxReplicas {
-		return o, fmt.Errorf("--replicas %d: want 1..%d servers per leg", f.replicas, lab.MaxReplicas)
+	if f.replicas < 0 || f.replicas > profile.MaxReplicas {
+		return o, fmt.Errorf("--replicas %d: want 1..%d servers per leg", f.replicas, profile.MaxReplicas)
 	}
 	if f.scale <= 0 || f.scale > 100 {
 		return o, fmt.Errorf("--scale %v: want a positive factor (e.g. 0.2 for a quick try)", f.scale)
 	}
-	p, err := lab.LoadProfile(root, f.profile)
+	p, err := profile.Load(root, f.profile)
 	if err != nil {
 		return o, fmt.Errorf("--profile: %w", err)
 	}
@@ -95,7 +96,7 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 		o.Infra = ""
 	}
 	if f.backends != "" {
-		if o.Backends, err = lab.ParseBackends(f.backends); err != nil {
+		if o.Backends, err = profile.ParseBackends(f.backends); err != nil {
 			return o, fmt.Errorf("--backends: %w", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package lab
+package profile
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ const (
 	PostgresRedis = "postgres+redis"
 )
 
-// AllBackends in report order.
+// allBackends in report order.
 var allBackends = []string{SQLite, Postgres, PostgresRedis}
 
 // AllBackends returns the backends in report order.
@@ -57,7 +57,7 @@ type Profile struct {
 	Backends    []string `yaml:"backends"`
 	// Scenarios run in order on every leg; paths are relative to the
 	// repository root (the directory holding scenarios/).
-	Scenarios []ProfileScenario `yaml:"scenarios"`
+	Scenarios []Scenario `yaml:"scenarios"`
 	// Scale multiplies every scenario's durations and user counts
 	// (lab/load's --scale); each scenario may set its own on top.
 	Scale float64 `yaml:"scale"`
@@ -74,23 +74,23 @@ type Profile struct {
 	Gate GateDefaults `yaml:"gate"`
 	// Env is passed to the server on top of the lab's own environment.
 	Env map[string]string `yaml:"env"`
-	// ReplicaSettings: replicas, haproxy, pgbouncer (profile_replicas.go).
+	// ReplicaSettings: replicas, haproxy, pgbouncer (replicas.go).
 	ReplicaSettings `yaml:",inline"`
-	// Faults is the fault timeline of every scenario (profile_faults.go).
+	// Faults is the fault timeline of every scenario (faults.go).
 	Faults yaml.Node `yaml:"faults"`
-	// Server holds validated hal9 serve settings (profile_server.go).
+	// Server holds validated hal9 serve settings (server.go).
 	Server *ServerSettings `yaml:"server"`
 	// Postgres: durability is production's unless durable: false.
 	Postgres PostgresSettings `yaml:"postgres"`
-	// Capacity runs a knee search on every leg (profile_server.go).
+	// Capacity runs a knee search on every leg (server.go).
 	Capacity *CapacitySpec `yaml:"capacity"`
 
 	file   string
 	faults []faults.Spec
 }
 
-// ProfileScenario is one scenario file of a profile.
-type ProfileScenario struct {
+// Scenario is one scenario file of a profile.
+type Scenario struct {
 	File  string  `yaml:"file"`
 	Scale float64 `yaml:"scale"` // multiplies the profile's scale (0: 1)
 	// RateLimit starts this scenario's server with --rate-limit (0: off).
@@ -139,19 +139,20 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// ProfilePath finds a profile by name under root/scenarios/profiles, or
-// takes name as a path when it ends in .yaml/.yml.
-func ProfilePath(root, name string) string {
+// Path finds a profile by name under root/scenarios/profiles, or takes
+// name as a path when it ends in .yaml/.yml.
+func Path(root, name string) string {
 	if strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") {
 		return name
 	}
 	return filepath.Join(root, "scenarios", "profiles", name+".yaml")
 }
 
-// LoadProfile reads and validates a profile file; scenario paths are
-// checked relative to root.
-func LoadProfile(root, name string) (*Profile, error) {
-	path := ProfilePath(root, name)
+// Load reads and validates a profile file (a name under
+// root/scenarios/profiles, or a .yaml path); scenario paths are checked
+// relative to root.
+func Load(root, name string) (*Profile, error) {
+	path := Path(root, name)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		avail, _ := filepath.Glob(filepath.Join(root, "scenarios", "profiles", "*.yaml"))
@@ -197,7 +198,7 @@ func (p *Profile) validate(root string) error {
 		return err
 	}
 	if p.Capacity != nil {
-		if _, err := os.Stat(resolve(root, p.Capacity.Scenario)); err != nil {
+		if _, err := os.Stat(Resolve(root, p.Capacity.Scenario)); err != nil {
 			return fmt.Errorf("capacity.scenario %s: %w", p.Capacity.Scenario, err)
 		}
 	}
@@ -205,7 +206,7 @@ func (p *Profile) validate(root string) error {
 		if s.File == "" {
 			return fmt.Errorf("scenarios[%d].file is required", i)
 		}
-		if _, err := os.Stat(resolve(root, s.File)); err != nil {
+		if _, err := os.Stat(Resolve(root, s.File)); err != nil {
 			return fmt.Errorf("scenarios[%d].file %s: %w", i, s.File, err)
 		}
 		if s.Scale < 0 || s.RateLimit < 0 {
@@ -261,7 +262,7 @@ func (p *Profile) validate(root string) error {
 	return p.parseFaults()
 }
 
-func resolve(root, path string) string {
+func Resolve(root, path string) string {
 	if filepath.IsAbs(path) {
 		return path
 	}

@@ -1,4 +1,4 @@
-package lab
+package profile
 
 import (
 	"fmt"
@@ -82,11 +82,11 @@ func (s *ServerSettings) validate() error {
 	return nil
 }
 
-// args are the flags of the block; has tells whether the server binary
+// Args are the flags of the block; has tells whether the server binary
 // has a flag (the credential-route limiter is newer than some builds).
 // Without auth_rate_limit the lab turns that limiter off when the binary
 // has it: every virtual user comes from 127.0.0.1.
-func (s *ServerSettings) args(has func(flag string) bool) ([]string, error) {
+func (s *ServerSettings) Args(has func(flag string) bool) ([]string, error) {
 	var out []string
 	num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	if s != nil {
@@ -141,8 +141,8 @@ func (p *PostgresSettings) UnmarshalYAML(n *yaml.Node) error {
 	return n.Decode((*plain)(p))
 }
 
-// durable is the block's durability, true by default.
-func (p PostgresSettings) durable() bool { return p.Durable == nil || *p.Durable }
+// IsDurable is the block's durability, true by default.
+func (p PostgresSettings) IsDurable() bool { return p.Durable == nil || *p.Durable }
 
 // CapacitySpec is a profile's capacity: block: a knee search on every leg
 // (after the scenarios, if any), with the search's knobs.
