@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -120,7 +119,7 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 		s.Step("building the reference server at %s in a temporary git worktree", g.Against)
 		t := time.Now()
 		ref = filepath.Join(g.OutDir, "bin", "hal9-reference")
-		if err := BuildAtRef(ctx, g.Root, g.Against, ref); err != nil {
+		if err := build.AtRef(ctx, g.Root, g.Against, ref); err != nil {
 			return nil, err
 		}
 		s.Step("reference built in %s", time.Since(t).Round(100*time.Millisecond))
@@ -264,42 +263,4 @@ func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, str
 		}
 	}
 	return sum, out, nil
-}
-
-// BuildAtRef builds ./cmd/hal9 as it is at ref into out, in a temporary
-// git worktree (removed afterwards), so the working tree is untouched.
-func BuildAtRef(ctx context.Context, root, ref, out string) error {
-	if strings.HasPrefix(ref, "-") {
-		return fmt.Errorf("--against %q: not a git ref", ref)
-	}
-	git := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = root
-		return cmd.CombinedOutput()
-	}
-	if b, err := git("rev-parse", "--verify", "--quiet", ref+"^{commit}"); err != nil {
-		return fmt.Errorf("--against %s: not a commit in %s (%s): fetch it first (e.g. git fetch origin main)", ref, root, strings.TrimSpace(string(b)))
-	}
-	tmp, err := os.MkdirTemp("", "hal9lab-ref-")
-	if err != nil {
-		return fmt.Errorf("create worktree dir: %w", err)
-	}
-	wt := path.Join(tmp, "src")
-	if b, err := git("worktree", "add", "--detach", wt, ref); err != nil {
-		os.RemoveAll(tmp)
-		return fmt.Errorf("git worktree add %s %s: %w\n%s", wt, ref, err, b)
-	}
-	defer func() {
-		_, _ = git("worktree", "remove", "--force", wt)
-		os.RemoveAll(tmp)
-		_, _ = git("worktree", "prune")
-	}()
-	abs, err := filepath.Abs(out)
-	if err != nil {
-		return err
-	}
-	if err := BuildServer(ctx, wt, abs); err != nil {
-		return fmt.Errorf("build the reference at %s: %w", ref, err)
-	}
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -58,7 +59,7 @@ func serverBin(t testing.TB) string {
 		builtBin = filepath.Join(buildDir, "hal9")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		buildErr = BuildServer(ctx, root(t), builtBin)
+		buildErr = build.Server(ctx, root(t), builtBin)
 	})
 	if buildErr != nil {
 		t.Fatalf("build the server: %v", buildErr)

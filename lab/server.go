@@ -18,20 +18,6 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 )
 
-// BuildServer builds the server binary from the module at root into out,
-// statically (CGO_ENABLED=0: SQLite is pure Go), so that the same binary
-// runs as a process and in the server's FROM-scratch image (--server
-// container).
-func BuildServer(ctx context.Context, root, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/hal9")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build -o %s ./cmd/hal9 (in %s): %w\n%s", out, root, err, b)
-	}
-	return nil
-}
-
 // ServerOptions start one `hal9 serve`.
 type ServerOptions struct {
 	Bin          string

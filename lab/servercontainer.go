@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
@@ -161,19 +162,19 @@ func (l *leg) containerLeg(ctx context.Context) error {
 	if err := os.Chmod(l.dataDir, 0o777); err != nil { // the image's user (65532) writes here
 		return fmt.Errorf("data dir %s: %w", l.dataDir, err)
 	}
-	var img *serverImage
+	var img *build.Image
 	err := l.step("server image", func() error {
 		var err error
-		img, err = s.serverImage(ctx, b.ctrs, l.spec.Bin)
+		img, err = s.images.For(ctx, b.ctrs, l.spec.Bin)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	l.out.Containers = &report.Containers{Image: img.ref, ImageSource: img.source, Network: b.ctrs.Network, Gateway: b.ctrs.Gateway}
+	l.out.Containers = &report.Containers{Image: img.Ref, ImageSource: img.Source, Network: b.ctrs.Network, Gateway: b.ctrs.Gateway}
 	var n atomic.Int32
 	prefix := "hal9-" + strings.NewReplacer("+", "-").Replace(l.key) + fmt.Sprintf("-run%d", l.spec.Run)
-	l.ctr = &ServerContainer{Session: b.ctrs, Image: img.ref,
+	l.ctr = &ServerContainer{Session: b.ctrs, Image: img.Ref,
 		Name: func() string { return fmt.Sprintf("%s-%d", prefix, n.Add(1)) }}
 	if b.env != nil {
 		l.ctr.NetworkURL = b.env.NetworkURL

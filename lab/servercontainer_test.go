@@ -12,6 +12,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/hal9-lab/hal9-lab/lab/procstat"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
@@ -57,63 +58,6 @@ func TestValidateServerMode(t *testing.T) {
 	}
 }
 
-// TestStageServerImage: the lab's context holds the static server, the
-// unprivileged user and a sticky /tmp; its hash is stable and follows the
-// binary; a dynamic binary is refused.
-func TestStageServerImage(t *testing.T) {
-	bin := serverBin(t)
-	r := root(t)
-	ctx := context.Background()
-	stage := func(bin string) (string, string) {
-		dir := filepath.Join(t.TempDir(), "ctx")
-		if err := StageServerImage(ctx, StageOptions{Root: r, Dir: dir, HalBin: bin}); err != nil {
-			t.Fatal(err)
-		}
-		sum, err := contextHash(filepath.Join(r, "Dockerfile"), dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return dir, sum
-	}
-	dir, sum := stage(bin)
-	for _, f := range []string{"bin/hal9", "etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Errorf("%s: %v", f, err)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "bin/hal9-lab")); err == nil {
-		t.Error("the lab's image context holds hal9-lab; only make image's should")
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "etc/passwd")); !strings.Contains(string(b), "hal9:x:65532:65532:") {
-		t.Errorf("passwd: %s", b)
-	}
-	if st, err := os.Stat(filepath.Join(dir, "tmp")); err != nil || st.Mode()&os.ModeSticky == 0 || st.Mode().Perm() != 0o777 {
-		t.Errorf("tmp: %v %v, want drwxrwxrwt", st.Mode(), err)
-	}
-	if _, again := stage(bin); again != sum {
-		t.Errorf("the same binary hashed %s then %s", sum, again)
-	}
-	other := filepath.Join(t.TempDir(), "hal9")
-	b, _ := os.ReadFile(bin)
-	if err := os.WriteFile(other, append(b, 0), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, changed := stage(other); changed == sum {
-		t.Error("another binary, the same hash: a rebuilt server would run the old image")
-	}
-	if err := CheckStatic(bin); err != nil {
-		t.Errorf("CheckStatic(the lab's build) = %v", err)
-	}
-	if _, err := os.Stat("/bin/sh"); err == nil { // a C program: a loader and libc
-		if err := CheckStatic("/bin/sh"); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
-			t.Errorf("CheckStatic(/bin/sh) = %v, want it refused", err)
-		}
-	}
-	if err := CheckStatic(filepath.Join(dir, "etc/passwd")); err == nil || !strings.Contains(err.Error(), "not an ELF") {
-		t.Errorf("CheckStatic(passwd) = %v", err)
-	}
-}
-
 // needEngine skips without a Docker engine (fails under
 // HAL9_REQUIRE_INFRA=1; .ci/run gives the tests one).
 func needEngine(t *testing.T) *infra.ContainerSession {
@@ -139,8 +83,7 @@ func TestContainerReplica(t *testing.T) {
 	sess := needEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s := &Session{opts: Options{Root: root(t)}, prog: newProgress(nil)}
-	img, err := s.serverImage(ctx, sess, serverBin(t))
+	img, err := (&build.Images{Root: root(t)}).For(ctx, sess, serverBin(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +95,7 @@ func TestContainerReplica(t *testing.T) {
 	opts := ServerOptions{DatabaseURL: "sqlite://" + filepath.Join(data, "hal9.db"), DataDir: data, Shutdown: 5 * time.Second,
 		Env:       map[string]string{"HAL9_BCRYPT_COST": "4"},
 		LogPath:   filepath.Join(t.TempDir(), "r0.log"),
-		Container: &ServerContainer{Session: sess, Image: img.ref, Name: func() string { n++; return "hal9-t-" + strconv.Itoa(n) }}}
+		Container: &ServerContainer{Session: sess, Image: img.Ref, Name: func() string { n++; return "hal9-t-" + strconv.Itoa(n) }}}
 	rs, err := startReplicaSet(ctx, opts, replicaPlan{n: 1}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +170,7 @@ func TestRunServerContainers(t *testing.T) {
 		if l.Error != "" || l.Server.ExitCode == nil || *l.Server.ExitCode != 0 {
 			t.Errorf("leg %s: error %q, exit %v", name, l.Error, l.Server.ExitCode)
 		}
-		if c == nil || len(c.Starts) == 0 || !strings.HasPrefix(c.Image, LabImagePrefix) || !strings.HasPrefix(c.Network, "hal9-lab-") || c.Gateway == "" {
+		if c == nil || len(c.Starts) == 0 || !strings.HasPrefix(c.Image, build.LabImagePrefix) || !strings.HasPrefix(c.Network, "hal9-lab-") || c.Gateway == "" {
 			t.Errorf("leg %s: containers %+v, want the image, the network and a start", name, c)
 			continue
 		}

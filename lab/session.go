@@ -9,9 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/faults"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
@@ -84,7 +83,7 @@ type Session struct {
 	adminAddrs  []string // with replicas: each one's (adminAddr is the first)
 	lbMetrics   string   // with replicas: HAProxy's exporter address Prometheus scrapes
 	plans       []scenarioPlan
-	images      map[string]*serverImage // --server container: each binary's image
+	images      *build.Images // --server container: each binary's image
 	summary     *report.RunSummary
 	mu          sync.Mutex
 	labErrors   []string
@@ -138,6 +137,7 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 		return nil, fmt.Errorf("create output dir: %w", err)
 	}
 	s := &Session{opts: opts, prog: newProgress(opts.Progress), log: opts.Logger, recv: profiles.NewReceiver(opts.Logger), reg: prometheus.NewRegistry()}
+	s.images = &build.Images{Root: opts.Root, Progress: s.prog.step}
 	// Load every scenario now: a bad file fails before any infra starts.
 	specs := opts.Profile.Scenarios
 	if len(opts.Scenarios) > 0 {
@@ -171,7 +171,7 @@ func NewSession(ctx context.Context, opts Options) (*Session, error) {
 	}
 	s.checkOpenFiles()
 	s.summary = &report.RunSummary{Version: report.Version, Command: opts.Command, Profile: opts.Profile.Name, StartedAt: time.Now().UTC(),
-		Commit: gitCommit(opts.Root), Machine: baseline.DescribeMachine(), Seed: report.DefaultSeed()}
+		Commit: build.GitCommit(opts.Root), Machine: baseline.DescribeMachine(), Seed: report.DefaultSeed()}
 
 	recvAddr, err := s.serve(s.recv)
 	if err != nil {
@@ -287,7 +287,7 @@ func (s *Session) Binary(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("--hal9-bin %s: %w", s.opts.HalBin, err)
 		}
 		if s.opts.Server == ServerModeContainer {
-			if err := CheckStatic(s.opts.HalBin); err != nil {
+			if err := build.CheckStatic(s.opts.HalBin); err != nil {
 				return "", fmt.Errorf("--hal9-bin with --server container: %w", err)
 			}
 		}
@@ -296,23 +296,12 @@ func (s *Session) Binary(ctx context.Context) (string, error) {
 	out := filepath.Join(s.opts.Root, "bin", "hal9")
 	s.prog.step("building %s (go build ./cmd/hal9)", out)
 	t := time.Now()
-	if err := BuildServer(ctx, s.opts.Root, out); err != nil {
+	if err := build.Server(ctx, s.opts.Root, out); err != nil {
 		return "", err
 	}
 	s.prog.step("built in %s", time.Since(t).Round(100*time.Millisecond))
 	s.opts.HalBin = out
 	return out, nil
-}
-
-// gitCommit returns HEAD's hash at root, or "" (no git, no commits yet).
-func gitCommit(root string) string {
-	cmd := exec.Command("git", "rev-parse", "HEAD")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // needsProcesses: a fault kills, stops or pauses PostgreSQL or Redis.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab"
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -122,7 +123,7 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 		}
 		o.HalBin = abs
 		if f.server == lab.ServerModeContainer {
-			if err := lab.CheckStatic(abs); err != nil {
+			if err := build.CheckStatic(abs); err != nil {
 				return o, fmt.Errorf("--hal9-bin with --server container: %w", err)
 			}
 		}
