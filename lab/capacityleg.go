@@ -18,6 +18,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
+	"github.com/hal9-lab/hal9-lab/lab/serve"
 )
 
 // capacityRun is the profile's capacity: block, loaded: the plan whose
@@ -57,9 +58,9 @@ func (s *Session) loadCapacity() error {
 // applySettings adds the profile's server: block to the server's flags,
 // reads the configuration they make (hal9 config) and records how it
 // departs from the binary's defaults, which are production's.
-func (l *leg) applySettings(ctx context.Context, opts *ServerOptions) error {
+func (l *leg) applySettings(ctx context.Context, opts *serve.Options) error {
 	s := l.s
-	def, err := s.serverDefaults(ctx, opts.Bin)
+	def, err := s.defaults.Of(ctx, opts.Bin)
 	if err != nil {
 		return err
 	}
@@ -68,37 +69,15 @@ func (l *leg) applySettings(ctx context.Context, opts *ServerOptions) error {
 		return fmt.Errorf("profile %s: %w", s.opts.Profile.Name, err)
 	}
 	opts.Extra = append(opts.Extra, extra...)
-	eff, err := serverConfig(ctx, opts.Bin, opts.args("127.0.0.1:1", "127.0.0.1:2"), opts.Env, false)
+	eff, err := serve.Config(ctx, opts.Bin, opts.Args("127.0.0.1:1", "127.0.0.1:2"), opts.Env)
 	if err != nil {
 		return fmt.Errorf("the server's configuration: %w", err)
 	}
 	l.config = eff
 	if !l.checkOnly {
-		s.noteDepartures(l.spec.Backend.Name, departures(def, eff))
+		s.noteDepartures(l.spec.Backend.Name, serve.Departures(def, eff))
 	}
 	return nil
-}
-
-// serverDefaults is `BIN config` without flags or HAL9_* variables, once
-// per binary.
-func (s *Session) serverDefaults(ctx context.Context, bin string) (map[string]any, error) {
-	s.mu.Lock()
-	d, ok := s.defaults[bin]
-	s.mu.Unlock()
-	if ok {
-		return d, nil
-	}
-	d, err := serverConfig(ctx, bin, nil, nil, true)
-	if err != nil {
-		return nil, fmt.Errorf("the server's defaults: %w", err)
-	}
-	s.mu.Lock()
-	if s.defaults == nil {
-		s.defaults = map[string]map[string]any{}
-	}
-	s.defaults[bin] = d
-	s.mu.Unlock()
-	return d, nil
 }
 
 // lineWriter turns the search's progress lines into the lab's.

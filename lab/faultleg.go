@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -20,6 +19,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
 	"github.com/hal9-lab/hal9-lab/lab/report"
+	"github.com/hal9-lab/hal9-lab/lab/serve"
 	"github.com/hal9-lab/hal9-lab/lab/workload/hal9"
 )
 
@@ -176,7 +176,7 @@ func (l *leg) beginScenario(ctx context.Context, sp scenarioPlan, w load.Workloa
 	}
 	for i := range l.srv.Len() {
 		r, _ := l.srv.Replica(i)
-		env.Servers = append(env.Servers, replicaTarget{r})
+		env.Servers = append(env.Servers, r)
 		env.Proxies = append(env.Proxies, l.fx.proxies)
 		env.AdminURLs = append(env.AdminURLs, r.AdminURL())
 	}
@@ -372,27 +372,9 @@ func (o *onStart) Setup(ctx context.Context, env *load.Env) error {
 	return nil
 }
 
-// replicaTarget is one of the leg's replicas as a fault target: a process
-// or a container (Replica restarts it on the same addresses).
-type replicaTarget struct{ r *Replica }
-
-var _ faults.ServerHandle = replicaTarget{}
-
-func (t replicaTarget) Signal(sig syscall.Signal) error { return t.r.Signal(sig) }
-
-func (t replicaTarget) Wait(timeout time.Duration) (int, error) {
-	srv := t.r.Server()
-	select {
-	case <-srv.done:
-		return srv.ExitCode(), nil
-	case <-time.After(timeout):
-		return -1, fmt.Errorf("replica %s did not exit within %s", t.r.Name, timeout)
-	}
-}
-
-func (t replicaTarget) Restart(ctx context.Context) error { return t.r.Restart(ctx) }
-
-func (t replicaTarget) AdminURL() string { return t.r.AdminURL() }
+// A replica is a fault target: a process or a container (Replica
+// restarts it on the same addresses).
+var _ faults.ServerHandle = (*serve.Replica)(nil)
 
 // portTaken plays the timeline's `server port-taken` faults before the
 // first server starts: with its API port held by another listener, the
@@ -418,22 +400,19 @@ func (l *leg) playPortTaken(ctx context.Context, spec faults.Spec) report.FaultR
 	defer ln.Close()
 	addr := ln.Addr().String()
 	db, redis := l.serverURLs()
-	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: db, RedisURL: redis, DataDir: l.dataDir, Addr: addr, Shutdown: l.s.opts.Drain,
+	opts := serve.Options{Bin: l.spec.Bin, DatabaseURL: db, RedisURL: redis, DataDir: l.dataDir, Addr: addr, Shutdown: l.s.opts.Drain,
 		LogPath: filepath.Join(l.s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-port-taken.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run))}
 	start := time.Now()
 	res.Start = start.UnixMilli()
-	srv, err := StartServer(ctx, opts)
+	srv, err := serve.Start(ctx, opts)
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	var code = -1
-	select {
-	case <-srv.done:
-		code = srv.ExitCode()
-	case <-time.After(15 * time.Second):
+	code, exited := srv.WaitExit(15 * time.Second)
+	if !exited {
 		srv.Kill()
-		<-srv.done
+		<-srv.Done()
 	}
 	took := time.Since(start)
 	res.Healed = time.Now().UnixMilli()

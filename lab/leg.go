@@ -14,6 +14,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
+	"github.com/hal9-lab/hal9-lab/lab/serve"
 )
 
 // LegSpec is one run of one leg.
@@ -42,16 +43,16 @@ func LegKey(backend, role string) string {
 type leg struct {
 	s       *Session
 	spec    LegSpec
-	key     string           // LegKey: names its profiles and logs
-	out     report.Leg       // what the report gets
-	backing *Backing         // the run's own database (and Redis logical DB)
-	dataDir string           // the server's --data-dir (and the SQLite file)
-	srv     *ReplicaSet      // the servers running now (one, or replicas behind HAProxy); nil between starts
-	limit   float64          // srv's --rate-limit
-	secret  string           // the leg's --jwt-secret, shared by its replicas and restarts
-	ctr     *ServerContainer // --server container: how its servers run (nil: processes)
-	fx      *legFaults       // the ledger and the faults' proxies (faultleg.go)
-	config  map[string]any   // srv's effective configuration (hal9 config)
+	key     string            // LegKey: names its profiles and logs
+	out     report.Leg        // what the report gets
+	backing *Backing          // the run's own database (and Redis logical DB)
+	dataDir string            // the server's --data-dir (and the SQLite file)
+	srv     *serve.ReplicaSet // the servers running now (one, or replicas behind HAProxy); nil between starts
+	limit   float64           // srv's --rate-limit
+	secret  string            // the leg's --jwt-secret, shared by its replicas and restarts
+	ctr     *serve.Container  // --server container: how its servers run (nil: processes)
+	fx      *legFaults        // the ledger and the faults' proxies (faultleg.go)
+	config  map[string]any    // srv's effective configuration (hal9 config)
 	// capMachine: CPU seconds of the lab and of the local databases during
 	// the capacity search, and the requests the server counted there.
 	capMachine [3]float64
@@ -64,7 +65,7 @@ type leg struct {
 // leg.Error. A cancelled ctx stops it early (Ctrl-C).
 func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	b := spec.Backend
-	l := &leg{s: s, spec: spec, key: LegKey(b.Name, spec.Role), backing: &Backing{}, limit: -1, secret: randomSecret(),
+	l := &leg{s: s, spec: spec, key: LegKey(b.Name, spec.Role), backing: &Backing{}, limit: -1, secret: serve.NewSecret(),
 		out: report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.Infra(), Redis: b.Name == profile.PostgresRedis}}
 	s.prog.setLeg(l.label())
 	defer l.dropDatabase(ctx)
@@ -98,7 +99,7 @@ func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
 	}
 	// Server totals come from the scenario diffs; peak RSS from /proc.
 	if l.srv != nil {
-		if rss, _, ok := l.srv.ProcStats(); ok && rss > l.out.Server.PeakRSSBytes {
+		if rss, _, ok := l.srv.Stats(); ok && rss > l.out.Server.PeakRSSBytes {
 			l.out.Server.PeakRSSBytes = rss
 		}
 	}
@@ -226,7 +227,7 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 	maps.Copy(env, s.opts.ServerEnv)
 	maps.Copy(env, l.spec.Env)
 	dbURL, redisURL := l.serverURLs()
-	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: dbURL, RedisURL: redisURL, RateLimit: limit,
+	opts := serve.Options{Bin: l.spec.Bin, DatabaseURL: dbURL, RedisURL: redisURL, RateLimit: limit,
 		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
 		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
 	l.containerOptions(&opts)
@@ -238,7 +239,7 @@ func (l *leg) startServer(ctx context.Context, limit float64) error {
 		return err
 	}
 	s.recv.SetLeg(l.key)
-	rs, err := startReplicaSet(ctx, opts, plan, s.prog.step)
+	rs, err := serve.StartReplicas(ctx, opts, plan, s.prog.step)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 		sc.Error = err.Error()
 		return sc
 	}
-	_, cpu0, _ := srv.ProcStats()
+	_, cpu0, _ := srv.Stats()
 	lbBefore := l.scrapeBalancer(ctx, client)
 	if l.out.Connections != nil {
 		sampler := startConnSampler(ctx, l.spec.Backend.env.PostgresURL, l.backing.DatabaseURL, l.out.Connections)
@@ -70,7 +70,7 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 	seriesWG.Add(1)
 	go func() {
 		defer seriesWG.Done()
-		scrapeSeries(ctx, scrape, before, func() float64 { rss, _, _ := srv.ProcStats(); return rss }, &sc.Server.Series, stopSeries)
+		scrapeSeries(ctx, scrape, before, func() float64 { rss, _, _ := srv.Stats(); return rss }, &sc.Server.Series, stopSeries)
 	}()
 	var res *load.Result
 	err = l.step(fmt.Sprintf("load: %s (scale %.3g)", sc.Name, sp.scale), func() error {
@@ -94,7 +94,7 @@ func (l *leg) runScenario(ctx context.Context, sp scenarioPlan) report.Scenario 
 	readings.FromLoad(&sc, res)
 	n := readings.Diff(before, after)
 	l.addReplicaScenario(before, after, lbBefore, lbAfter, n)
-	rss, cpu1, procOK := srv.ProcStats()
+	rss, cpu1, procOK := srv.Stats()
 	readings.FillServer(&sc.Server, n, s.summary.Seed)
 	if procOK {
 		sc.Server.PeakRSSBytes = max(rss, sc.Server.PeakRSSBytes)

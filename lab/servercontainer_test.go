@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
-	"github.com/hal9-lab/hal9-lab/lab/procstat"
+	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
@@ -58,89 +57,6 @@ func TestValidateServerMode(t *testing.T) {
 	}
 }
 
-// needEngine skips without a Docker engine (fails under
-// HAL9_REQUIRE_INFRA=1; .ci/run gives the tests one).
-func needEngine(t *testing.T) *infra.ContainerSession {
-	t.Helper()
-	sess, err := infra.NewContainerSession(context.Background(), infra.ImageOptions{}, nil)
-	if err != nil {
-		if requireInfra() {
-			t.Fatalf("HAL9_REQUIRE_INFRA=1 but %v", err)
-		}
-		t.Skipf("needs a Docker engine: %v", err)
-	}
-	t.Cleanup(func() { _ = sess.Close(context.Background()) })
-	return sess
-}
-
-// TestContainerReplica: the replica handle faults build on works for a
-// server container: SIGKILL ends it (exit 137), Restart brings a new
-// container up on the same published addresses, SIGTERM exits 0.
-func TestContainerReplica(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: runs containers")
-	}
-	sess := needEngine(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	img, err := (&build.Images{Root: root(t)}).For(ctx, sess, serverBin(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	if err := os.Chmod(data, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	opts := ServerOptions{DatabaseURL: "sqlite://" + filepath.Join(data, "hal9.db"), DataDir: data, Shutdown: 5 * time.Second,
-		Env:       map[string]string{"HAL9_BCRYPT_COST": "4"},
-		LogPath:   filepath.Join(t.TempDir(), "r0.log"),
-		Container: &ServerContainer{Session: sess, Image: img.Ref, Name: func() string { n++; return "hal9-t-" + strconv.Itoa(n) }}}
-	rs, err := startReplicaSet(ctx, opts, replicaPlan{n: 1}, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, _ := rs.Replica(0)
-	addr, admin := r.Addr(), r.AdminURL()
-	if !strings.HasPrefix(addr, "127.0.0.1:") || r.PID() <= 0 {
-		t.Fatalf("replica on %s, pid %d: want a published 127.0.0.1 port and a host pid", addr, r.PID())
-	}
-	if _, _, ok := procstat.Stats(r.PID()); !ok {
-		t.Errorf("no /proc numbers for the container's pid %d", r.PID())
-	}
-	if err := r.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-r.Server().done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the container still runs 30 s after SIGKILL")
-	}
-	if code := r.Server().ExitCode(); code != 137 {
-		t.Errorf("exit code %d after SIGKILL, want 137", code)
-	}
-	if err := r.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r.Addr() != addr || r.AdminURL() != admin || r.Restarts() != 1 {
-		t.Errorf("after Restart: %s %s (%d restarts), want %s %s", r.Addr(), r.AdminURL(), r.Restarts(), addr, admin)
-	}
-	if err := readyz(ctx, strings.TrimPrefix(admin, "http://")); err != nil {
-		t.Errorf("restarted replica: %v", err)
-	}
-	code, _, err := rs.Stop()
-	if err != nil || code != 0 {
-		t.Errorf("SIGTERM: exit %d, %v; want 0", code, err)
-	}
-	logs, _ := os.ReadFile(strings.TrimSuffix(opts.LogPath, ".log") + "-restart1.log")
-	if !strings.Contains(string(logs), "hal9 serving") || !strings.Contains(string(logs), "shut down") {
-		t.Errorf("the restarted container's log lacks its start and shutdown:\n%s", logs)
-	}
-	if left := sess.Containers(); len(left) != 0 {
-		t.Errorf("%d containers left in the session after they exited", len(left))
-	}
-}
-
 // TestRunServerContainers is `hal9-lab run --server container` on SQLite and
 // PostgreSQL + Redis at a tiny scale: every leg's server ran in a
 // container on its backend's network, sent its profiles to the lab on the
@@ -150,7 +66,7 @@ func TestRunServerContainers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the lab run starts containers")
 	}
-	sess := needEngine(t) // also checks what is left at the end
+	sess := infratest.Containers(t) // also checks what is left at the end
 	sum, out := runTestProfile(t, "containers-profile.yaml", Options{RequireAll: true, Server: ServerModeContainer,
 		ServerEnv: map[string]string{"HAL9_BCRYPT_COST": "4"}})
 	if sum.Verdict() != "pass" || len(sum.LabErrors) > 0 {

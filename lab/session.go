@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
 	"github.com/hal9-lab/hal9-lab/lab/report"
+	"github.com/hal9-lab/hal9-lab/lab/serve"
 	"github.com/hal9-lab/hal9-lab/lab/workload"
 )
 
@@ -87,8 +89,8 @@ type Session struct {
 	summary     *report.RunSummary
 	mu          sync.Mutex
 	labErrors   []string
-	capacity    *capacityRun              // the profile's capacity: block (capacityleg.go)
-	defaults    map[string]map[string]any // server binary → its `hal9 config` defaults
+	capacity    *capacityRun   // the profile's capacity: block (capacityleg.go)
+	defaults    serve.Defaults // each server binary's `hal9 config` defaults
 }
 
 type scenarioPlan struct {
@@ -324,4 +326,26 @@ func hasFaults(plans []scenarioPlan) bool {
 		}
 	}
 	return false
+}
+
+// noteDepartures records departures of one leg in the summary: each text
+// once, with the legs it applies to.
+func (s *Session) noteDepartures(leg string, texts []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range texts {
+		found := false
+		for i := range s.summary.Departures {
+			d := &s.summary.Departures[i]
+			if d.Text == t {
+				found = true
+				if !slices.Contains(d.Legs, leg) {
+					d.Legs = append(d.Legs, leg)
+				}
+			}
+		}
+		if !found {
+			s.summary.Departures = append(s.summary.Departures, report.Departure{Text: t, Legs: []string{leg}})
+		}
+	}
 }

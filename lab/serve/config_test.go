@@ -1,8 +1,10 @@
-package lab
+package serve_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/hal9-lab/hal9-lab/lab/serve"
 )
 
 func TestDepartures(t *testing.T) {
@@ -10,7 +12,7 @@ func TestDepartures(t *testing.T) {
 		"addr": "127.0.0.1:8080", "db-max-conns": 100.0, "llm-latency-scale": 1.0}
 	eff := map[string]any{"bcrypt-cost": 4.0, "rate-limit": 0.0, "auth-rate-limit": 0.0, "shutdown-timeout": "10s", "llm": "sim",
 		"addr": "127.0.0.1:39000", "db-max-conns": 20.0, "llm-latency-scale": 1.0}
-	got := strings.Join(departures(def, eff), "\n")
+	got := strings.Join(serve.Departures(def, eff), "\n")
 	for _, want := range []string{
 		"bcrypt cost 4 instead of 10",
 		"API rate limit off (production: 1000 req/s per client)",
@@ -28,7 +30,7 @@ func TestDepartures(t *testing.T) {
 			t.Errorf("departures mention %q (the same as production, or local only):\n%s", not, got)
 		}
 	}
-	if d := departures(map[string]any{"llm": "anthropic"}, map[string]any{"llm": "anthropic"}); len(d) != 0 {
+	if d := serve.Departures(map[string]any{"llm": "anthropic"}, map[string]any{"llm": "anthropic"}); len(d) != 0 {
 		t.Errorf("production's own settings: %v", d)
 	}
 }

@@ -1,4 +1,4 @@
-package lab
+package serve
 
 import (
 	"bytes"
@@ -7,18 +7,50 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
-// serverConfig runs `bin config ARGS` (the effective configuration as a
-// JSON object, flag name → value) with the lab's environment plus extra;
-// clean drops every HAL9_* variable first (the binary's own defaults).
-func serverConfig(ctx context.Context, bin string, args []string, extra map[string]string, clean bool) (map[string]any, error) {
+// Config runs `bin config ARGS`: the configuration those flags make with
+// the lab's environment plus extra, as a JSON object, flag name → value.
+func Config(ctx context.Context, bin string, args []string, extra map[string]string) (map[string]any, error) {
+	return config(ctx, bin, args, extra, false)
+}
+
+// Defaults are the binaries' own defaults (`BIN config` without flags or
+// HAL9_* variables, i.e. production's), read once per binary. Safe for
+// concurrent use.
+type Defaults struct {
+	mu    sync.Mutex
+	byBin map[string]map[string]any
+}
+
+// Of returns bin's defaults.
+func (d *Defaults) Of(ctx context.Context, bin string) (map[string]any, error) {
+	d.mu.Lock()
+	def, ok := d.byBin[bin]
+	d.mu.Unlock()
+	if ok {
+		return def, nil
+	}
+	def, err := config(ctx, bin, nil, nil, true)
+	if err != nil {
+		return nil, fmt.Errorf("the server's defaults: %w", err)
+	}
+	d.mu.Lock()
+	if d.byBin == nil {
+		d.byBin = map[string]map[string]any{}
+	}
+	d.byBin[bin] = def
+	d.mu.Unlock()
+	return def, nil
+}
+
+// config runs `bin config ARGS`; clean drops every HAL9_* (and
+// ANTHROPIC_*) variable first.
+func config(ctx context.Context, bin string, args []string, extra map[string]string, clean bool) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"config"}, args...)...)
@@ -51,10 +83,10 @@ var notProduction = map[string]bool{
 	"pyroscope-url": true, "jwt-secret": true, "log-level": true, "anthropic-api-key": true, "anthropic-url": true,
 }
 
-// departures says in plain words how eff (the effective configuration of
+// Departures says in plain words how eff (the effective configuration of
 // a server the lab starts) differs from def (the binary's defaults, i.e.
 // production's).
-func departures(def, eff map[string]any) []string {
+func Departures(def, eff map[string]any) []string {
 	var out []string
 	str := func(v any) string { return fmt.Sprint(v) }
 	keys := make([]string, 0, len(eff))
@@ -97,26 +129,4 @@ func departures(def, eff map[string]any) []string {
 		out = append(out, "simulated LLM provider: no API calls; latency, tokens and cost are simulated (the price table applied to simulated tokens), and no provider rate limit or budget is met")
 	}
 	return out
-}
-
-// noteDepartures records departures of one leg in the summary: each text
-// once, with the legs it applies to.
-func (s *Session) noteDepartures(leg string, texts []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, t := range texts {
-		found := false
-		for i := range s.summary.Departures {
-			d := &s.summary.Departures[i]
-			if d.Text == t {
-				found = true
-				if !slices.Contains(d.Legs, leg) {
-					d.Legs = append(d.Legs, leg)
-				}
-			}
-		}
-		if !found {
-			s.summary.Departures = append(s.summary.Departures, report.Departure{Text: t, Legs: []string{leg}})
-		}
-	}
 }
