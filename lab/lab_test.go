@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
 	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
@@ -76,7 +77,7 @@ func TestCapacityRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a real server")
 	}
-	sum, out := runTestProfile(t, "capacity-profile.yaml", Options{})
+	sum, out := runTestProfile(t, "capacity-profile.yaml", lab.Options{})
 	if len(sum.Legs) == 0 && len(sum.Skipped) > 0 {
 		t.Skipf("no PostgreSQL: %s", sum.Skipped[0].Reason)
 	}
@@ -150,7 +151,7 @@ func TestRunEndToEnd(t *testing.T) {
 	// --prometheus too when Debian's prometheus is installed (CI has it).
 	_, perr := exec.LookPath("prometheus")
 	withProm := perr == nil || requireInfra()
-	sum, out := runTestProfile(t, "tiny-profile.yaml", Options{Prometheus: withProm})
+	sum, out := runTestProfile(t, "tiny-profile.yaml", lab.Options{Prometheus: withProm})
 	for _, sk := range sum.Skipped {
 		t.Logf("skipped %s: %s", sk.Leg, sk.Reason)
 	}
@@ -283,7 +284,7 @@ func TestInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pw := &pidWatcher{cancelOn: "load: tiny", cancel: cancel}
-	sum, err := Run(ctx, Options{Root: r, Profile: p, Backends: []string{profile.SQLite}, OutDir: out, HalBin: bin, Command: "run", Progress: pw})
+	sum, err := lab.Run(ctx, lab.Options{Root: r, Profile: p, Backends: []string{profile.SQLite}, OutDir: out, HalBin: bin, Command: "run", Progress: pw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +367,7 @@ const gateLatencyScale = 1
 func runGate(t testing.TB, runs int, slowdown float64, rules baseline.Rules) *report.RunSummary {
 	t.Helper()
 	bin := serverBin(t)
-	g := GateOptions{Options: Options{Root: root(t), Profile: gateProfile(t), OutDir: t.TempDir(), HalBin: bin, Command: "gate",
+	g := lab.GateOptions{Options: lab.Options{Root: root(t), Profile: gateProfile(t), OutDir: t.TempDir(), HalBin: bin, Command: "gate",
 		ServerEnv: map[string]string{"HAL9_LLM_LATENCY_SCALE": strconv.FormatFloat(gateLatencyScale, 'f', -1, 64),
 			"HAL9_BCRYPT_COST": "4"}}, Runs: runs, ReferenceBin: bin, Rules: rules}
 	if slowdown > 0 {
@@ -374,7 +375,7 @@ func runGate(t testing.TB, runs int, slowdown float64, rules baseline.Rules) *re
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	sum, err := Gate(ctx, g)
+	sum, err := lab.Gate(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +403,7 @@ func TestGateAA(t *testing.T) {
 		t.Skip("-short")
 	}
 	sum := runGate(t, 4, 0, mechanicsRules(t))
-	if sum.Gate.ExitCode != ExitPass {
+	if sum.Gate.ExitCode != lab.ExitPass {
 		for _, r := range sum.Gate.Comparison.Results {
 			if r.Verdict == baseline.Regressed {
 				t.Logf("false alarm: %s %s", r.Key, r.Reason)
@@ -418,7 +419,7 @@ func TestGateCatchesSlowdown(t *testing.T) {
 		t.Skip("-short")
 	}
 	sum := runGate(t, 4, 3, mechanicsRules(t))
-	if sum.Gate.ExitCode != ExitRegressed {
+	if sum.Gate.ExitCode != lab.ExitRegressed {
 		t.Errorf("slowed candidate: %s (exit %d), want regressed", sum.Gate.Verdict, sum.Gate.ExitCode)
 	}
 	var latency bool
@@ -474,7 +475,7 @@ func TestGateTrials(t *testing.T) {
 		byMetric := map[string]int{}
 		for i := 0; i < n; i++ {
 			sum := runGate(t, runs, sd, nil)
-			if sum.Gate.ExitCode == ExitRegressed {
+			if sum.Gate.ExitCode == lab.ExitRegressed {
 				alarms++
 			}
 			for _, r := range sum.Gate.Comparison.Results {
@@ -506,7 +507,7 @@ func TestGateTrials(t *testing.T) {
 // RequireAll when HAL9_REQUIRE_INFRA is set. The progress lines are logged;
 // an error of the run fails the test. It returns the summary and the
 // report folder.
-func runTestProfile(t *testing.T, name string, opts Options) (*report.RunSummary, string) {
+func runTestProfile(t *testing.T, name string, opts lab.Options) (*report.RunSummary, string) {
 	t.Helper()
 	r := root(t)
 	p, err := profile.Load(r, filepath.Join(r, "lab", "testdata", name))
@@ -522,7 +523,7 @@ func runTestProfile(t *testing.T, name string, opts Options) (*report.RunSummary
 	opts.Progress = &syncWriter{w: &progress}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sum, err := Run(ctx, opts)
+	sum, err := lab.Run(ctx, opts)
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {
 		t.Fatalf("lab run: %v", err)

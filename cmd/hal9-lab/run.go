@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab"
-	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -68,22 +66,15 @@ func (f *labFlags) register(fs *flag.FlagSet, defProfile string) {
 	fs.BoolVar(&f.pgbouncer, "pgbouncer", false, "put PgBouncer (transaction pooling) between the servers and PostgreSQL (default: the profile's pgbouncer)")
 }
 
-// options validates the flags and builds lab.Options.
+// options builds lab.Options from the flags; lab.Options.Validate checks
+// them.
 func (f *labFlags) options(command string) (lab.Options, error) {
 	var o lab.Options
 	root, err := repoRoot()
 	if err != nil {
 		return o, err
 	}
-	switch f.infra {
-	case "auto", "external", "testcontainers", "process":
-	default:
-		return o, fmt.Errorf("--infra %q: use auto, external, testcontainers or process", f.infra)
-	}
-	if f.replicas < 0 || f.replicas > profile.MaxReplicas {
-		return o, fmt.Errorf("--replicas %d: want 1..%d servers per leg", f.replicas, profile.MaxReplicas)
-	}
-	if f.scale <= 0 || f.scale > 100 {
+	if f.scale == 0 { // the library's 0 means 1; a flag of 0 is a mistake
 		return o, fmt.Errorf("--scale %v: want a positive factor (e.g. 0.2 for a quick try)", f.scale)
 	}
 	p, err := profile.Load(root, f.profile)
@@ -92,10 +83,7 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 	}
 	o = lab.Options{Root: root, Profile: p, Infra: f.infra, RequireAll: f.requireAll, Prometheus: f.prometheus,
 		Scale: f.scale, Command: command, BaselineDir: filepath.Join(root, "reports", "baselines"), Progress: os.Stderr,
-		Replicas: f.replicas, PgBouncer: f.pgbouncer, Server: f.server}
-	if o.Infra == "auto" {
-		o.Infra = ""
-	}
+		Replicas: f.replicas, PgBouncer: f.pgbouncer, Server: f.server, HalBin: f.hal9Bin, PyroscopeURL: f.pyroscope}
 	if f.backends != "" {
 		if o.Backends, err = profile.ParseBackends(f.backends); err != nil {
 			return o, fmt.Errorf("--backends: %w", err)
@@ -113,29 +101,7 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 		}
 		o.Scenarios = append(o.Scenarios, path)
 	}
-	if f.hal9Bin != "" {
-		abs, err := filepath.Abs(f.hal9Bin)
-		if err != nil {
-			return o, fmt.Errorf("--hal9-bin: %w", err)
-		}
-		if st, err := os.Stat(abs); err != nil || st.IsDir() {
-			return o, fmt.Errorf("--hal9-bin %s: not an executable file (build one with `go build -o bin/hal9 ./cmd/hal9`)", f.hal9Bin)
-		}
-		o.HalBin = abs
-		if f.server == lab.ServerModeContainer {
-			if err := build.CheckStatic(abs); err != nil {
-				return o, fmt.Errorf("--hal9-bin with --server container: %w", err)
-			}
-		}
-	}
-	if f.pyroscope != "" {
-		u, err := url.Parse(f.pyroscope)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return o, fmt.Errorf("--pyroscope-url %q: want http(s)://host:port of a Pyroscope server", f.pyroscope)
-		}
-		o.PyroscopeURL = f.pyroscope
-	}
-	if err := lab.ValidateServerMode(&o); err != nil {
+	if err := o.Validate(); err != nil {
 		return o, err
 	}
 	o.OutDir = f.out

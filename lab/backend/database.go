@@ -1,4 +1,4 @@
-package lab
+package backend
 
 import (
 	"context"
@@ -14,16 +14,16 @@ import (
 	"github.com/hal9-lab/hal9-lab/internal/redact"
 )
 
-// Backing is one leg-run's own database (and Redis logical DB): every run
-// starts empty, so runs compare and data never leaks between legs.
-type Backing struct {
+// Database is one leg run's own database (and Redis logical DB): every
+// run starts empty, so runs compare and data never leaks between legs.
+type Database struct {
 	DatabaseURL string
 	RedisURL    string
 	cleanup     []func(context.Context) error
 }
 
 // Close drops what provisioning created.
-func (b *Backing) Close(ctx context.Context) error {
+func (b *Database) Close(ctx context.Context) error {
 	var first error
 	for i := len(b.cleanup) - 1; i >= 0; i-- {
 		if err := b.cleanup[i](ctx); err != nil && first == nil {
@@ -42,7 +42,7 @@ func randomSuffix() string {
 
 // provisionPostgres creates a fresh database on the server at base and
 // returns its URL; cleanup drops it (only what the lab created).
-func provisionPostgres(ctx context.Context, base string, b *Backing) error {
+func provisionPostgres(ctx context.Context, base string, b *Database) error {
 	name := "hal9lab_" + time.Now().UTC().Format("20060102_150405") + "_" + randomSuffix()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -79,7 +79,7 @@ func provisionPostgres(ctx context.Context, base string, b *Backing) error {
 // provisionRedis picks an empty logical database on the Redis at base (it
 // never flushes one: the Redis may be shared) and returns its URL; cleanup
 // deletes the hal9:* keys the run wrote there.
-func provisionRedis(ctx context.Context, base string, b *Backing) error {
+func provisionRedis(ctx context.Context, base string, b *Database) error {
 	opt, err := redis.ParseURL(base)
 	if err != nil {
 		return fmt.Errorf("parse Redis URL %s: %w", redact.URL(base), err)

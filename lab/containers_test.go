@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"context"
@@ -11,51 +11,13 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
-
-func TestValidateServerMode(t *testing.T) {
-	tests := []struct {
-		name      string
-		in        Options
-		wantInfra string
-		wantErr   string
-	}{
-		{"default is process", Options{}, "", ""},
-		{"process keeps infra", Options{Server: "process", Infra: "process"}, "process", ""},
-		{"container: auto becomes testcontainers", Options{Server: "container"}, "testcontainers", ""},
-		{"container: testcontainers", Options{Server: "container", Infra: "testcontainers"}, "testcontainers", ""},
-		{"container: process infra", Options{Server: "container", Infra: "process"}, "", "drop --infra process"},
-		{"container: external infra", Options{Server: "container", Infra: "external"}, "", "drop --infra external"},
-		{"container: pgbouncer", Options{Server: "container", PgBouncer: true}, "", "drop --pgbouncer"},
-		{"container: the profile's pgbouncer", Options{Server: "container", Profile: &profile.Profile{ReplicaSettings: profile.ReplicaSettings{PgBouncer: true}}}, "", "drop --pgbouncer"},
-		{"container: loopback pyroscope", Options{Server: "container", PyroscopeURL: "http://localhost:4040"}, "", "give an address they reach"},
-		{"container: other pyroscope", Options{Server: "container", PyroscopeURL: "http://pyroscope.example:4040"}, "testcontainers", ""},
-		{"unknown", Options{Server: "vm"}, "", `--server "vm"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o := tt.in
-			err := ValidateServerMode(&o)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if o.Infra != tt.wantInfra || (o.Server != ServerModeProcess && o.Server != ServerModeContainer) {
-				t.Errorf("infra %q server %q, want infra %q", o.Infra, o.Server, tt.wantInfra)
-			}
-		})
-	}
-}
 
 // TestRunServerContainers is `hal9-lab run --server container` on SQLite and
 // PostgreSQL + Redis at a tiny scale: every leg's server ran in a
@@ -67,7 +29,7 @@ func TestRunServerContainers(t *testing.T) {
 		t.Skip("-short: the lab run starts containers")
 	}
 	sess := infratest.Containers(t) // also checks what is left at the end
-	sum, out := runTestProfile(t, "containers-profile.yaml", Options{RequireAll: true, Server: ServerModeContainer,
+	sum, out := runTestProfile(t, "containers-profile.yaml", lab.Options{RequireAll: true, Server: lab.ServerModeContainer,
 		ServerEnv: map[string]string{"HAL9_BCRYPT_COST": "4"}})
 	if sum.Verdict() != "pass" || len(sum.LabErrors) > 0 {
 		t.Errorf("verdict %q, lab errors %v", sum.Verdict(), sum.LabErrors)
