@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -316,9 +315,14 @@ func runLoadMerge(ctx context.Context, args []string) error {
 	}
 	var sums []*load.Summary
 	if f.dir != "" {
-		sums, err = awaitSummaries(ctx, f.dir, f.expect, f.wait, time.Second)
+		sums, err = load.AwaitSummaries(ctx, f.dir, f.expect, f.wait, time.Second, func(found int) {
+			fmt.Fprintf(os.Stderr, "waiting up to %s for %d summaries in %s (%d there)\n", f.wait, f.expect, f.dir, found)
+		})
+		if err != nil {
+			err = fmt.Errorf("load merge: %w", err)
+		}
 	} else {
-		sums, err = readSummaries(files)
+		sums, err = load.ReadSummaries(files)
 	}
 	if err != nil {
 		return err
@@ -333,79 +337,6 @@ func runLoadMerge(ctx context.Context, args []string) error {
 		return err
 	}
 	return finishLoad(m, f.export, "", false)
-}
-
-func readSummaries(files []string) ([]*load.Summary, error) {
-	var sums []*load.Summary
-	for _, f := range files {
-		s, err := load.ReadSummary(f)
-		if err != nil {
-			return nil, err
-		}
-		sums = append(sums, s)
-	}
-	return sums, nil
-}
-
-// awaitSummaries reads DIR/*/summary.json once there are expect of them
-// (any number when expect is 0), polling every poll for up to wait. A file
-// that does not parse yet is retried until the deadline.
-func awaitSummaries(ctx context.Context, dir string, expect int, wait, poll time.Duration) ([]*load.Summary, error) {
-	if fi, err := os.Stat(dir); err != nil && wait == 0 {
-		return nil, fmt.Errorf("load merge: --dir %s: %w", dir, err)
-	} else if err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("load merge: --dir %s is not a directory", dir)
-	}
-	deadline := time.Now().Add(wait)
-	announced := false
-	for {
-		files, err := filepath.Glob(filepath.Join(dir, "*", "summary.json"))
-		if err != nil {
-			return nil, fmt.Errorf("load merge: --dir %s: %w", dir, err)
-		}
-		sort.Strings(files)
-		var readErr error
-		if expect > 0 && len(files) > expect {
-			return nil, fmt.Errorf("load merge: %d summaries in %s, expected %d: %s; remove the stale ones or give the test a new run id",
-				len(files), dir, expect, strings.Join(files, ", "))
-		}
-		if (expect == 0 && len(files) > 0) || (expect > 0 && len(files) == expect) {
-			sums, err := readSummaries(files)
-			if err == nil {
-				return sums, nil
-			}
-			readErr = err
-		}
-		if !time.Now().Before(deadline) {
-			switch {
-			case readErr != nil:
-				return nil, fmt.Errorf("load merge: %w", readErr)
-			case len(files) == 0 && expect == 0:
-				return nil, fmt.Errorf("load merge: no summaries in %s/*/summary.json", dir)
-			default:
-				return nil, fmt.Errorf("load merge: after %s, %d of %d summaries in %s/*/summary.json%s; a segment failed or has not finished: read its pod's log",
-					wait, len(files), expect, dir, listed(files))
-			}
-		}
-		if !announced {
-			fmt.Fprintf(os.Stderr, "waiting up to %s for %d summaries in %s (%d there)\n", wait, expect, dir, len(files))
-			announced = true
-		}
-		t := time.NewTimer(min(poll, time.Until(deadline)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("load merge: waiting for summaries: %w", context.Cause(ctx))
-		case <-t.C:
-		}
-	}
-}
-
-func listed(files []string) string {
-	if len(files) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(files, ", ") + ")"
 }
 
 // parseInterspersed parses flags that may come before, between or after
