@@ -18,7 +18,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
-	"github.com/hal9-lab/hal9-lab/lab/build"
+	"github.com/hal9-lab/hal9-lab/lab/build/buildtest"
 	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -34,39 +34,10 @@ func root(t testing.TB) string {
 	return r
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-	buildDir  string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { buildtest.Main(m) }
 
 // serverBin builds ./cmd/hal9 once per test binary.
-func serverBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "hal9lab-test-bin-")
-		if buildErr != nil {
-			return
-		}
-		builtBin = filepath.Join(buildDir, "hal9")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		buildErr = build.Server(ctx, root(t), builtBin)
-	})
-	if buildErr != nil {
-		t.Fatalf("build the server: %v", buildErr)
-	}
-	return builtBin
-}
+func serverBin(t testing.TB) string { return buildtest.Server(t, root(t)) }
 
 func requireInfra() bool { return os.Getenv("HAL9_REQUIRE_INFRA") == "1" }
 

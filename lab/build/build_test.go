@@ -6,41 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hal9-lab/hal9-lab/lab/build"
+	"github.com/hal9-lab/hal9-lab/lab/build/buildtest"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 )
 
 // root is the repository root (tests run in lab/build).
 const root = "../.."
 
-var builtBin string
+func TestMain(m *testing.M) { buildtest.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hal9lab-build-test-")
-	if err != nil {
-		panic(err)
-	}
-	builtBin = filepath.Join(dir, "hal9")
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// serverBin builds ./cmd/hal9 with build.Server, once.
-func serverBin(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(builtBin); err == nil {
-		return builtBin
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := build.Server(ctx, root, builtBin); err != nil {
-		t.Fatalf("build the server: %v", err)
-	}
-	return builtBin
-}
+// serverBin is ./cmd/hal9 built by build.Server (through buildtest).
+func serverBin(t *testing.T) string { return buildtest.Server(t, root) }
 
 // TestStageServerImage: the lab's context holds the static server, the
 // unprivileged user and a sticky /tmp; its hash is stable and follows the

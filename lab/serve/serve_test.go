@@ -2,51 +2,22 @@ package serve_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hal9-lab/hal9-lab/lab/build"
+	"github.com/hal9-lab/hal9-lab/lab/build/buildtest"
 	"github.com/hal9-lab/hal9-lab/lab/serve"
 )
 
 // root is the repository root (tests run in lab/serve).
 const root = "../.."
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
+func TestMain(m *testing.M) { buildtest.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// serverBin builds ./cmd/hal9 once per test binary.
-func serverBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "hal9lab-serve-test-"); buildErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		buildErr = build.Server(ctx, root, filepath.Join(buildDir, "hal9"))
-	})
-	if buildErr != nil {
-		t.Fatalf("build the server: %v", buildErr)
-	}
-	return filepath.Join(buildDir, "hal9")
-}
+func serverBin(t testing.TB) string { return buildtest.Server(t, root) }
 
 func TestArgs(t *testing.T) {
 	o := serve.Options{DatabaseURL: "sqlite:///d/hal9.db", RateLimit: 2.5, DataDir: "/d", Shutdown: 10 * time.Second,
