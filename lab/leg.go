@@ -85,10 +85,10 @@ func (s *session) runLeg(ctx context.Context, spec legSpec) report.Leg {
 	}
 	l.out.Database = redact.URL(l.db.DatabaseURL)
 	fx, err := openFaults(l) // the acknowledgement ledger; with a timeline, the proxies
+	defer fx.close()
 	if err != nil {
 		return l.fail(err)
 	}
-	defer fx.close()
 	l.serverDB, l.serverRedis = fx.serverURLs()
 
 	defer l.stopServer()
