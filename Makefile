@@ -73,7 +73,7 @@ bench-server: build ## wrk and 3,500-user measurements of bin/hal9 (BENCH_FLAGS=
 
 # The build context (static hal9 and hal9-lab, passwd/group of the
 # unprivileged user hal9 (65532), CA certificates, /data and /tmp) is staged
-# by hal9-lab (lab.StageServerImage), the same code the lab's
+# by hal9-lab (build.Stage in lab/build), the same code the lab's
 # --server container builds its images with.
 image: build ## the server's image $(IMAGE) FROM scratch, built through the Docker engine API
 	$(BIN)/hal9-lab infra images --server --version $(VERSION) --tag $(IMAGE) --context $(BIN)/image

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,126 +14,96 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab/capacity"
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/procstat"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
+	"github.com/hal9-lab/hal9-lab/lab/serve"
 )
 
 // capacityRun is the profile's capacity: block, loaded: the plan whose
 // workload the search drives, and the requests each leg's servers counted
 // (for the service demand, over the same window as its CPU profile).
 type capacityRun struct {
-	spec *CapacitySpec
+	spec *profile.CapacitySpec
 	plan *load.Plan
 	mu   sync.Mutex
 	seen map[string]*capacity.Counts // leg key → requests over its servers' lives
 }
 
 // loadCapacity reads the capacity scenario (a bad file fails before any
-// infrastructure starts).
-func (s *Session) loadCapacity() error {
-	spec := s.opts.Profile.Capacity
+// infrastructure starts); nil without a capacity: block.
+func loadCapacity(o Options) (*capacityRun, error) {
+	spec := o.Profile.Capacity
 	if spec == nil {
-		return nil
+		return nil, nil
 	}
-	plan, err := load.ReadScenarioFile(resolve(s.opts.Root, spec.Scenario))
+	plan, err := load.ReadScenarioFile(profile.Resolve(o.Root, spec.Scenario))
 	if err != nil {
-		return fmt.Errorf("capacity.scenario: %w", err)
+		return nil, fmt.Errorf("capacity.scenario: %w", err)
 	}
-	if s.opts.Scale != 1 { // a fixed step and settle, else the step rule's lengths
-		scale := func(d time.Duration) time.Duration { return max(time.Duration(float64(d)*s.opts.Scale), time.Second) }
+	if o.Scale != 1 { // a fixed step and settle, else the step rule's lengths
+		scale := func(d time.Duration) time.Duration { return max(time.Duration(float64(d)*o.Scale), time.Second) }
 		if spec.Params.Step > 0 {
 			spec.Params.Step = scale(spec.Params.Step)
 		}
 		if spec.Params.Settle > 0 {
 			spec.Params.Settle = scale(spec.Params.Settle)
 		}
-		spec.Params.Scale = s.opts.Scale
+		spec.Params.Scale = o.Scale
 	}
-	s.capacity = &capacityRun{spec: spec, plan: plan, seen: map[string]*capacity.Counts{}}
+	return &capacityRun{spec: spec, plan: plan, seen: map[string]*capacity.Counts{}}, nil
+}
+
+// count adds the requests the running servers counted over their lives
+// (their last scrape before SIGTERM) to leg key's, for the service
+// demand: the CPU profile covers the same lives.
+func (cr *capacityRun) count(key string, rs *serve.ReplicaSet) error {
+	sc, err := rs.Scrape(context.Background(), &http.Client{Timeout: 10 * time.Second})
+	if err != nil {
+		return fmt.Errorf("%s: the last scrape before SIGTERM (for the service demand): %w", key, err)
+	}
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	c := cr.seen[key]
+	if c == nil {
+		c = &capacity.Counts{ByRoute: map[string]float64{}, SignalsByLayer: map[string]float64{}}
+		cr.seen[key] = c
+	}
+	for r, v := range sc.SumBy("hal9_http_requests_total", "route", nil) {
+		c.ByRoute[r] += v
+	}
+	for layer, v := range sc.SumBy("hal9_signals_total", "layer", nil) {
+		c.SignalsByLayer[layer] += v
+	}
 	return nil
 }
 
-// applySettings adds the profile's server: block to the server's flags,
-// reads the configuration they make (hal9 config) and records how it
-// departs from the binary's defaults, which are production's.
-func (l *leg) applySettings(ctx context.Context, opts *ServerOptions) error {
-	s := l.s
-	def, err := s.serverDefaults(ctx, opts.Bin)
-	if err != nil {
-		return err
-	}
-	extra, err := s.opts.Profile.Server.args(func(flag string) bool { _, ok := def[flag]; return ok })
-	if err != nil {
-		return fmt.Errorf("profile %s: %w", s.opts.Profile.Name, err)
-	}
-	opts.Extra = append(opts.Extra, extra...)
-	eff, err := serverConfig(ctx, opts.Bin, opts.args("127.0.0.1:1", "127.0.0.1:2"), opts.Env, false)
-	if err != nil {
-		return fmt.Errorf("the server's configuration: %w", err)
-	}
-	l.config = eff
-	if !l.checkOnly {
-		s.noteDepartures(l.spec.Backend.Name, departures(def, eff))
-	}
-	return nil
+// capacityLeg is a leg's knee search and what it measured beside: CPU
+// seconds of the lab and of the local databases during the search, and
+// the requests the servers counted there.
+type capacityLeg struct {
+	l       *leg
+	c       *report.Capacity
+	machine [3]float64
 }
 
-// serverDefaults is `BIN config` without flags or HAL9_* variables, once
-// per binary.
-func (s *Session) serverDefaults(ctx context.Context, bin string) (map[string]any, error) {
-	s.mu.Lock()
-	d, ok := s.defaults[bin]
-	s.mu.Unlock()
-	if ok {
-		return d, nil
-	}
-	d, err := serverConfig(ctx, bin, nil, nil, true)
-	if err != nil {
-		return nil, fmt.Errorf("the server's defaults: %w", err)
-	}
-	s.mu.Lock()
-	if s.defaults == nil {
-		s.defaults = map[string]map[string]any{}
-	}
-	s.defaults[bin] = d
-	s.mu.Unlock()
-	return d, nil
-}
-
-// lineWriter turns the search's progress lines into the lab's.
-type lineWriter struct{ s *Session }
-
-func (w lineWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		w.s.prog.step("%s", line)
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = lineWriter{}
-
-// capacitySearch runs the knee search against the leg's server (started
-// with the leg's default rate limit, warmed up when no scenario ran),
-// each step's server side read from /metrics, and what the lab and the
-// local databases spent in CPU meanwhile.
-func (l *leg) capacitySearch(ctx context.Context) {
+// capacitySearch runs the knee search against the leg's servers (started
+// with the leg's default rate limit, warmed up when restarted), each
+// step's server side read from /metrics, and what the lab and the local
+// databases spent in CPU meanwhile.
+func (l *leg) capacitySearch(ctx context.Context) *capacityLeg {
 	s, cr := l.s, l.s.capacity
-	c := &report.Capacity{Scenario: cr.spec.Scenario}
+	k := &capacityLeg{l: l, c: &report.Capacity{Scenario: cr.spec.Scenario}}
+	c := k.c
 	l.out.Capacity = c
 	limit := 0.0
 	if st := s.opts.Profile.Server; st != nil && st.RateLimit != nil {
 		limit = *st.RateLimit
 	}
-	if l.srv == nil || l.limit != limit {
-		l.stopServer()
-		if err := l.step("start server", func() error { return l.startServer(ctx, limit) }); err != nil {
-			c.Error = err.Error()
-			return
-		}
-		if s.opts.Profile.Warmup > 0 {
-			_ = l.step(fmt.Sprintf("warm-up: %s at %.0f/s", s.opts.Profile.Warmup.D(), s.opts.Profile.WarmupRate), func() error {
-				return s.warmup(ctx, l.srv.URL(), cr.plan)
-			})
-		}
+	if err := l.serverAt(ctx, limit, true, cr.plan); err != nil {
+		c.Error = err.Error()
+		return k
 	}
 	if v, err := strconv.Atoi(fmt.Sprint(l.config["bcrypt-cost"])); err == nil {
 		c.BcryptCost = v
@@ -145,14 +114,14 @@ func (l *leg) capacitySearch(ctx context.Context) {
 	before, err := srv.Scrape(ctx, client)
 	if err != nil {
 		c.Error = err.Error()
-		return
+		return k
 	}
 	if l.out.Connections != nil { // PostgreSQL's connections under the search's load
-		sampler := startConnSampler(ctx, l.spec.Backend.env.PostgresURL, l.backing.DatabaseURL, l.out.Connections)
+		sampler := l.spec.backend.SampleConnections(ctx, l.db.DatabaseURL, l.out.Connections)
 		defer sampler.Stop()
 	}
-	_, lab0, _ := ProcStats(os.Getpid())
-	db0 := l.spec.Backend.cpuSeconds()
+	_, lab0, _ := procstat.Stats(os.Getpid())
+	db0 := l.spec.backend.CPUSeconds()
 	around := func(ctx context.Context) func(*capacity.Step) {
 		b, err := srv.Scrape(ctx, client)
 		return func(st *capacity.Step) {
@@ -160,9 +129,8 @@ func (l *leg) capacitySearch(ctx context.Context) {
 			if err != nil || err2 != nil {
 				return
 			}
-			n := diffServer(b, a)
-			hit, cpu := rate(n.CacheHits, n.CacheLookups), n.CPUSeconds
-			cost := rate(n.CostUSD, n.Requests) * 1000
+			n := readings.Diff(b, a)
+			hit, cpu, cost := n.HitRate(), n.CPUSeconds, n.CostPer1K()
 			if n.CacheLookups > 0 {
 				st.CacheHitRate = &hit
 			}
@@ -172,64 +140,38 @@ func (l *leg) capacitySearch(ctx context.Context) {
 	var res *capacity.Result
 	err = l.step(fmt.Sprintf("capacity search: %s", cr.spec.Scenario), func() error {
 		var err error
-		res, err = capacity.Run(ctx, cr.plan, srv.URL(), cr.spec.Params, lineWriter{s}, capacity.LoadOptions{
-			Logger: quiet(s.log), Registerer: s.reg, Around: around,
-			RunID: fmt.Sprintf("cap-%s-r%d-%s", strings.ReplaceAll(l.spec.Backend.Name, "+", ""), l.spec.Run, randomSuffix())})
+		res, err = capacity.Run(ctx, cr.plan, srv.URL(), cr.spec.Params, lineWriter{s.prog}, capacity.LoadOptions{
+			Logger: quiet(s.log), Registerer: s.side.reg, Around: around,
+			RunID: fmt.Sprintf("cap-%s-r%d-%s", strings.ReplaceAll(l.spec.backend.Name, "+", ""), l.spec.run, randomSuffix())})
 		return err
 	})
 	c.Search = res
 	if err != nil && c.Search == nil {
 		c.Error = err.Error()
-		return
+		return k
 	}
 	after, err := srv.Scrape(context.WithoutCancel(ctx), client)
 	if err != nil {
 		c.Error = err.Error()
-		return
+		return k
 	}
-	n := diffServer(before, after)
-	c.Requests, c.HitRate, c.CostPer1K = n.Requests, rate(n.CacheHits, n.CacheLookups), rate(n.CostUSD, n.Requests)*1000
-	_, lab1, _ := ProcStats(os.Getpid())
-	l.capMachine = [3]float64{lab1 - lab0, l.spec.Backend.cpuSeconds() - db0, n.Requests}
+	n := readings.Diff(before, after)
+	c.Requests, c.HitRate, c.CostPer1K = n.Requests, n.HitRate(), n.CostPer1K()
+	_, lab1, _ := procstat.Stats(os.Getpid())
+	k.machine = [3]float64{lab1 - lab0, l.spec.backend.CPUSeconds() - db0, n.Requests}
+	return k
 }
 
-// countRequests adds the requests the running server counted over its
-// life (its last scrape before SIGTERM) to the leg's, for the service
-// demand: the CPU profile covers the same lives.
-func (l *leg) countRequests() {
-	cr := l.s.capacity
-	if cr == nil || l.srv == nil {
-		return
-	}
-	sc, err := l.srv.Scrape(context.Background(), &http.Client{Timeout: 10 * time.Second})
-	if err != nil {
-		l.s.LabError("%s: the last scrape before SIGTERM (for the service demand): %v", l.key, err)
-		return
-	}
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	c := cr.seen[l.key]
-	if c == nil {
-		c = &capacity.Counts{ByRoute: map[string]float64{}, SignalsByLayer: map[string]float64{}}
-		cr.seen[l.key] = c
-	}
-	for r, v := range sc.SumBy("hal9_http_requests_total", "route", nil) {
-		c.ByRoute[r] += v
-	}
-	for layer, v := range sc.SumBy("hal9_signals_total", "layer", nil) {
-		c.SignalsByLayer[layer] += v
-	}
-}
-
-// capacityDemand computes the service demand per route from the leg's
+// serviceDemand computes the service demand per route from the leg's
 // merged CPU profile (its servers have exited: pyroscope-go flushed) and
-// the requests they counted, and projects it to the fleet.
-func (l *leg) capacityDemand() {
-	s, cr := l.s, l.s.capacity
-	c := l.out.Capacity
-	if cr == nil || c == nil {
+// the requests they counted, and projects it to the fleet. Nothing
+// without a search.
+func (k *capacityLeg) serviceDemand() {
+	if k == nil {
 		return
 	}
+	l, c := k.l, k.c
+	s, cr := l.s, l.s.capacity
 	cr.mu.Lock()
 	counts := cr.seen[l.key]
 	cr.mu.Unlock()
@@ -237,16 +179,16 @@ func (l *leg) capacityDemand() {
 		c.DemandError = "no request counts (the server was not scraped before it stopped)"
 		return
 	}
-	d, err := capacity.ComputeDemands(s.recv.Profile(l.key, "cpu"), *counts, s.summary.Machine.Cores)
+	d, err := capacity.ComputeDemands(s.side.recv.Profile(l.key, "cpu"), *counts, s.summary.Machine.Cores)
 	if err != nil {
 		c.DemandError = err.Error()
 		return
 	}
-	d.Machine(l.capMachine[0], l.capMachine[1], l.capMachine[2])
+	d.Machine(k.machine[0], k.machine[1], k.machine[2])
 	if c.Search != nil && c.Search.Knee.Found {
 		d.KneeRPS = c.Search.Knee.RequestRate
 	}
-	if l.spec.Run > 1 {
+	if l.spec.run > 1 {
 		d.Notes = append(d.Notes, "the leg's profile and counts add up its repetitions so far")
 	}
 	c.Demand = d
@@ -259,64 +201,17 @@ func (l *leg) capacityDemand() {
 	c.Fleet = capacity.Project(d, cost, c.HitRate, c.CostPer1K, seed)
 }
 
-// cpuSeconds is the CPU the backend's local processes (PostgreSQL with
-// its backends, Redis) have used; 0 when they are not local processes.
-func (b *Backend) cpuSeconds() float64 {
-	if b == nil || b.env == nil {
-		return 0
+// lineWriter turns the search's progress lines into the lab's.
+type lineWriter struct{ p *progress }
+
+func (w lineWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.p.step("%s", line)
 	}
-	var sum float64
-	for _, p := range b.env.Processes {
-		sum += treeCPUSeconds(p.PID())
-	}
-	return sum
+	return len(b), nil
 }
 
-// treeCPUSeconds sums utime+stime of pid and of its children (and of its
-// reaped children) from /proc; 0 where /proc is missing.
-func treeCPUSeconds(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	stat := func(p int) []string {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			return nil
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			return nil
-		}
-		return strings.Fields(s[i+1:]) // [0] state, [1] ppid, … [11] utime [12] stime [13] cutime [14] cstime
-	}
-	ticks := func(f []string, idx ...int) float64 {
-		var t float64
-		for _, i := range idx {
-			if i < len(f) {
-				v, _ := strconv.ParseFloat(f[i], 64)
-				t += v
-			}
-		}
-		return t / 100
-	}
-	root := stat(pid)
-	if root == nil {
-		return 0
-	}
-	sum := ticks(root, 11, 12, 13, 14)
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		p, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || p == pid {
-			continue
-		}
-		if f := stat(p); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			sum += ticks(f, 11, 12)
-		}
-	}
-	return sum
-}
+var _ io.Writer = lineWriter{}
 
 // quiet keeps the engine's per-step warnings (a dropped iteration) out of
 // the lab's log unless it logs at debug level: the step lines say it.

@@ -2,52 +2,46 @@
 // backend it can get (SQLite, PostgreSQL, PostgreSQL + Redis) under the
 // profile's scenarios and hands a report.RunSummary to lab/report. It talks
 // to the server only over HTTP and by running its binary, so it measures
-// any HAL9 build. What it holds, by file:
+// any HAL9 build.
 //
-//   - session.go: the Session a run, gate or baseline update shares across
-//     its legs (the validated scenarios, the Pyroscope receiver, the lab's
-//     own /metrics, Prometheus with --prometheus, the summary being built,
-//     lab errors) and the server binary it builds once.
-//   - backend.go: a Backend, the PostgreSQL and Redis that lab/infra gives
-//     a backend for all its legs; one that cannot be had is skipped.
-//   - backing.go: each leg-run's own database (a new PostgreSQL database,
-//     an empty Redis logical DB), dropped afterwards.
-//   - leg.go: one run of one leg (RunLeg): fresh database, server, warm-up,
-//     the scenarios, the rate-limit check, SIGTERM; each step timed.
+// It orchestrates; the packages below it do the work, and none of them
+// imports lab:
+//
+//	lab → profile (profile files), backend (a leg's PostgreSQL and Redis,
+//	      pools, fresh databases), serve (the servers: processes or
+//	      containers, replicas behind HAProxy), build (binaries, images),
+//	      readings (scrapes and engine results to report numbers), ratecheck
+//	    → infra, prom, load, faults, capacity, report, ledger, baseline,
+//	      profiles, procstat
+//
+// What it holds, by file:
+//
+//   - options.go: Options and their validation (one place for the flags of
+//     run, gate and baseline update).
+//   - session.go: the session a run, gate or baseline update shares across
+//     its legs (the validated scenarios, the summary being built, lab
+//     errors); sidecars.go: what it runs beside them (the profile
+//     receiver, the lab's /metrics, Prometheus with --prometheus).
+//   - backends.go: each backend of the run in turn, started (or skipped
+//     with the reason) and stopped.
+//   - leg.go: one run of one leg (runLeg), its sequence written out: fresh
+//     database, the fault leg's ledger and proxies, the scenarios, the
+//     capacity leg, the rate-limit check, SIGTERM, the ledger check, the
+//     service demand; each step timed. legserver.go: starting and stopping
+//     the leg's servers with the profile's settings, the pools that fit and
+//     the departures from production.
 //   - scenario.go: one scenario of a leg: /metrics scraped before, every
-//     second during and after the load, and the client/server cross-check.
-//   - scrape.go: reading /metrics and every conversion from measurements to
-//     report numbers: the server's difference between two scrapes (how the
-//     cache hit rate is computed), the per-second series, the engine's
-//     result, a leg's totals, cost per 1,000 requests and the monthly
-//     projection.
-//   - ratelimit.go: the rate-limit check (429s with Retry-After above the
-//     limit, none below) and its report scenario.
-//   - server.go: building and running `hal9 serve` as a subprocess in its
-//     own process group; its peak RSS and CPU from /proc.
-//   - replicas.go: a leg's servers as a ReplicaSet: one, or N replicas on
-//     fixed addresses behind HAProxy (lab/infra), each addressable
-//     (Signal, Restart, Stop, Kill) by faults; their merged /metrics, the
-//     pool sizes that fit max_connections, per-replica and HAProxy numbers.
-//     profile_replicas.go: the profile's replicas, haproxy, pgbouncer keys.
-//   - pgconns.go: a PostgreSQL backend's connection budget (max_connections,
-//     PgBouncer in front with --pgbouncer) and the pg_stat_activity sampler.
-//   - faultleg.go, profile_faults.go: the leg's acknowledgement ledger
-//     (checked in its database after the server stopped) and, with a
-//     `faults:` timeline, the proxies before the backends, the timeline
-//     played during the load (lab/faults), the per-fault results.
-//   - finish.go: the end of a session: Prometheus query checks, merged
-//     profiles and their top functions (against the baseline's), the report
-//     files.
-//   - run.go, gate.go: the entry points: Run (`hal9-lab run`), Gate (the
-//     Mann-Whitney gate against a baseline file or interleaved runs of a
-//     reference build), UpdateBaseline (baseline files and profiles).
-//   - profile.go: profile files (scenarios/profiles/*.yaml) and backends;
-//     profile_server.go their server:, postgres: and capacity: blocks.
-//   - settings.go: `hal9 config` before each server starts, and the
-//     departures from production's settings it shows, for the report.
-//   - capacityleg.go: a leg's knee search (lab/capacity), the requests its
-//     servers counted, the service demand from its CPU profile and the
-//     fleet projection.
+//     second during and after the load; the client/server cross-check.
+//   - ratelimit.go: the rate-limit check as a leg's scenario (lab/ratecheck).
+//   - faultleg.go, porttaken.go, alerts.go: the fault leg: the
+//     acknowledgement ledger, the proxies, the timeline (faults.Timeline)
+//     per scenario, the port-taken fault before the first start, the
+//     write-behind loss at a SIGKILL, the alerts that fired.
+//   - capacityleg.go: the capacity leg: the knee search (lab/capacity),
+//     the requests the servers counted, the service demand from the CPU
+//     profile and the fleet projection.
+//   - run.go, gate.go, finish.go: the entry points Run (`hal9-lab run`),
+//     Gate and UpdateBaseline, and the end of a session (Prometheus query
+//     checks, merged profiles and their top functions, the report files).
 //   - progress.go: the lab's progress lines (elapsed time, leg, step).
 package lab

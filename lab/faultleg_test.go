@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"os"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/ledger"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
@@ -17,7 +18,7 @@ func TestRunFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts PostgreSQL, Redis and the server")
 	}
-	sum, out := runTestProfile(t, "faults-profile.yaml", Options{})
+	sum, out := runTestProfile(t, "faults-profile.yaml", lab.Options{})
 	if len(sum.Legs) == 0 {
 		t.Skipf("the postgres+redis leg did not run: %+v", sum.Skipped)
 	}

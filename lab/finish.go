@@ -8,16 +8,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/pprof/profile"
+	pprofile "github.com/google/pprof/profile"
 
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/prom"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
-// Finish writes the profiles, checks Prometheus queries, fills the summary
+// finish writes the profiles, checks Prometheus queries, fills the summary
 // and writes every report file into OutDir.
-func (s *Session) Finish(ctx context.Context) (*report.RunSummary, error) {
+func (s *session) finish(ctx context.Context) (*report.RunSummary, error) {
 	sum := s.summary
 	sum.EndedAt = time.Now().UTC()
 	if ctx.Err() != nil {
@@ -25,22 +26,22 @@ func (s *Session) Finish(ctx context.Context) (*report.RunSummary, error) {
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if s.prom != nil {
+	if s.side.prom != nil {
 		s.prog.setLeg("lab")
 		s.prog.step("evaluating dashboard and rule queries over the run in Prometheus")
 		if err := s.checkQueries(fctx, sum.StartedAt, sum.EndedAt); err != nil {
-			s.LabError("--prometheus: %v", err)
+			s.labError("--prometheus: %v", err)
 		}
 	}
-	if legs := s.recv.Legs(); len(legs) > 0 {
+	if legs := s.side.recv.Legs(); len(legs) > 0 {
 		dir := filepath.Join(s.opts.OutDir, "profiles")
-		if _, err := s.recv.WriteFiles(dir); err != nil {
-			s.LabError("write profiles: %v", err)
+		if _, err := s.side.recv.WriteFiles(dir); err != nil {
+			s.labError("write profiles: %v", err)
 		}
 		// In the order the legs ran.
 		sort.SliceStable(legs, func(i, j int) bool { return legOrder(sum, legs[i]) < legOrder(sum, legs[j]) })
 		for _, l := range legs {
-			sum.Profiles = append(sum.Profiles, s.recv.Summarize(l, s.baselineProfile, 8))
+			sum.Profiles = append(sum.Profiles, s.side.recv.Summarize(l, s.baselineProfile, 8))
 		}
 	}
 	s.mu.Lock()
@@ -55,7 +56,7 @@ func (s *Session) Finish(ctx context.Context) (*report.RunSummary, error) {
 
 func legOrder(sum *report.RunSummary, key string) int {
 	for i, l := range sum.Legs {
-		if LegKey(l.Name, l.Role) == key {
+		if legKey(l.Name, l.Role) == key {
 			return i
 		}
 	}
@@ -67,7 +68,7 @@ func BaselineProfileDir(baselineDir, profileName string) string {
 	return filepath.Join(baselineDir, "profiles", profileName)
 }
 
-func (s *Session) baselineProfile(leg, typ string) *profile.Profile {
+func (s *session) baselineProfile(leg, typ string) *pprofile.Profile {
 	if s.opts.BaselineDir == "" {
 		return nil
 	}
@@ -79,14 +80,14 @@ func (s *Session) baselineProfile(leg, typ string) *profile.Profile {
 }
 
 // checkQueries evaluates every dashboard and rule expression over the run.
-func (s *Session) checkQueries(ctx context.Context, start, end time.Time) error {
+func (s *session) checkQueries(ctx context.Context, start, end time.Time) error {
 	// One more scrape of everything before evaluating.
-	_ = s.prom.WaitForScrapes(ctx, []string{"hal9lab"}, 2)
+	_ = s.side.prom.WaitForScrapes(ctx, []string{"hal9lab"}, 2)
 	exprs, err := prom.ProjectExprs(s.opts.Root)
 	if err != nil {
 		return err
 	}
-	res := s.prom.CheckExpressions(ctx, exprs, start, end, prom.CheckOptions{Vars: map[string]string{"__rate_interval": "4s"}, Step: time.Second})
+	res := s.side.prom.CheckExpressions(ctx, exprs, start, end, prom.CheckOptions{Vars: map[string]string{"__rate_interval": "4s"}, Step: time.Second})
 	s.summary.PrometheusChecked = len(res)
 	for _, r := range res {
 		switch {
@@ -102,9 +103,9 @@ func (s *Session) checkQueries(ctx context.Context, start, end time.Time) error 
 // noDataReason guesses the usual innocent reasons for an empty query.
 func noDataReason(expr string, sum *report.RunSummary) string {
 	switch {
-	case strings.Contains(expr, "hal9_db_pool") && !ranBackend(sum, Postgres, PostgresRedis):
+	case strings.Contains(expr, "hal9_db_pool") && !ranBackend(sum, profile.Postgres, profile.PostgresRedis):
 		return "no PostgreSQL leg ran (the pool metrics exist only with --database-url postgres://)"
-	case strings.Contains(expr, "hal9_redis") && !ranBackend(sum, PostgresRedis):
+	case strings.Contains(expr, "hal9_redis") && !ranBackend(sum, profile.PostgresRedis):
 		return "no Redis leg ran"
 	case strings.Contains(expr, "capacity"):
 		return "the servers ran without --capacity-rps (a profile's env: sets HAL9_CAPACITY_RPS): with no rated capacity the capacity rules and panel are silent by design"

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab/backend"
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -106,42 +106,42 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 			return nil, err
 		}
 	}
-	s, err := NewSession(ctx, g.Options)
+	s, err := newSession(ctx, g.Options)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	cand, err := s.Binary(ctx)
+	defer s.close()
+	cand, err := s.binary(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ref := g.ReferenceBin
 	if ref == "" && g.Against != "" {
-		s.Step("building the reference server at %s in a temporary git worktree", g.Against)
+		s.prog.step("building the reference server at %s in a temporary git worktree", g.Against)
 		t := time.Now()
 		ref = filepath.Join(g.OutDir, "bin", "hal9-reference")
-		if err := BuildAtRef(ctx, g.Root, g.Against, ref); err != nil {
+		if err := build.AtRef(ctx, g.Root, g.Against, ref); err != nil {
 			return nil, err
 		}
-		s.Step("reference built in %s", time.Since(t).Round(100*time.Millisecond))
+		s.prog.step("reference built in %s", time.Since(t).Round(100*time.Millisecond))
 	}
 	candS, refS := baseline.Samples{}, baseline.Samples{}
-	err = s.eachBackend(ctx, func(_ int, b *Backend) {
+	err = s.eachBackend(ctx, func(_ int, b *backend.Backend) {
 		for run := 1; run <= g.Runs && ctx.Err() == nil; run++ {
 			// A B A B …: candidate then reference in each round, on the
 			// same infrastructure, so drift of the machine hits both.
-			leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: run, Runs: g.Runs, Role: roleIf(ref, "candidate"), Bin: cand, Env: g.CandidateEnv})
-			s.addGateLeg(ctx, leg, candS)
+			leg := s.runLeg(ctx, legSpec{backend: b, run: run, runs: g.Runs, role: roleIf(ref, "candidate"), bin: cand, env: g.CandidateEnv})
+			s.addMeasured(ctx, leg, candS, leg.Name+" "+roleOr(leg.Role, "candidate"))
 			if ref != "" && ctx.Err() == nil {
-				leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: run, Runs: g.Runs, Role: "reference", Bin: ref, Env: g.ReferenceEnv})
-				s.addGateLeg(ctx, leg, refS)
+				leg := s.runLeg(ctx, legSpec{backend: b, run: run, runs: g.Runs, role: "reference", bin: ref, env: g.ReferenceEnv})
+				s.addMeasured(ctx, leg, refS, leg.Name+" reference")
 			}
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.SetLegLabel("gate")
+	s.prog.setLeg("gate")
 	gate := &report.Gate{Runs: g.Runs}
 	if ref != "" {
 		gate.Mode, gate.Against = "against", g.Against
@@ -157,25 +157,32 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 	if gate.Comparison.Regressed() {
 		gate.Verdict, gate.ExitCode = string(baseline.Regressed), ExitRegressed
 	}
+	s.mu.Lock()
 	s.summary.Gate = gate
+	s.mu.Unlock()
 	c := gate.Comparison.Counts()
-	s.Step("gate: %s (%d regressed, %d improved, %d inconclusive, %d pass)", strings.ToUpper(gate.Verdict),
+	s.prog.step("gate: %s (%d regressed, %d improved, %d inconclusive, %d pass)", strings.ToUpper(gate.Verdict),
 		c[baseline.Regressed], c[baseline.Improved], c[baseline.Inconclusive], c[baseline.Pass])
-	return s.Finish(ctx)
+	return s.finish(ctx)
 }
 
-// addGateLeg records a leg-run and its values; a leg that failed is a lab
-// error (the gate cannot judge what it could not measure).
-func (s *Session) addGateLeg(ctx context.Context, leg report.Leg, into baseline.Samples) {
-	s.summary.Legs = append(s.summary.Legs, leg)
+// addMeasured records a leg run and adds its values to into; a leg that
+// failed is a lab error (the gate cannot judge, nor a baseline hold, what
+// was not measured), unless the run was interrupted. who names it in the
+// error: "sqlite candidate".
+func (s *session) addMeasured(ctx context.Context, leg report.Leg, into baseline.Samples, who string) {
+	s.addLeg(leg)
 	if leg.Error != "" && ctx.Err() == nil {
-		role := leg.Role
-		if role == "" {
-			role = "candidate"
-		}
-		s.LabError("%s %s run %d failed: %s", leg.Name, role, leg.Run, leg.Error)
+		s.labError("%s run %d failed: %s", who, leg.Run, leg.Error)
 	}
 	collect(into, leg)
+}
+
+func roleOr(role, otherwise string) string {
+	if role == "" {
+		return otherwise
+	}
+	return role
 }
 
 func roleIf(ref, role string) string {
@@ -199,37 +206,26 @@ func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, str
 	if g.Runs < 1 {
 		return nil, "", fmt.Errorf("baseline update: --runs %d: want at least %d so the gate's U test can decide", g.Runs, baseline.MinRuns(baseline.Alpha))
 	}
-	s, err := NewSession(ctx, g.Options)
+	s, err := newSession(ctx, g.Options)
 	if err != nil {
 		return nil, "", err
 	}
-	defer s.Close()
-	bin, err := s.Binary(ctx)
+	defer s.close()
+	bin, err := s.binary(ctx)
 	if err != nil {
 		return nil, "", err
 	}
 	samples := baseline.Samples{}
-	for _, name := range s.opts.Backends {
-		b, err := s.StartBackend(ctx, name)
-		if err != nil {
-			return nil, "", err
-		}
-		if b == nil {
-			continue
-		}
+	err = s.eachBackend(ctx, func(_ int, b *backend.Backend) {
 		for run := 1; run <= g.Runs && ctx.Err() == nil; run++ {
-			leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: run, Runs: g.Runs, Bin: bin})
-			s.summary.Legs = append(s.summary.Legs, leg)
-			if leg.Error != "" {
-				s.LabError("%s run %d failed: %s", name, run, leg.Error)
-			}
-			collect(samples, leg)
+			leg := s.runLeg(ctx, legSpec{backend: b, run: run, runs: g.Runs, bin: bin})
+			s.addMeasured(ctx, leg, samples, leg.Name)
 		}
-		if err := b.Stop(ctx); err != nil {
-			s.LabError("stop %s infrastructure: %v", name, err)
-		}
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	sum, err := s.Finish(ctx)
+	sum, err := s.finish(ctx)
 	if err != nil {
 		return sum, "", err
 	}
@@ -254,9 +250,9 @@ func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, str
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		return sum, out, fmt.Errorf("baseline profiles: %w", err)
 	}
-	for _, leg := range s.recv.Legs() {
+	for _, leg := range s.side.recv.Legs() {
 		for _, typ := range []string{"cpu", "heap"} {
-			if p := s.recv.Profile(leg, typ); p != nil {
+			if p := s.side.recv.Profile(leg, typ); p != nil {
 				if err := profiles.WriteFile(filepath.Join(pdir, profiles.FileName(leg, typ)), p); err != nil {
 					return sum, out, err
 				}
@@ -264,42 +260,4 @@ func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, str
 		}
 	}
 	return sum, out, nil
-}
-
-// BuildAtRef builds ./cmd/hal9 as it is at ref into out, in a temporary
-// git worktree (removed afterwards), so the working tree is untouched.
-func BuildAtRef(ctx context.Context, root, ref, out string) error {
-	if strings.HasPrefix(ref, "-") {
-		return fmt.Errorf("--against %q: not a git ref", ref)
-	}
-	git := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = root
-		return cmd.CombinedOutput()
-	}
-	if b, err := git("rev-parse", "--verify", "--quiet", ref+"^{commit}"); err != nil {
-		return fmt.Errorf("--against %s: not a commit in %s (%s): fetch it first (e.g. git fetch origin main)", ref, root, strings.TrimSpace(string(b)))
-	}
-	tmp, err := os.MkdirTemp("", "hal9lab-ref-")
-	if err != nil {
-		return fmt.Errorf("create worktree dir: %w", err)
-	}
-	wt := path.Join(tmp, "src")
-	if b, err := git("worktree", "add", "--detach", wt, ref); err != nil {
-		os.RemoveAll(tmp)
-		return fmt.Errorf("git worktree add %s %s: %w\n%s", wt, ref, err, b)
-	}
-	defer func() {
-		_, _ = git("worktree", "remove", "--force", wt)
-		os.RemoveAll(tmp)
-		_, _ = git("worktree", "prune")
-	}()
-	abs, err := filepath.Abs(out)
-	if err != nil {
-		return err
-	}
-	if err := BuildServer(ctx, wt, abs); err != nil {
-		return fmt.Errorf("build the reference at %s: %w", ref, err)
-	}
-	return nil
 }

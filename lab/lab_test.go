@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
+	"github.com/hal9-lab/hal9-lab/lab/build/buildtest"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -31,117 +34,12 @@ func root(t testing.TB) string {
 	return r
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-	buildDir  string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { buildtest.Main(m) }
 
 // serverBin builds ./cmd/hal9 once per test binary.
-func serverBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "hal9lab-test-bin-")
-		if buildErr != nil {
-			return
-		}
-		builtBin = filepath.Join(buildDir, "hal9")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		buildErr = BuildServer(ctx, root(t), builtBin)
-	})
-	if buildErr != nil {
-		t.Fatalf("build the server: %v", buildErr)
-	}
-	return builtBin
-}
+func serverBin(t testing.TB) string { return buildtest.Server(t, root(t)) }
 
 func requireInfra() bool { return os.Getenv("HAL9_REQUIRE_INFRA") == "1" }
-
-func TestParseBackends(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    []string
-		wantErr string
-	}{
-		{"sqlite,postgres+redis", []string{"sqlite", "postgres+redis"}, ""},
-		{" postgres ", []string{"postgres"}, ""},
-		{"mysql", nil, "unknown backend \"mysql\""},
-		{"sqlite,sqlite", nil, "twice"},
-		{",", nil, "no backend"},
-	}
-	for _, tt := range tests {
-		got, err := ParseBackends(tt.in)
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("ParseBackends(%q) err = %v, want %q", tt.in, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || strings.Join(got, ",") != strings.Join(tt.want, ",") {
-			t.Errorf("ParseBackends(%q) = %v, %v", tt.in, got, err)
-		}
-	}
-}
-
-func TestLoadProfileErrors(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "scenarios", "profiles"), 0o755)
-	os.WriteFile(filepath.Join(dir, "scenarios", "s.yaml"), []byte("name: s\n"), 0o644)
-	tests := []struct {
-		name, body, wantErr string
-	}{
-		{"ok", "name: p\nscenarios: [{file: scenarios/s.yaml}]\n", ""},
-		{"unknown key", "name: p\nscenarioz: []\n", "field scenarioz not found"},
-		{"no name", "scenarios: [{file: scenarios/s.yaml}]\n", "name is required"},
-		{"no scenarios", "name: p\n", "list at least one"},
-		{"missing file", "name: p\nscenarios: [{file: scenarios/nope.yaml}]\n", "nope.yaml"},
-		{"bad backend", "name: p\nbackends: [oracle]\nscenarios: [{file: scenarios/s.yaml}]\n", "unknown backend \"oracle\""},
-		{"bad duration", "name: p\nwarmup: soon\nscenarios: [{file: scenarios/s.yaml}]\n", "not a non-negative duration"},
-		{"bad ratelimit", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nratelimit: {limit: 10, below: 2}\n", "below"},
-		{"zero limit", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nratelimit: {limit: 0}\n", "limit must be positive"},
-		{"server ok", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt_cost: 4, rate_limit: 0, llm_latency_scale: 0.5}\n", ""},
-		{"server unknown key", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt: 4}\n", "server.bcrypt: unknown key (known keys: bcrypt_cost, llm_latency_scale"},
-		{"server out of range", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {bcrypt_cost: 3}\n", "server.bcrypt_cost: 3 is out of range: want 4..31"},
-		{"server bad scale", "name: p\nscenarios: [{file: scenarios/s.yaml}]\nserver: {llm_latency_scale: -1}\n", "server.llm_latency_scale: -1 is out of range"},
-		{"postgres unknown key", "name: p\nscenarios: [{file: scenarios/s.yaml}]\npostgres: {fsync: false}\n", "postgres.fsync: unknown key (known keys: durable)"},
-		{"capacity without scenario", "name: p\ncapacity: {start_rate: 10}\n", "capacity.scenario is required"},
-		{"capacity bad knob", "name: p\ncapacity: {scenario: scenarios/s.yaml, precision: 2}\n", "capacity: precision 2"},
-		{"capacity bad slo", "name: p\ncapacity: {scenario: scenarios/s.yaml, slo: [p99]}\n", "want METRIC:EXPRESSION"},
-		{"capacity unknown key", "name: p\ncapacity: {scenario: scenarios/s.yaml, steps: 3}\n", "capacity.steps: unknown key"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(dir, "scenarios", "profiles", "p.yaml")
-			os.WriteFile(path, []byte(tt.body), 0o644)
-			p, err := LoadProfile(dir, "p")
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(p.Backends) != 3 || p.Scale != 1 || p.Repetitions != 1 {
-					t.Errorf("defaults not applied: %+v", p)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("err = %v, want %q", err, tt.wantErr)
-			}
-		})
-	}
-	if _, err := LoadProfile(dir, "nightlyy"); err == nil || !strings.Contains(err.Error(), "available: p") {
-		t.Errorf("unknown profile: %v", err)
-	}
-}
 
 // TestCapacityRun is a capacity profile end to end on SQLite: two short
 // steps up to a ceiling, the service demand from the server's labelled
@@ -150,7 +48,7 @@ func TestCapacityRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a real server")
 	}
-	sum, out := runTestProfile(t, "capacity-profile.yaml", Options{})
+	sum, out := runTestProfile(t, "capacity-profile.yaml", lab.Options{})
 	if len(sum.Legs) == 0 && len(sum.Skipped) > 0 {
 		t.Skipf("no PostgreSQL: %s", sum.Skipped[0].Reason)
 	}
@@ -213,87 +111,6 @@ func TestCapacityRun(t *testing.T) {
 	}
 }
 
-// TestShippedProfiles loads scenarios/profiles/*.yaml (and their scenario
-// files) as users will.
-func TestShippedProfiles(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(root(t), "scenarios", "profiles", "*.yaml"))
-	if len(files) == 0 {
-		t.Fatal("no scenarios/profiles/*.yaml found: the shipped profiles are missing")
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
-		t.Run(name, func(t *testing.T) {
-			if _, err := LoadProfile(root(t), name); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
-
-const exposition = `# TYPE hal9_http_requests_total counter
-hal9_http_requests_total{route="/api/v1/signals",method="POST",code="200"} %d
-hal9_http_requests_total{route="/api/v1/status",method="GET",code="429"} %d
-# TYPE hal9_cache_requests_total counter
-hal9_cache_requests_total{tier="process",layer="L2",result="hit"} %d
-hal9_cache_requests_total{tier="process",layer="L2",result="miss"} %d
-hal9_cache_requests_total{tier="redis",layer="L2",result="hit"} %d
-hal9_cache_requests_total{tier="redis",layer="L2",result="miss"} %d
-hal9_cache_requests_total{tier="process",layer="user",result="hit"} 1000
-# TYPE hal9_cache_coalesced_total counter
-hal9_cache_coalesced_total{layer="L2"} %d
-# TYPE hal9_llm_cost_dollars_total counter
-hal9_llm_cost_dollars_total{model="claude-sonnet-4-5"} %g
-# TYPE hal9_llm_tokens_total counter
-hal9_llm_tokens_total{model="claude-sonnet-4-5",direction="input"} %d
-hal9_llm_tokens_total{model="claude-sonnet-4-5",direction="output"} %d
-# TYPE hal9_http_request_duration_seconds histogram
-hal9_http_request_duration_seconds_bucket{route="/x",method="GET",le="+Inf"} 7
-hal9_http_request_duration_seconds_sum{route="/x",method="GET"} 1
-hal9_http_request_duration_seconds_count{route="/x",method="GET"} 7
-`
-
-func parseExpo(t *testing.T, s string) *Scrape {
-	t.Helper()
-	srv := newTextServer(s)
-	defer srv.Close()
-	sc, err := ScrapeMetrics(context.Background(), srv.Client(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sc
-}
-
-func TestDiffServer(t *testing.T) {
-	before := parseExpo(t, fmt.Sprintf(exposition, 10, 0, 5, 5, 0, 5, 0, 0.5, 100, 50))
-	// +100 requests (4 of them 429), 100 L2 lookups: 30 process hits, 70
-	// misses of which 20 hit redis, 10 coalesced; $1.5 more.
-	after := parseExpo(t, fmt.Sprintf(exposition, 106, 4, 35, 75, 20, 55, 10, 2.0, 1100, 550))
-	n := diffServer(before, after)
-	if n.Requests != 100 || n.Status429 != 4 {
-		t.Errorf("requests %v, 429 %v", n.Requests, n.Status429)
-	}
-	if n.CacheLookups != 100 || n.CacheHits != 60 {
-		t.Errorf("lookups %v hits %v, want 100 and 60 (process 30 + redis 20 + coalesced 10)", n.CacheLookups, n.CacheHits)
-	}
-	if n.HitsByTier["process"] != 30 || n.HitsByTier["redis"] != 20 || n.HitsByTier["coalesced"] != 10 {
-		t.Errorf("by tier %v", n.HitsByTier)
-	}
-	if n.CostUSD != 1.5 || n.TokensIn != 1000 || n.TokensOut != 500 {
-		t.Errorf("cost %v tokens %v/%v", n.CostUSD, n.TokensIn, n.TokensOut)
-	}
-	if !slices.Contains(n.Missing, "hal9_signals_total") || slices.Contains(n.Missing, "hal9_http_requests_total") {
-		t.Errorf("missing = %v", n.Missing)
-	}
-	var sv report.Server
-	fillServer(&sv, n, report.DefaultSeed())
-	if sv.CacheHitRate != 0.6 || sv.CostPer1K != 15 || sv.MonthlyUSD != 15.0/1000*1200*86400*30 {
-		t.Errorf("server numbers %+v", sv)
-	}
-	if Delta(after, before, "hal9_llm_cost_dollars_total", nil) != 0.5 {
-		t.Errorf("a counter reset must give the new value")
-	}
-}
-
 // TestRunEndToEnd is the short lab run of `make test`: SQLite and the real
 // PostgreSQL and PostgreSQL + Redis legs through lab/infra at a tiny
 // scale, then the report files and their numbers checked against each
@@ -305,7 +122,7 @@ func TestRunEndToEnd(t *testing.T) {
 	// --prometheus too when Debian's prometheus is installed (CI has it).
 	_, perr := exec.LookPath("prometheus")
 	withProm := perr == nil || requireInfra()
-	sum, out := runTestProfile(t, "tiny-profile.yaml", Options{Prometheus: withProm})
+	sum, out := runTestProfile(t, "tiny-profile.yaml", lab.Options{Prometheus: withProm})
 	for _, sk := range sum.Skipped {
 		t.Logf("skipped %s: %s", sk.Leg, sk.Reason)
 	}
@@ -329,14 +146,14 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Errorf("leg %s: ledger %+v", l.Name, v)
 		}
 	}
-	if _, ok := legs[SQLite]; !ok {
+	if _, ok := legs[profile.SQLite]; !ok {
 		t.Fatalf("the sqlite leg did not run")
 	}
 	// The rate-limit check ran on the first leg and passed.
 	var rl *report.Scenario
-	for i, sc := range legs[SQLite].Scenarios {
+	for i, sc := range legs[profile.SQLite].Scenarios {
 		if sc.Name == "ratelimit" {
-			rl = &legs[SQLite].Scenarios[i]
+			rl = &legs[profile.SQLite].Scenarios[i]
 		}
 	}
 	if rl == nil || !rl.Passed {
@@ -374,7 +191,7 @@ func TestRunEndToEnd(t *testing.T) {
 			if got := sc.Server.Requests - sc.Server.RequestsByRoute["/health"]; got != sc.Metrics.HTTPReqs {
 				t.Errorf("%s/%s: server counted %v requests (%v), client %v", l.Name, sc.Name, got, sc.Server.RequestsByRoute, sc.Metrics.HTTPReqs)
 			}
-			if sc.Server.CostUSD <= 0 || relDiff(sc.Server.CostUSD, sc.Metrics.ClientCostUSD) > 0.01 {
+			if sc.Server.CostUSD <= 0 || readings.RelDiff(sc.Server.CostUSD, sc.Metrics.ClientCostUSD) > 0.01 {
 				t.Errorf("%s/%s: server cost %v, client %v", l.Name, sc.Name, sc.Server.CostUSD, sc.Metrics.ClientCostUSD)
 			}
 			var seriesReqs float64
@@ -430,7 +247,7 @@ func TestInterrupt(t *testing.T) {
 	}
 	bin := serverBin(t)
 	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", "tiny-profile.yaml"))
+	p, err := profile.Load(r, filepath.Join(r, "lab", "testdata", "tiny-profile.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +255,7 @@ func TestInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pw := &pidWatcher{cancelOn: "load: tiny", cancel: cancel}
-	sum, err := Run(ctx, Options{Root: r, Profile: p, Backends: []string{SQLite}, OutDir: out, HalBin: bin, Command: "run", Progress: pw})
+	sum, err := lab.Run(ctx, lab.Options{Root: r, Profile: p, Backends: []string{profile.SQLite}, OutDir: out, HalBin: bin, Command: "run", Progress: pw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +312,7 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 
 // gateProfile loads the gate tests' profile: sqlite, 3 s of signals
 // (HAL9_GATE_PROFILE names another, for TestGateTrials).
-func gateProfile(t testing.TB) *Profile {
+func gateProfile(t testing.TB) *profile.Profile {
 	r := root(t)
 	path := filepath.Join(r, "lab", "testdata", "gate-profile.yaml")
 	if p := os.Getenv("HAL9_GATE_PROFILE"); p != "" {
@@ -504,7 +321,7 @@ func gateProfile(t testing.TB) *Profile {
 			path = filepath.Join(r, p) // relative to the repository root
 		}
 	}
-	p, err := LoadProfile(r, path)
+	p, err := profile.Load(r, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +338,7 @@ const gateLatencyScale = 1
 func runGate(t testing.TB, runs int, slowdown float64, rules baseline.Rules) *report.RunSummary {
 	t.Helper()
 	bin := serverBin(t)
-	g := GateOptions{Options: Options{Root: root(t), Profile: gateProfile(t), OutDir: t.TempDir(), HalBin: bin, Command: "gate",
+	g := lab.GateOptions{Options: lab.Options{Root: root(t), Profile: gateProfile(t), OutDir: t.TempDir(), HalBin: bin, Command: "gate",
 		ServerEnv: map[string]string{"HAL9_LLM_LATENCY_SCALE": strconv.FormatFloat(gateLatencyScale, 'f', -1, 64),
 			"HAL9_BCRYPT_COST": "4"}}, Runs: runs, ReferenceBin: bin, Rules: rules}
 	if slowdown > 0 {
@@ -529,7 +346,7 @@ func runGate(t testing.TB, runs int, slowdown float64, rules baseline.Rules) *re
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	sum, err := Gate(ctx, g)
+	sum, err := lab.Gate(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +374,7 @@ func TestGateAA(t *testing.T) {
 		t.Skip("-short")
 	}
 	sum := runGate(t, 4, 0, mechanicsRules(t))
-	if sum.Gate.ExitCode != ExitPass {
+	if sum.Gate.ExitCode != lab.ExitPass {
 		for _, r := range sum.Gate.Comparison.Results {
 			if r.Verdict == baseline.Regressed {
 				t.Logf("false alarm: %s %s", r.Key, r.Reason)
@@ -573,7 +390,7 @@ func TestGateCatchesSlowdown(t *testing.T) {
 		t.Skip("-short")
 	}
 	sum := runGate(t, 4, 3, mechanicsRules(t))
-	if sum.Gate.ExitCode != ExitRegressed {
+	if sum.Gate.ExitCode != lab.ExitRegressed {
 		t.Errorf("slowed candidate: %s (exit %d), want regressed", sum.Gate.Verdict, sum.Gate.ExitCode)
 	}
 	var latency bool
@@ -629,7 +446,7 @@ func TestGateTrials(t *testing.T) {
 		byMetric := map[string]int{}
 		for i := 0; i < n; i++ {
 			sum := runGate(t, runs, sd, nil)
-			if sum.Gate.ExitCode == ExitRegressed {
+			if sum.Gate.ExitCode == lab.ExitRegressed {
 				alarms++
 			}
 			for _, r := range sum.Gate.Comparison.Results {
@@ -661,10 +478,10 @@ func TestGateTrials(t *testing.T) {
 // RequireAll when HAL9_REQUIRE_INFRA is set. The progress lines are logged;
 // an error of the run fails the test. It returns the summary and the
 // report folder.
-func runTestProfile(t *testing.T, name string, opts Options) (*report.RunSummary, string) {
+func runTestProfile(t *testing.T, name string, opts lab.Options) (*report.RunSummary, string) {
 	t.Helper()
 	r := root(t)
-	p, err := LoadProfile(r, filepath.Join(r, "lab", "testdata", name))
+	p, err := profile.Load(r, filepath.Join(r, "lab", "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,7 +494,7 @@ func runTestProfile(t *testing.T, name string, opts Options) (*report.RunSummary
 	opts.Progress = &syncWriter{w: &progress}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sum, err := Run(ctx, opts)
+	sum, err := lab.Run(ctx, opts)
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {
 		t.Fatalf("lab run: %v", err)

@@ -2,119 +2,128 @@ package lab
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hal9-lab/hal9-lab/internal/redact"
+	"github.com/hal9-lab/hal9-lab/lab/backend"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
+	"github.com/hal9-lab/hal9-lab/lab/serve"
 )
 
-// LegSpec is one run of one leg.
-type LegSpec struct {
-	Backend *Backend
-	Run     int
-	Runs    int    // of how many, for progress
-	Role    string // gate --against: "candidate" or "reference"; "" otherwise
-	Bin     string
-	Env     map[string]string // on top of the session's ServerEnv
-	// RateLimitCheck runs the profile's rate-limit check after the scenarios.
-	RateLimitCheck bool
+// legSpec is one run of one leg.
+type legSpec struct {
+	backend *backend.Backend
+	run     int
+	runs    int    // of how many, for progress
+	role    string // gate --against: "candidate" or "reference"; "" otherwise
+	bin     string
+	env     map[string]string // on top of the session's ServerEnv
+	// rateLimitCheck runs the profile's rate-limit check after the scenarios.
+	rateLimitCheck bool
 }
 
-// LegKey names a leg's profiles and logs: "sqlite", "sqlite-reference".
-func LegKey(backend, role string) string {
+// legKey names a leg's profiles and logs: "sqlite", "sqlite-reference".
+func legKey(backend, role string) string {
 	if role == "" || role == "candidate" {
 		return backend
 	}
 	return backend + "-" + role
 }
 
-// leg is one run of one leg while it runs: what its steps share. RunLeg
-// drives it: fresh database, server, warm-up, scenarios, rate-limit
-// check, SIGTERM; each step is timed into out.Steps.
+// leg is one run of one leg while it runs: what its steps share. Its
+// fault and capacity phases keep their own state (faultleg.go,
+// capacityleg.go).
 type leg struct {
-	s       *Session
-	spec    LegSpec
-	key     string           // LegKey: names its profiles and logs
-	out     report.Leg       // what the report gets
-	backing *Backing         // the run's own database (and Redis logical DB)
-	dataDir string           // the server's --data-dir (and the SQLite file)
-	srv     *ReplicaSet      // the servers running now (one, or replicas behind HAProxy); nil between starts
-	limit   float64          // srv's --rate-limit
-	secret  string           // the leg's --jwt-secret, shared by its replicas and restarts
-	ctr     *ServerContainer // --server container: how its servers run (nil: processes)
-	fx      *legFaults       // the ledger and the faults' proxies (faultleg.go)
-	config  map[string]any   // srv's effective configuration (hal9 config)
-	// capMachine: CPU seconds of the lab and of the local databases during
-	// the capacity search, and the requests the server counted there.
-	capMachine [3]float64
-	checkOnly  bool // the running server is the rate-limit check's
+	s       *session
+	spec    legSpec
+	key     string     // legKey: names its profiles and logs
+	out     report.Leg // what the report gets
+	dataDir string     // the server's --data-dir (and the SQLite file)
+	db      *backend.Database
+	// The database and Redis URLs the servers get: db's, or through the
+	// faults' proxies.
+	serverDB, serverRedis string
+	srv                   *serve.ReplicaSet // the servers running now (one, or replicas behind HAProxy); nil between starts
+	limit                 float64           // srv's --rate-limit
+	secret                string            // the leg's --jwt-secret, shared by its replicas and restarts
+	ctr                   *serve.Container  // --server container: how its servers run (nil: processes)
+	config                map[string]any    // srv's effective configuration (hal9 config)
+	checkOnly             bool              // the running server is the rate-limit check's
 }
 
-// RunLeg runs one leg: a fresh database, the server, warm-up, every
-// scenario with /metrics scraped around it, the optional rate-limit check,
-// SIGTERM. It always returns the leg with what was measured; errors are in
-// leg.Error. A cancelled ctx stops it early (Ctrl-C).
-func (s *Session) RunLeg(ctx context.Context, spec LegSpec) report.Leg {
-	b := spec.Backend
-	l := &leg{s: s, spec: spec, key: LegKey(b.Name, spec.Role), backing: &Backing{}, limit: -1, secret: randomSecret(),
-		out: report.Leg{Name: b.Name, Run: spec.Run, Role: spec.Role, Infra: b.Infra(), Redis: b.Name == PostgresRedis}}
+// runLeg runs one leg, each step timed into its report: a fresh
+// database, the server, warm-up, every scenario with /metrics scraped
+// around it, the knee search, the rate-limit check, SIGTERM, the ledger
+// check. It always returns the leg with what was measured; errors are in
+// its Error. A cancelled ctx stops it early (Ctrl-C).
+func (s *session) runLeg(ctx context.Context, spec legSpec) report.Leg {
+	b := spec.backend
+	l := &leg{s: s, spec: spec, key: legKey(b.Name, spec.role), limit: -1, secret: serve.NewSecret(),
+		out: report.Leg{Name: b.Name, Run: spec.run, Role: spec.role, Infra: b.Infra(), Redis: b.Name == profile.PostgresRedis}}
 	s.prog.setLeg(l.label())
-	defer l.dropDatabase(ctx)
 	var err error
 	if l.dataDir, err = os.MkdirTemp("", "hal9lab-"+strings.ReplaceAll(b.Name, "+", "-")+"-"); err != nil {
 		return l.fail(fmt.Errorf("create data dir: %w", err))
 	}
 	defer os.RemoveAll(l.dataDir)
-	if err := l.containerLeg(ctx); err != nil {
-		return l.fail(err)
+	if s.opts.Server == ServerModeContainer {
+		if err := l.serverImage(ctx); err != nil {
+			return l.fail(err)
+		}
 	}
+	defer l.dropDatabase(ctx)
 	if err := l.step("fresh database", func() error { return l.freshDatabase(ctx) }); err != nil {
 		return l.fail(err)
 	}
-	l.out.Database = redact.URL(l.backing.DatabaseURL)
-	if err := l.prepareFaults(); err != nil {
+	l.out.Database = redact.URL(l.db.DatabaseURL)
+	fx, err := openFaults(l) // the acknowledgement ledger; with a timeline, the proxies
+	defer fx.close()
+	if err != nil {
 		return l.fail(err)
 	}
-	defer l.closeFaults()
+	l.serverDB, l.serverRedis = fx.serverURLs()
 
 	defer l.stopServer()
-	l.portTaken(ctx)
-	if err := l.runScenarios(ctx); err != nil {
+	fx.portTaken(ctx) // before the first server starts
+	if err := l.runScenarios(ctx, fx); err != nil {
 		return l.fail(err)
 	}
+	var knee *capacityLeg
 	if s.capacity != nil && ctx.Err() == nil {
-		l.capacitySearch(ctx)
+		knee = l.capacitySearch(ctx)
 	}
-	if spec.RateLimitCheck && s.opts.Profile.RateLimit != nil && ctx.Err() == nil {
+	if spec.rateLimitCheck && s.opts.Profile.RateLimit != nil && ctx.Err() == nil {
 		l.rateLimitCheck(ctx, *s.opts.Profile.RateLimit)
 	}
 	// Server totals come from the scenario diffs; peak RSS from /proc.
 	if l.srv != nil {
-		if rss, _, ok := l.srv.ProcStats(); ok && rss > l.out.Server.PeakRSSBytes {
+		if rss, _, ok := l.srv.Stats(); ok && rss > l.out.Server.PeakRSSBytes {
 			l.out.Server.PeakRSSBytes = rss
 		}
 	}
-	finishServer(&l.out.Server, s.summary.Seed)
+	readings.FinishServer(&l.out.Server, s.summary.Seed)
 	l.stopServer()
-	l.verifyLedger(ctx)
-	l.capacityDemand()
+	fx.verifyLedger(ctx) // in the database, after the server stopped
+	knee.serviceDemand() // from the CPU profile, complete once the servers exited
 	return l.out
 }
 
 // label names the leg in progress lines: "sqlite reference 2/5".
 func (l *leg) label() string {
-	label := l.spec.Backend.Name
-	if l.spec.Role != "" {
-		label += " " + l.spec.Role
+	label := l.spec.backend.Name
+	if l.spec.role != "" {
+		label += " " + l.spec.role
 	}
-	if l.spec.Runs > 1 {
-		label += fmt.Sprintf(" %d/%d", l.spec.Run, l.spec.Runs)
+	if l.spec.runs > 1 {
+		label += fmt.Sprintf(" %d/%d", l.spec.run, l.spec.runs)
 	}
 	return label
 }
@@ -143,139 +152,31 @@ func (l *leg) fail(err error) report.Leg {
 	return l.out
 }
 
-// freshDatabase provisions the run's own database: a new SQLite file, or a
-// new PostgreSQL database (and an empty Redis logical DB) on the backend's
-// servers.
+// freshDatabase provisions the run's own database (backend.FreshDatabase).
 func (l *leg) freshDatabase(ctx context.Context) error {
-	b := l.spec.Backend
-	switch b.Name {
-	case SQLite:
-		l.backing.DatabaseURL = "sqlite://" + filepath.Join(l.dataDir, "hal9.db")
-		return nil
-	case PostgresRedis:
-		if err := provisionRedis(ctx, b.env.RedisURL, l.backing); err != nil {
-			return err
-		}
-	}
-	return provisionPostgres(ctx, b.env.PostgresURL, l.backing)
+	var err error
+	l.db, err = l.spec.backend.FreshDatabase(ctx, l.dataDir)
+	return err
 }
 
 // dropDatabase drops what freshDatabase created; a failure is a lab error.
 func (l *leg) dropDatabase(ctx context.Context) {
-	if err := l.backing.Close(context.WithoutCancel(ctx)); err != nil {
-		l.s.LabError("%s run %d: cleaning up its database: %v", l.spec.Backend.Name, l.spec.Run, err)
-	}
-}
-
-// runScenarios runs the profile's scenarios in order against one server,
-// started before the first (then warmed up) and again whenever a scenario
-// wants another --rate-limit. Its error is a server that did not start.
-func (l *leg) runScenarios(ctx context.Context) error {
-	s := l.s
-	for i, sp := range s.plans {
-		if ctx.Err() != nil {
-			break
-		}
-		if l.srv == nil || sp.rateLimit != l.limit {
-			l.stopServer()
-			if err := l.step("start server", func() error { return l.startServer(ctx, sp.rateLimit) }); err != nil {
-				return err
-			}
-			if i == 0 && s.opts.Profile.Warmup > 0 {
-				_ = l.step(fmt.Sprintf("warm-up: %s at %.0f/s", s.opts.Profile.Warmup.D(), s.opts.Profile.WarmupRate), func() error {
-					return s.warmup(ctx, l.srv.URL(), sp.plan)
-				})
-			}
-		}
-		sc := l.runScenario(ctx, sp)
-		l.out.Scenarios = append(l.out.Scenarios, sc)
-		addServer(&l.out.Server, sc.Server)
-	}
-	return nil
-}
-
-// rateLimitCheck restarts the server with the check's --rate-limit and
-// adds the check to the leg as a scenario.
-func (l *leg) rateLimitCheck(ctx context.Context, rc RateLimitCheck) {
-	l.stopServer()
-	l.checkOnly = true // its --rate-limit is the check's, not a departure of the measurements
-	if err := l.step("start server", func() error { return l.startServer(ctx, rc.Limit) }); err != nil {
+	if l.db == nil {
 		return
 	}
-	var sc report.Scenario
-	n := float64(l.srv.Len()) // round robin over n limiters: n × the limit gets through
-	_ = l.step(fmt.Sprintf("rate-limit check: %.0f then %.0f req/s against --rate-limit %.0f%s", rc.Below*rc.Limit*n, rc.Above*rc.Limit*n, rc.Limit, limitersText(l.srv.Len())), func() error {
-		sc = l.s.rateLimitScenario(ctx, l.srv.URL(), l.srv.Len(), rc)
-		if sc.Error != "" {
-			return errors.New(sc.Error)
-		}
-		return nil
-	})
-	l.out.Scenarios = append(l.out.Scenarios, sc)
+	if err := l.db.Close(context.WithoutCancel(ctx)); err != nil {
+		l.s.labError("%s run %d: cleaning up its database: %v", l.spec.backend.Name, l.spec.run, err)
+	}
 }
 
-// startServer starts the leg's servers (one, or replicas behind HAProxy:
-// replicas.go) with --rate-limit limit (0: off) on the run's database and
-// waits until they are ready.
-func (l *leg) startServer(ctx context.Context, limit float64) error {
-	s := l.s
-	env := map[string]string{} // the profile's, then the session's, then the leg's
-	maps.Copy(env, s.opts.Profile.Env)
-	maps.Copy(env, s.opts.ServerEnv)
-	maps.Copy(env, l.spec.Env)
-	dbURL, redisURL := l.serverURLs()
-	opts := ServerOptions{Bin: l.spec.Bin, DatabaseURL: dbURL, RedisURL: redisURL, RateLimit: limit,
-		PyroscopeURL: s.recvURL, DataDir: l.dataDir, Shutdown: s.opts.Drain, Env: env, AdminAddr: s.adminAddr,
-		LogPath: filepath.Join(s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%d.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.Run, len(l.out.Steps)))}
-	l.containerOptions(&opts)
-	if err := l.applySettings(ctx, &opts); err != nil {
-		return err
-	}
-	plan, err := l.replicaPlan(&opts)
-	if err != nil {
-		return err
-	}
-	s.recv.SetLeg(l.key)
-	rs, err := startReplicaSet(ctx, opts, plan, s.prog.step)
-	if err != nil {
-		return err
-	}
-	l.srv, l.limit = rs, limit
-	l.noteContainers(rs)
-	if rs.Len() == 1 {
-		r, _ := rs.Replica(0)
-		s.prog.step("server ready: API %s, admin %s (rate limit %s)", r.URL(), r.AdminURL(), limitString(limit))
-	} else {
-		l.noteBalancer(rs)
-		s.prog.step("%d replicas ready behind %s (rate limit %s each)", rs.Len(), rs.URL(), limitString(limit))
-	}
-	return nil
+// logPath is where one server start of the leg logs, named by what.
+func (l *leg) logPath(what string) string {
+	return filepath.Join(l.s.opts.OutDir, "logs", fmt.Sprintf("%s-run%d-%s.log", strings.ReplaceAll(l.key, "+", "-"), l.spec.run, what))
 }
 
-// stopServer sends SIGTERM to the running server (if any) and records its
-// exit code and shutdown time; a bad exit is the leg's error.
-func (l *leg) stopServer() {
-	if l.srv == nil {
-		return
-	}
-	l.countRequests()
-	var code int
-	var took time.Duration
-	err := l.step("SIGTERM, expect exit 0 within the drain time", func() error {
-		var err error
-		code, took, err = l.srv.Stop()
-		return err
-	})
-	l.out.Server.ExitCode, l.out.Server.ShutdownMS = &code, float64(took.Milliseconds())
-	if err != nil && l.out.Error == "" {
-		l.out.Error = err.Error()
-	}
-	l.srv = nil
-}
-
-func limitString(l float64) string {
-	if l <= 0 {
-		return "off"
-	}
-	return fmt.Sprintf("%g/s", l)
+// randomSuffix keeps the names of load runs (the workload's users) apart.
+func randomSuffix() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

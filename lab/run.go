@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 
+	"github.com/hal9-lab/hal9-lab/lab/backend"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -11,30 +13,29 @@ import (
 // repetitions, then the reports. The summary is returned (and written)
 // even when interrupted.
 func Run(ctx context.Context, opts Options) (*report.RunSummary, error) {
-	s, err := NewSession(ctx, opts)
+	s, err := newSession(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	bin, err := s.Binary(ctx)
+	defer s.close()
+	bin, err := s.binary(ctx)
 	if err != nil {
 		return nil, err
 	}
-	err = s.eachBackend(ctx, func(i int, b *Backend) {
+	err = s.eachBackend(ctx, func(i int, b *backend.Backend) {
 		for rep := 1; rep <= s.opts.Repetitions && ctx.Err() == nil; rep++ {
-			leg := s.RunLeg(ctx, LegSpec{Backend: b, Run: rep, Runs: s.opts.Repetitions, Bin: bin, RateLimitCheck: rateLimitOn(s.opts.Profile, b.Name, i) && rep == 1})
-			s.summary.Legs = append(s.summary.Legs, leg)
+			s.addLeg(s.runLeg(ctx, legSpec{backend: b, run: rep, runs: s.opts.Repetitions, bin: bin, rateLimitCheck: rateLimitOn(s.opts.Profile, b.Name, i) && rep == 1}))
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.prog.setLeg("lab")
-	return s.Finish(ctx)
+	return s.finish(ctx)
 }
 
 // rateLimitOn: the check runs on the backends it names, else on the first.
-func rateLimitOn(p *Profile, backend string, index int) bool {
+func rateLimitOn(p *profile.Profile, backend string, index int) bool {
 	if p.RateLimit == nil {
 		return false
 	}

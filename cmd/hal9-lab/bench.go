@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/lab/loadbench"
 )
 
@@ -36,7 +37,8 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	fs := flag.NewFlagSet("bench engine", flag.ContinueOnError)
 	conns := fs.Int("connections", 64, "connections: engine VUs, wrk -c, vegeta workers")
-	dur := fs.Duration("duration", 8*time.Second, "how long each client runs in each round (whole seconds)")
+	var dur time.Duration
+	durationflag.Var(fs, &dur, "duration", 8*time.Second, "how long each client runs in each round (whole seconds)")
 	rounds := fs.Int("rounds", 3, "rounds; the clients take turns in each, in alternating order")
 	threads := fs.Int("threads", 2, "wrk -t")
 	engines := fs.String("engines", "", "other hal9-lab binaries (comma-separated) whose engines take turns too, e.g. main's for before and after in one run")
@@ -50,7 +52,7 @@ func runBench(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench engine: unexpected argument %q", fs.Arg(0))
 	}
-	if *conns < 1 || *rounds < 1 || *threads < 1 || *dur < time.Second || *dur%time.Second != 0 {
+	if *conns < 1 || *rounds < 1 || *threads < 1 || dur < time.Second || dur%time.Second != 0 {
 		return errors.New("bench engine: --connections, --rounds and --threads must be ≥ 1 and --duration whole seconds ≥ 1s")
 	}
 	self, err := os.Executable()
@@ -67,8 +69,8 @@ func runBench(ctx context.Context, args []string) error {
 		}
 		others = append(others, e)
 	}
-	fmt.Fprintf(os.Stderr, "bench engine: %d connections, %s per client, %d rounds…\n", *conns, *dur, *rounds)
-	res, err := loadbench.Run(ctx, loadbench.Options{Connections: *conns, Duration: *dur, Rounds: *rounds, Threads: *threads,
+	fmt.Fprintf(os.Stderr, "bench engine: %d connections, %s per client, %d rounds…\n", *conns, dur, *rounds)
+	res, err := loadbench.Run(ctx, loadbench.Options{Connections: *conns, Duration: dur, Rounds: *rounds, Threads: *threads,
 		Lab: self, Others: others, Progress: os.Stderr})
 	if err != nil {
 		return err

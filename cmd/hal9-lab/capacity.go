@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/lab/capacity"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/report"
@@ -59,10 +60,10 @@ func newCapacityFlagSet(f *capacityFlags, getenv func(string) string) *flag.Flag
 	fs.Float64Var(&f.p.Precision, "precision", capacity.DefaultPrecision, "stop bisecting when bad/good − 1 is at most this")
 	fs.IntVar(&f.p.MaxSteps, "max-steps", capacity.DefaultMaxSteps, "bound on the number of steps")
 	fs.BoolVar(&f.p.NoRetry, "no-retry", false, "let a failing full step stand without a second one (default: a failure counts when a second full step at its rate fails too)")
-	fs.DurationVar(&f.p.Step, "step", 0, "fixed judged length of every step (default: as long as the SLO's quantile needs, 2-20s)")
-	fs.DurationVar(&f.p.Settle, "settle", 0, "fixed unjudged load before each step's judged part, 0 for none (default: the SLO's latency bound ÷ --precision, 1-30s)")
+	durationflag.Var(fs, &f.p.Step, "step", 0, "fixed judged length of every step (default: as long as the SLO's quantile needs, 2-20s)")
+	durationflag.Var(fs, &f.p.Settle, "settle", 0, "fixed unjudged load before each step's judged part, 0 for none (default: the SLO's latency bound ÷ --precision, 1-30s)")
 	fs.IntVar(&f.p.MaxVUs, "max-vus", capacity.DefaultMaxVUs, "VU bound of each step (k6's maxVUs)")
-	fs.DurationVar(&f.p.Cooldown, "cooldown", 0, "pause between steps (default 1s)")
+	durationflag.Var(fs, &f.p.Cooldown, "cooldown", 0, "pause between steps (default 1s)")
 	fs.StringVar(&f.runID, "run-id", "", "names the search's virtual users (default random)")
 	fs.BoolVar(&f.verbose, "v", false, "log at debug level")
 	fs.Usage = func() {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hal9-lab/hal9-lab/lab"
+	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/infra"
 )
 
@@ -220,7 +220,7 @@ func serverImage(ctx context.Context, f serverImageFlags, stdout io.Writer, log 
 		return err
 	}
 	if f.version == "" {
-		f.version = lab.GitDescribe(root)
+		f.version = build.GitDescribe(root)
 	}
 	if f.tag == "" {
 		f.tag = "hal9-lab/hal9:" + f.version
@@ -236,7 +236,7 @@ func serverImage(ctx context.Context, f serverImageFlags, stdout io.Writer, log 
 		defer os.RemoveAll(tmp)
 		f.dir = tmp
 	}
-	if err := lab.StageServerImage(ctx, lab.StageOptions{Root: root, Dir: f.dir, Version: f.version, WithLab: true}); err != nil {
+	if err := build.Stage(ctx, build.StageOptions{Root: root, Dir: f.dir, Version: f.version, WithLab: true}); err != nil {
 		return err
 	}
 	if f.stageOnly {

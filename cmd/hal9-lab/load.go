@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/workload"
 )
@@ -56,7 +56,7 @@ func newLoadFlagSet(f *loadFlags, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the hal9lab_* metrics on http://ADDR/metrics during the run (e.g. 127.0.0.1:9191)")
 	fs.StringVar(&f.runID, "run-id", "", "name of this test in user names; give the segments of one test the same one (default random)")
 	fs.StringVar(&f.startAt, "start-at", "", "RFC 3339 time at which to start the executors, after the workload's setup (segments of one test start together); refused when already past by more than --start-late-max")
-	fs.DurationVar(&f.startLateMax, "start-late-max", 10*time.Second, "how far past --start-at a run may still begin")
+	durationflag.Var(fs, &f.startLateMax, "start-late-max", 10*time.Second, "how far past --start-at a run may still begin")
 	fs.BoolVar(&f.noThresholdExit, "no-threshold-exit", false, "exit 0 even when a threshold fails (a segment whose merged summary is judged by 'hal9-lab load merge')")
 	fs.StringVar(&f.ledger, "ledger", "", "write every write the server acknowledged to FILE (JSON Lines) and read each back through the API as its owner afterwards (visibility, not durability); a loss exits 99")
 	fs.StringVar(&f.adminURL, "admin-url", "", "the server's admin listener (http://HOST:PORT) for the scenario's LLM faults (PUT /admin/llm/faults); the only faults injectable into a server the lab did not start")
@@ -102,9 +102,6 @@ func parseLoadArgs(args []string, getenv func(string) string, now time.Time) (*l
 	}
 	if a.seg, err = resolveSegment(a.segment, getenv); err != nil {
 		return nil, fmt.Errorf("load: --segment: %w", err)
-	}
-	if a.startLateMax < 0 {
-		return nil, fmt.Errorf("load: --start-late-max %s must not be negative", a.startLateMax)
 	}
 	if a.startAt != "" {
 		if a.start, err = checkStartAt(a.startAt, a.startLateMax, now); err != nil {
@@ -280,7 +277,7 @@ func newMergeFlagSet(f *mergeFlags) *flag.FlagSet {
 	fs.StringVar(&f.export, "summary-export", "", "write the merged summary JSON to this file")
 	fs.StringVar(&f.dir, "dir", "", "merge the summaries in DIR/*/summary.json (what 'hal9-lab load --out DIR/NAME' writes) instead of listed files")
 	fs.IntVar(&f.expect, "expect", 0, "require exactly this many segments, 1/N … N/N, each once")
-	fs.DurationVar(&f.wait, "wait", 0, "with --dir and --expect: wait up to this long for the N summaries to appear (e.g. 10m)")
+	durationflag.Var(fs, &f.wait, "wait", 0, "with --dir and --expect: wait up to this long for the N summaries to appear (e.g. 10m)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: hal9-lab load merge SUMMARY.json... [--summary-export FILE]\n       hal9-lab load merge --dir DIR [--expect N [--wait 10m]] [--summary-export FILE]\n\nThe thresholds are judged on the merged result: exit 99 when one fails.\n\nflags (before or after the files):")
 		fs.PrintDefaults()
@@ -302,8 +299,6 @@ func parseMergeArgs(args []string) (mergeFlags, []string, error) {
 		return f, nil, errors.New("load merge: give the summary files of the segments (or --dir DIR)")
 	case f.expect < 0:
 		return f, nil, fmt.Errorf("load merge: --expect %d must be at least 1", f.expect)
-	case f.wait < 0:
-		return f, nil, fmt.Errorf("load merge: --wait %s must not be negative", f.wait)
 	case f.wait > 0 && (f.dir == "" || f.expect == 0):
 		return f, nil, errors.New("load merge: --wait needs --dir and --expect (it waits for the N summaries to appear in DIR)")
 	}
@@ -320,9 +315,14 @@ func runLoadMerge(ctx context.Context, args []string) error {
 	}
 	var sums []*load.Summary
 	if f.dir != "" {
-		sums, err = awaitSummaries(ctx, f.dir, f.expect, f.wait, time.Second)
+		sums, err = load.AwaitSummaries(ctx, f.dir, f.expect, f.wait, time.Second, func(found int) {
+			fmt.Fprintf(os.Stderr, "waiting up to %s for %d summaries in %s (%d there)\n", f.wait, f.expect, f.dir, found)
+		})
+		if err != nil {
+			err = fmt.Errorf("load merge: %w", err)
+		}
 	} else {
-		sums, err = readSummaries(files)
+		sums, err = load.ReadSummaries(files)
 	}
 	if err != nil {
 		return err
@@ -337,79 +337,6 @@ func runLoadMerge(ctx context.Context, args []string) error {
 		return err
 	}
 	return finishLoad(m, f.export, "", false)
-}
-
-func readSummaries(files []string) ([]*load.Summary, error) {
-	var sums []*load.Summary
-	for _, f := range files {
-		s, err := load.ReadSummary(f)
-		if err != nil {
-			return nil, err
-		}
-		sums = append(sums, s)
-	}
-	return sums, nil
-}
-
-// awaitSummaries reads DIR/*/summary.json once there are expect of them
-// (any number when expect is 0), polling every poll for up to wait. A file
-// that does not parse yet is retried until the deadline.
-func awaitSummaries(ctx context.Context, dir string, expect int, wait, poll time.Duration) ([]*load.Summary, error) {
-	if fi, err := os.Stat(dir); err != nil && wait == 0 {
-		return nil, fmt.Errorf("load merge: --dir %s: %w", dir, err)
-	} else if err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("load merge: --dir %s is not a directory", dir)
-	}
-	deadline := time.Now().Add(wait)
-	announced := false
-	for {
-		files, err := filepath.Glob(filepath.Join(dir, "*", "summary.json"))
-		if err != nil {
-			return nil, fmt.Errorf("load merge: --dir %s: %w", dir, err)
-		}
-		sort.Strings(files)
-		var readErr error
-		if expect > 0 && len(files) > expect {
-			return nil, fmt.Errorf("load merge: %d summaries in %s, expected %d: %s; remove the stale ones or give the test a new run id",
-				len(files), dir, expect, strings.Join(files, ", "))
-		}
-		if (expect == 0 && len(files) > 0) || (expect > 0 && len(files) == expect) {
-			sums, err := readSummaries(files)
-			if err == nil {
-				return sums, nil
-			}
-			readErr = err
-		}
-		if !time.Now().Before(deadline) {
-			switch {
-			case readErr != nil:
-				return nil, fmt.Errorf("load merge: %w", readErr)
-			case len(files) == 0 && expect == 0:
-				return nil, fmt.Errorf("load merge: no summaries in %s/*/summary.json", dir)
-			default:
-				return nil, fmt.Errorf("load merge: after %s, %d of %d summaries in %s/*/summary.json%s; a segment failed or has not finished: read its pod's log",
-					wait, len(files), expect, dir, listed(files))
-			}
-		}
-		if !announced {
-			fmt.Fprintf(os.Stderr, "waiting up to %s for %d summaries in %s (%d there)\n", wait, expect, dir, len(files))
-			announced = true
-		}
-		t := time.NewTimer(min(poll, time.Until(deadline)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("load merge: waiting for summaries: %w", context.Cause(ctx))
-		case <-t.C:
-		}
-	}
-}
-
-func listed(files []string) string {
-	if len(files) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(files, ", ") + ")"
 }
 
 // parseInterspersed parses flags that may come before, between or after

@@ -403,37 +403,3 @@ func TestKubernetesLoadtestParses(t *testing.T) {
 		t.Errorf("/results: segments mount %q, merge mounts %q: want the same claim", a, b)
 	}
 }
-
-func TestRenderLoadKubeErrors(t *testing.T) {
-	now := time.Now()
-	base := kubeFlags{segments: 2, out: t.TempDir(), manifests: "../../deploy/kubernetes/loadtest", scenario: "smoke.yaml",
-		target: "http://hal9:8080", startIn: time.Minute, scale: 1}
-	for _, c := range []struct {
-		edit func(*kubeFlags)
-		err  string
-	}{
-		{func(f *kubeFlags) {}, ""},
-		{func(f *kubeFlags) { f.out = "" }, "--out DIR is required"},
-		{func(f *kubeFlags) { f.segments = 0 }, "--segments 0 must be 1..1000"},
-		{func(f *kubeFlags) { f.target = "hal9:8080" }, "must be an http:// or https:// URL"},
-		{func(f *kubeFlags) { f.scenario = "../smoke.yaml" }, "give a file name"},
-		{func(f *kubeFlags) { f.scenario = "nope.yaml" }, "--scenario nope.yaml"},
-		{func(f *kubeFlags) { f.runID = "Run_1" }, "--run-id \"Run_1\""},
-		{func(f *kubeFlags) { f.manifests = t.TempDir() }, "has no kustomization.yaml"},
-		{func(f *kubeFlags) { f.startIn = 0 }, "--start-in 0s must be positive"},
-		{func(f *kubeFlags) { f.startAtRaw = "2001-01-01T00:00:00Z" }, "is not in the future"},
-		{func(f *kubeFlags) { f.startAtRaw = "soon" }, "want an RFC 3339 time"},
-		{func(f *kubeFlags) { f.image = "a b" }, "--image"},
-		{func(f *kubeFlags) { f.scale = 0 }, "--scale 0"},
-	} {
-		f := base
-		c.edit(&f)
-		_, _, err := renderLoadKube(f, now)
-		switch {
-		case c.err == "" && err != nil:
-			t.Errorf("valid flags: %v", err)
-		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
-			t.Errorf("err = %v, want %q", err, c.err)
-		}
-	}
-}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/load"
+	"github.com/hal9-lab/hal9-lab/lab/profile"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -62,40 +62,30 @@ func (f *labFlags) register(fs *flag.FlagSet, defProfile string) {
 	fs.Float64Var(&f.scale, "scale", 1, "multiply the profile's durations and user counts (quick tries: 0.2)")
 	fs.StringVar(&f.pyroscope, "pyroscope-url", "", "send the servers' profiles to this Pyroscope instead of the lab's own receiver")
 	fs.BoolVar(&f.verbose, "v", false, "log the lab's debug messages to stderr")
-	fs.IntVar(&f.replicas, "replicas", 0, fmt.Sprintf("servers per PostgreSQL leg, on one database and one Redis, behind HAProxy (1..%d; default: the profile's replicas, else 1)", lab.MaxReplicas))
+	fs.IntVar(&f.replicas, "replicas", 0, fmt.Sprintf("servers per PostgreSQL leg, on one database and one Redis, behind HAProxy (1..%d; default: the profile's replicas, else 1)", profile.MaxReplicas))
 	fs.BoolVar(&f.pgbouncer, "pgbouncer", false, "put PgBouncer (transaction pooling) between the servers and PostgreSQL (default: the profile's pgbouncer)")
 }
 
-// options validates the flags and builds lab.Options.
+// options builds lab.Options from the flags; lab.Options.Validate checks
+// them.
 func (f *labFlags) options(command string) (lab.Options, error) {
 	var o lab.Options
 	root, err := repoRoot()
 	if err != nil {
 		return o, err
 	}
-	switch f.infra {
-	case "auto", "external", "testcontainers", "process":
-	default:
-		return o, fmt.Errorf("--infra %q: use auto, external, testcontainers or process", f.infra)
-	}
-	if f.replicas < 0 || f.replicas > lab.MaxReplicas {
-		return o, fmt.Errorf("--replicas %d: want 1..%d servers per leg", f.replicas, lab.MaxReplicas)
-	}
-	if f.scale <= 0 || f.scale > 100 {
+	if f.scale == 0 { // the library's 0 means 1; a flag of 0 is a mistake
 		return o, fmt.Errorf("--scale %v: want a positive factor (e.g. 0.2 for a quick try)", f.scale)
 	}
-	p, err := lab.LoadProfile(root, f.profile)
+	p, err := profile.Load(root, f.profile)
 	if err != nil {
 		return o, fmt.Errorf("--profile: %w", err)
 	}
 	o = lab.Options{Root: root, Profile: p, Infra: f.infra, RequireAll: f.requireAll, Prometheus: f.prometheus,
 		Scale: f.scale, Command: command, BaselineDir: filepath.Join(root, "reports", "baselines"), Progress: os.Stderr,
-		Replicas: f.replicas, PgBouncer: f.pgbouncer, Server: f.server}
-	if o.Infra == "auto" {
-		o.Infra = ""
-	}
+		Replicas: f.replicas, PgBouncer: f.pgbouncer, Server: f.server, HalBin: f.hal9Bin, PyroscopeURL: f.pyroscope}
 	if f.backends != "" {
-		if o.Backends, err = lab.ParseBackends(f.backends); err != nil {
+		if o.Backends, err = profile.ParseBackends(f.backends); err != nil {
 			return o, fmt.Errorf("--backends: %w", err)
 		}
 	}
@@ -111,29 +101,7 @@ func (f *labFlags) options(command string) (lab.Options, error) {
 		}
 		o.Scenarios = append(o.Scenarios, path)
 	}
-	if f.hal9Bin != "" {
-		abs, err := filepath.Abs(f.hal9Bin)
-		if err != nil {
-			return o, fmt.Errorf("--hal9-bin: %w", err)
-		}
-		if st, err := os.Stat(abs); err != nil || st.IsDir() {
-			return o, fmt.Errorf("--hal9-bin %s: not an executable file (build one with `go build -o bin/hal9 ./cmd/hal9`)", f.hal9Bin)
-		}
-		o.HalBin = abs
-		if f.server == lab.ServerModeContainer {
-			if err := lab.CheckStatic(abs); err != nil {
-				return o, fmt.Errorf("--hal9-bin with --server container: %w", err)
-			}
-		}
-	}
-	if f.pyroscope != "" {
-		u, err := url.Parse(f.pyroscope)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return o, fmt.Errorf("--pyroscope-url %q: want http(s)://host:port of a Pyroscope server", f.pyroscope)
-		}
-		o.PyroscopeURL = f.pyroscope
-	}
-	if err := lab.ValidateServerMode(&o); err != nil {
+	if err := o.Validate(); err != nil {
 		return o, err
 	}
 	o.OutDir = f.out

@@ -6,10 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/durationflag"
 	"github.com/hal9-lab/hal9-lab/internal/redact"
 	"github.com/hal9-lab/hal9-lab/server/app"
 )
@@ -45,8 +45,8 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.CacheStrategy, "cache-strategy", d.CacheStrategy, "record caching: aside, through or behind")
 	fs.IntVar(&cfg.CacheMaxEntries, "cache-max-entries", d.CacheMaxEntries, "process cache: maximum entries")
 	fs.Int64Var(&cfg.CacheMaxBytes, "cache-max-bytes", d.CacheMaxBytes, "process cache: maximum bytes of values")
-	durationVar(fs, &cfg.L1TTL, "l1-ttl", d.L1TTL, "response cache TTL of layer L1 (L2 10m, L3 5m, L4 2m are fixed)")
-	durationVar(fs, &cfg.L5TTL, "l5-ttl", d.L5TTL, "response cache TTL of layer L5")
+	durationflag.Var(fs, &cfg.L1TTL, "l1-ttl", d.L1TTL, "response cache TTL of layer L1 (L2 10m, L3 5m, L4 2m are fixed)")
+	durationflag.Var(fs, &cfg.L5TTL, "l5-ttl", d.L5TTL, "response cache TTL of layer L5")
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "HS256 secret for access and refresh tokens (empty: one kept in the database, shared by every server on it)")
 	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", d.BcryptCost, "bcrypt cost of password hashes (4..31; each +1 doubles login CPU)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", d.RateLimit, "requests per second per client (user, API key, or IP); 0 turns it off")
@@ -55,21 +55,21 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.AuthBurst, "auth-burst", d.AuthBurst, "burst of --auth-rate-limit")
 	fs.IntVar(&cfg.LoginFailuresPerUser, "login-failures-per-user", d.LoginFailuresPerUser, "failed logins per username from one client address (IPv6 per /64) per --login-failure-window; past it that address's logins for the username get 429, other addresses' do not; 0 turns it off")
 	fs.IntVar(&cfg.LoginFailureCeiling, "login-failure-ceiling", d.LoginFailureCeiling, "failed logins per username from all addresses per --login-failure-window; past it an address that has been failing waits out its own failures (no burst), an address that has not is never held back; 0 turns it off")
-	durationVar(fs, &cfg.LoginFailureWindow, "login-failure-window", d.LoginFailureWindow, "the window of --login-failures-per-user")
-	durationVar(fs, &cfg.RefreshReuseGrace, "refresh-reuse-grace", d.RefreshReuseGrace, "a refresh token presented again this soon after its rotation, while its successor is unused, gets that successor (a retry of a lost answer) instead of ending the login; 0 none, at most 1m")
-	durationVar(fs, &cfg.HTTPReadTimeout, "http-read-timeout", d.HTTPReadTimeout, "API: a request body must arrive within this (408 after); 0 none")
-	durationVar(fs, &cfg.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "API: idle keep-alive connections are closed after this")
-	durationVar(fs, &cfg.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "API: a response must be written within this; 0 derives it: 5 layers × --llm-timeout + 30s")
+	durationflag.Var(fs, &cfg.LoginFailureWindow, "login-failure-window", d.LoginFailureWindow, "the window of --login-failures-per-user")
+	durationflag.Var(fs, &cfg.RefreshReuseGrace, "refresh-reuse-grace", d.RefreshReuseGrace, "a refresh token presented again this soon after its rotation, while its successor is unused, gets that successor (a retry of a lost answer) instead of ending the login; 0 none, at most 1m")
+	durationflag.Var(fs, &cfg.HTTPReadTimeout, "http-read-timeout", d.HTTPReadTimeout, "API: a request body must arrive within this (408 after); 0 none")
+	durationflag.Var(fs, &cfg.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "API: idle keep-alive connections are closed after this")
+	durationflag.Var(fs, &cfg.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "API: a response must be written within this; 0 derives it: 5 layers × --llm-timeout + 30s")
 	fs.IntVar(&cfg.HTTPMaxConns, "http-max-conns", d.HTTPMaxConns, "API: open connections at most (more wait to be accepted); 0 unlimited")
 	fs.IntVar(&cfg.HTTPMaxConnsPerClient, "http-max-conns-per-client", d.HTTPMaxConnsPerClient, "API: open connections per client address, IPv6 per /64 (more are answered 429 and closed; a trusted proxy's are not capped); 0 unlimited (load tests from one machine)")
-	durationVar(fs, &cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown, all stages together")
-	durationVar(fs, &cfg.ShutdownDelay, "shutdown-delay", d.ShutdownDelay, "graceful shutdown: readiness answers 503 this long before the API drains (at most a quarter of --shutdown-timeout; unset, 5s or that quarter, whichever is shorter)")
+	durationflag.Var(fs, &cfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown, all stages together")
+	durationflag.Var(fs, &cfg.ShutdownDelay, "shutdown-delay", d.ShutdownDelay, "graceful shutdown: readiness answers 503 this long before the API drains (at most a quarter of --shutdown-timeout; unset, 5s or that quarter, whichever is shorter)")
 	fs.IntVar(&cfg.AsyncWorkers, "async-workers", d.AsyncWorkers, "workers processing ?async=true signals")
 	fs.IntVar(&cfg.AsyncQueue, "async-queue", d.AsyncQueue, "async signals queued before 503 queue_full")
 	fs.IntVar(&cfg.AsyncQueuePerUser, "async-queue-per-user", d.AsyncQueuePerUser, "one user's share of --async-queue (429 past it); 0: a quarter of the queue")
 	fs.StringVar(&cfg.LLM, "llm", d.LLM, "LLM provider: sim (simulated) or anthropic (Messages API)")
 	fs.StringVar(&cfg.LLMModel, "llm-model", d.LLMModel, "model name (its family sets the price: opus, sonnet, haiku)")
-	durationVar(fs, &cfg.LLMTimeout, "llm-timeout", d.LLMTimeout, "timeout of one LLM call")
+	durationflag.Var(fs, &cfg.LLMTimeout, "llm-timeout", d.LLMTimeout, "timeout of one LLM call")
 	fs.Float64Var(&cfg.LLMBudgetHourly, "llm-budget-hourly", d.LLMBudgetHourly, "LLM spend allowed in the rolling hour, USD")
 	fs.Float64Var(&cfg.LLMBudgetDaily, "llm-budget-daily", d.LLMBudgetDaily, "LLM spend allowed in the rolling day, USD")
 	fs.StringVar(&cfg.LLMBudgetEnforce, "llm-budget-enforce", d.LLMBudgetEnforce, "refuse uncached signals (503) past a budget: auto (on with --llm anthropic, off with sim), on, off")
@@ -87,35 +87,6 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&cfg.CapacityRPS, "capacity-rps", d.CapacityRPS, "rated capacity of this server in requests per second (the knee `make capacity` prints for its machine class), exported as hal9_capacity_requests_per_second for the capacity alerts; 0: none, the alerts stay silent")
 	return fs
 }
-
-// durationValue is a time.Duration flag whose errors say how to write one:
-// flag.Duration reports a bare "60" only as "parse error".
-type durationValue time.Duration
-
-func durationVar(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
-	*p = def
-	fs.Var((*durationValue)(p), name, usage+" (a duration with a unit: 500ms, 30s, 5m, 1h)")
-}
-
-func (d *durationValue) Set(s string) error {
-	v, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		if _, nerr := strconv.ParseFloat(strings.TrimSpace(s), 64); nerr == nil {
-			return fmt.Errorf("%q has no unit: use a duration with a unit, e.g. 60s (or 500ms, 5m, 1h)", s)
-		}
-		return fmt.Errorf("%q is not a duration: use a duration with a unit, e.g. 60s (or 500ms, 5m, 1h)", s)
-	}
-	if v < 0 {
-		return fmt.Errorf("%q is negative: use a positive duration with a unit, e.g. 60s", s)
-	}
-	*d = durationValue(v)
-	return nil
-}
-
-func (d *durationValue) String() string { return time.Duration(*d).String() }
-
-// Get makes it a flag.Getter: effectiveConfig prints durations as strings.
-func (d *durationValue) Get() any { return time.Duration(*d) }
 
 // parseConfig reads HAL9_* variables, then the flags (a flag wins over its
 // variable). getenv is os.LookupEnv in production.

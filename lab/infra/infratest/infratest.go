@@ -459,3 +459,19 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// ---- a container engine ----
+
+// Containers returns a container session on the Docker engine
+// testcontainers finds, closed when the test ends; without an engine the
+// test is skipped (fails under HAL9_REQUIRE_INFRA=1; .ci/run gives the
+// tests one with .ci/with-dockerd).
+func Containers(t testing.TB) *infra.ContainerSession {
+	t.Helper()
+	sess, err := infra.NewContainerSession(context.Background(), infra.ImageOptions{}, nil)
+	if err != nil {
+		unavailable(t, "a Docker engine", err)
+	}
+	t.Cleanup(func() { _ = sess.Close(context.Background()) })
+	return sess
+}
