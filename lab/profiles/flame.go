@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +48,64 @@ func FlameName(leg, typ string) string { return sanitize(leg) + "-" + typ + ".ht
 // FlameDiffName is the file name of the differential flame graph of a leg's
 // profile type typ against what it is compared with.
 func FlameDiffName(leg, typ string) string { return sanitize(leg) + "-" + typ + "-diff.html" }
+
+// Flame is one flame graph page of a leg, as the report links it.
+type Flame struct {
+	Type    string `json:"type"`              // profile type: cpu, heap
+	Sample  string `json:"sample"`            // the sample type drawn: cpu, inuse_space
+	File    string `json:"file"`              // file name under profiles/
+	Against string `json:"against,omitempty"` // a differential page: what it is compared with
+}
+
+// Comparison is what a leg's differential flame graphs compare it with:
+// the baseline's profiles, a gate's reference build, or another leg of the
+// run. Profile returns nil where it has no profile of a type.
+type Comparison struct {
+	Label   string
+	Profile func(typ string) *profile.Profile
+}
+
+// WriteFlames writes the flame graph pages of leg's CPU and heap profiles
+// into dir and, with cmp, a differential page of each against cmp's
+// profile of the same type. It returns the pages written and a note for
+// each page it could not write.
+func (r *Receiver) WriteFlames(dir, leg string, cmp *Comparison) ([]Flame, []string) {
+	var flames []Flame
+	var notes []string
+	for _, typ := range r.Types(leg) {
+		sample, ok := FlameSample(typ)
+		if !ok {
+			continue
+		}
+		p := r.Profile(leg, typ)
+		write := func(name string, o FlameOptions) bool {
+			page, err := FlameGraph(p, o)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, name), page, 0o644)
+			}
+			if err != nil {
+				notes = append(notes, fmt.Sprintf("%s flame graph: %v", typ, err))
+				return false
+			}
+			return true
+		}
+		title := leg + " · " + typ
+		if write(FlameName(leg, typ), FlameOptions{Title: title, SampleType: sample}) {
+			flames = append(flames, Flame{Type: typ, Sample: sample, File: FlameName(leg, typ)})
+		}
+		if cmp == nil {
+			continue
+		}
+		base := cmp.Profile(typ)
+		if base == nil {
+			continue
+		}
+		if write(FlameDiffName(leg, typ), FlameOptions{Title: title, SampleType: sample, Base: base, BaseLabel: cmp.Label, Growers: 10}) {
+			flames = append(flames, Flame{Type: typ, Sample: sample, File: FlameDiffName(leg, typ), Against: cmp.Label})
+		}
+	}
+	return flames, notes
+}
 
 // FlameOptions describe one flame graph page.
 type FlameOptions struct {

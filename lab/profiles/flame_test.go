@@ -152,3 +152,52 @@ func TestFlameGraphErrors(t *testing.T) {
 		t.Errorf("unexpected page: %v", err)
 	}
 }
+
+func TestWriteFlames(t *testing.T) {
+	cpu := stackProfile(map[string]int64{"main.a;main.root": 3e9, "main.b;main.root": 1e9})
+	heap := stackProfile(map[string]int64{"main.alloc;main.root": 4 << 20})
+	heap.SampleType = []*profile.ValueType{{Type: "inuse_objects", Unit: "count"}, {Type: "inuse_space", Unit: "bytes"}}
+	r := NewReceiver(nil)
+	r.SetLeg("sqlite")
+	for typ, p := range map[string]*profile.Profile{"cpu": cpu, "heap": heap, "mutex": cpu} {
+		if err := r.add(typ, "hal9", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		cmp   *Comparison
+		files []string
+		notes int
+	}{
+		{"alone", nil, []string{"sqlite-cpu.html", "sqlite-heap.html"}, 0},
+		{"no base profile", &Comparison{Label: "baseline", Profile: func(string) *profile.Profile { return nil }},
+			[]string{"sqlite-cpu.html", "sqlite-heap.html"}, 0},
+		{"against a leg", &Comparison{Label: "leg postgres", Profile: func(typ string) *profile.Profile {
+			return map[string]*profile.Profile{"cpu": cpu}[typ]
+		}}, []string{"sqlite-cpu.html", "sqlite-cpu-diff.html", "sqlite-heap.html"}, 0},
+		{"incompatible base", &Comparison{Label: "odd", Profile: func(typ string) *profile.Profile { return heap }},
+			[]string{"sqlite-cpu.html", "sqlite-heap.html", "sqlite-heap-diff.html"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			flames, notes := r.WriteFlames(dir, "sqlite", tc.cmp)
+			var got []string
+			for _, f := range flames {
+				got = append(got, f.File)
+				if _, err := os.Stat(filepath.Join(dir, f.File)); err != nil {
+					t.Errorf("listed but not written: %v", err)
+				}
+				if (f.Against != "") != strings.HasSuffix(f.File, "-diff.html") {
+					t.Errorf("%s: against %q", f.File, f.Against)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.files, ",") {
+				t.Errorf("pages %v, want %v", got, tc.files)
+			}
+			if len(notes) != tc.notes {
+				t.Errorf("notes %q, want %d", notes, tc.notes)
+			}
+		})
+	}
+}
