@@ -41,7 +41,10 @@ func (s *session) finish(ctx context.Context) (*report.RunSummary, error) {
 		// In the order the legs ran.
 		sort.SliceStable(legs, func(i, j int) bool { return legOrder(sum, legs[i]) < legOrder(sum, legs[j]) })
 		for _, l := range legs {
-			sum.Profiles = append(sum.Profiles, s.side.recv.Summarize(l, s.baselineProfile, 8))
+			ls := s.side.recv.Summarize(l, s.baselineProfile, 8)
+			flames, notes := s.side.recv.WriteFlames(dir, l, s.flameComparison(l, legs))
+			ls.Flames, ls.Notes = flames, append(ls.Notes, notes...)
+			sum.Profiles = append(sum.Profiles, ls)
 		}
 	}
 	s.mu.Lock()
@@ -66,6 +69,24 @@ func legOrder(sum *report.RunSummary, key string) int {
 // BaselineProfileDir is where a profile's baseline pprof files live.
 func BaselineProfileDir(baselineDir, profileName string) string {
 	return filepath.Join(baselineDir, "profiles", profileName)
+}
+
+// flameComparison is what leg's differential flame graphs compare it with:
+// the baseline's profiles when the run has a baseline that kept them; in a
+// gate against a reference build, the reference's leg of the same backend;
+// else the run's first leg (legs are in the order they ran), so a run over
+// several backends shows where their CPU differs. nil: nothing to compare.
+func (s *session) flameComparison(leg string, legs []string) *profiles.Comparison {
+	if s.baselineProfile(leg, "cpu") != nil {
+		return &profiles.Comparison{Label: "the baseline", Profile: func(typ string) *pprofile.Profile { return s.baselineProfile(leg, typ) }}
+	}
+	if ref := leg + "-reference"; slices.Contains(legs, ref) {
+		return &profiles.Comparison{Label: "the reference build", Profile: func(typ string) *pprofile.Profile { return s.side.recv.Profile(ref, typ) }}
+	}
+	if first := legs[0]; first != leg && !strings.HasSuffix(leg, "-reference") {
+		return &profiles.Comparison{Label: "leg " + first, Profile: func(typ string) *pprofile.Profile { return s.side.recv.Profile(first, typ) }}
+	}
+	return nil
 }
 
 func (s *session) baselineProfile(leg, typ string) *pprofile.Profile {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hal9-lab/hal9-lab/internal/browsertest"
 	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
 	"github.com/hal9-lab/hal9-lab/lab/build/buildtest"
@@ -160,10 +161,24 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("rate-limit check missing or failed: %+v", rl)
 	}
 	// Files.
-	for _, f := range []string{report.SummaryFile, report.MarkdownFile, report.HTMLFile, report.JUnitFile, "profiles/sqlite-cpu.pb.gz"} {
+	files := []string{report.SummaryFile, report.MarkdownFile, report.HTMLFile, report.JUnitFile, "profiles/sqlite-cpu.pb.gz",
+		"profiles/sqlite-cpu.html", "profiles/sqlite-heap.html"}
+	if _, ok := legs[profile.Postgres]; ok { // compared with the run's first leg
+		files = append(files, "profiles/postgres-cpu-diff.html")
+	}
+	for _, f := range files {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+	// The flame graph opens from the report in a browser, without a server,
+	// and draws the server's own frames.
+	if page, _ := os.ReadFile(filepath.Join(out, report.HTMLFile)); !strings.Contains(string(page), `<a href="profiles/sqlite-cpu.html">`) {
+		t.Errorf("report.html does not link the sqlite leg's CPU flame graph")
+	}
+	dom := browsertest.DumpDOM(t, "file://"+filepath.Join(out, "profiles", "sqlite-cpu.html"))
+	if !regexp.MustCompile(`<div class="boxtext"[^>]*>[^<]*ServeHTTP`).MatchString(dom) {
+		t.Errorf("the sqlite leg's CPU flame graph drew no ServeHTTP frame in Chromium")
 	}
 	// summary.json's http_reqs total equals report.md's.
 	raw, _ := os.ReadFile(filepath.Join(out, report.SummaryFile))

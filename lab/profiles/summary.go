@@ -15,6 +15,7 @@ type LegSummary struct {
 	TopAlloc  []FuncShare       `json:"top_alloc,omitempty"`
 	GrewCPU   []FuncDelta       `json:"grew_cpu,omitempty"`   // vs the baseline profile
 	GrewAlloc []FuncDelta       `json:"grew_alloc,omitempty"` // vs the baseline profile
+	Flames    []Flame           `json:"flames,omitempty"`     // flame graph pages under profiles/
 	Notes     []string          `json:"notes,omitempty"`
 }
 

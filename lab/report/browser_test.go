@@ -10,34 +10,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hal9-lab/hal9-lab/internal/browsertest"
 )
-
-// chromium finds Debian's headless-capable browser; the test skips without
-// one unless HAL9_REQUIRE_INFRA=1 (CI installs it).
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("HAL9_REQUIRE_INFRA") == "1" {
-		t.Fatal("chromium not found and HAL9_REQUIRE_INFRA=1: install Debian's chromium package")
-	}
-	t.Skip("chromium not found: install Debian's chromium package to check report.html in a real browser")
-	return ""
-}
-
-func chromiumArgs(t *testing.T, extra ...string) []string {
-	return append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir=" + t.TempDir()}, extra...)
-}
 
 // TestHTMLRendersInChromium opens report.html in headless chromium and
 // checks the script drew every chart without errors.
 func TestHTMLRendersInChromium(t *testing.T) {
-	bin := chromium(t)
+	bin := browsertest.Chromium(t)
 	for _, gate := range []bool{false, true} {
 		t.Run(map[bool]string{false: "run", true: "gate"}[gate], func(t *testing.T) {
 			dir := t.TempDir()
@@ -48,7 +28,7 @@ func TestHTMLRendersInChromium(t *testing.T) {
 			page := "file://" + filepath.Join(dir, HTMLFile)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, chromiumArgs(t, "--virtual-time-budget=5000", "--dump-dom", page)...).Output()
+			out, err := exec.CommandContext(ctx, bin, browsertest.Args(t, "--virtual-time-budget=5000", "--dump-dom", page)...).Output()
 			if err != nil {
 				t.Fatalf("chromium --dump-dom: %v", err)
 			}
@@ -76,7 +56,7 @@ func TestHTMLRendersInChromium(t *testing.T) {
 			}
 			if os.Getenv("HAL9_REPORT_SCREENSHOT") != "" { // look at the page: HAL9_REPORT_SCREENSHOT=/tmp/x.png
 				shot := strings.TrimSuffix(os.Getenv("HAL9_REPORT_SCREENSHOT"), ".png") + map[bool]string{false: "-run", true: "-gate"}[gate] + ".png"
-				if out, err := exec.CommandContext(ctx, bin, chromiumArgs(t, "--virtual-time-budget=5000", "--hide-scrollbars",
+				if out, err := exec.CommandContext(ctx, bin, browsertest.Args(t, "--virtual-time-budget=5000", "--hide-scrollbars",
 					"--window-size=1500,2600", "--screenshot="+shot, page)...).CombinedOutput(); err != nil {
 					t.Errorf("screenshot: %v\n%s", err, out)
 				}
@@ -88,7 +68,7 @@ func TestHTMLRendersInChromium(t *testing.T) {
 // TestHTMLReportsScriptErrors proves the marker check can fail: a page
 // whose data is broken shows the error and no rendered marker.
 func TestHTMLReportsScriptErrors(t *testing.T) {
-	bin := chromium(t)
+	bin := browsertest.Chromium(t)
 	dir := t.TempDir()
 	if _, err := WriteAll(dir, fakeSummary(false)); err != nil {
 		t.Fatal(err)
@@ -102,7 +82,7 @@ func TestHTMLReportsScriptErrors(t *testing.T) {
 	os.WriteFile(p, []byte(broken), 0o644)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, chromiumArgs(t, "--virtual-time-budget=5000", "--dump-dom", "file://"+p)...).Output()
+	out, err := exec.CommandContext(ctx, bin, browsertest.Args(t, "--virtual-time-budget=5000", "--dump-dom", "file://"+p)...).Output()
 	if err != nil {
 		t.Fatal(err)
 	}

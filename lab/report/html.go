@@ -45,7 +45,7 @@ type chartData struct {
 func HTML(s *RunSummary) ([]byte, error) {
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms": ms, "pct": pct, "usd": usd, "usd0": usd0, "mib": mib, "legName": legName, "tiers": tiers,
-		"shutdown": shutdown, "short": short, "num": num, "change": change, "shortFunc": shortFunc,
+		"shutdown": shutdown, "short": short, "num": num, "change": change, "shortFunc": shortFunc, "flameLabel": flameLabel,
 		"pct100": func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
 		"ratio":  ratio, "replicas": replicasHTML, "containers": containersHTML,
 		"departures": departuresHTML, "capacity": capacityHTML, "onlyCapacity": onlyCapacity,

@@ -65,7 +65,7 @@ func Markdown(s *RunSummary) string {
 		}
 	}
 	writeProfiles(&b, s)
-	b.WriteString("Files: `summary.json` (machine-readable), `report.html` (charts), `junit.xml`, `profiles/*.pb.gz` (`go tool pprof`).\n")
+	b.WriteString("Files: `summary.json` (machine-readable), `report.html` (charts), `junit.xml`, `profiles/*.html` (flame graphs), `profiles/*.pb.gz` (`go tool pprof`).\n")
 	return b.String()
 }
 
@@ -222,11 +222,30 @@ func writeProfiles(b *strings.Builder, s *RunSummary) {
 			g := p.GrewAlloc[0]
 			fmt.Fprintf(b, " · alloc share grew most: `%s` %.1f%% → %.1f%%", shortFunc(g.Name), g.BaseShare*100, g.Share*100)
 		}
+		if len(p.Flames) > 0 {
+			links := make([]string, len(p.Flames))
+			for i, f := range p.Flames {
+				links[i] = fmt.Sprintf("[%s](profiles/%s)", flameLabel(f), f.File)
+			}
+			b.WriteString(" · flame graphs: " + strings.Join(links, ", "))
+		}
 		for _, n := range p.Notes {
 			b.WriteString(" · " + n)
 		}
 		b.WriteString("\n\n")
 	}
+}
+
+// flameLabel names a flame graph page in the report's links.
+func flameLabel(f profiles.Flame) string {
+	l := f.Type
+	if f.Sample == profiles.FlameHeapSample {
+		l += " (in use)"
+	}
+	if f.Against != "" {
+		l += " vs " + f.Against
+	}
+	return l
 }
 
 func joinTop(fs []profiles.FuncShare, n int) string {

@@ -65,7 +65,8 @@ func fakeSummary(withGate bool) *RunSummary {
 	s.NoData = []NoData{{Source: "dashboards/overview.json", Name: "DB pool", Expr: "hal9_db_pool_acquire_wait_seconds_total", Reason: "sqlite leg has no pool"}}
 	s.PrometheusChecked = 42
 	s.Profiles = []profiles.LegSummary{{Leg: "sqlite", TopCPU: []profiles.FuncShare{{Name: "github.com/x/y/server.(*Server).handle", Share: 0.21}, {Name: "runtime.mallocgc", Share: 0.12}},
-		TopAlloc: []profiles.FuncShare{{Name: "encoding/json.Marshal", Share: 0.3}}, GrewCPU: []profiles.FuncDelta{{Name: "compress/flate.deflate", BaseShare: 0.01, Share: 0.06, Delta: 0.05}}}}
+		TopAlloc: []profiles.FuncShare{{Name: "encoding/json.Marshal", Share: 0.3}}, GrewCPU: []profiles.FuncDelta{{Name: "compress/flate.deflate", BaseShare: 0.01, Share: 0.06, Delta: 0.05}},
+		Flames: []profiles.Flame{{Type: "cpu", Sample: "cpu", File: "sqlite-cpu.html"}, {Type: "cpu", Sample: "cpu", File: "sqlite-cpu-diff.html", Against: "the baseline"}, {Type: "heap", Sample: "inuse_space", File: "sqlite-heap.html"}}}}
 	if withGate {
 		s.Command = "gate"
 		c := baseline.Comparison{Warnings: []string{"baseline smoke was measured on another machine"}}
@@ -122,7 +123,9 @@ func TestWriteAllAndRender(t *testing.T) {
 		"**Not production:**", "- PostgreSQL durability off (fsync=off) (postgres)\n", "- bcrypt cost 4 instead of 10\n",
 		"## Capacity: the knee", "| sqlite | 400 it/s = 600 req/s | 380 ms | the server (SLO broken at 420 it/s)", "peak at N*=99",
 		"The bottleneck is **register**", "**2500 req/s**", "pods for 1200 req/s sustained",
-		"### The value to set: `--capacity-rps`", "| sqlite | `--capacity-rps 600` | the knee, 600 req/s, rounded down |", "bcrypt cost 4 instead of production's 10"} {
+		"### The value to set: `--capacity-rps`", "| sqlite | `--capacity-rps 600` | the knee, 600 req/s, rounded down |", "bcrypt cost 4 instead of production's 10",
+
+		"flame graphs: [cpu](profiles/sqlite-cpu.html), [cpu vs the baseline](profiles/sqlite-cpu-diff.html), [heap (in use)](profiles/sqlite-heap.html)"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -154,6 +157,11 @@ func TestWriteAllAndRender(t *testing.T) {
 	}
 	if !strings.Contains(string(raw), "rated capacity per server: --capacity-rps 600") {
 		t.Errorf("junit.xml does not print the value to set")
+	}
+	for _, want := range []string{`<a href="profiles/sqlite-cpu.html">cpu</a>`, `<a href="profiles/sqlite-cpu-diff.html">cpu vs the baseline</a>`, `<a href="profiles/sqlite-heap.html">heap (in use)</a>`} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks the flame graph link %s", want)
+		}
 	}
 	for _, bad := range []string{"http://", "https://"} {
 		if i := strings.Index(string(html), bad); i >= 0 && !strings.Contains(string(html[i:i+40]), "www.w3.org/2000/svg") {
