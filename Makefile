@@ -5,6 +5,9 @@ BIN := bin
 PROFILE ?= smoke
 LAB_FLAGS ?=
 GATE_FLAGS ?=
+GATE_PROFILE ?= nightly
+GATE_STAMP := $(shell date -u +%Y%m%dT%H%M%SZ)
+GATE_OUT ?= reports/runs/$(GATE_STAMP)
 CAPACITY_CHECK ?= 25,50,100,200
 CAPACITY_CHECK_DEFAULTS ?= 800,1600,3000
 FUZZTIME ?= 10s
@@ -45,8 +48,19 @@ unit:
 fuzz: ## short fuzz run of request decoding (FUZZTIME=10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSignalRequest$$' -fuzztime $(FUZZTIME) ./server
 
-gate: build ## nightly performance gate (GATE_FLAGS='--against origin/main'); exit 99 on regression
-	$(BIN)/hal9-lab gate --profile nightly $(GATE_FLAGS)
+# The gate, then its runs added to the history ($$HAL9_HISTORY, default
+# reports/history.db) and the history checked; trend.html and the change
+# points (history.json) land beside the gate's report in GATE_OUT. Exit: the
+# gate's code when it is not 0, else the check's (99: a series changed for
+# the worse within its last 5 nights).
+gate: build ## nightly performance gate (GATE_FLAGS='--against origin/main', GATE_OUT=dir), then the history's check; exit 99 on a regression of either
+	@rc=0; $(BIN)/hal9-lab gate --profile $(GATE_PROFILE) --out $(GATE_OUT) $(GATE_FLAGS) || rc=$$?; \
+	if [ -f $(GATE_OUT)/summary.json ] && [ $$rc -ne 130 ]; then \
+	  $(BIN)/hal9-lab history add $(GATE_OUT); \
+	  h=0; $(BIN)/hal9-lab history check --profile $(GATE_PROFILE) --summary-export $(GATE_OUT)/history.json || h=$$?; \
+	  $(BIN)/hal9-lab history report --profile $(GATE_PROFILE) --out $(GATE_OUT) >/dev/null || { [ $$h -ne 0 ] || h=1; }; \
+	  if [ $$rc -eq 0 ]; then rc=$$h; fi; \
+	fi; exit $$rc
 
 chaos: build ## the chaos profile (~30 min): every fault under load on PostgreSQL + Redis, with Prometheus and the real alerts; exit 99 when a fault's verdict fails or an acknowledged write is lost
 	$(BIN)/hal9-lab run --profile chaos --prometheus $(LAB_FLAGS)

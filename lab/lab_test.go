@@ -176,7 +176,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if page, _ := os.ReadFile(filepath.Join(out, report.HTMLFile)); !strings.Contains(string(page), `<a href="profiles/sqlite-cpu.html">`) {
 		t.Errorf("report.html does not link the sqlite leg's CPU flame graph")
 	}
-	dom := browsertest.DumpDOM(t, "file://"+filepath.Join(out, "profiles", "sqlite-cpu.html"))
+	dom := browsertest.DumpDOM(t, browsertest.Chromium(t), filepath.Join(out, "profiles", "sqlite-cpu.html"))
 	if !regexp.MustCompile(`<div class="boxtext"[^>]*>[^<]*ServeHTTP`).MatchString(dom) {
 		t.Errorf("the sqlite leg's CPU flame graph drew no ServeHTTP frame in Chromium")
 	}

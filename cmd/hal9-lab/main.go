@@ -38,6 +38,7 @@ func commands() []command {
 		{"report", "re-render a run's reports from its summary.json", runReport},
 		{"infra", "start PostgreSQL and Redis for the lab: infra up", runInfra},
 		{"bench", "benchmarks of the lab itself: bench engine", runBench},
+		{"history", "the nightly history: add, import, check (change points), report", runHistory},
 	}
 }
 

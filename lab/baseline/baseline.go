@@ -40,6 +40,9 @@ type Machine struct {
 	GoVersion string `json:"go_version"`
 	OS        string `json:"os"`
 	Arch      string `json:"arch"`
+	// Kernel is the release (uname -r); empty off Linux and in files
+	// written before it was recorded.
+	Kernel string `json:"kernel,omitempty"`
 }
 
 // Key names one metric of one scenario of one leg.
@@ -168,10 +171,19 @@ func sortSeries(s []Series) {
 	sort.Slice(s, func(i, j int) bool { return keyLess(s[i].Key, s[j].Key) })
 }
 
-// DescribeMachine reads the CPU model from /proc/cpuinfo (empty elsewhere).
+// DescribeMachine reads the CPU model from /proc/cpuinfo and the kernel
+// release from /proc/sys/kernel/osrelease (both empty elsewhere).
 func DescribeMachine() Machine {
 	return Machine{CPUModel: cpuModel("/proc/cpuinfo"), Cores: runtime.NumCPU(),
-		GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+		GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, Kernel: kernelRelease("/proc/sys/kernel/osrelease")}
+}
+
+func kernelRelease(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func cpuModel(path string) string {

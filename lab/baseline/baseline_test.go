@@ -169,3 +169,14 @@ func TestCPUModel(t *testing.T) {
 		t.Errorf("cpuModel = %q", got)
 	}
 }
+
+func TestKernelRelease(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "osrelease")
+	os.WriteFile(p, []byte("6.1.0-28-cloud-amd64\n"), 0o644)
+	if got := kernelRelease(p); got != "6.1.0-28-cloud-amd64" {
+		t.Errorf("kernelRelease = %q", got)
+	}
+	if got := kernelRelease(filepath.Join(t.TempDir(), "missing")); got != "" {
+		t.Errorf("kernelRelease of a missing file = %q, want empty", got)
+	}
+}

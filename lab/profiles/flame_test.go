@@ -90,7 +90,7 @@ func TestFlameGraphRendersInChromium(t *testing.T) {
 			if err := os.WriteFile(path, page, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			dom := browsertest.DumpDOM(t, "file://"+path)
+			dom := browsertest.DumpDOM(t, browsertest.Chromium(t), path)
 			drawn := strings.Join(boxTexts(dom), "\n")
 			// A narrow frame shows its name without the package.
 			for _, fn := range []string{"flameRoot", "flameMiddle", "flameLeafAlpha", "flameLeafBeta", "flameLeafGamma"} {
@@ -103,7 +103,7 @@ func TestFlameGraphRendersInChromium(t *testing.T) {
 				t.Errorf("%d diff bars in the page, base given: %v", diffBars, tc.opts.Base != nil)
 			}
 			if shot := os.Getenv("HAL9_FLAME_SCREENSHOT"); shot != "" { // look at it: HAL9_FLAME_SCREENSHOT=/tmp/flame
-				browsertest.Screenshot(t, "file://"+path, shot+"-"+tc.name+".png", "1200,500")
+				browsertest.Screenshot(t, browsertest.Chromium(t), path, shot+"-"+tc.name+".png")
 			}
 		})
 	}
@@ -130,7 +130,7 @@ func TestFlameGraphZoomsFromFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Replace(string(page), "</body>", click, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dom := browsertest.DumpDOM(t, "file://"+path)
+	dom := browsertest.DumpDOM(t, browsertest.Chromium(t), path)
 	if !regexp.MustCompile(`data-url="file://[^"]*\?p=[^"]*flameMiddle`).MatchString(dom) {
 		t.Errorf("the click did not pivot the page on flameMiddle: %s", regexp.MustCompile(`<body[^>]*>`).FindString(dom))
 	}

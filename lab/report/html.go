@@ -17,6 +17,14 @@ var htmlTemplate string
 //go:embed charts.js
 var chartsJS string
 
+//go:embed chartlib.js
+var chartLibJS string
+
+// ChartLib is the chart code report.html and history's trend.html share:
+// a script that defines window.hal9Charts (lineChart and its helpers) and
+// the page's error handler. Put it in a <script> before the page's own.
+func ChartLib() template.JS { return template.JS(chartLibJS) }
+
 // chartLeg is one column of charts: the first run of a leg (and role).
 type chartLeg struct {
 	Name      string          `json:"name"`
@@ -77,7 +85,7 @@ func HTML(s *RunSummary) ([]byte, error) {
 	err = t.Execute(&buf, map[string]any{
 		"S": s, "Verdict": s.Verdict(), "Duration": duration(s), "Seed": seed,
 		"GateRows": gateRows, "Counts": counts, "Faults": faultsHTML(s),
-		"Data": template.JS(data), "Script": template.JS(chartsJS),
+		"Data": template.JS(data), "Lib": ChartLib(), "Script": template.JS(chartsJS),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("render report.html: %w", err)
