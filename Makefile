@@ -34,7 +34,9 @@ capacity: build ## the knee per backend, its service demands, USL fit and fleet 
 capacity-check: ## the knee search against queues of known capacity: fixed steps (CAPACITY_CHECK=25,50,100,200 req/s, ~1.5 min each), default flags with p99<50 ms (CAPACITY_CHECK_DEFAULTS=800,1600,3000, ≤ 4 min each)
 	HAL9_CAPACITY_CHECK=$(CAPACITY_CHECK) HAL9_CAPACITY_CHECK_DEFAULTS=$(CAPACITY_CHECK_DEFAULTS) $(GO) test -count=1 -timeout 40m -run '^TestCapacityCheck(Defaults)?$$' -v ./lab/capacity/
 
-test: vet unit fuzz alerts ## vet, race-enabled tests, a short fuzz run, promtool checks
+# promtool's checks run inside unit (alerts.TestPromtool runs what `make
+# alerts` runs), so test does not run them a second time.
+test: vet unit fuzz ## vet, race-enabled tests (promtool's rule checks among them), a short fuzz run
 
 vet:
 	$(GO) vet ./...
