@@ -5,8 +5,9 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"github.com/hal9-lab/hal9-lab/server/store/internal/migrations"
 	"time"
+
+	"github.com/hal9-lab/hal9-lab/server/store/internal/migrations"
 )
 
 //go:embed migrations/*.sql
