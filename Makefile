@@ -14,7 +14,7 @@ FUZZTIME ?= 10s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE ?= hal9-lab/hal9:$(VERSION)
 
-.PHONY: help build lab capacity capacity-check test vet unit fuzz gate chaos dashboards alerts manifests bench bench-server image image-context clean
+.PHONY: help build lab capacity capacity-check test vet unit fuzz gate gate-trials soak chaos dashboards alerts manifests bench bench-server image image-context clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -66,6 +66,16 @@ gate: build ## nightly performance gate (GATE_FLAGS='--against origin/main', GAT
 
 chaos: build ## the chaos profile (~30 min): every fault under load on PostgreSQL + Redis, with Prometheus and the real alerts; exit 99 when a fault's verdict fails or an acknowledged write is lost
 	$(BIN)/hal9-lab run --profile chaos --prometheus $(LAB_FLAGS)
+
+soak: build ## the seeds' hour (~67 min): 1,500 users on PostgreSQL + Redis, durable; exit 99 when a threshold fails
+	$(BIN)/hal9-lab run --profile soak --require-all $(LAB_FLAGS)
+
+# The gate's own power (TestGateTrials): GATE_TRIALS gates per LLM slowdown
+# (A/A, +10 %, +25 %), each 4 + 4 interleaved runs of lab/testdata's gate
+# profile; the rates with their 95 % intervals go to the test log.
+GATE_TRIALS ?= 40
+gate-trials: ## the gate's A/A false-alarm and slowdown catch rates (GATE_TRIALS=40 gates each, ~2 min per gate)
+	HAL9_GATE_TRIALS=$(GATE_TRIALS) HAL9_GATE_SLOWDOWNS=1.1,1.25 $(GO) test -count=1 -timeout 24h -run '^TestGateTrials$$' -v ./lab/
 
 dashboards: ## regenerate dashboards/*.json from the Go generator
 	$(GO) run ./dashboards/cmd/gen -out dashboards

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -423,19 +424,19 @@ func TestGateCatchesSlowdown(t *testing.T) {
 }
 
 // TestGateTrials measures how often the gate raises a false alarm (A/A)
-// and how often it misses an injected slowdown, over repeated trials, and
-// fails when either exceeds the bound the README quotes: at most
-// maxWrongShare of the A/A gates may alarm, and at most maxWrongShare of
-// the gates whose candidate's LLM is at least caughtSlowdown× slower
-// may pass. Smaller slowdowns are only logged: their end-to-end shift
-// stays under the 10 % minimum effect, and the gate passes them by design.
-// It is slow and skipped unless HAL9_GATE_TRIALS=N is set:
+// and how often it catches an injected LLM slowdown, over repeated gates,
+// each with its Wilson 95 % interval. It fails when the A/A rate exceeds
+// maxFalseAlarms or the catch rate of a slowdown of at least
+// caughtSlowdown falls below minCaught; smaller slowdowns are only logged.
+// It is slow and skipped unless HAL9_GATE_TRIALS=N is set (`make
+// gate-trials`):
 //
-//	HAL9_GATE_TRIALS=10 HAL9_GATE_SLOWDOWNS=1.5,3 go test -run TestGateTrials -v -timeout 2h ./lab/
+//	HAL9_GATE_TRIALS=40 HAL9_GATE_SLOWDOWNS=1.1,1.25 go test -run TestGateTrials -v -timeout 24h ./lab/
 func TestGateTrials(t *testing.T) {
 	const (
-		maxWrongShare  = 0.10 // of the trials of one slowdown
-		caughtSlowdown = 1.25 // LLM latency ×1.25: P95 +32 % end to end, measured
+		maxFalseAlarms = 0.05 // A/A gates that alarm (the aim is 1 %)
+		minCaught      = 0.95 // gates that catch a slowdown ≥ caughtSlowdown
+		caughtSlowdown = 1.25 // LLM latency ×1.25
 	)
 	n, _ := strconv.Atoi(os.Getenv("HAL9_GATE_TRIALS"))
 	if n <= 0 {
@@ -477,15 +478,30 @@ func TestGateTrials(t *testing.T) {
 			}
 			t.Logf("slowdown %.3g trial %d: %s; p95 in run order %v", sd, i+1, sum.Gate.Verdict, p95)
 		}
-		what, wrong := "false alarms (A/A)", alarms
-		if sd > 0 {
-			what, wrong = fmt.Sprintf("misses (LLM %.3g× slower)", sd), n-alarms
+		lo, hi := wilson(alarms, n)
+		what := fmt.Sprintf("caught (LLM %.3g× slower)", sd)
+		if sd == 0 {
+			what = "false alarms (A/A)"
 		}
-		t.Logf("RESULT runs=%d slowdown=%.3g: %s %.0f%% (%d of %d trials); regressed metrics: %v", runs, sd, what, 100*float64(wrong)/float64(n), wrong, n, byMetric)
-		if bound := int(maxWrongShare * float64(n)); (sd == 0 || sd >= caughtSlowdown) && wrong > bound {
-			t.Errorf("slowdown %.3g: %d %s in %d trials, want at most %d (%.0f%%)", sd, wrong, what, n, bound, maxWrongShare*100)
+		t.Logf("RESULT runs=%d slowdown=%.3g: %s %.1f%% [%.1f–%.1f %%, 95 %% Wilson] (%d of %d gates); regressed metrics: %v",
+			runs, sd, what, 100*float64(alarms)/float64(n), 100*lo, 100*hi, alarms, n, byMetric)
+		switch rate := float64(alarms) / float64(n); {
+		case sd == 0 && rate > maxFalseAlarms:
+			t.Errorf("A/A: %d false alarms in %d gates (%.1f%%), want at most %.0f%%", alarms, n, 100*rate, 100*maxFalseAlarms)
+		case sd >= caughtSlowdown && rate < minCaught:
+			t.Errorf("LLM %.3g× slower: caught %d of %d gates (%.1f%%), want at least %.0f%%", sd, alarms, n, 100*rate, 100*minCaught)
 		}
 	}
+}
+
+// wilson is the Wilson score interval (95 %) of k successes in n trials:
+// unlike k/n ± 1.96·SE it stays inside [0, 1] and is honest at k = 0.
+func wilson(k, n int) (lo, hi float64) {
+	const z = 1.959964
+	p, fn := float64(k)/float64(n), float64(n)
+	centre := (p + z*z/(2*fn)) / (1 + z*z/fn)
+	half := z / (1 + z*z/fn) * math.Sqrt(p*(1-p)/fn+z*z/(4*fn*fn))
+	return math.Max(0, centre-half), math.Min(1, centre+half)
 }
 
 // runTestProfile runs lab/testdata/NAME end to end: opts' Root, Profile,
@@ -515,4 +531,23 @@ func runTestProfile(t *testing.T, name string, opts lab.Options) (*report.RunSum
 		t.Fatalf("lab run: %v", err)
 	}
 	return sum, opts.OutDir
+}
+
+// TestWilson: the interval of the trials' rates, against the closed form
+// evaluated independently (0 of 10 gives the well-known 0–27.8 %).
+func TestWilson(t *testing.T) {
+	for _, c := range []struct {
+		k, n   int
+		lo, hi float64
+	}{
+		{0, 10, 0, 0.2775},
+		{5, 10, 0.2366, 0.7634},
+		{2, 40, 0.0138, 0.1650},
+		{38, 40, 0.8350, 0.9862},
+	} {
+		lo, hi := wilson(c.k, c.n)
+		if math.Abs(lo-c.lo) > 5e-4 || math.Abs(hi-c.hi) > 5e-4 {
+			t.Errorf("wilson(%d, %d) = [%.4f, %.4f], want [%.4f, %.4f]", c.k, c.n, lo, hi, c.lo, c.hi)
+		}
+	}
 }
