@@ -51,16 +51,16 @@ fuzz: ## short fuzz run of request decoding (FUZZTIME=10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSignalRequest$$' -fuzztime $(FUZZTIME) ./server
 
 # The gate, then its runs added to the history ($$HAL9_HISTORY, default
-# reports/history.db) and the history checked; trend.html and the change
-# points (history.json) land beside the gate's report in GATE_OUT. Exit: the
+# reports/history.db) and the history checked: the gate's report gains a
+# History section (the change points among each series' last 5 nights),
+# and trend.html and history.json land beside it in GATE_OUT. Exit: the
 # gate's code when it is not 0, else the check's (99: a series changed for
 # the worse within its last 5 nights).
 gate: build ## nightly performance gate (GATE_FLAGS='--against origin/main', GATE_OUT=dir), then the history's check; exit 99 on a regression of either
 	@rc=0; $(BIN)/hal9-lab gate --profile $(GATE_PROFILE) --out $(GATE_OUT) $(GATE_FLAGS) || rc=$$?; \
 	if [ -f $(GATE_OUT)/summary.json ] && [ $$rc -ne 130 ]; then \
 	  $(BIN)/hal9-lab history add $(GATE_OUT); \
-	  h=0; $(BIN)/hal9-lab history check --profile $(GATE_PROFILE) --summary-export $(GATE_OUT)/history.json || h=$$?; \
-	  $(BIN)/hal9-lab history report --profile $(GATE_PROFILE) --out $(GATE_OUT) >/dev/null || { [ $$h -ne 0 ] || h=1; }; \
+	  h=0; $(BIN)/hal9-lab history check --profile $(GATE_PROFILE) --summary-export $(GATE_OUT)/history.json --gate-report $(GATE_OUT) || h=$$?; \
 	  if [ $$rc -eq 0 ]; then rc=$$h; fi; \
 	fi; exit $$rc
 

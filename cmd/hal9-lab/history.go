@@ -238,12 +238,18 @@ func historyCheck(ctx context.Context, args []string) error {
 	var f checkFlags
 	f.register(fs)
 	export := fs.String("summary-export", "", `write the change points as JSON: {"change_points":[{"leg","scenario","op","metric","index","time","commit","before","after","change","p","direction",…}]}`)
+	gateReport := fs.String("gate-report", "", "a gate's report directory: add a History section (the window's change points) to its report.md and report.html, and write trend.html beside them")
 	url, res, err := f.check(ctx, fs, args, nil)
 	if err != nil {
 		return err
 	}
 	if *export != "" {
 		if err := history.WriteExport(*export, res); err != nil {
+			return err
+		}
+	}
+	if *gateReport != "" {
+		if err := addHistoryToReport(*gateReport, url, res); err != nil {
 			return err
 		}
 	}
@@ -276,6 +282,49 @@ func (f *checkFlags) check(ctx context.Context, fs *flag.FlagSet, args []string,
 	defer st.Close()
 	res, err := history.CheckProfile(ctx, st, f.profile, o)
 	return st.String(), res, err
+}
+
+// addHistoryToReport writes trend.html into a gate's report directory and
+// rewrites its reports with a History section: the change points within
+// the window, regressions first.
+func addHistoryToReport(dir, url string, res history.Result) error {
+	path := filepath.Join(dir, report.SummaryFile)
+	sum, err := report.Load(path)
+	if err != nil {
+		return fmt.Errorf("--gate-report %s: %w", dir, err)
+	}
+	trend, err := history.WriteTrend(dir, res, url)
+	if err != nil {
+		return err
+	}
+	h := &report.History{URL: url, Window: res.Window, Judged: res.Judged, Trend: filepath.Base(trend)}
+	var better []report.HistoryPoint
+	for _, c := range res.ChangePoints {
+		if !c.InWindow {
+			h.Earlier++
+			continue
+		}
+		unit := baseline.Unit(c.Metric)
+		if c.Kind == history.Ratio {
+			unit = "× ref"
+		}
+		p := report.HistoryPoint{
+			Series: fmt.Sprintf("%s %s [%s: %s]", c.Profile, c.Key, c.Kind, c.Group), Direction: c.Direction,
+			Index: c.Index, Time: c.Time, PreviousCommit: c.PreviousCommit, Commit: c.Commit,
+			Before: c.Before, After: c.After, Unit: unit, Change: c.Change, P: c.P,
+		}
+		if c.Direction == history.Regression {
+			h.Points = append(h.Points, p)
+		} else {
+			better = append(better, p)
+		}
+	}
+	h.Points = append(h.Points, better...)
+	sum.History = h
+	if _, err := report.WriteAll(dir, sum); err != nil {
+		return fmt.Errorf("--gate-report %s: %w", dir, err)
+	}
+	return nil
 }
 
 // printCheck prints one line per change point, the window's regressions

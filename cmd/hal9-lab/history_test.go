@@ -197,6 +197,57 @@ func TestHistoryAddAndReport(t *testing.T) {
 	}
 }
 
+// TestHistoryGateReport: check --gate-report puts the window's change
+// points into the gate's own report (md, html, summary.json) and writes
+// trend.html beside it; a flat history adds a section without points.
+func TestHistoryGateReport(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name   string
+		csv    string
+		exit   int
+		points int
+	}{
+		{"a step in the window", writeCSV(t, 34, 30, 0.08, -1, 0), 99, 1},
+		{"flat", writeCSV(t, 34, -1, 0, -1, 0), 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			url := "sqlite://" + filepath.Join(t.TempDir(), "h.db")
+			if err := runHistory(ctx, []string{"import", "--history", url, "--csv", c.csv}); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			sum := &report.RunSummary{Version: report.Version, Command: "gate", Profile: "nightly", StartedAt: time.Now().UTC(),
+				Gate: &report.Gate{Mode: "baseline", Baseline: "reports/baselines/nightly.json", Runs: 4, Verdict: "pass"}}
+			if _, err := report.WriteAll(dir, sum); err != nil {
+				t.Fatal(err)
+			}
+			err := runHistory(ctx, []string{"check", "--history", url, "--gate-report", dir})
+			if got := exitCodeOf(err); got != c.exit {
+				t.Fatalf("check exit %d (%v), want %d", got, err, c.exit)
+			}
+			got, err := report.Load(filepath.Join(dir, report.SummaryFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := got.History
+			if h == nil || len(h.Points) != c.points || h.Regressions() != c.points || h.Trend != history.TrendFile {
+				t.Fatalf("summary's history %+v, want %d regression(s) and trend.html", h, c.points)
+			}
+			md, _ := os.ReadFile(filepath.Join(dir, report.MarkdownFile))
+			page, _ := os.ReadFile(filepath.Join(dir, report.HTMLFile))
+			for name, text := range map[string]string{"report.md": string(md), "report.html": string(page)} {
+				if !strings.Contains(text, "History") || strings.Contains(text, "sqlite/mix/http_req_duration_p95_ms") != (c.points > 0) {
+					t.Errorf("%s: History section with the stepped series %v? got:\n%s", name, c.points > 0, text)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, history.TrendFile)); err != nil {
+				t.Errorf("trend.html beside the report: %v", err)
+			}
+		})
+	}
+}
+
 func TestHistoryFlagErrors(t *testing.T) {
 	csv := writeCSV(t, 3, -1, 0, -1, 0)
 	for _, c := range []struct {

@@ -57,6 +57,7 @@ func HTML(s *RunSummary) ([]byte, error) {
 		"pct100": func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
 		"ratio":  ratio, "replicas": replicasHTML, "containers": containersHTML,
 		"departures": departuresHTML, "capacity": capacityHTML, "onlyCapacity": onlyCapacity,
+		"historyHeadline": (*History).headline, "signedPct": func(v float64) string { return fmt.Sprintf("%+.1f%%", 100*v) },
 	}).Parse(htmlTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("parse report template: %w", err)

@@ -32,6 +32,7 @@ func Markdown(s *RunSummary) string {
 	if s.Gate != nil {
 		writeGate(&b, s.Gate)
 	}
+	writeHistory(&b, s.History)
 	writeResults(&b, s)
 	writeFaults(&b, s)
 	writeCapacity(&b, s)

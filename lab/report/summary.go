@@ -35,9 +35,11 @@ type RunSummary struct {
 	LabErrors   []string         `json:"lab_errors,omitempty"`
 	NoData      []NoData         `json:"no_data,omitempty"`
 	// PrometheusChecked is how many queries --prometheus evaluated (0: off).
-	PrometheusChecked int                   `json:"prometheus_checked,omitempty"`
-	Gate              *Gate                 `json:"gate,omitempty"`
-	Profiles          []profiles.LegSummary `json:"profiles,omitempty"`
+	PrometheusChecked int   `json:"prometheus_checked,omitempty"`
+	Gate              *Gate `json:"gate,omitempty"`
+	// History: the history check after the gate (history check --gate-report).
+	History  *History              `json:"history,omitempty"`
+	Profiles []profiles.LegSummary `json:"profiles,omitempty"`
 	// Seed is the reference the cost projection is set beside.
 	Seed Seed `json:"seed"`
 	// Departures from production's settings, in plain words (settings.go).
