@@ -424,7 +424,7 @@ func TestGateCatchesSlowdown(t *testing.T) {
 
 // TestGateTrials measures how often the gate raises a false alarm (A/A)
 // and how often it misses an injected slowdown, over repeated trials, and
-// fails when either exceeds the bound the README quotes: at most
+// fails when either exceeds the bound docs/numbers.md quotes: at most
 // maxWrongShare of the A/A gates may alarm, and at most maxWrongShare of
 // the gates whose candidate's LLM is at least caughtSlowdown× slower
 // may pass. Smaller slowdowns are only logged: their end-to-end shift
