@@ -36,6 +36,20 @@ func TestRepositoryLinks(t *testing.T) {
 	}
 }
 
+// TestReadmeIsShort keeps README.md what a newcomer reads to the end
+// (issue 21): what this is, the two commands, the report, the targets, the
+// parts, the server in two minutes, and links. Details go to docs/.
+func TestReadmeIsShort(t *testing.T) {
+	const maxLines = 199
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatalf("reading README.md: %v", err)
+	}
+	if n := strings.Count(string(b), "\n"); n > maxLines {
+		t.Errorf("README.md has %d lines, more than %d: move the details to the page of docs/ they belong to and link it", n, maxLines)
+	}
+}
+
 func TestCheckLinks(t *testing.T) {
 	repo := fstest.MapFS{
 		"README.md": {Data: []byte("# hal9-lab\n\n![report](docs/report.png) [server](docs/server.md#flags-and-environment-variables)\n" +
