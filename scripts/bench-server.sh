@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-server.sh: the server measurements of the README's numbers table, with
+# bench-server.sh: the server measurements of docs/numbers.md's table, with
 # wrk (a real client) and the lab's load engine against `hal9 serve` on
 # 127.0.0.1. `make bench-server` runs it; every section can be rerun alone.
 #
