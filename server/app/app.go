@@ -258,7 +258,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit, TrustedProxies: trusted,
 		Credentials: credentials, CredentialLimits: cfg.credentialLimits(),
 		BodyReadTimeout: cfg.HTTPReadTimeout,
-		AsyncWorkers:    cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
+		AsyncWorkers:    cfg.AsyncWorkers, AsyncWorkersMax: cfg.AsyncWorkersMax, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
 		AsyncJobTimeout: cfg.AsyncJobTimeout(), Version: cfg.Version,
 		LLMFaults:         llmFaults,
 		MaxConnsPerClient: cfg.HTTPMaxConnsPerClient, MaxConns: cfg.HTTPMaxConns,

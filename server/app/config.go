@@ -67,7 +67,8 @@ type Config struct {
 	HTTPMaxConnsPerClient int           // open API connections per client address (256); 0 unlimited
 	ShutdownTimeout       time.Duration
 	ShutdownDelay         time.Duration // readiness 503 this long before draining (at most a quarter of ShutdownTimeout)
-	AsyncWorkers          int           // workers for ?async=true signals
+	AsyncWorkers          int           // workers for ?async=true signals, always running
+	AsyncWorkersMax       int           // the most workers the pool grows to when async signals would wait
 	AsyncQueue            int           // queued async signals before 503 queue_full
 	AsyncQueuePerUser     int           // one user's share of the queue; 0: a quarter of AsyncQueue
 	LLMBudgetHourly       float64       // USD in the rolling hour (10, seed 004)
@@ -125,6 +126,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:       60 * time.Second,
 		ShutdownDelay:         5 * time.Second,
 		AsyncWorkers:          8,
+		AsyncWorkersMax:       server.DefaultAsyncWorkersMax,
 		AsyncQueue:            1024,
 		LLMBudgetHourly:       10,
 		LLMBudgetDaily:        100,
@@ -259,6 +261,9 @@ func (c Config) Validate() error {
 	}
 	if c.AsyncWorkers < 1 || c.AsyncWorkers > 1024 {
 		add("--async-workers %d: must be 1..1024", c.AsyncWorkers)
+	}
+	if c.AsyncWorkersMax < c.AsyncWorkers || c.AsyncWorkersMax > 4096 {
+		add("--async-workers-max %d: must be between --async-workers (%d) and 4096; it bounds the workers the pool starts when async signals would wait (arrival rate × job duration, docs/server.md), equal to --async-workers for a fixed pool", c.AsyncWorkersMax, c.AsyncWorkers)
 	}
 	if c.AsyncQueue < 1 {
 		add("--async-queue %d: must be at least 1", c.AsyncQueue)
