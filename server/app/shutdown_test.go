@@ -108,7 +108,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownTimeoutCutsAsync(t *testing.T) {
 	var dataDir string
 	a := startApp(t, func(c *Config) {
-		c.LLMLatencyScale = 50 // an L5 signal takes far longer than the 100ms timeout
+		c.LLMLatencyScale = 50                   // an L5 signal takes far longer than the 100ms timeout
 		c.AsyncWorkers, c.AsyncWorkersMax = 1, 1 // a fixed pool: the others wait in the queue
 		c.ShutdownTimeout = 100 * time.Millisecond
 		dataDir = c.DataDir
@@ -157,8 +157,8 @@ func TestShutdownWithFrozenDatabase(t *testing.T) {
 	a := startApp(t, func(c *Config) {
 		c.DatabaseURL = url
 		c.DBMaxConns, c.DBMinConns = 8, 1
-		c.DBGroupCommit = false // a commit in flight is bounded on its own (10 s); see docs/server.md
-		c.LLMLatencyScale = 50  // the first job runs past the deadline
+		c.DBGroupCommit = false                  // a commit in flight is bounded on its own (10 s); see docs/server.md
+		c.LLMLatencyScale = 50                   // the first job runs past the deadline
 		c.AsyncWorkers, c.AsyncWorkersMax = 1, 1 // a fixed pool: the others wait in the queue
 		c.AsyncQueue, c.AsyncQueuePerUser = 64, 64
 		c.ShutdownTimeout = timeout
