@@ -39,6 +39,7 @@ func newFlagSet(name string, cfg *app.Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", d.DBMaxConns, "PostgreSQL pool: maximum connections")
 	fs.IntVar(&cfg.DBMinConns, "db-min-conns", d.DBMinConns, "PostgreSQL pool: connections kept open")
 	fs.BoolVar(&cfg.DBGroupCommit, "db-group-commit", d.DBGroupCommit, "PostgreSQL: concurrent signal saves share one batch and one commit (=false: one transaction per signal; SQLite always groups)")
+	fs.IntVar(&cfg.DBCommitters, "db-committers", d.DBCommitters, "PostgreSQL with --db-group-commit: group commits in flight at once, each on its own connection (1..64; at most half of --db-max-conns are used)")
 	fs.IntVar(&cfg.SignalRetentionMonths, "signal-retention", d.SignalRetentionMonths, "months of signals kept (0: forever); older signals, their hops and memories are deleted hourly (PostgreSQL: whole monthly partitions dropped)")
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "Redis second cache tier, redis://host:6379/0 (off when empty)")
 	fs.IntVar(&cfg.RedisPoolSize, "redis-pool-size", d.RedisPoolSize, "Redis connection pool size (0: 10 per CPU)")

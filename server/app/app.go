@@ -86,7 +86,7 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 		return st, nil
 	default:
 		st, err := postgres.Open(ctx, raw, postgres.Options{
-			MaxConns: int32(cfg.DBMaxConns), MinConns: int32(cfg.DBMinConns), GroupCommit: cfg.DBGroupCommit, Logger: log,
+			MaxConns: int32(cfg.DBMaxConns), MinConns: int32(cfg.DBMinConns), GroupCommit: cfg.DBGroupCommit, Committers: cfg.DBCommitters, Logger: log,
 		})
 		if err != nil {
 			return nil, explainStoreDown(raw, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/server/limits"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
+	"github.com/hal9-lab/hal9-lab/server/store/postgres"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	// DBGroupCommit sends concurrent PostgreSQL signal saves as one batch
 	// and one commit (SQLite always groups its commits).
 	DBGroupCommit bool
+	// DBCommitters is how many PostgreSQL group commits may be in flight
+	// at once (with DBGroupCommit).
+	DBCommitters int
 	// SignalRetentionMonths keeps signals created in the current month
 	// and the N before it; 0 keeps them forever (retention.go).
 	SignalRetentionMonths int
@@ -105,6 +109,7 @@ func DefaultConfig() Config {
 		DBMaxConns:      100,
 		DBMinConns:      10,
 		DBGroupCommit:   true,
+		DBCommitters:    postgres.DefaultCommitters,
 		CacheStrategy:   "aside",
 		CacheMaxEntries: 50_000,
 		CacheMaxBytes:   256 << 20,
@@ -175,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	if c.DBMinConns < 0 || c.DBMinConns > c.DBMaxConns {
 		add("--db-min-conns %d: must be between 0 and --db-max-conns (%d)", c.DBMinConns, c.DBMaxConns)
+	}
+	if c.DBCommitters < 1 || c.DBCommitters > 64 {
+		add("--db-committers %d: must be 1..64 (PostgreSQL group commits in flight at once, e.g. 4; fewer are used when half of --db-max-conns is smaller)", c.DBCommitters)
 	}
 	if c.SignalRetentionMonths < 0 || c.SignalRetentionMonths > 1200 {
 		add("--signal-retention %d: must be 0 (keep signals forever) or a number of months up to 1200", c.SignalRetentionMonths)

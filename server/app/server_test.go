@@ -315,6 +315,8 @@ func TestConfigValidate(t *testing.T) {
 		{"refresh grace off", func(c *Config) { c.RefreshReuseGrace = 0 }, ""},
 		{"delay over a quarter", func(c *Config) { c.ShutdownDelay = 20 * time.Second }, "--shutdown-delay (HAL9_SHUTDOWN_DELAY)"},
 		{"per-user share over the queue", func(c *Config) { c.AsyncQueuePerUser = 5000 }, "--async-queue-per-user"},
+		{"no committers", func(c *Config) { c.DBCommitters = 0 }, "--db-committers (HAL9_DB_COMMITTERS) 0: must be 1..64"},
+		{"one committer", func(c *Config) { c.DBCommitters = 1 }, ""},
 		{"async max under the min", func(c *Config) { c.AsyncWorkers, c.AsyncWorkersMax = 16, 8 }, "--async-workers-max (HAL9_ASYNC_WORKERS_MAX) 8: must be between --async-workers (16) and 4096"},
 		{"async max huge", func(c *Config) { c.AsyncWorkersMax = 5000 }, "--async-workers-max (HAL9_ASYNC_WORKERS_MAX) 5000"},
 		{"async fixed pool", func(c *Config) { c.AsyncWorkers, c.AsyncWorkersMax = 8, 8 }, ""},
