@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,15 +14,36 @@ import (
 	"github.com/hal9-lab/hal9-lab/server/store"
 )
 
-// asyncPool processes ?async=true signals with a fixed number of workers
-// and a bounded queue. A signal is saved pending before the 202, so a crash
-// leaves it visible (pending) rather than lost; drain finishes the queue on
-// shutdown.
+// asyncPool processes ?async=true signals with a bounded queue and
+// between minWorkers and maxWorkers workers. A signal is saved pending
+// before the 202, so a crash leaves it visible (pending) rather than lost;
+// drain finishes the queue on shutdown.
+//
+// The pool sizes itself from its own queue: a job queued while no worker
+// is idle (it would wait) starts one more worker, up to maxWorkers; a
+// worker idle for idleTimeout retires while more than minWorkers run. In
+// steady state the pool then holds what Little's law asks for, arrival
+// rate × job duration (55 async signals/s of ~0.5 s each: ~28 workers),
+// where a fixed 8 workers served at most 8 ÷ 0.5 s = 16/s and the queue
+// filled (503 queue_full) with the CPU idle. Past maxWorkers jobs wait in
+// the queue (hal9_async_queue_wait_seconds rises) and, once it is full,
+// are refused.
 type asyncPool struct {
-	s       *Server
-	jobs    chan asyncJob
-	slots   chan struct{} // one per queued or running job
-	perUser int           // one user's share of the slots
+	s          *Server
+	jobs       chan asyncJob
+	slots      chan struct{} // one per queued or running job
+	perUser    int           // one user's share of the slots
+	minWorkers int
+	maxWorkers int
+	// idleTimeout is how long a worker above minWorkers waits for a job
+	// before it retires.
+	idleTimeout time.Duration
+
+	// runJob processes one job (p.run; tests put a stand-in here).
+	runJob func(asyncJob)
+
+	workers atomic.Int64 // running worker goroutines
+	idle    atomic.Int64 // workers waiting for a job
 
 	userMu sync.Mutex
 	users  map[string]int // queued or running jobs per user
@@ -38,40 +60,136 @@ type asyncPool struct {
 	leftMu sync.Mutex
 	left   []string // jobs never started before the drain deadline: failed in one write
 
-	queued   prometheus.GaugeFunc
-	rejected prometheus.Counter // queue full, or a user's share used up
+	queued      prometheus.GaugeFunc
+	rejected    prometheus.Counter // queue full, or a user's share used up
+	workerGauge prometheus.Collector
+	wait        prometheus.Histogram // enqueue to a worker taking the job
+	duration    prometheus.Histogram // a job's run, final save included
 }
 
 type asyncJob struct {
-	sig store.Signal
-	in  neuron.Input
+	sig    store.Signal
+	in     neuron.Input
+	queued time.Time // when it entered the queue
 }
 
-func newAsyncPool(s *Server, workers, queue, perUser int) *asyncPool {
+// DefaultAsyncWorkersMax is --async-workers-max's default: 256 workers
+// hold 512 async signals/s of 0.5 s each (a worker costs a goroutine
+// while its LLM call is in flight).
+const DefaultAsyncWorkersMax = 256
+
+// asyncIdleTimeout is how long a worker above the minimum stays idle
+// before it retires.
+const asyncIdleTimeout = 30 * time.Second
+
+// newAsyncPool makes a pool that start gives minWorkers workers; up to
+// maxWorkers run when jobs would otherwise wait (maxWorkers < minWorkers counts as minWorkers).
+func newAsyncPool(s *Server, minWorkers, maxWorkers, queue, perUser int) *asyncPool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &asyncPool{
 		s: s, jobs: make(chan asyncJob, queue), slots: make(chan struct{}, queue),
 		perUser: perUser, users: map[string]int{},
+		minWorkers: minWorkers, maxWorkers: max(minWorkers, maxWorkers), idleTimeout: asyncIdleTimeout,
 		ctx: ctx, cancel: cancel,
 		retryDelays: []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 1600 * time.Millisecond},
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hal9_async_rejections_total",
 			Help: "Async signals refused: 503 queue_full, or 429 when the user's share of the queue is used up.",
 		}),
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hal9_async_queue_wait_seconds",
+			Help:    "Time an async signal waited in the queue for a worker (it rises once the pool is at --async-workers-max).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 11), // 0.1 ms … ~105 s
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hal9_async_job_duration_seconds",
+			Help:    "Time a worker spent on one async signal: its LLM calls and its final save (Little's law: workers needed = arrival rate × this).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12), // 1 ms … ~24 s
+		}),
 	}
 	p.queued = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hal9_async_queue_length",
 		Help: "Async signals queued or being processed.",
 	}, func() float64 { return float64(len(p.slots)) })
-	for range workers {
-		p.wg.Add(1)
-		go p.work()
+	p.runJob = p.run
+	p.workerGauge = asyncWorkersCollector{p}
+	return p
+}
+
+// start starts the minimum of workers.
+func (p *asyncPool) start() *asyncPool {
+	for range p.minWorkers {
+		p.startWorker()
 	}
 	return p
 }
 
 func (p *asyncPool) collectors() []prometheus.Collector {
-	return []prometheus.Collector{p.queued, p.rejected}
+	return []prometheus.Collector{p.queued, p.rejected, p.workerGauge, p.wait, p.duration}
+}
+
+// asyncWorkersCollector exports hal9_async_workers{state} and
+// hal9_async_workers_max.
+type asyncWorkersCollector struct{ p *asyncPool }
+
+var (
+	asyncWorkersDesc = prometheus.NewDesc("hal9_async_workers",
+		"Async signal workers running, by state (busy: on a job; idle: waiting for one).", []string{"state"}, nil)
+	asyncWorkersMaxDesc = prometheus.NewDesc("hal9_async_workers_max",
+		"The most async signal workers the pool may run (--async-workers-max).", nil, nil)
+)
+
+func (c asyncWorkersCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- asyncWorkersDesc
+	ch <- asyncWorkersMaxDesc
+}
+
+func (c asyncWorkersCollector) Collect(ch chan<- prometheus.Metric) {
+	n, idle := c.p.workers.Load(), c.p.idle.Load()
+	idle = min(max(idle, 0), n)
+	ch <- prometheus.MustNewConstMetric(asyncWorkersDesc, prometheus.GaugeValue, float64(n-idle), "busy")
+	ch <- prometheus.MustNewConstMetric(asyncWorkersDesc, prometheus.GaugeValue, float64(idle), "idle")
+	ch <- prometheus.MustNewConstMetric(asyncWorkersMaxDesc, prometheus.GaugeValue, float64(c.p.maxWorkers))
+}
+
+// startWorker starts one worker. Callers hold p.mu for reading with the
+// pool open (or are start), so drain's wg.Wait never races an Add.
+func (p *asyncPool) startWorker() {
+	p.workers.Add(1)
+	p.wg.Add(1)
+	go p.work()
+}
+
+// grow starts a worker when a job waits and no worker is idle to take it,
+// up to maxWorkers. Called with p.mu held for reading, the pool open.
+func (p *asyncPool) grow() {
+	if p.idle.Load() >= int64(len(p.jobs)) {
+		return // enough idle workers for what is queued
+	}
+	for {
+		n := p.workers.Load()
+		if n >= int64(p.maxWorkers) {
+			return
+		}
+		if p.workers.CompareAndSwap(n, n+1) {
+			p.wg.Add(1)
+			go p.work()
+			return
+		}
+	}
+}
+
+// retire ends an idle worker while more than minWorkers run.
+func (p *asyncPool) retire() bool {
+	for {
+		n := p.workers.Load()
+		if n <= int64(p.minWorkers) {
+			return false
+		}
+		if p.workers.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // afterDrain bounds each write the drain makes past its deadline: the
@@ -83,14 +201,41 @@ const afterDrain = 2 * time.Second
 
 func (p *asyncPool) work() {
 	defer p.wg.Done()
-	for j := range p.jobs {
-		if p.ctx.Err() != nil { // past the drain deadline: left for one write
-			p.leave(j)
-			continue
+	idle := time.NewTimer(p.idleTimeout)
+	defer idle.Stop()
+	for {
+		p.idle.Add(1)
+		select {
+		case j, ok := <-p.jobs:
+			p.idle.Add(-1)
+			if !ok {
+				p.workers.Add(-1)
+				return
+			}
+			p.take(j)
+		case <-idle.C:
+			p.idle.Add(-1)
+			if len(p.jobs) == 0 && p.retire() {
+				return
+			}
 		}
-		p.run(j)
-		p.release(j.sig.UserID)
+		idle.Reset(p.idleTimeout)
 	}
+}
+
+// take runs one job taken from the queue.
+func (p *asyncPool) take(j asyncJob) {
+	if p.ctx.Err() != nil { // past the drain deadline: left for one write
+		p.leave(j)
+		return
+	}
+	start := time.Now()
+	if !j.queued.IsZero() {
+		p.wait.Observe(start.Sub(j.queued).Seconds())
+	}
+	p.runJob(j)
+	p.duration.Observe(time.Since(start).Seconds())
+	p.release(j.sig.UserID)
 }
 
 // leave records a job the drain deadline cut before it started.
@@ -207,7 +352,9 @@ func (p *asyncPool) enqueue(ctx context.Context, j asyncJob) (*apiError, error) 
 		p.release(j.sig.UserID)
 		return nil, err
 	}
+	j.queued = time.Now()
 	p.jobs <- j // never blocks: a slot is held
+	p.grow()
 	return nil, nil
 }
 

@@ -63,7 +63,9 @@ type Deps struct {
 	MaxConnsPerClient, MaxConns int
 	// AsyncWorkers and AsyncQueue size the ?async=true pool (8, 1024);
 	// AsyncPerUser is one user's share of the queue (0: a quarter of it).
-	AsyncWorkers, AsyncQueue, AsyncPerUser int
+	// AsyncWorkersMax is the most workers the pool grows to when jobs
+	// would wait (0: DefaultAsyncWorkersMax; below AsyncWorkers: fixed).
+	AsyncWorkers, AsyncWorkersMax, AsyncQueue, AsyncPerUser int
 	// AsyncJobTimeout bounds one async signal (default 5m).
 	AsyncJobTimeout time.Duration
 	Version         string
@@ -134,6 +136,9 @@ func New(d Deps) (*Server, error) {
 	if d.AsyncWorkers <= 0 {
 		d.AsyncWorkers = 8
 	}
+	if d.AsyncWorkersMax <= 0 {
+		d.AsyncWorkersMax = max(DefaultAsyncWorkersMax, d.AsyncWorkers)
+	}
 	if d.AsyncQueue <= 0 {
 		d.AsyncQueue = 1024
 	}
@@ -152,7 +157,7 @@ func New(d Deps) (*Server, error) {
 	}
 	s.credLimited = newCredentialMetrics(d.Registry)
 	s.conns = newConnLimiter(d.MaxConnsPerClient, d.MaxConns, d.TrustedProxies, d.Registry)
-	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncQueue, d.AsyncPerUser)
+	s.async = newAsyncPool(s, d.AsyncWorkers, d.AsyncWorkersMax, d.AsyncQueue, d.AsyncPerUser).start()
 	d.Registry.MustRegister(s.async.collectors()...)
 
 	rt := newRoutes(s.profileLabels)

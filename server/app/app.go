@@ -86,7 +86,7 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 		return st, nil
 	default:
 		st, err := postgres.Open(ctx, raw, postgres.Options{
-			MaxConns: int32(cfg.DBMaxConns), MinConns: int32(cfg.DBMinConns), GroupCommit: cfg.DBGroupCommit, Logger: log,
+			MaxConns: int32(cfg.DBMaxConns), MinConns: int32(cfg.DBMinConns), GroupCommit: cfg.DBGroupCommit, Committers: cfg.DBCommitters, Logger: log,
 		})
 		if err != nil {
 			return nil, explainStoreDown(raw, err)
@@ -258,7 +258,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		Registry: a.Registry, Logger: log, RateLimit: cfg.RateLimit, TrustedProxies: trusted,
 		Credentials: credentials, CredentialLimits: cfg.credentialLimits(),
 		BodyReadTimeout: cfg.HTTPReadTimeout,
-		AsyncWorkers:    cfg.AsyncWorkers, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
+		AsyncWorkers:    cfg.AsyncWorkers, AsyncWorkersMax: cfg.AsyncWorkersMax, AsyncQueue: cfg.AsyncQueue, AsyncPerUser: cfg.AsyncQueuePerUser,
 		AsyncJobTimeout: cfg.AsyncJobTimeout(), Version: cfg.Version,
 		LLMFaults:         llmFaults,
 		MaxConnsPerClient: cfg.HTTPMaxConnsPerClient, MaxConns: cfg.HTTPMaxConns,

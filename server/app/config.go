@@ -17,6 +17,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/server/limits"
 	"github.com/hal9-lab/hal9-lab/server/llm"
 	"github.com/hal9-lab/hal9-lab/server/neuron"
+	"github.com/hal9-lab/hal9-lab/server/store/postgres"
 	"github.com/hal9-lab/hal9-lab/server/telemetry"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	// DBGroupCommit sends concurrent PostgreSQL signal saves as one batch
 	// and one commit (SQLite always groups its commits).
 	DBGroupCommit bool
+	// DBCommitters is how many PostgreSQL group commits may be in flight
+	// at once (with DBGroupCommit).
+	DBCommitters int
 	// SignalRetentionMonths keeps signals created in the current month
 	// and the N before it; 0 keeps them forever (retention.go).
 	SignalRetentionMonths int
@@ -67,7 +71,8 @@ type Config struct {
 	HTTPMaxConnsPerClient int           // open API connections per client address (256); 0 unlimited
 	ShutdownTimeout       time.Duration
 	ShutdownDelay         time.Duration // readiness 503 this long before draining (at most a quarter of ShutdownTimeout)
-	AsyncWorkers          int           // workers for ?async=true signals
+	AsyncWorkers          int           // workers for ?async=true signals, always running
+	AsyncWorkersMax       int           // the most workers the pool grows to when async signals would wait
 	AsyncQueue            int           // queued async signals before 503 queue_full
 	AsyncQueuePerUser     int           // one user's share of the queue; 0: a quarter of AsyncQueue
 	LLMBudgetHourly       float64       // USD in the rolling hour (10, seed 004)
@@ -104,6 +109,7 @@ func DefaultConfig() Config {
 		DBMaxConns:      100,
 		DBMinConns:      10,
 		DBGroupCommit:   true,
+		DBCommitters:    postgres.DefaultCommitters,
 		CacheStrategy:   "aside",
 		CacheMaxEntries: 50_000,
 		CacheMaxBytes:   256 << 20,
@@ -125,6 +131,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:       60 * time.Second,
 		ShutdownDelay:         5 * time.Second,
 		AsyncWorkers:          8,
+		AsyncWorkersMax:       server.DefaultAsyncWorkersMax,
 		AsyncQueue:            1024,
 		LLMBudgetHourly:       10,
 		LLMBudgetDaily:        100,
@@ -173,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	if c.DBMinConns < 0 || c.DBMinConns > c.DBMaxConns {
 		add("--db-min-conns %d: must be between 0 and --db-max-conns (%d)", c.DBMinConns, c.DBMaxConns)
+	}
+	if c.DBCommitters < 1 || c.DBCommitters > 64 {
+		add("--db-committers %d: must be 1..64 (PostgreSQL group commits in flight at once, e.g. 4; fewer are used when half of --db-max-conns is smaller)", c.DBCommitters)
 	}
 	if c.SignalRetentionMonths < 0 || c.SignalRetentionMonths > 1200 {
 		add("--signal-retention %d: must be 0 (keep signals forever) or a number of months up to 1200", c.SignalRetentionMonths)
@@ -259,6 +269,9 @@ func (c Config) Validate() error {
 	}
 	if c.AsyncWorkers < 1 || c.AsyncWorkers > 1024 {
 		add("--async-workers %d: must be 1..1024", c.AsyncWorkers)
+	}
+	if c.AsyncWorkersMax < c.AsyncWorkers || c.AsyncWorkersMax > 4096 {
+		add("--async-workers-max %d: must be between --async-workers (%d) and 4096; it bounds the workers the pool starts when async signals would wait (arrival rate × job duration, docs/server.md), equal to --async-workers for a fixed pool", c.AsyncWorkersMax, c.AsyncWorkers)
 	}
 	if c.AsyncQueue < 1 {
 		add("--async-queue %d: must be at least 1", c.AsyncQueue)

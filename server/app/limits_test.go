@@ -82,7 +82,7 @@ func TestBudgetEnforced(t *testing.T) {
 // async queue; another user still gets in.
 func TestAsyncShareOfTheQueue(t *testing.T) {
 	a := startApp(t, func(c *Config) {
-		c.AsyncQueue, c.AsyncQueuePerUser, c.AsyncWorkers = 8, 2, 1
+		c.AsyncQueue, c.AsyncQueuePerUser, c.AsyncWorkers, c.AsyncWorkersMax = 8, 2, 1, 1
 		c.LLMLatencyScale = 20 // the worker stays busy for the whole test
 		c.ShutdownTimeout = time.Second
 	})

@@ -22,7 +22,7 @@ func TestGracefulShutdown(t *testing.T) {
 	var dataDir string
 	a := startApp(t, func(c *Config) {
 		c.LLMLatencyScale = 0.5 // an L5 signal takes ~300 ms: long enough to be caught in flight
-		c.AsyncWorkers = 2
+		c.AsyncWorkers, c.AsyncWorkersMax = 2, 2
 		dataDir = c.DataDir
 	})
 	tok, _ := a.user()
@@ -108,8 +108,8 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownTimeoutCutsAsync(t *testing.T) {
 	var dataDir string
 	a := startApp(t, func(c *Config) {
-		c.LLMLatencyScale = 50 // an L5 signal takes far longer than the 100ms timeout
-		c.AsyncWorkers = 1
+		c.LLMLatencyScale = 50                   // an L5 signal takes far longer than the 100ms timeout
+		c.AsyncWorkers, c.AsyncWorkersMax = 1, 1 // a fixed pool: the others wait in the queue
 		c.ShutdownTimeout = 100 * time.Millisecond
 		dataDir = c.DataDir
 	})
@@ -157,9 +157,9 @@ func TestShutdownWithFrozenDatabase(t *testing.T) {
 	a := startApp(t, func(c *Config) {
 		c.DatabaseURL = url
 		c.DBMaxConns, c.DBMinConns = 8, 1
-		c.DBGroupCommit = false // a commit in flight is bounded on its own (10 s); see docs/server.md
-		c.LLMLatencyScale = 50  // the first job runs past the deadline
-		c.AsyncWorkers = 1
+		c.DBGroupCommit = false                  // a commit in flight is bounded on its own (10 s); see docs/server.md
+		c.LLMLatencyScale = 50                   // the first job runs past the deadline
+		c.AsyncWorkers, c.AsyncWorkersMax = 1, 1 // a fixed pool: the others wait in the queue
 		c.AsyncQueue, c.AsyncQueuePerUser = 64, 64
 		c.ShutdownTimeout = timeout
 	})

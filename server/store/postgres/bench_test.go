@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hal9-lab/hal9-lab/lab/infra/infratest"
 	"github.com/hal9-lab/hal9-lab/server/store"
@@ -112,14 +113,21 @@ func hopArgs(signalID string, h store.Hop) []any {
 //	HAL9_PG_DSN='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' \
 //	  go test -run '^$' -bench ConcurrentSaveSignal -benchtime 3000x ./server/store/postgres/
 func BenchmarkConcurrentSaveSignal(b *testing.B) {
-	for _, group := range []bool{false, true} {
-		name := "store_group_commit"
-		if !group {
-			name = "postgres_own_group_commit" // one transaction per signal, 64 connections
-		}
-		b.Run(name, func(b *testing.B) {
+	cases := []struct {
+		name       string
+		group      bool
+		committers int
+	}{
+		{"postgres_own_group_commit", false, 0}, // one transaction per signal, 64 connections
+		{"store_group_commit/committers=1", true, 1},
+		{"store_group_commit/committers=2", true, 2},
+		{"store_group_commit/committers=4", true, 4},
+		{"store_group_commit/committers=8", true, 8},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
-			s, err := Open(ctx, infratest.PostgresURL(b), Options{MaxConns: 64, MinConns: 8, GroupCommit: group})
+			s, err := Open(ctx, infratest.PostgresURL(b), Options{MaxConns: 64, MinConns: 8, GroupCommit: c.group, Committers: c.committers})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -141,7 +149,9 @@ func BenchmarkConcurrentSaveSignal(b *testing.B) {
 				return n
 			}
 			syncs0 := walSyncs()
+			commits0, commitSecs0 := commitStats(b, s)
 			b.SetParallelism(32) // × GOMAXPROCS goroutines
+			start := time.Now()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -155,9 +165,26 @@ func BenchmarkConcurrentSaveSignal(b *testing.B) {
 				}
 			})
 			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "saves/s")
 			if syncs := walSyncs() - syncs0; syncs > 0 {
 				b.ReportMetric(float64(syncs)/float64(b.N), "wal_syncs/save")
 			}
+			if commits, secs := commitStats(b, s); commits > commits0 {
+				n := float64(commits - commits0)
+				b.ReportMetric(n/time.Since(start).Seconds(), "commits/s")
+				b.ReportMetric((secs-commitSecs0)/n*1000, "ms/commit")
+				b.ReportMetric(float64(b.N)/n, "saves/commit")
+			}
 		})
 	}
+}
+
+// commitStats reads hal9_db_commit_duration_seconds' count and sum.
+func commitStats(b *testing.B, s *Store) (count uint64, sum float64) {
+	b.Helper()
+	var m dto.Metric
+	if err := s.batches.Duration().Write(&m); err != nil {
+		b.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }

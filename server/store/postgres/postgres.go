@@ -38,6 +38,7 @@ const (
 	DefaultMinConns       = 10
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultSearchLimit    = 20
+	DefaultCommitters     = 4
 	MaxSearchLimit        = 1000
 	// PartitionsAhead is how many months after the current one always have
 	// a signals partition.
@@ -62,7 +63,12 @@ type Options struct {
 	// of concurrent transactions (one WAL flush for the commits waiting on
 	// it) does as well (docs/store.md).
 	GroupCommit bool
-	Logger      *slog.Logger // default: discard
+	// Committers is how many group commits may be in flight at once, each
+	// on its own connection (DefaultCommitters when 0; used with
+	// GroupCommit). One committer waits for each commit's WAL flush before
+	// it sends the next batch; several overlap the flushes with the work.
+	Committers int
+	Logger     *slog.Logger // default: discard
 }
 
 // Store is a store.Store on a PostgreSQL database.
@@ -142,7 +148,14 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s.batches = groupcommit.NewMetrics("postgres")
 	if opts.GroupCommit {
-		s.commits = groupcommit.New(s.execSaves, groupcommit.Options{Metrics: s.batches, Timeout: batchTimeout})
+		committers := opts.Committers
+		if committers <= 0 {
+			committers = DefaultCommitters
+		}
+		// Each committer holds a connection while it commits: leave the
+		// requests at least half of the pool.
+		committers = max(1, min(committers, int(cfg.MaxConns)/2))
+		s.commits = groupcommit.New(s.execSaves, groupcommit.Options{Metrics: s.batches, Timeout: batchTimeout, Committers: committers})
 	}
 	return s, nil
 }

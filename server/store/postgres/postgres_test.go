@@ -321,6 +321,7 @@ func TestGroupCommitIsolatesBadWrite(t *testing.T) {
 	ctx := context.Background()
 	opts := testOpts
 	opts.GroupCommit = true
+	opts.Committers = 1 // the others queue behind the held commit, into one batch
 	s := openURLWith(t, url, opts)
 	// Hold the first save: a table lock its hop inserts wait for.
 	locker, err := pgx.Connect(ctx, url)
@@ -395,4 +396,42 @@ func openURLWith(t *testing.T, url string, opts Options) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// TestCommittersIsolateBadWrites: with 4 committers (batches committing
+// at once on their own connections), 40 concurrent saves of which every
+// tenth is bad: exactly the bad ones fail and nothing of them is stored;
+// every other save is stored with its hops.
+func TestCommittersIsolateBadWrites(t *testing.T) {
+	opts := testOpts
+	opts.GroupCommit, opts.Committers = true, 4
+	s := openURLWith(t, infratest.PostgresURL(t), opts)
+	ctx := context.Background()
+	const n = 40
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		hs := []store.Hop{{Seq: 0, NeuronID: "n", Layer: "L1"}, {Seq: 1, NeuronID: "n", Layer: "L1"}}
+		if i%10 == 3 {
+			hs[1].Seq = 0 // duplicate seq
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sg := store.Signal{ID: fmt.Sprintf("cm-%d", i), Layer: "L1", NeuronID: "n", Content: "c", Status: store.SignalProcessed, CreatedAt: time.Now()}
+			errs[i] = s.SaveSignal(ctx, sg, hs, nil)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		_, hs, gerr := s.GetSignal(ctx, fmt.Sprintf("cm-%d", i))
+		switch {
+		case i%10 == 3:
+			if !errors.Is(err, store.ErrConflict) || !errors.Is(gerr, store.ErrNotFound) {
+				t.Fatalf("bad save %d: %v, read %v; want a conflict and nothing stored", i, err, gerr)
+			}
+		case err != nil || gerr != nil || len(hs) != 2:
+			t.Fatalf("save %d: %v, read %v, %d hops", i, err, gerr, len(hs))
+		}
+	}
 }

@@ -126,8 +126,8 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 9 { // acquires_total is PostgreSQL-only; + the group commits' two histograms and splits
-		t.Fatalf("got %d series, want 9", n)
+	if n != 10 { // acquires_total is PostgreSQL-only; + the group commits' two histograms, splits and commits in flight
+		t.Fatalf("got %d series, want 10", n)
 	}
 	want := `
 # HELP hal9_db_pool_max_conns Maximum connections the pool may open.

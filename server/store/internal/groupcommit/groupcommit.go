@@ -1,10 +1,17 @@
 // Package groupcommit gathers concurrent writes into shared transactions:
 // one commit (one WAL sync) for many writers instead of one each.
 //
-// A Committer has one goroutine that commits. A write that arrives while no
-// commit is running is committed at once, alone, so an idle store adds no
-// latency; writes that arrive while a commit is in flight wait for it and
-// then go together in the next batch, bounded by a count and a byte size.
+// A Committer has Options.Committers goroutines that commit (one by
+// default). A write that arrives while a committer is free is committed at
+// once, alone, so an idle store adds no latency; writes that arrive while
+// every committer has a commit in flight wait for the first to finish and
+// then go together in its next batch, bounded by a count and a byte size.
+// With several committers several commits are in flight at once (each on
+// its own connection): a database whose commit waits on a WAL flush then
+// overlaps the flushes of one batch with the work of the next. Writes in
+// different batches have no order between them; a caller that needs one
+// write before another waits for the first's Do to return (every caller
+// does: Do returns after the commit).
 // Each caller is answered only after the commit holding its write returned,
 // so an acknowledged write is as durable as the database makes a commit.
 // Isolating a bad write, so that it fails alone, is the store's job in its
@@ -45,7 +52,10 @@ type Options struct {
 	// context without a Done channel (SQLite's driver then watches no
 	// context per statement; its own busy_timeout bounds a wait).
 	Timeout time.Duration
-	Metrics *Metrics // nil: none
+	// Committers is how many batches may be committing at once (1); the
+	// Exec must then be safe for concurrent use.
+	Committers int
+	Metrics    *Metrics // nil: none
 }
 
 // Metrics are hal9_db_batch_size, hal9_db_commit_duration_seconds and
@@ -53,6 +63,7 @@ type Options struct {
 type Metrics struct {
 	size, duration prometheus.Histogram
 	splits         prometheus.Counter
+	inFlight       prometheus.Gauge
 }
 
 // NewMetrics returns unregistered histograms labelled db=<db>; the store
@@ -74,13 +85,21 @@ func NewMetrics(db string) *Metrics {
 			Name: "hal9_db_batch_splits_total", ConstLabels: labels,
 			Help: "Group commits rolled back because one write failed, then run again one transaction (one WAL sync) per write.",
 		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hal9_db_commits_in_flight", ConstLabels: labels,
+			Help: "Group commits running now (at most the store's committers).",
+		}),
 	}
 }
 
-// Collectors are the two histograms and the counter.
+// Collectors are the two histograms, the counter and the gauge.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.size, m.duration, m.splits}
+	return []prometheus.Collector{m.size, m.duration, m.splits, m.inFlight}
 }
+
+// Duration is hal9_db_commit_duration_seconds (for benchmarks that
+// report commit latency).
+func (m *Metrics) Duration() prometheus.Histogram { return m.duration }
 
 // Split counts a batch that an Exec rolled back and ran again write by
 // write (nil-safe).
@@ -92,10 +111,11 @@ func (m *Metrics) Split() {
 
 // Committer batches writes of type T.
 type Committer[T any] struct {
-	exec Exec[T]
-	opts Options
-	reqs chan *request[T]
-	done chan struct{}
+	exec  Exec[T]
+	opts  Options
+	reqs  chan *request[T]
+	done  chan struct{} // closed when every committer returned
+	loops sync.WaitGroup
 
 	mu     sync.RWMutex // held for reading by senders, for writing by Close
 	closed bool
@@ -125,8 +145,13 @@ func New[T any](exec Exec[T], opts Options) *Committer[T] {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
+	opts.Committers = max(opts.Committers, 1)
 	c := &Committer[T]{exec: exec, opts: opts, reqs: make(chan *request[T], queueLen), done: make(chan struct{})}
-	go c.loop()
+	for range opts.Committers {
+		c.loops.Add(1)
+		go c.loop()
+	}
+	go func() { c.loops.Wait(); close(c.done) }()
 	return c
 }
 
@@ -181,7 +206,7 @@ func (c *Committer[T]) Close() {
 }
 
 func (c *Committer[T]) loop() {
-	defer close(c.done)
+	defer c.loops.Done()
 	var (
 		carry *request[T] // took it from the queue, but it did not fit the last batch
 		batch []*request[T]
@@ -241,9 +266,14 @@ func (c *Committer[T]) commit(batch []*request[T], items []T) {
 		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
 		defer cancel()
 	}
+	m := c.opts.Metrics
+	if m != nil {
+		m.inFlight.Inc()
+	}
 	start := time.Now()
 	errs := c.exec(ctx, items)
-	if m := c.opts.Metrics; m != nil {
+	if m != nil {
+		m.inFlight.Dec()
 		m.size.Observe(float64(len(batch)))
 		m.duration.Observe(time.Since(start).Seconds())
 	}

@@ -210,3 +210,71 @@ func ExampleCommitter() {
 	_ = c.Do(context.Background(), "a write", len("a write"))
 	// Output: commit [a write]
 }
+
+// TestCommittersOverlapCommits: with k committers, k batches commit at
+// once (each blocked in its Exec) and later writes queue behind them;
+// released, every write is committed exactly once.
+func TestCommittersOverlapCommits(t *testing.T) {
+	for _, k := range []int{1, 3} {
+		t.Run(fmt.Sprint(k, " committers"), func(t *testing.T) {
+			release := make(chan struct{})
+			var mu sync.Mutex
+			var inFlight, peak int
+			var committed []int
+			exec := func(_ context.Context, batch []int) []error {
+				mu.Lock()
+				inFlight++
+				peak = max(peak, inFlight)
+				mu.Unlock()
+				<-release
+				mu.Lock()
+				inFlight--
+				committed = append(committed, batch...)
+				mu.Unlock()
+				return make([]error, len(batch))
+			}
+			m := NewMetrics("test")
+			c := New(exec, Options{Committers: k, Metrics: m})
+			defer c.Close()
+			const n = 10
+			errs := make(chan error, n)
+			wait := func(what string, ok func(inFlight, queued int) bool) {
+				t.Helper()
+				for deadline := time.Now().Add(10 * time.Second); ; {
+					mu.Lock()
+					f := inFlight
+					mu.Unlock()
+					if ok(f, len(c.reqs)) {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: %d commits in flight, %d writes queued", what, f, len(c.reqs))
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			// One write at a time while committers are free: each starts a
+			// commit of its own; then the rest queue behind them.
+			for i := range n {
+				go func() { errs <- c.Do(context.Background(), i, 1) }()
+				if i < k {
+					wait(fmt.Sprint("write ", i), func(f, _ int) bool { return f == i+1 })
+				}
+			}
+			wait("all sent", func(f, q int) bool { return f == k && q == n-k })
+			if g := testutil.ToFloat64(m.inFlight); g != float64(k) {
+				t.Fatalf("hal9_db_commits_in_flight = %v, want %d", g, k)
+			}
+			close(release)
+			for range n {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			slices.Sort(committed)
+			if len(committed) != n || committed[0] != 0 || committed[n-1] != n-1 || peak != k {
+				t.Fatalf("committed %v with at most %d commits at once; want each of 0..%d once, %d at once", committed, peak, n-1, k)
+			}
+		})
+	}
+}
