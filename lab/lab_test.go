@@ -398,6 +398,19 @@ func TestGateAA(t *testing.T) {
 		}
 		t.Errorf("A/A gate: %s (exit %d), want pass", sum.Gate.Verdict, sum.Gate.ExitCode)
 	}
+	// A gate with a reference build draws each candidate leg's CPU against
+	// the reference's leg of the same backend.
+	var diffs []string
+	for _, ls := range sum.Profiles {
+		for _, f := range ls.Flames {
+			if f.Against == "the reference build" && f.Type == "cpu" {
+				diffs = append(diffs, f.File)
+			}
+		}
+	}
+	if len(diffs) == 0 {
+		t.Errorf("no differential CPU flame graph against the reference build among %+v", sum.Profiles)
+	}
 }
 
 // TestGateCatchesSlowdown: an LLM 3× slower on the candidate regresses.
