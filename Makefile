@@ -71,10 +71,12 @@ soak: build ## the seeds' hour (~67 min): 1,500 users on PostgreSQL + Redis, dur
 	$(BIN)/hal9-lab run --profile soak --require-all $(LAB_FLAGS)
 
 # The gate's own power (TestGateTrials): GATE_TRIALS gates per LLM slowdown
-# (A/A, +10 %, +25 %), each 4 + 4 interleaved runs of lab/testdata's gate
-# profile; the rates with their 95 % intervals go to the test log.
+# (A/A, +10 %, +25 %), each 4 + 4 interleaved runs of
+# lab/testdata/gate-profile.yaml (3 s of L4 signals on SQLite, about 40 s a
+# gate; HAL9_GATE_PROFILE names another); the rates with their 95 %
+# intervals go to the test log.
 GATE_TRIALS ?= 40
-gate-trials: ## the gate's A/A false-alarm and slowdown catch rates (GATE_TRIALS=40 gates each, ~2 min per gate)
+gate-trials: ## the gate's A/A false-alarm and slowdown catch rates (GATE_TRIALS=40 gates each, ~40 s per gate)
 	HAL9_GATE_TRIALS=$(GATE_TRIALS) HAL9_GATE_SLOWDOWNS=1.1,1.25 $(GO) test -count=1 -timeout 24h -run '^TestGateTrials$$' -v ./lab/
 
 dashboards: ## regenerate dashboards/*.json from the Go generator
