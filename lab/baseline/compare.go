@@ -24,6 +24,9 @@ const (
 	CacheHitRate   = "cache_hit_rate"
 	CostPer1K      = "cost_per_1k_usd"
 	Dropped        = "dropped_iterations"
+	// HTTPReqs is an operation's request count per run (per-op series
+	// only; the aggregate has achieved_rps).
+	HTTPReqs = "http_reqs"
 )
 
 // Unit returns the display unit of a metric name.
@@ -35,6 +38,8 @@ func Unit(metric string) string {
 		return "USD"
 	case metric == AchievedRate:
 		return "req/s"
+	case metric == HTTPReqs:
+		return "req"
 	case strings.HasSuffix(metric, "_rate"):
 		return "ratio"
 	}
@@ -83,7 +88,8 @@ func (r Rule) EffectString() string {
 }
 
 // DefaultRules: latency +10 %, cache hit −5 points, cost per 1k +5 %,
-// error rate +1 point, achieved rate −10 %, dropped iterations +10 %. The
+// error rate +1 point, achieved rate and an op's request count −10 %,
+// dropped iterations +10 %. The
 // latency and rate defaults were chosen from the gate's measured false
 // alarm and miss rates (docs/lab.md).
 func DefaultRules() Rules {
@@ -93,6 +99,7 @@ func DefaultRules() Rules {
 		{Pattern: CostPer1K, Direction: LowerIsBetter, MinEffect: 0.05},
 		{Pattern: ErrorRate, Direction: LowerIsBetter, MinEffect: 0.01, Absolute: true},
 		{Pattern: AchievedRate, Direction: HigherIsBetter, MinEffect: 0.10},
+		{Pattern: HTTPReqs, Direction: HigherIsBetter, MinEffect: 0.10},
 		{Pattern: Dropped, Direction: LowerIsBetter, MinEffect: 0.10},
 	}
 }

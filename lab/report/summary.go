@@ -299,6 +299,8 @@ func (s *RunSummary) Verdict() string {
 	switch {
 	case s.Gate != nil && s.Gate.Verdict == string(baseline.Regressed):
 		return "regressed"
+	case s.Gate != nil && s.Gate.Verdict == string(baseline.Inconclusive):
+		return "inconclusive"
 	case s.Interrupted:
 		return "interrupted"
 	}
