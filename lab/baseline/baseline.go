@@ -242,7 +242,8 @@ func cpuModel(path string) string {
 	return ""
 }
 
-// SameMachine tells whether two descriptions are comparable, and why not.
+// SameMachine tells whether two descriptions are comparable, and why not:
+// CPU model, cores, Go version and kernel (when both know theirs).
 func SameMachine(a, b Machine) (bool, string) {
 	var diffs []string
 	if a.CPUModel != b.CPUModel {
@@ -253,6 +254,9 @@ func SameMachine(a, b Machine) (bool, string) {
 	}
 	if a.GoVersion != b.GoVersion {
 		diffs = append(diffs, fmt.Sprintf("%s vs %s", a.GoVersion, b.GoVersion))
+	}
+	if a.Kernel != "" && b.Kernel != "" && a.Kernel != b.Kernel {
+		diffs = append(diffs, fmt.Sprintf("kernel %s vs %s", a.Kernel, b.Kernel))
 	}
 	if len(diffs) == 0 {
 		return true, ""

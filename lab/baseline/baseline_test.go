@@ -211,3 +211,21 @@ func TestKernelRelease(t *testing.T) {
 		t.Errorf("kernelRelease of a missing file = %q, want empty", got)
 	}
 }
+
+func TestSameMachineKernel(t *testing.T) {
+	a := Machine{CPUModel: "X", Cores: 2, GoVersion: "go1.26", Kernel: "6.1.0"}
+	tests := []struct {
+		b    Machine
+		same bool
+		why  string
+	}{
+		{a, true, ""},
+		{Machine{CPUModel: "X", Cores: 2, GoVersion: "go1.26", Kernel: "6.8.0"}, false, "kernel 6.1.0 vs 6.8.0"},
+		{Machine{CPUModel: "X", Cores: 2, GoVersion: "go1.26"}, true, ""}, // an old file without the kernel
+	}
+	for _, tt := range tests {
+		if same, why := SameMachine(a, tt.b); same != tt.same || why != tt.why {
+			t.Errorf("SameMachine(%+v) = %v %q, want %v %q", tt.b, same, why, tt.same, tt.why)
+		}
+	}
+}

@@ -442,7 +442,7 @@ func missingWarnings(keys []Key, side Samples, what string) []string {
 func CompareFile(f *File, cand Samples, rules Rules, alpha float64) Comparison {
 	c := CompareSamples(f.Samples(), cand, rules, alpha)
 	if ok, why := SameMachine(f.Machine, DescribeMachine()); !ok {
-		c.Warnings = append([]string{fmt.Sprintf("baseline %s was measured on another machine (%s): absolute numbers may not compare; prefer `gate --against REF`", f.Profile, why)}, c.Warnings...)
+		c.Warnings = append([]string{fmt.Sprintf("baseline %s was measured on another machine (%s): absolute numbers may not compare (the rows that depend on the CPU move, the LLM-bound ones do not); prefer `gate --against REF`, or re-measure it here", f.Profile, why)}, c.Warnings...)
 	}
 	return c
 }
