@@ -142,12 +142,12 @@ func dropPartialOps(s baseline.Samples, runs int) []baseline.Key {
 func CheckPower(baseRuns, runs int, alpha float64, baselineName string) error {
 	if p := baseline.MinPossibleP(baseRuns, runs); p > alpha {
 		need := baseline.RunsNeeded(baseRuns, alpha)
-		how := fmt.Sprintf("use --runs %d or more", need)
+		how := fmt.Sprintf("use --runs %d or more (%d + %d can reach it)", need, baseRuns, need)
 		if need == 0 {
 			how = fmt.Sprintf("re-measure %s with more runs", baselineName)
 		}
-		return fmt.Errorf("%w: %d runs against %d of %s give a smallest possible p of %.3f > α=%g, so nothing could be judged: %s (%d + %d can reach it)",
-			ErrCannotJudge, runs, baseRuns, baselineName, p, alpha, how, baseRuns, max(need, 0))
+		return fmt.Errorf("%w: %d runs against %d of %s give a smallest possible p of %.3f > α=%g, so nothing could be judged: %s",
+			ErrCannotJudge, runs, baseRuns, baselineName, p, alpha, how)
 	}
 	return nil
 }

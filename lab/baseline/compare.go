@@ -84,7 +84,7 @@ func (r Rule) EffectString() string {
 		}
 		return fmt.Sprintf("%s%g", sign, r.MinEffect)
 	}
-	return fmt.Sprintf("%s%g%%", sign, round(r.MinEffect*100, 3))
+	return fmt.Sprintf("%s%.3g%%", sign, r.MinEffect*100)
 }
 
 // DefaultRules: latency +10 %, cache hit −5 points, cost per 1k +5 %,

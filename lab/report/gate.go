@@ -31,9 +31,10 @@ func (g GateGroup) Title() string {
 }
 
 // GateGroups groups a gate's results by leg × scenario × op: groups with
-// a regression first (then inconclusive, improved, pass), the aggregate
-// before the ops within a verdict, and in each group its rows by verdict
-// then metric; so the first rows are the regressed ones.
+// a regression first (then inconclusive, improved, pass), within a verdict
+// the operations before the aggregate (they say where; the aggregate is
+// their sum), and in each group its rows by verdict then metric; so the
+// first rows are an operation's regressed ones.
 func GateGroups(c baseline.Comparison) []GateGroup {
 	type gk struct{ leg, scenario, op string }
 	idx := map[gk]int{}
@@ -64,6 +65,9 @@ func GateGroups(c baseline.Comparison) []GateGroup {
 		a, b := gs[i], gs[j]
 		if verdictOrder[a.Worst] != verdictOrder[b.Worst] {
 			return verdictOrder[a.Worst] < verdictOrder[b.Worst]
+		}
+		if (a.Op == "") != (b.Op == "") {
+			return b.Op == ""
 		}
 		if a.Leg != b.Leg {
 			return a.Leg < b.Leg
