@@ -115,16 +115,23 @@ func (rs Rules) For(metric string) Rule {
 
 // ForKey returns the rule of a series. A pattern with a "/" is matched
 // against the key's Name (op/metric: "signal/http_req_duration_p99_ms",
-// "signal:*/*_ms"; an aggregate's Name has no op); one without is matched
-// against the metric alone, so "*_ms" covers every op and the aggregate.
+// "signal:*/*_ms"; an aggregate's Name has no op) and wins over one
+// without, which is matched against the metric alone, so "*_ms" covers
+// every op and the aggregate. Among each kind the first match wins (later
+// overrides come first).
 func (rs Rules) ForKey(k Key) Rule {
 	for _, r := range rs {
-		name := k.Metric
 		if strings.Contains(r.Pattern, "/") {
-			name = k.Name()
+			if ok, _ := path.Match(r.Pattern, k.Name()); ok {
+				return r
+			}
 		}
-		if ok, _ := path.Match(r.Pattern, name); ok {
-			return r
+	}
+	for _, r := range rs {
+		if !strings.Contains(r.Pattern, "/") {
+			if ok, _ := path.Match(r.Pattern, k.Metric); ok {
+				return r
+			}
 		}
 	}
 	return Rule{Pattern: k.Metric, Direction: LowerIsBetter, MinEffect: 0.10}
