@@ -176,7 +176,9 @@ func Bound(k baseline.Key) string {
 // Gate runs the profile's scenarios Runs times per backend and compares
 // with the baseline file, or, with Against, with interleaved runs of the
 // reference build. The summary's Gate holds the verdicts; its ExitCode is
-// 0 (nothing regressed) or 99.
+// 0 (nothing regressed), 99 (regressed) or 3 (no series could be judged).
+// Runs too few to reach Alpha against the baseline's are refused before
+// anything runs (ErrCannotJudge).
 func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 	if g.Runs < 1 {
 		return nil, fmt.Errorf("gate: --runs %d: want at least 1 (the U test needs %d per side to reach p<0.05)", g.Runs, baseline.MinRuns(baseline.Alpha))

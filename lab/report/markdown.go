@@ -83,6 +83,9 @@ func writeGate(b *strings.Builder, g *Gate) {
 	}
 	fmt.Fprintf(b, "## Gate: %s\n\n%d runs against %s: %d regressed, %d improved, %d inconclusive, %d pass. Exit code %d.\n\n",
 		strings.ToUpper(g.Verdict), g.Runs, against, c[baseline.Regressed], c[baseline.Improved], c[baseline.Inconclusive], c[baseline.Pass], g.ExitCode)
+	if g.Verdict == string(baseline.Inconclusive) {
+		b.WriteString("> **Inconclusive**: not one series could be judged (see each row's reason); this gate does not pass.\n")
+	}
 	for _, w := range g.Comparison.Warnings {
 		fmt.Fprintf(b, "> %s\n", w)
 	}

@@ -261,3 +261,30 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("bad version: %v", err)
 	}
 }
+
+// TestInconclusiveGate: a gate that judged nothing is not a pass, in the
+// title, the gate section and the run's verdict.
+func TestInconclusiveGate(t *testing.T) {
+	s := fakeSummary(false)
+	s.Command = "gate"
+	k := baseline.Key{Leg: "sqlite", Scenario: "smoke", Metric: baseline.ReqDurationP95}
+	c := baseline.Comparison{Results: []baseline.Result{baseline.Compare(k, []float64{20, 21, 19}, []float64{30, 31, 29}, baseline.DefaultRules().For(k.Metric), baseline.Alpha)}}
+	if c.Judged() {
+		t.Fatalf("3+3 runs judged: %+v", c.Results)
+	}
+	s.Gate = &Gate{Mode: "baseline", Baseline: "B.json", Runs: 3, Comparison: c, Verdict: string(baseline.Inconclusive), ExitCode: 3}
+	for _, l := range s.Legs { // passing legs: only the gate decides
+		for i := range l.Scenarios {
+			l.Scenarios[i].Passed = true
+		}
+	}
+	if v := s.Verdict(); v != "inconclusive" {
+		t.Errorf("Verdict = %s, want inconclusive", v)
+	}
+	m := Markdown(s)
+	for _, want := range []string{"## Gate: INCONCLUSIVE", "this gate does not pass", "Exit code 3."} {
+		if !strings.Contains(m, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+}
