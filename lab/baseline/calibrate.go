@@ -3,7 +3,6 @@ package baseline
 import (
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -16,19 +15,29 @@ import (
 const SpreadFactor = 2.0
 
 // Spread is the baseline's run-to-run range in the rule's terms: (max −
-// min) / |median| for a relative rule, max − min for an absolute one. 0
-// with fewer than 2 values or a zero median (relative).
+// min) / |median| for a relative rule, max − min for an absolute one. With
+// 5 or more runs the one farthest from the median is left out first, so a
+// single disturbed baseline run (a busy machine) does not widen every
+// effect of its leg. 0 with fewer than 2 values or a zero median
+// (relative).
 func Spread(rule Rule, base []float64) float64 {
 	if len(base) < 2 {
 		return 0
 	}
-	lo, hi := slices.Min(base), slices.Max(base)
-	if rule.Absolute {
-		return hi - lo
-	}
 	s := append([]float64(nil), base...)
 	sort.Float64s(s)
 	med := median(s)
+	if len(s) >= 5 {
+		if med-s[0] > s[len(s)-1]-med {
+			s = s[1:]
+		} else {
+			s = s[:len(s)-1]
+		}
+	}
+	lo, hi := s[0], s[len(s)-1]
+	if rule.Absolute {
+		return hi - lo
+	}
 	if med == 0 {
 		return 0
 	}

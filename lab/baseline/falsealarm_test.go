@@ -41,6 +41,11 @@ func syntheticGateShape() []syntheticSeries {
 // plain, each series judged alone against its rule (the gate before
 // per-op series and its false-alarm control).
 func alarmRate(seed uint64, gates, runs int, factor float64, plain bool) float64 {
+	return alarmRateN(seed, gates, runs, runs, factor, plain)
+}
+
+// alarmRateN is alarmRate with baseRuns baseline runs and runs candidate ones.
+func alarmRateN(seed uint64, gates, baseRuns, runs int, factor float64, plain bool) float64 {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	shape := syntheticGateShape()
 	rules := DefaultRules()
@@ -48,8 +53,10 @@ func alarmRate(seed uint64, gates, runs int, factor float64, plain bool) float64
 	for g := 0; g < gates; g++ {
 		base, cand := Samples{}, Samples{}
 		for _, s := range shape {
-			for r := 0; r < runs; r++ {
+			for r := 0; r < baseRuns; r++ {
 				base.Add(s.key, 100*(1+s.cv*rng.NormFloat64()))
+			}
+			for r := 0; r < runs; r++ {
 				f := 1.0
 				if s.shift {
 					f = factor
@@ -104,6 +111,13 @@ func TestSyntheticFalseAlarms(t *testing.T) {
 		if r > tt.atMost || r < tt.atLeast {
 			t.Errorf("%s: %.3f, want within [%g, %g]", tt.name, r, tt.atLeast, tt.atMost)
 		}
+	}
+	// A 5-run baseline (the committed ones) against a 4-run gate: the
+	// trimmed range must not buy power with false alarms.
+	r54 := alarmRateN(19, gates, 5, 4, 1, false)
+	t.Logf("%-32s 5+4 runs, %d gates: regressed in %.2f %%", "A/A, calibrated + BH", gates, 100*r54)
+	if r54 > 0.05 {
+		t.Errorf("A/A 5+4: %.3f, want at most 0.05", r54)
 	}
 	if a, p := rates["A/A, calibrated + BH"], rates["A/A, each series alone"]; a >= p && p > 0 {
 		t.Errorf("calibration and BH did not lower the A/A rate: %.3f vs %.3f alone", a, p)
