@@ -18,10 +18,31 @@ import (
 )
 
 // Exit codes of the gate: a regression exits as a failed threshold does
-// (k6's convention for a failed check).
+// (k6's convention for a failed check); a gate none of whose series could
+// be judged exits ExitInconclusive, never 0.
 const (
-	ExitPass      = 0
-	ExitRegressed = load.ExitThresholdsFailed
+	ExitPass         = 0
+	ExitRegressed    = load.ExitThresholdsFailed
+	ExitInconclusive = 3
+)
+
+// ErrCannotJudge is returned, before anything runs, by a gate whose runs
+// (the baseline's and its own) cannot reach its α with the U test, and by
+// a baseline update with fewer runs than a gate needs: a bad flag
+// combination (exit 2).
+var ErrCannotJudge = errors.New("too few runs for the gate's U test")
+
+// Minimum requests per run for an operation's series to enter the gate.
+// An empirical q-quantile of n samples is an order statistic whose rank
+// wanders by about sqrt(n·q·(1−q)); it is only stable when n·(1−q), the
+// samples beyond it, is at least about 10: p50 from 20 requests, p95 from
+// 200, p99 from 1,000. The error rate and the count need 100, so that one
+// failed request is at most 1 point, the error rule's minimum effect.
+const (
+	MinOpReqsP50  = 20
+	MinOpReqsP95  = 200
+	MinOpReqsP99  = 1000
+	MinOpReqsRate = 100
 )
 
 // GateOptions configure `hal9-lab gate` and `hal9-lab baseline update`.
@@ -71,6 +92,24 @@ func LegSamples(l report.Leg) map[baseline.Key]float64 {
 		if sc.Server.Requests > 0 {
 			out[k(baseline.CostPer1K)] = sc.Server.CostPer1K
 		}
+		for _, o := range m.Ops {
+			k := func(metric string) baseline.Key {
+				return baseline.Key{Leg: l.Name, Scenario: sc.Name, Op: o.Op, Metric: metric}
+			}
+			for _, q := range []struct {
+				min    float64
+				metric string
+				v      float64
+			}{
+				{MinOpReqsP50, baseline.ReqDurationP50, o.ReqP50}, {MinOpReqsP95, baseline.ReqDurationP95, o.ReqP95},
+				{MinOpReqsP99, baseline.ReqDurationP99, o.ReqP99},
+				{MinOpReqsRate, baseline.ErrorRate, o.ErrorRate}, {MinOpReqsRate, baseline.HTTPReqs, o.HTTPReqs},
+			} {
+				if o.HTTPReqs >= q.min {
+					out[k(q.metric)] = q.v
+				}
+			}
+		}
 	}
 	return out
 }
@@ -82,10 +121,64 @@ func collect(s baseline.Samples, l report.Leg) {
 	}
 }
 
+// dropPartialOps removes the per-operation series that not every one of
+// runs runs had enough requests for: an op near its minimum would compare
+// 3 values with 4 (which the U test cannot judge at 0.05), or measure a
+// different mix of runs on each side. It returns what it removed.
+func dropPartialOps(s baseline.Samples, runs int) []baseline.Key {
+	var out []baseline.Key
+	for _, k := range s.Keys() {
+		if k.Op != "" && len(s[k]) < runs {
+			delete(s, k)
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// CheckPower tells whether a gate of runs against a baseline of
+// baseRuns can reach alpha with the exact U test, and if not, how many
+// runs it needs (ErrCannotJudge).
+func CheckPower(baseRuns, runs int, alpha float64, baselineName string) error {
+	if p := baseline.MinPossibleP(baseRuns, runs); p > alpha {
+		need := baseline.RunsNeeded(baseRuns, alpha)
+		how := fmt.Sprintf("use --runs %d or more (%d + %d can reach it)", need, baseRuns, need)
+		if need == 0 {
+			how = fmt.Sprintf("re-measure %s with more runs", baselineName)
+		}
+		return fmt.Errorf("%w: %d runs against %d of %s give a smallest possible p of %.3f > α=%g, so nothing could be judged: %s",
+			ErrCannotJudge, runs, baseRuns, baselineName, p, alpha, how)
+	}
+	return nil
+}
+
+// Bound says what a series' time depends on in the hal9 workload: the
+// simulated LLM's latency (signals: the same on any machine), this
+// machine's CPU (credential routes hash passwords at a bcrypt cost; the
+// other routes are database and JSON work), or a mix (a scenario's
+// aggregate). Empty for series that are not times.
+func Bound(k baseline.Key) string {
+	if !strings.HasSuffix(k.Metric, "_ms") {
+		return ""
+	}
+	op, _, _ := strings.Cut(k.Op, ":")
+	switch op {
+	case "":
+		return "mixed"
+	case "signal", "async_signal":
+		return "llm"
+	case "auth", "setup":
+		return "cpu (bcrypt)"
+	}
+	return "cpu"
+}
+
 // Gate runs the profile's scenarios Runs times per backend and compares
 // with the baseline file, or, with Against, with interleaved runs of the
 // reference build. The summary's Gate holds the verdicts; its ExitCode is
-// 0 (nothing regressed) or 99.
+// 0 (nothing regressed), 99 (regressed) or 3 (no series could be judged).
+// Runs too few to reach Alpha against the baseline's are refused before
+// anything runs (ErrCannotJudge).
 func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 	if g.Runs < 1 {
 		return nil, fmt.Errorf("gate: --runs %d: want at least 1 (the U test needs %d per side to reach p<0.05)", g.Runs, baseline.MinRuns(baseline.Alpha))
@@ -105,6 +198,13 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 		if base, err = baseline.Load(g.BaselinePath); err != nil {
 			return nil, err
 		}
+		if err := CheckPower(base.Runs, g.Runs, g.Alpha, g.BaselinePath); err != nil {
+			return nil, err
+		}
+		// The baseline's profiles live beside it (UpdateBaseline).
+		g.BaselineDir = filepath.Dir(g.BaselinePath)
+	} else if err := CheckPower(g.Runs, g.Runs, g.Alpha, "the reference's runs"); err != nil {
+		return nil, err
 	}
 	s, err := newSession(ctx, g.Options)
 	if err != nil {
@@ -143,6 +243,7 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 	}
 	s.prog.setLeg("gate")
 	gate := &report.Gate{Runs: g.Runs}
+	partial := append(dropPartialOps(candS, g.Runs), dropPartialOps(refS, g.Runs)...)
 	if ref != "" {
 		gate.Mode, gate.Against = "against", g.Against
 		if gate.Against == "" {
@@ -153,9 +254,19 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 		gate.Mode, gate.Baseline = "baseline", relTo(g.Root, g.BaselinePath)
 		gate.Comparison = baseline.CompareFile(base, candS, g.Rules, g.Alpha)
 	}
-	gate.Verdict, gate.ExitCode = string(baseline.Pass), ExitPass
-	if gate.Comparison.Regressed() {
+	for i := range gate.Comparison.Results {
+		gate.Comparison.Results[i].Bound = Bound(gate.Comparison.Results[i].Key)
+	}
+	if len(partial) > 0 {
+		gate.Comparison.Warnings = append(gate.Comparison.Warnings, fmt.Sprintf("%d per-operation series left out: not every run had enough requests of the op (%s)", len(partial), keyNames(partial)))
+	}
+	switch {
+	case gate.Comparison.Regressed():
 		gate.Verdict, gate.ExitCode = string(baseline.Regressed), ExitRegressed
+	case !gate.Comparison.Judged():
+		gate.Verdict, gate.ExitCode = string(baseline.Inconclusive), ExitInconclusive
+	default:
+		gate.Verdict, gate.ExitCode = string(baseline.Pass), ExitPass
 	}
 	s.mu.Lock()
 	s.summary.Gate = gate
@@ -176,6 +287,19 @@ func (s *session) addMeasured(ctx context.Context, leg report.Leg, into baseline
 		s.labError("%s run %d failed: %s", who, leg.Run, leg.Error)
 	}
 	collect(into, leg)
+}
+
+// keyNames lists keys as leg/scenario/op/metric, at most 5 of them.
+func keyNames(keys []baseline.Key) string {
+	var names []string
+	for i, k := range keys {
+		if i == 5 {
+			names = append(names, fmt.Sprintf("and %d more", len(keys)-5))
+			break
+		}
+		names = append(names, k.String())
+	}
+	return strings.Join(names, ", ")
 }
 
 func roleOr(role, otherwise string) string {
@@ -200,11 +324,14 @@ func relTo(root, p string) string {
 }
 
 // UpdateBaseline runs the profile Runs times per backend and writes the
-// per-run values to BaselineDir/<profile>.json, and the merged profiles to
-// BaselineDir/profiles/<profile>/ (for the report's "grew most" diff).
+// per-run values to BaselinePath (default BaselineDir/<profile>.json), and
+// the merged profiles beside it, in profiles/<profile>/ (for the report's
+// "grew most" diff). Fewer runs than a gate of as many runs needs to
+// reach α are refused (ErrCannotJudge).
 func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, string, error) {
-	if g.Runs < 1 {
-		return nil, "", fmt.Errorf("baseline update: --runs %d: want at least %d so the gate's U test can decide", g.Runs, baseline.MinRuns(baseline.Alpha))
+	if n := baseline.MinRuns(baseline.Alpha); g.Runs < n {
+		return nil, "", fmt.Errorf("baseline update: --runs %d: %w: a gate of as many runs could judge nothing (smallest possible p %.3f > %g); use --runs %d or more",
+			g.Runs, ErrCannotJudge, baseline.MinPossibleP(g.Runs, g.Runs), baseline.Alpha, n)
 	}
 	s, err := newSession(ctx, g.Options)
 	if err != nil {
@@ -235,6 +362,7 @@ func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, str
 	if len(sum.LabErrors) > 0 {
 		return sum, "", fmt.Errorf("baseline not written: %d lab errors (see %s/report.md)", len(sum.LabErrors), g.OutDir)
 	}
+	dropPartialOps(samples, g.Runs)
 	if len(samples) == 0 {
 		return sum, "", errors.New("baseline not written: no leg produced measurements")
 	}
@@ -246,7 +374,7 @@ func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, str
 	if err := f.Save(out); err != nil {
 		return sum, "", err
 	}
-	pdir := BaselineProfileDir(g.BaselineDir, g.Profile.Name)
+	pdir := BaselineProfileDir(filepath.Dir(out), g.Profile.Name)
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		return sum, out, fmt.Errorf("baseline profiles: %w", err)
 	}

@@ -20,8 +20,8 @@ func runBaseline(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("baseline update", flag.ContinueOnError)
 	var f labFlags
 	f.register(fs, "smoke")
-	runs := fs.Int("runs", 0, "repetitions per backend (default: the profile's gate.runs, else 5; at least 4 for the U test)")
-	outFile := fs.String("file", "", "baseline file to write (default reports/baselines/<profile>.json)")
+	runs := fs.Int("runs", 0, "repetitions per backend (default: the profile's gate.runs, else 5; at least 4, or a gate of as many runs could judge nothing)")
+	outFile := fs.String("file", "", "baseline file to write (default reports/baselines/<profile>.json); its profiles go beside it, in profiles/<profile>/")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -39,6 +39,9 @@ func runBaseline(ctx context.Context, args []string) error {
 	g.BaselinePath = *outFile
 	start := time.Now()
 	_, path, err := lab.UpdateBaseline(ctx, g)
+	if errors.Is(err, lab.ErrCannotJudge) {
+		return &exitError{code: 2, err: err}
+	}
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,10 @@ import (
 )
 
 // runGate is `hal9-lab gate` (what `make gate` calls). Exit codes: 0
-// nothing regressed; 99 a metric regressed; 1 (or 2 for bad flags) when
-// the gate could not run; 130 interrupted.
+// nothing regressed; 99 a metric regressed; 3 inconclusive (no series
+// could be judged); 1 (or 2 for bad flags, and for runs too few to reach
+// α, found before anything runs) when the gate could not run; 130
+// interrupted.
 func runGate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
 	var f labFlags
@@ -26,10 +28,10 @@ func runGate(ctx context.Context, args []string) error {
 	refBin := fs.String("reference-bin", "", "an already built reference server instead of --against")
 	baselineFile := fs.String("baseline", "", "baseline file (default reports/baselines/<profile>.json)")
 	var effects multiFlag
-	fs.Var(&effects, "min-effect", "override a minimum effect: METRIC_PATTERN=EFFECT, e.g. '*_ms=15%' or cache_hit_rate=3pt (repeatable)")
+	fs.Var(&effects, "min-effect", "override a minimum effect: PATTERN=EFFECT, PATTERN a glob on the metric ('*_ms=15%', cache_hit_rate=3pt: every op and the aggregate) or on op/metric ('signal/http_req_duration_p99_ms=20%', 'signal:*/*_ms=25%'); repeatable")
 	alpha := fs.Float64("alpha", baseline.Alpha, "significance level of the Mann-Whitney U test")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: hal9-lab gate [flags]\n\nRuns the profile --runs times per backend and compares every metric with the baseline\n(or with --against REF, built in a git worktree and run interleaved): regressed only when the\nU test says so (p < alpha) AND the change exceeds the metric's minimum effect.\nExit 0: nothing regressed; 99: regressed; other: the gate could not run.\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: hal9-lab gate [flags]\n\nRuns the profile --runs times per backend and compares every metric with the baseline\n(or with --against REF, built in a git worktree and run interleaved): regressed only when the\nU test says so (p < alpha, after Benjamini-Hochberg within each distribution's quantiles) AND the\nchange exceeds the series' minimum effect (the rule's, or twice the baseline's own spread).\nExit 0: nothing regressed; 99: regressed; 3: inconclusive (nothing could be judged);\n2: bad flags, or too few runs to reach alpha (checked before anything runs); other: the gate could not run.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -64,6 +66,9 @@ func runGate(ctx context.Context, args []string) error {
 		g.BaselinePath = *baselineFile
 	}
 	sum, err := lab.Gate(ctx, g)
+	if errors.Is(err, lab.ErrCannotJudge) {
+		return &exitError{code: 2, err: err}
+	}
 	if err != nil {
 		return err
 	}
@@ -75,6 +80,8 @@ func runGate(ctx context.Context, args []string) error {
 		return &exitError{code: 130, err: errors.New("interrupted: partial report written")}
 	case sum.Gate != nil && sum.Gate.ExitCode == lab.ExitRegressed:
 		return &exitError{code: lab.ExitRegressed, err: errors.New("performance regressed (see the verdict table)")}
+	case sum.Gate != nil && sum.Gate.ExitCode == lab.ExitInconclusive:
+		return &exitError{code: lab.ExitInconclusive, err: errors.New("inconclusive: no series could be judged (see the verdict table's reasons)")}
 	case len(sum.LabErrors) > 0:
 		return fmt.Errorf("lab errors: the measurements cannot be trusted (%s)", strings.Join(sum.LabErrors, "; "))
 	}

@@ -19,7 +19,9 @@ import (
 )
 
 // FormatVersion is written into every file; Load rejects other versions.
-const FormatVersion = 1
+// 2: keys carry the operation (Key.Op), per-operation series beside the
+// aggregate ones.
+const FormatVersion = 2
 
 // File is reports/baselines/<profile>.json.
 type File struct {
@@ -45,14 +47,29 @@ type Machine struct {
 	Kernel string `json:"kernel,omitempty"`
 }
 
-// Key names one metric of one scenario of one leg.
+// Key names one metric of one scenario of one leg; Op is "" for the
+// scenario's aggregate, else the operation the series is about ("signal",
+// or "signal:L3" for one layer of it).
 type Key struct {
 	Leg      string `json:"leg"`
 	Scenario string `json:"scenario"`
+	Op       string `json:"op,omitempty"`
 	Metric   string `json:"metric"`
 }
 
-func (k Key) String() string { return k.Leg + "/" + k.Scenario + "/" + k.Metric }
+// String is leg/scenario/metric, or leg/scenario/op/metric for an
+// operation's series (lab/history's Key.String is the same).
+func (k Key) String() string { return k.Leg + "/" + k.Scenario + "/" + k.Name() }
+
+// Name is the metric for an aggregate series and op/metric for an
+// operation's: the last part of String, and what --min-effect patterns
+// match (Rules.ForKey).
+func (k Key) Name() string {
+	if k.Op == "" {
+		return k.Metric
+	}
+	return k.Op + "/" + k.Metric
+}
 
 // Series holds the per-run values of one metric (one value per run).
 type Series struct {
@@ -88,6 +105,9 @@ func keyLess(a, b Key) bool {
 	}
 	if a.Scenario != b.Scenario {
 		return a.Scenario < b.Scenario
+	}
+	if a.Op != b.Op {
+		return a.Op < b.Op
 	}
 	return a.Metric < b.Metric
 }
@@ -130,14 +150,24 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read baseline: %w", err)
 	}
+	// The version first: an old file's fields may not decode into File.
+	var head struct {
+		Version int    `json:"version"`
+		Profile string `json:"profile"`
+		Runs    int    `json:"runs"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("parse baseline %s: %w", path, err)
+	}
+	if head.Version != FormatVersion {
+		return nil, fmt.Errorf("baseline %s has format version %d, this lab reads %d (per-operation series since 2): regenerate it on this machine with `%s`",
+			path, head.Version, FormatVersion, RegenerateCommand(path, head.Profile, head.Runs))
+	}
 	var f File
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("parse baseline %s: %w", path, err)
-	}
-	if f.Version != FormatVersion {
-		return nil, fmt.Errorf("baseline %s has format version %d, this lab reads %d: regenerate it with `hal9-lab baseline update`", path, f.Version, FormatVersion)
 	}
 	for _, s := range f.Series {
 		if s.Leg == "" || s.Scenario == "" || s.Metric == "" {
@@ -145,6 +175,16 @@ func Load(path string) (*File, error) {
 		}
 	}
 	return &f, nil
+}
+
+// RegenerateCommand is the command that writes the baseline at path again
+// (profile and runs as the old file had them; at least MinRuns).
+func RegenerateCommand(path, profile string, runs int) string {
+	if profile == "" {
+		profile = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	runs = max(runs, MinRuns(Alpha))
+	return fmt.Sprintf("hal9-lab baseline update --profile %s --runs %d --file %s", profile, runs, path)
 }
 
 // Save writes the file (indented, stable order) atomically.
@@ -202,7 +242,8 @@ func cpuModel(path string) string {
 	return ""
 }
 
-// SameMachine tells whether two descriptions are comparable, and why not.
+// SameMachine tells whether two descriptions are comparable, and why not:
+// CPU model, cores, Go version and kernel (when both know theirs).
 func SameMachine(a, b Machine) (bool, string) {
 	var diffs []string
 	if a.CPUModel != b.CPUModel {
@@ -213,6 +254,9 @@ func SameMachine(a, b Machine) (bool, string) {
 	}
 	if a.GoVersion != b.GoVersion {
 		diffs = append(diffs, fmt.Sprintf("%s vs %s", a.GoVersion, b.GoVersion))
+	}
+	if a.Kernel != "" && b.Kernel != "" && a.Kernel != b.Kernel {
+		diffs = append(diffs, fmt.Sprintf("kernel %s vs %s", a.Kernel, b.Kernel))
 	}
 	if len(diffs) == 0 {
 		return true, ""

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -19,10 +20,10 @@ func noisy(seed uint64, n int, center, spread float64) []float64 {
 }
 
 func TestCompare(t *testing.T) {
-	lat := Key{"sqlite", "smoke", ReqDurationP95}
-	hit := Key{"postgres+redis", "smoke", CacheHitRate}
-	rps := Key{"sqlite", "smoke", AchievedRate}
-	cost := Key{"sqlite", "smoke", CostPer1K}
+	lat := Key{Leg: "sqlite", Scenario: "smoke", Metric: ReqDurationP95}
+	hit := Key{Leg: "postgres+redis", Scenario: "smoke", Metric: CacheHitRate}
+	rps := Key{Leg: "sqlite", Scenario: "smoke", Metric: AchievedRate}
+	cost := Key{Leg: "sqlite", Scenario: "smoke", Metric: CostPer1K}
 	rules := DefaultRules()
 	tests := []struct {
 		name       string
@@ -64,8 +65,8 @@ func TestMinRuns(t *testing.T) {
 	if n := MinRuns(0.05); n != 4 {
 		t.Errorf("MinRuns(0.05) = %d, want 4 (benchmath: need >= 4 samples)", n)
 	}
-	if p := minPossibleP(5, 3); p > 0.05 {
-		t.Errorf("minPossibleP(5,3) = %v, want < 0.05", p)
+	if p := MinPossibleP(5, 3); p > 0.05 {
+		t.Errorf("MinPossibleP(5,3) = %v, want < 0.05", p)
 	}
 }
 
@@ -112,9 +113,9 @@ func TestRulesOverride(t *testing.T) {
 
 func TestFileRoundTrip(t *testing.T) {
 	s := Samples{}
-	s.Add(Key{"sqlite", "smoke", ReqDurationP95}, 12)
-	s.Add(Key{"sqlite", "smoke", ReqDurationP95}, 13)
-	s.Add(Key{"postgres", "smoke", CacheHitRate}, 0.8)
+	s.Add(Key{Leg: "sqlite", Scenario: "smoke", Metric: ReqDurationP95}, 12)
+	s.Add(Key{Leg: "sqlite", Scenario: "smoke", Metric: ReqDurationP95}, 13)
+	s.Add(Key{Leg: "postgres", Scenario: "smoke", Metric: CacheHitRate}, 0.8)
 	f := New("smoke", "abc123", 2, s, Unit)
 	if f.Machine.Cores == 0 || f.Machine.GoVersion == "" {
 		t.Errorf("machine = %+v", f.Machine)
@@ -127,7 +128,7 @@ func TestFileRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Series[0].Leg != "postgres" || len(g.Samples()[Key{"sqlite", "smoke", ReqDurationP95}]) != 2 || g.Series[1].Unit != "ms" {
+	if g.Series[0].Leg != "postgres" || len(g.Samples()[Key{Leg: "sqlite", Scenario: "smoke", Metric: ReqDurationP95}]) != 2 || g.Series[1].Unit != "ms" {
 		t.Errorf("round trip: %+v", g.Series)
 	}
 	c := CompareFile(g, s, DefaultRules(), Alpha)
@@ -142,7 +143,7 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 	bad := filepath.Join(dir, "bad.json")
-	os.WriteFile(bad, []byte(`{"version":1,"bogus":true}`), 0o644)
+	os.WriteFile(bad, []byte(`{"version":2,"bogus":true}`), 0o644)
 	if _, err := Load(bad); err == nil || !strings.Contains(err.Error(), "bogus") {
 		t.Errorf("unknown field: %v", err)
 	}
@@ -151,14 +152,44 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(old); err == nil || !strings.Contains(err.Error(), "format version") {
 		t.Errorf("old version: %v", err)
 	}
+	// A version 1 file (no ops) names the exact command that rewrites it.
+	v1 := filepath.Join(dir, "nightly.json")
+	os.WriteFile(v1, []byte(`{"version":1,"profile":"nightly","runs":5,"series":[{"leg":"sqlite","scenario":"mix","metric":"error_rate","values":[0]}]}`), 0o644)
+	want := "`hal9-lab baseline update --profile nightly --runs 5 --file " + v1 + "`"
+	if _, err := Load(v1); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("version 1: %v, want it to say %s", err, want)
+	}
 }
 
 func TestCompareSamplesWarnsOnMissing(t *testing.T) {
-	a := Samples{{"sqlite", "s", ErrorRate}: {0, 0, 0, 0}, {"postgres", "s", ErrorRate}: {0, 0, 0, 0}}
-	b := Samples{{"sqlite", "s", ErrorRate}: {0, 0, 0, 0}, {"redis", "s", ErrorRate}: {0}}
+	a := Samples{{Leg: "sqlite", Scenario: "s", Metric: ErrorRate}: {0, 0, 0, 0}, {Leg: "postgres", Scenario: "s", Metric: ErrorRate}: {0, 0, 0, 0}}
+	b := Samples{{Leg: "sqlite", Scenario: "s", Metric: ErrorRate}: {0, 0, 0, 0}, {Leg: "redis", Scenario: "s", Metric: ErrorRate}: {0}}
 	c := CompareSamples(a, b, DefaultRules(), Alpha)
 	if len(c.Results) != 1 || len(c.Warnings) != 2 {
 		t.Errorf("got %+v", c)
+	}
+}
+
+// TestMissingWarningsOnePerLeg: a skipped leg is one line, however many
+// series it had; a leg measured in part lists what it lacks per scenario.
+func TestMissingWarningsOnePerLeg(t *testing.T) {
+	base, cand := Samples{}, Samples{}
+	for _, m := range []string{ReqDurationP50, ReqDurationP95, ErrorRate} {
+		for _, op := range []string{"", "signal", "status"} {
+			base.Add(Key{Leg: "postgres", Scenario: "s", Op: op, Metric: m}, 1)
+			base.Add(Key{Leg: "sqlite", Scenario: "s", Op: op, Metric: m}, 1)
+			if op != "status" {
+				cand.Add(Key{Leg: "sqlite", Scenario: "s", Op: op, Metric: m}, 1)
+			}
+		}
+	}
+	c := CompareSamples(base, cand, DefaultRules(), Alpha)
+	want := []string{
+		"leg postgres: in the baseline but not measured now (leg skipped?) (9 series)",
+		"sqlite/s: in the baseline but not measured now (leg skipped?): status/error_rate, status/http_req_duration_p50_ms, status/http_req_duration_p95_ms",
+	}
+	if !slices.Equal(c.Warnings, want) {
+		t.Errorf("warnings:\n%s\nwant\n%s", strings.Join(c.Warnings, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -178,5 +209,23 @@ func TestKernelRelease(t *testing.T) {
 	}
 	if got := kernelRelease(filepath.Join(t.TempDir(), "missing")); got != "" {
 		t.Errorf("kernelRelease of a missing file = %q, want empty", got)
+	}
+}
+
+func TestSameMachineKernel(t *testing.T) {
+	a := Machine{CPUModel: "X", Cores: 2, GoVersion: "go1.26", Kernel: "6.1.0"}
+	tests := []struct {
+		b    Machine
+		same bool
+		why  string
+	}{
+		{a, true, ""},
+		{Machine{CPUModel: "X", Cores: 2, GoVersion: "go1.26", Kernel: "6.8.0"}, false, "kernel 6.1.0 vs 6.8.0"},
+		{Machine{CPUModel: "X", Cores: 2, GoVersion: "go1.26"}, true, ""}, // an old file without the kernel
+	}
+	for _, tt := range tests {
+		if same, why := SameMachine(a, tt.b); same != tt.same || why != tt.why {
+			t.Errorf("SameMachine(%+v) = %v %q, want %v %q", tt.b, same, why, tt.same, tt.why)
+		}
 	}
 }

@@ -24,6 +24,9 @@ const (
 	CacheHitRate   = "cache_hit_rate"
 	CostPer1K      = "cost_per_1k_usd"
 	Dropped        = "dropped_iterations"
+	// HTTPReqs is an operation's request count per run (per-op series
+	// only; the aggregate has achieved_rps).
+	HTTPReqs = "http_reqs"
 )
 
 // Unit returns the display unit of a metric name.
@@ -35,6 +38,8 @@ func Unit(metric string) string {
 		return "USD"
 	case metric == AchievedRate:
 		return "req/s"
+	case metric == HTTPReqs:
+		return "req"
 	case strings.HasSuffix(metric, "_rate"):
 		return "ratio"
 	}
@@ -79,11 +84,12 @@ func (r Rule) EffectString() string {
 		}
 		return fmt.Sprintf("%s%g", sign, r.MinEffect)
 	}
-	return fmt.Sprintf("%s%g%%", sign, round(r.MinEffect*100, 3))
+	return fmt.Sprintf("%s%.3g%%", sign, r.MinEffect*100)
 }
 
 // DefaultRules: latency +10 %, cache hit −5 points, cost per 1k +5 %,
-// error rate +1 point, achieved rate −10 %, dropped iterations +10 %. The
+// error rate +1 point, achieved rate and an op's request count −10 %,
+// dropped iterations +10 %. The
 // latency and rate defaults were chosen from the gate's measured false
 // alarm and miss rates (docs/lab.md).
 func DefaultRules() Rules {
@@ -93,6 +99,7 @@ func DefaultRules() Rules {
 		{Pattern: CostPer1K, Direction: LowerIsBetter, MinEffect: 0.05},
 		{Pattern: ErrorRate, Direction: LowerIsBetter, MinEffect: 0.01, Absolute: true},
 		{Pattern: AchievedRate, Direction: HigherIsBetter, MinEffect: 0.10},
+		{Pattern: HTTPReqs, Direction: HigherIsBetter, MinEffect: 0.10},
 		{Pattern: Dropped, Direction: LowerIsBetter, MinEffect: 0.10},
 	}
 }
@@ -103,12 +110,31 @@ type Rules []Rule
 // For returns the rule of a metric; unknown metrics get lower-is-better,
 // +10 %.
 func (rs Rules) For(metric string) Rule {
+	return rs.ForKey(Key{Metric: metric})
+}
+
+// ForKey returns the rule of a series. A pattern with a "/" is matched
+// against the key's Name (op/metric: "signal/http_req_duration_p99_ms",
+// "signal:*/*_ms"; an aggregate's Name has no op) and wins over one
+// without, which is matched against the metric alone, so "*_ms" covers
+// every op and the aggregate. Among each kind the first match wins (later
+// overrides come first).
+func (rs Rules) ForKey(k Key) Rule {
 	for _, r := range rs {
-		if ok, _ := path.Match(r.Pattern, metric); ok {
-			return r
+		if strings.Contains(r.Pattern, "/") {
+			if ok, _ := path.Match(r.Pattern, k.Name()); ok {
+				return r
+			}
 		}
 	}
-	return Rule{Pattern: metric, Direction: LowerIsBetter, MinEffect: 0.10}
+	for _, r := range rs {
+		if !strings.Contains(r.Pattern, "/") {
+			if ok, _ := path.Match(r.Pattern, k.Metric); ok {
+				return r
+			}
+		}
+	}
+	return Rule{Pattern: k.Metric, Direction: LowerIsBetter, MinEffect: 0.10}
 }
 
 // Override sets the minimum effect of the metrics matching pattern from a
@@ -119,7 +145,14 @@ func (rs Rules) Override(pattern, effect string) (Rules, error) {
 	if _, err := path.Match(pattern, ""); err != nil {
 		return rs, fmt.Errorf("min effect pattern %q: %w", pattern, err)
 	}
-	r := rs.For(pattern)
+	metric := pattern
+	if _, m, ok := strings.Cut(pattern, "/"); ok {
+		metric = m
+	}
+	if strings.Count(pattern, "/") > 1 {
+		return rs, fmt.Errorf("min effect pattern %q: want METRIC or OP/METRIC (e.g. signal/http_req_duration_p99_ms), not leg or scenario", pattern)
+	}
+	r := rs.For(metric)
 	r.Pattern = pattern
 	s := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(effect), "+"), "-")
 	var err error
@@ -170,6 +203,17 @@ type Result struct {
 	Alpha     float64 `json:"alpha"`
 	MinEffect string  `json:"min_effect"`
 	Direction string  `json:"direction"`
+	// Calibrated tells that MinEffect is SpreadFactor × the baseline's own
+	// run-to-run range, larger than the rule's (calibrate.go).
+	Calibrated bool `json:"calibrated,omitempty"`
+	// Family names the Benjamini–Hochberg family the p was judged in and
+	// FamilySize its size (calibrate.go).
+	Family     string `json:"family,omitempty"`
+	FamilySize int    `json:"family_size,omitempty"`
+	// Bound says what the series' time depends on: "cpu" (this machine's
+	// CPU, e.g. password hashing), "llm" (time in the simulated LLM, not
+	// the machine), "mixed"; set by the lab, empty when unknown.
+	Bound string `json:"bound,omitempty"`
 }
 
 // Alpha is the significance level of the U test (benchstat's default).
@@ -213,7 +257,7 @@ func Compare(k Key, base, cand []float64, rule Rule, alpha float64) Result {
 	}
 	beyond := math.Abs(worse) >= rule.MinEffect && worse != 0
 
-	if minP := minPossibleP(len(base), len(cand)); minP > alpha {
+	if minP := MinPossibleP(len(base), len(cand)); minP > alpha {
 		res.Verdict = Inconclusive
 		res.Reason = fmt.Sprintf("too few runs: with %d baseline and %d candidate runs the U test cannot reach p<%g (best possible p=%.3f); use at least 4 runs each (or 5+3)",
 			len(base), len(cand), alpha, minP)
@@ -236,9 +280,9 @@ func Compare(k Key, base, cand []float64, rule Rule, alpha float64) Result {
 	return res
 }
 
-// minPossibleP is the smallest two-sided p-value the U test can give for
+// MinPossibleP is the smallest two-sided p-value the U test can give for
 // samples of sizes n1 and n2 without ties: 2 / C(n1+n2, n1).
-func minPossibleP(n1, n2 int) float64 {
+func MinPossibleP(n1, n2 int) float64 {
 	c := 1.0
 	for i := 1; i <= n2; i++ {
 		c = c * float64(n1+i) / float64(i)
@@ -249,11 +293,22 @@ func minPossibleP(n1, n2 int) float64 {
 // MinRuns is the smallest equal number of runs per side that can reach alpha.
 func MinRuns(alpha float64) int {
 	for n := 1; n < 50; n++ {
-		if minPossibleP(n, n) <= alpha {
+		if MinPossibleP(n, n) <= alpha {
 			return n
 		}
 	}
 	return 50
+}
+
+// RunsNeeded is the fewest runs a side needs, against other's runs on the
+// other side, for the U test to be able to reach alpha (0: not within 50).
+func RunsNeeded(other int, alpha float64) int {
+	for n := 1; n <= 50; n++ {
+		if MinPossibleP(other, n) <= alpha {
+			return n
+		}
+	}
+	return 0
 }
 
 func formatEffect(r Rule, effect float64) string {
@@ -314,24 +369,79 @@ func (c Comparison) Counts() map[Verdict]int {
 // Regressed tells whether any metric regressed.
 func (c Comparison) Regressed() bool { return c.Counts()[Regressed] > 0 }
 
-// CompareSamples compares every metric present in both base and cand;
-// metrics on one side only are listed as warnings.
+// Judged tells whether at least one series could be judged (is not
+// inconclusive): a comparison with none cannot pass.
+func (c Comparison) Judged() bool { return len(c.Results) > c.Counts()[Inconclusive] }
+
+// CompareSamples compares every series present in both base and cand,
+// with each series' minimum effect calibrated from base's spread
+// (Calibrate) and its p judged by Benjamini–Hochberg within its family
+// (Family); series on one side only are listed as warnings, one per leg
+// that is missing altogether.
 func CompareSamples(base, cand Samples, rules Rules, alpha float64) Comparison {
 	var c Comparison
+	var notInBase []Key
 	for _, k := range cand.Keys() {
 		b, ok := base[k]
 		if !ok {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: not in the baseline (new metric, leg or scenario?)", k))
+			notInBase = append(notInBase, k)
 			continue
 		}
-		c.Results = append(c.Results, Compare(k, b, cand[k], rules.For(k.Metric), alpha))
+		c.Results = append(c.Results, Compare(k, b, cand[k], Calibrate(rules.ForKey(k), b), alpha))
 	}
+	for i := range c.Results {
+		c.Results[i].Calibrated = c.Results[i].MinEffect != rules.ForKey(c.Results[i].Key).EffectString()
+	}
+	AdjustFamilies(c.Results, alpha)
+	var notMeasured []Key
 	for _, k := range base.Keys() {
 		if _, ok := cand[k]; !ok {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: in the baseline but not measured now (leg skipped?)", k))
+			notMeasured = append(notMeasured, k)
 		}
 	}
+	c.Warnings = append(c.Warnings, missingWarnings(notInBase, cand, "not in the baseline (new metric, leg or scenario?)")...)
+	c.Warnings = append(c.Warnings, missingWarnings(notMeasured, base, "in the baseline but not measured now (leg skipped?)")...)
 	return c
+}
+
+// missingWarnings groups keys of one side only: one line per leg the
+// other side lacks altogether, one per leg × scenario for the rest.
+func missingWarnings(keys []Key, side Samples, what string) []string {
+	if len(keys) == 0 {
+		return nil
+	}
+	total := map[string]int{}
+	for k := range side {
+		total[k.Leg]++
+	}
+	missing := map[string][]Key{}
+	var legs []string
+	for _, k := range keys {
+		if missing[k.Leg] == nil {
+			legs = append(legs, k.Leg)
+		}
+		missing[k.Leg] = append(missing[k.Leg], k)
+	}
+	var out []string
+	for _, leg := range legs {
+		ks := missing[leg]
+		if len(ks) == total[leg] {
+			out = append(out, fmt.Sprintf("leg %s: %s (%d series)", leg, what, len(ks)))
+			continue
+		}
+		byScenario := map[string][]string{}
+		var scenarios []string
+		for _, k := range ks {
+			if byScenario[k.Scenario] == nil {
+				scenarios = append(scenarios, k.Scenario)
+			}
+			byScenario[k.Scenario] = append(byScenario[k.Scenario], k.Name())
+		}
+		for _, sc := range scenarios {
+			out = append(out, fmt.Sprintf("%s/%s: %s: %s", leg, sc, what, strings.Join(byScenario[sc], ", ")))
+		}
+	}
+	return out
 }
 
 // CompareFile compares cand against a baseline file, warning when the
@@ -339,7 +449,7 @@ func CompareSamples(base, cand Samples, rules Rules, alpha float64) Comparison {
 func CompareFile(f *File, cand Samples, rules Rules, alpha float64) Comparison {
 	c := CompareSamples(f.Samples(), cand, rules, alpha)
 	if ok, why := SameMachine(f.Machine, DescribeMachine()); !ok {
-		c.Warnings = append([]string{fmt.Sprintf("baseline %s was measured on another machine (%s): absolute numbers may not compare; prefer `gate --against REF`", f.Profile, why)}, c.Warnings...)
+		c.Warnings = append([]string{fmt.Sprintf("baseline %s was measured on another machine (%s): absolute numbers may not compare (the rows that depend on the CPU move, the LLM-bound ones do not); prefer `gate --against REF`, or re-measure it here", f.Profile, why)}, c.Warnings...)
 	}
 	return c
 }

@@ -170,7 +170,7 @@ func Check(series []Series, o Options) Result {
 			}
 		}
 		bounds = append(bounds, n)
-		rule := o.Rules.For(s.Metric)
+		rule := o.Rules.ForKey(baseline.Key{Leg: s.Leg, Scenario: s.Scenario, Op: s.Op, Metric: s.Metric})
 		for i := 1; i+1 < len(bounds); i++ {
 			cp, ok := changePoint(s, pts, at, bounds[i-1], bounds[i], bounds[i+1], rule, o)
 			if ok {

@@ -38,10 +38,9 @@ func (k Key) String() string {
 	return s + "/" + k.Metric
 }
 
-// keyOf is the one place a gate sample's key becomes a history key (when
-// baseline.Key gains its op, it is copied here).
+// keyOf is the one place a gate sample's key becomes a history key.
 func keyOf(k baseline.Key) Key {
-	return Key{Leg: k.Leg, Scenario: k.Scenario, Metric: k.Metric}
+	return Key{Leg: k.Leg, Scenario: k.Scenario, Op: k.Op, Metric: k.Metric}
 }
 
 // Value is one measured number of a run.

@@ -117,4 +117,8 @@ func TestKeyOf(t *testing.T) {
 	if s := (Key{Leg: "a", Scenario: "b", Op: "login", Metric: "m"}).String(); s != "a/b/login/m" {
 		t.Errorf("String with op = %s", s)
 	}
+	bk := baseline.Key{Leg: "sqlite", Scenario: "mix", Op: "signal:L3", Metric: "m"}
+	if k := keyOf(bk); k.Op != "signal:L3" || k.String() != bk.String() {
+		t.Errorf("keyOf(%s) = %+v (%s): the op and the key's string must carry over", bk, k, k)
+	}
 }

@@ -87,6 +87,9 @@ type Request struct {
 	Header http.Header
 	Op     string
 	Name   string
+	// Layer tags the request with the entry layer it addresses (the layer
+	// tag: per-layer series of one operation); empty for none.
+	Layer string
 	// Discard: the caller does not read Response.Body (it is still read
 	// off the connection and counted).
 	Discard bool
@@ -329,7 +332,7 @@ func (c *Client) Do(ctx context.Context, r *Request) (*Response, error) {
 		out.Status = 0
 		err = errors.Join(ErrNoResponse, err)
 	}
-	c.rec.httpSample(httpKey{op: r.Op, name: name, method: r.Method, status: out.Status, failed: failed},
+	c.rec.httpSample(httpKey{op: r.Op, layer: r.Layer, name: name, method: r.Method, status: out.Status, failed: failed},
 		out.Duration, out.Waiting, sent, recv)
 	return out, err
 }

@@ -187,17 +187,20 @@ func (r *Registry) freeze() []*Metric {
 type Tags struct {
 	Scenario string
 	Op       string // the workload's operation: signal, status, login, …
-	Name     string // the request's name: its route template
-	Method   string
-	Status   string // HTTP status code; "0" when no response came
-	Check    string // checks only: the check's name
+	// Layer is the entry layer a request addresses (hal9 signals: L1…L5),
+	// "" for requests without one.
+	Layer  string
+	Name   string // the request's name: its route template
+	Method string
+	Status string // HTTP status code; "0" when no response came
+	Check  string // checks only: the check's name
 	// ExpectedResponse is "true" when a response came with an expected
 	// status (k6's default: 200..399), "false" otherwise (http_* only).
 	ExpectedResponse string
 }
 
 // TagKeys are the tag names usable in sub-metric selectors.
-var TagKeys = []string{"scenario", "op", "name", "method", "status", "check", "expected_response"}
+var TagKeys = []string{"scenario", "op", "layer", "name", "method", "status", "check", "expected_response"}
 
 func (t Tags) get(key string) (string, bool) {
 	switch key {
@@ -205,6 +208,8 @@ func (t Tags) get(key string) (string, bool) {
 		return t.Scenario, true
 	case "op":
 		return t.Op, true
+	case "layer":
+		return t.Layer, true
 	case "name":
 		return t.Name, true
 	case "method":
@@ -225,6 +230,8 @@ func (t *Tags) set(key, v string) bool {
 		t.Scenario = v
 	case "op":
 		t.Op = v
+	case "layer":
+		t.Layer = v
 	case "name":
 		t.Name = v
 	case "method":

@@ -265,9 +265,9 @@ func rateValue(ok bool) float64 {
 // httpKey is what tells a recorder's HTTP series apart (its scenario is
 // the recorder's): fewer strings to hash than Tags on every request.
 type httpKey struct {
-	op, name, method string
-	status           int
-	failed           bool
+	op, layer, name, method string
+	status                  int
+	failed                  bool
 }
 
 // httpSample records one request: http_reqs, http_req_duration,
@@ -286,7 +286,7 @@ func (r *recorder) httpSample(k httpKey, dur, wait time.Duration, sent, recv int
 
 func (r *recorder) newHTTPSeries(k httpKey) *httpSeries {
 	s := r.s
-	t := Tags{Scenario: r.scenario, Op: k.op, Name: k.name, Method: k.method, Status: statusTag(k.status), ExpectedResponse: "true"}
+	t := Tags{Scenario: r.scenario, Op: k.op, Layer: k.layer, Name: k.name, Method: k.method, Status: statusTag(k.status), ExpectedResponse: "true"}
 	if k.failed {
 		t.ExpectedResponse = "false"
 	}

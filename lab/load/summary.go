@@ -96,7 +96,10 @@ type Hal9Lab struct {
 	Warnings      []string                 `json:"warnings"`
 	Scenarios     map[string]ScenarioStats `json:"scenarios"`
 	TimeSeries    []Point                  `json:"timeseries"`
-	Raw           *Raw                     `json:"raw,omitempty"`
+	// Ops are the per-operation (and per-layer) numbers, also in Metrics
+	// as k6 sub-metrics (ops.go).
+	Ops []OpStats `json:"ops,omitempty"`
+	Raw *Raw      `json:"raw,omitempty"`
 }
 
 // SegmentStart is when one merged segment began.
@@ -169,6 +172,8 @@ func build(st *state, ths []*compiled, dur time.Duration, lab *Hal9Lab) *Summary
 		}
 		s.Metrics[name] = &SummaryMetric{Type: m.Type.String(), Contains: m.Contains.String(), Values: values(m, a, dur)}
 	}
+	lab.Ops = st.ops()
+	st.addOpMetrics(s, lab.Ops, dur)
 	lab.ThresholdsOK = true
 	lab.Thresholds = lab.Thresholds[:0]
 	for _, c := range ths {

@@ -42,6 +42,9 @@ func FromLoad(sc *report.Scenario, res *load.Result) {
 		for _, st := range sum.Hal9Lab.Scenarios {
 			m.PlannedRPS += st.PlannedRate
 		}
+		for _, o := range sum.Hal9Lab.Ops {
+			m.Ops = append(m.Ops, report.OpMetrics{Op: o.Series(), HTTPReqs: float64(o.Reqs), ErrorRate: o.ErrorRate, ReqP50: o.P50, ReqP95: o.P95, ReqP99: o.P99})
+		}
 	}
 	sc.Passed = res.ThresholdsOK && !res.Aborted
 	for _, t := range res.Thresholds {

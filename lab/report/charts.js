@@ -91,7 +91,7 @@
 
   // Strips: each gate row's per-run values, baseline grey, now coloured.
   var byKey = {};
-  (data.gate || []).forEach(function (g) { byKey[g.leg + "|" + g.scenario + "|" + g.metric] = g; });
+  (data.gate || []).forEach(function (g) { byKey[g.leg + "|" + g.scenario + "|" + (g.op || "") + "|" + g.metric] = g; });
   var colors = { regressed: "#c62f3a", improved: "#3566b8", inconclusive: "#b7791f", pass: "#1f8a4c" };
   Array.prototype.forEach.call(document.querySelectorAll("[data-strip]"), function (td) {
     var g = byKey[td.getAttribute("data-strip")];

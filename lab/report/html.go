@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
-	"sort"
+	"strings"
 
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
 )
@@ -53,7 +53,7 @@ type chartData struct {
 func HTML(s *RunSummary) ([]byte, error) {
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms": ms, "pct": pct, "usd": usd, "usd0": usd0, "mib": mib, "legName": legName, "tiers": tiers,
-		"shutdown": shutdown, "short": short, "num": num, "change": change, "shortFunc": shortFunc, "flameLabel": flameLabel,
+		"shutdown": shutdown, "short": short, "num": num, "change": change, "runs": runs, "boundLabel": boundLabel, "boundNote": func() string { return strings.NewReplacer("*", "", "`", "").Replace(boundNote) }, "shortFunc": shortFunc, "flameLabel": flameLabel,
 		"pct100": func(v float64) string { return fmt.Sprintf("%.1f", v*100) },
 		"ratio":  ratio, "replicas": replicasHTML, "containers": containersHTML,
 		"departures": departuresHTML, "capacity": capacityHTML, "onlyCapacity": onlyCapacity,
@@ -70,11 +70,9 @@ func HTML(s *RunSummary) ([]byte, error) {
 	if seed.SustainedRPS == 0 {
 		seed = DefaultSeed()
 	}
-	var gateRows []baseline.Result
+	var gateGroups []GateGroup
 	if s.Gate != nil {
-		gateRows = append(gateRows, s.Gate.Comparison.Results...)
-		order := map[baseline.Verdict]int{baseline.Regressed: 0, baseline.Inconclusive: 1, baseline.Improved: 2, baseline.Pass: 3}
-		sort.SliceStable(gateRows, func(i, j int) bool { return order[gateRows[i].Verdict] < order[gateRows[j].Verdict] })
+		gateGroups = GateGroups(s.Gate.Comparison)
 	}
 	counts := map[string]int{}
 	if s.Gate != nil {
@@ -85,7 +83,7 @@ func HTML(s *RunSummary) ([]byte, error) {
 	var buf bytes.Buffer
 	err = t.Execute(&buf, map[string]any{
 		"S": s, "Verdict": s.Verdict(), "Duration": duration(s), "Seed": seed,
-		"GateRows": gateRows, "Counts": counts, "Faults": faultsHTML(s),
+		"GateGroups": gateGroups, "Counts": counts, "Faults": faultsHTML(s),
 		"Data": template.JS(data), "Lib": ChartLib(), "Script": template.JS(chartsJS),
 	})
 	if err != nil {

@@ -94,7 +94,7 @@ func JUnit(s *RunSummary) ([]byte, error) {
 	if s.Gate != nil {
 		suite := junitSuite{Name: "gate"}
 		for _, r := range s.Gate.Comparison.Results {
-			c := junitCase{Name: r.Leg + "/" + r.Scenario + "/" + r.Metric, Classname: "hal9lab.gate." + r.Leg,
+			c := junitCase{Name: r.Key.String(), Classname: "hal9lab.gate." + r.Leg,
 				Output: fmt.Sprintf("%s: baseline %v, now %v", r.Reason, r.Baseline, r.Candidate)}
 			switch r.Verdict {
 			case baseline.Regressed:

@@ -23,7 +23,11 @@ func Markdown(s *RunSummary) string {
 	if s.Commit != "" {
 		fmt.Fprintf(&b, " · commit `%s`", short(s.Commit))
 	}
-	fmt.Fprintf(&b, " · %s, %d cores, %s\n\n", orDash(s.Machine.CPUModel), s.Machine.Cores, s.Machine.GoVersion)
+	fmt.Fprintf(&b, " · %s, %d cores, %s", orDash(s.Machine.CPUModel), s.Machine.Cores, s.Machine.GoVersion)
+	if s.Machine.Kernel != "" {
+		fmt.Fprintf(&b, ", %s %s", s.Machine.OS, s.Machine.Kernel)
+	}
+	b.WriteString("\n\n")
 	if s.Interrupted {
 		b.WriteString("> **Interrupted** (Ctrl-C): the numbers below are what was measured before the stop.\n\n")
 	}
@@ -80,21 +84,16 @@ func writeGate(b *strings.Builder, g *Gate) {
 	}
 	fmt.Fprintf(b, "## Gate: %s\n\n%d runs against %s: %d regressed, %d improved, %d inconclusive, %d pass. Exit code %d.\n\n",
 		strings.ToUpper(g.Verdict), g.Runs, against, c[baseline.Regressed], c[baseline.Improved], c[baseline.Inconclusive], c[baseline.Pass], g.ExitCode)
+	if g.Verdict == string(baseline.Inconclusive) {
+		b.WriteString("> **Inconclusive**: not one series could be judged (see each row's reason); this gate does not pass.\n")
+	}
 	for _, w := range g.Comparison.Warnings {
 		fmt.Fprintf(b, "> %s\n", w)
 	}
 	if len(g.Comparison.Warnings) > 0 {
 		b.WriteString("\n")
 	}
-	rs := append([]baseline.Result(nil), g.Comparison.Results...)
-	order := map[baseline.Verdict]int{baseline.Regressed: 0, baseline.Inconclusive: 1, baseline.Improved: 2, baseline.Pass: 3}
-	sort.SliceStable(rs, func(i, j int) bool { return order[rs[i].Verdict] < order[rs[j].Verdict] })
-	b.WriteString("| verdict | leg | scenario | metric | baseline | now | change | p | min effect |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
-	for _, r := range rs {
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %.3f | %s |\n", verdictIcon(r.Verdict), r.Leg, r.Scenario, r.Metric,
-			num(r.BaseMedian, r.Unit), num(r.CandMedian, r.Unit), change(r), r.P, r.MinEffect)
-	}
-	b.WriteString("\n")
+	writeGateTable(b, g.Comparison)
 }
 
 func verdictIcon(v baseline.Verdict) string {

@@ -74,6 +74,10 @@ func fakeSummary(withGate bool) *RunSummary {
 		c.Results = append(c.Results, baseline.Compare(k, []float64{20, 21, 19, 20, 22}, []float64{30, 31, 29, 33, 30}, baseline.DefaultRules().For(k.Metric), baseline.Alpha))
 		k2 := baseline.Key{Leg: "postgres", Scenario: "smoke", Metric: baseline.CacheHitRate}
 		c.Results = append(c.Results, baseline.Compare(k2, []float64{0.6, 0.61, 0.62, 0.6, 0.61}, []float64{0.61, 0.6, 0.62, 0.6, 0.61}, baseline.DefaultRules().For(k2.Metric), baseline.Alpha))
+		k4 := baseline.Key{Leg: "sqlite", Scenario: "smoke", Op: "signal", Metric: baseline.ReqDurationP50}
+		r4 := baseline.Compare(k4, []float64{200, 205, 210, 212}, []float64{300, 310, 305, 320}, baseline.DefaultRules().ForKey(k4), baseline.Alpha)
+		r4.Bound = "llm"
+		c.Results = append(c.Results, r4)
 		k3 := baseline.Key{Leg: "postgres", Scenario: "smoke", Metric: baseline.AchievedRate}
 		c.Results = append(c.Results, baseline.Compare(k3, []float64{40}, []float64{41}, baseline.DefaultRules().For(k3.Metric), baseline.Alpha))
 		s.Gate = &Gate{Mode: "against", Against: "origin/main", Runs: 5, Comparison: c, Verdict: "regressed", ExitCode: 99}
@@ -113,12 +117,18 @@ func TestWriteAllAndRender(t *testing.T) {
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, MarkdownFile))
 	m := string(md)
+	// Groups with a regression first, the op's before the aggregate's,
+	// then the inconclusive one's, then the passing one's.
+	if a, b, c := strings.Index(m, "**sqlite · smoke · signal**"), strings.Index(m, "**sqlite · smoke · all requests**"), strings.Index(m, "**postgres · smoke · all requests**"); a < 0 || b < a || c < b {
+		t.Errorf("groups out of order: signal at %d, all requests at %d, postgres at %d", a, b, c)
+	}
 	// The verdict table comes first: before the results table.
 	gi, ri := strings.Index(m, "## Gate: REGRESSED"), strings.Index(m, "## Results")
 	if gi < 0 || ri < 0 || gi > ri {
 		t.Errorf("gate table must precede results (gate at %d, results at %d):\n%s", gi, ri, m)
 	}
-	for _, want := range []string{"# HAL9 lab · smoke: REGRESSED", "❌ regressed | sqlite | smoke | http_req_duration_p95_ms", "Total http_reqs: 9600.", "| postgres crash at 20s for 5s | ✔️ pass | 200 | 80 (503×80) |", "nothing lost: 900 acknowledged",
+	for _, want := range []string{"# HAL9 lab · smoke: REGRESSED", "| **sqlite · smoke · signal** | | | | | | | | | |\n| ❌ regressed | http_req_duration_p50_ms | LLM (any machine) | 208 ms | 308 ms | +48.2% | 0.029 | +10% | 200 · 205 · 210 · 212 | 300 · 305 · 310 · 320 |",
+		"| **sqlite · smoke · all requests** | | | | | | | | | |\n| ❌ regressed | http_req_duration_p95_ms |", "Total http_reqs: 9600.", "| postgres crash at 20s for 5s | ✔️ pass | 200 | 80 (503×80) |", "nothing lost: 900 acknowledged",
 		"**mysql**: no such backend", "postgres+redis", "monthly projection", "`server.(*Server).handle` 21.0%", "❔ inconclusive",
 		"**Not production:**", "- PostgreSQL durability off (fsync=off) (postgres)\n", "- bcrypt cost 4 instead of 10\n",
 		"## Capacity: the knee", "| sqlite | 400 it/s = 600 req/s | 380 ms | the server (SLO broken at 420 it/s)", "peak at N*=99",
@@ -136,9 +146,9 @@ func TestWriteAllAndRender(t *testing.T) {
 	if err := xml.Unmarshal(raw, &ju); err != nil {
 		t.Fatalf("junit.xml does not parse: %v", err)
 	}
-	// 3 legs × 2 scenarios × 2 thresholds + 3 server exits + 3 gate + 2 departures + 1 knee + 1 skipped leg + 0 lab errors
+	// 3 legs × 2 scenarios × 2 thresholds + 3 server exits + 4 gate + 2 departures + 1 knee + 1 skipped leg + 0 lab errors
 	// + the postgres+redis leg's ledger and its 2 faults' checks
-	if ju.Tests != 12+3+3+2+1+1+3 || ju.Failures != 1+1 || ju.Skipped != 1+1 {
+	if ju.Tests != 12+3+4+2+1+1+3 || ju.Failures != 1+2 || ju.Skipped != 1+1 {
 		t.Errorf("junit totals tests=%d failures=%d skipped=%d", ju.Tests, ju.Failures, ju.Skipped)
 	}
 
@@ -157,6 +167,14 @@ func TestWriteAllAndRender(t *testing.T) {
 	}
 	if !strings.Contains(string(raw), "rated capacity per server: --capacity-rps 600") {
 		t.Errorf("junit.xml does not print the value to set")
+	}
+	if !strings.Contains(string(raw), `name="sqlite/smoke/signal/http_req_duration_p50_ms"`) {
+		t.Errorf("junit.xml does not name the op's gate case")
+	}
+	for _, want := range []string{`<th colspan="11" style="text-align:left">sqlite · smoke · signal</th>`, `data-strip="sqlite|smoke|signal|http_req_duration_p50_ms"`, `<td class="runs">200 · 205 · 210 · 212</td>`} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %s", want)
+		}
 	}
 	for _, want := range []string{`<a href="profiles/sqlite-cpu.html">cpu</a>`, `<a href="profiles/sqlite-cpu-diff.html">cpu vs the baseline</a>`, `<a href="profiles/sqlite-heap.html">heap (in use)</a>`} {
 		if !strings.Contains(string(html), want) {
@@ -241,5 +259,32 @@ func TestLoadErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, SummaryFile), []byte(`{"version": 7}`), 0o644)
 	if _, err := Render(dir); err == nil || !strings.Contains(err.Error(), "version 7") {
 		t.Errorf("bad version: %v", err)
+	}
+}
+
+// TestInconclusiveGate: a gate that judged nothing is not a pass, in the
+// title, the gate section and the run's verdict.
+func TestInconclusiveGate(t *testing.T) {
+	s := fakeSummary(false)
+	s.Command = "gate"
+	k := baseline.Key{Leg: "sqlite", Scenario: "smoke", Metric: baseline.ReqDurationP95}
+	c := baseline.Comparison{Results: []baseline.Result{baseline.Compare(k, []float64{20, 21, 19}, []float64{30, 31, 29}, baseline.DefaultRules().For(k.Metric), baseline.Alpha)}}
+	if c.Judged() {
+		t.Fatalf("3+3 runs judged: %+v", c.Results)
+	}
+	s.Gate = &Gate{Mode: "baseline", Baseline: "B.json", Runs: 3, Comparison: c, Verdict: string(baseline.Inconclusive), ExitCode: 3}
+	for _, l := range s.Legs { // passing legs: only the gate decides
+		for i := range l.Scenarios {
+			l.Scenarios[i].Passed = true
+		}
+	}
+	if v := s.Verdict(); v != "inconclusive" {
+		t.Errorf("Verdict = %s, want inconclusive", v)
+	}
+	m := Markdown(s)
+	for _, want := range []string{"## Gate: INCONCLUSIVE", "this gate does not pass", "Exit code 3."} {
+		if !strings.Contains(m, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
 	}
 }

@@ -124,6 +124,21 @@ type Metrics struct {
 	ClientCostUSD    float64 `json:"client_cost_usd"`       // hal9_llm_cost_usd
 	ClientTokens     float64 `json:"client_tokens"`         // hal9_llm_tokens
 	Status429        float64 `json:"status_429,omitempty"`
+	// Ops are the engine's per-operation numbers (and per layer where an
+	// operation's requests addressed several): every op, whatever its
+	// count; the gate keeps those with enough requests (lab.LegSamples).
+	Ops []OpMetrics `json:"ops,omitempty"`
+}
+
+// OpMetrics are one operation's client-side numbers in a scenario (Op is
+// "signal", or "signal:L3" for one layer of it); times in ms.
+type OpMetrics struct {
+	Op        string  `json:"op"`
+	HTTPReqs  float64 `json:"http_reqs"`
+	ErrorRate float64 `json:"error_rate"`
+	ReqP50    float64 `json:"http_req_duration_p50"`
+	ReqP95    float64 `json:"http_req_duration_p95"`
+	ReqP99    float64 `json:"http_req_duration_p99"`
 }
 
 // Threshold is one k6 threshold's outcome.
@@ -286,6 +301,8 @@ func (s *RunSummary) Verdict() string {
 	switch {
 	case s.Gate != nil && s.Gate.Verdict == string(baseline.Regressed):
 		return "regressed"
+	case s.Gate != nil && s.Gate.Verdict == string(baseline.Inconclusive):
+		return "inconclusive"
 	case s.Interrupted:
 		return "interrupted"
 	}

@@ -71,7 +71,7 @@ const (
 func (v *vu) asyncSignal(ctx context.Context, it *load.Iter) error {
 	layer := v.w.cfg.Layers[v.rng.IntN(len(v.w.cfg.Layers))]
 	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals?async=true", Name: "/api/v1/signals?async=true",
-		Body: v.signalBody(layer), Header: v.auth, Op: OpAsyncSignal})
+		Body: v.signalBody(layer), Header: v.auth, Op: OpAsyncSignal, Layer: layer})
 	if err != nil {
 		return err
 	}

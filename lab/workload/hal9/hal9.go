@@ -480,7 +480,7 @@ func (v *vu) signalBody(layer string) []byte {
 
 func (v *vu) signal(ctx context.Context, it *load.Iter) error {
 	layer := v.w.cfg.Layers[v.rng.IntN(len(v.w.cfg.Layers))]
-	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals", Body: v.signalBody(layer), Header: v.auth, Op: OpSignal})
+	res, err := it.HTTP.Do(ctx, &load.Request{Method: http.MethodPost, Path: "/api/v1/signals", Body: v.signalBody(layer), Header: v.auth, Op: OpSignal, Layer: layer})
 	if err != nil {
 		return err
 	}

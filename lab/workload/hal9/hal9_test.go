@@ -236,6 +236,23 @@ func TestWorkloadAgainstDocumentedShapes(t *testing.T) {
 	if s.Metrics["http_req_duration{op:signal}"] != nil {
 		t.Error("sub-metrics appear only for thresholds")
 	}
+	// Signals carry their layer tag: one series per default layer, adding
+	// up to the op's.
+	layers, all := map[string]int64{}, int64(0)
+	for _, o := range s.Hal9Lab.Ops {
+		switch {
+		case o.Op == OpSignal && o.Layer == "":
+			all = o.Reqs
+		case o.Op == OpSignal:
+			layers[o.Layer] = o.Reqs
+		}
+	}
+	if len(layers) != 3 || layers["L2"] == 0 || layers["L2"]+layers["L3"]+layers["L4"] != all || all == 0 {
+		t.Errorf("signal ops: %d in all, by layer %v", all, layers)
+	}
+	if s.Metrics["http_reqs{layer:L3,op:signal}"] == nil {
+		t.Error("no per-layer sub-metric in the k6-shaped summary")
+	}
 }
 
 // Every acknowledged write is in the ledger, once, with its owner.
