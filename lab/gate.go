@@ -14,6 +14,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/build"
 	"github.com/hal9-lab/hal9-lab/lab/load"
 	"github.com/hal9-lab/hal9-lab/lab/profiles"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -31,19 +32,6 @@ const (
 // a baseline update with fewer runs than a gate needs: a bad flag
 // combination (exit 2).
 var ErrCannotJudge = errors.New("too few runs for the gate's U test")
-
-// Minimum requests per run for an operation's series to enter the gate.
-// An empirical q-quantile of n samples is an order statistic whose rank
-// wanders by about sqrt(n·q·(1−q)); it is only stable when n·(1−q), the
-// samples beyond it, is at least about 10: p50 from 20 requests, p95 from
-// 200, p99 from 1,000. The error rate and the count need 100, so that one
-// failed request is at most 1 point, the error rule's minimum effect.
-const (
-	MinOpReqsP50  = 20
-	MinOpReqsP95  = 200
-	MinOpReqsP99  = 1000
-	MinOpReqsRate = 100
-)
 
 // GateOptions configure `hal9-lab gate` and `hal9-lab baseline update`.
 type GateOptions struct {
@@ -66,76 +54,6 @@ type GateOptions struct {
 	BaselinePath string
 }
 
-// LegSamples turns one leg-run into the gate's per-run values. The
-// rate-limit check is a pass/fail check, not a measurement, and is left
-// out; so are scenarios that did not run to the end.
-func LegSamples(l report.Leg) map[baseline.Key]float64 {
-	out := map[baseline.Key]float64{}
-	for _, sc := range l.Scenarios {
-		if sc.Name == "ratelimit" || sc.Error != "" || sc.Metrics.HTTPReqs == 0 {
-			continue
-		}
-		m := sc.Metrics
-		k := func(metric string) baseline.Key { return baseline.Key{Leg: l.Name, Scenario: sc.Name, Metric: metric} }
-		out[k(baseline.ReqDurationP50)] = m.ReqP50
-		out[k(baseline.ReqDurationP95)] = m.ReqP95
-		out[k(baseline.ReqDurationP99)] = m.ReqP99
-		out[k(baseline.IterRespP50)] = m.IterP50
-		out[k(baseline.IterRespP95)] = m.IterP95
-		out[k(baseline.IterRespP99)] = m.IterP99
-		out[k(baseline.AchievedRate)] = m.AchievedRPS
-		out[k(baseline.ErrorRate)] = m.ErrorRate
-		out[k(baseline.Dropped)] = m.Dropped
-		if sc.Server.CacheLookups > 0 {
-			out[k(baseline.CacheHitRate)] = sc.Server.CacheHitRate
-		}
-		if sc.Server.Requests > 0 {
-			out[k(baseline.CostPer1K)] = sc.Server.CostPer1K
-		}
-		for _, o := range m.Ops {
-			k := func(metric string) baseline.Key {
-				return baseline.Key{Leg: l.Name, Scenario: sc.Name, Op: o.Op, Metric: metric}
-			}
-			for _, q := range []struct {
-				min    float64
-				metric string
-				v      float64
-			}{
-				{MinOpReqsP50, baseline.ReqDurationP50, o.ReqP50}, {MinOpReqsP95, baseline.ReqDurationP95, o.ReqP95},
-				{MinOpReqsP99, baseline.ReqDurationP99, o.ReqP99},
-				{MinOpReqsRate, baseline.ErrorRate, o.ErrorRate}, {MinOpReqsRate, baseline.HTTPReqs, o.HTTPReqs},
-			} {
-				if o.HTTPReqs >= q.min {
-					out[k(q.metric)] = q.v
-				}
-			}
-		}
-	}
-	return out
-}
-
-// collect adds a leg's values to samples.
-func collect(s baseline.Samples, l report.Leg) {
-	for k, v := range LegSamples(l) {
-		s.Add(k, v)
-	}
-}
-
-// dropPartialOps removes the per-operation series that not every one of
-// runs runs had enough requests for: an op near its minimum would compare
-// 3 values with 4 (which the U test cannot judge at 0.05), or measure a
-// different mix of runs on each side. It returns what it removed.
-func dropPartialOps(s baseline.Samples, runs int) []baseline.Key {
-	var out []baseline.Key
-	for _, k := range s.Keys() {
-		if k.Op != "" && len(s[k]) < runs {
-			delete(s, k)
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // CheckPower tells whether a gate of runs against a baseline of
 // baseRuns can reach alpha with the exact U test, and if not, how many
 // runs it needs (ErrCannotJudge).
@@ -150,27 +68,6 @@ func CheckPower(baseRuns, runs int, alpha float64, baselineName string) error {
 			ErrCannotJudge, runs, baseRuns, baselineName, p, alpha, how)
 	}
 	return nil
-}
-
-// Bound says what a series' time depends on in the hal9 workload: the
-// simulated LLM's latency (signals: the same on any machine), this
-// machine's CPU (credential routes hash passwords at a bcrypt cost; the
-// other routes are database and JSON work), or a mix (a scenario's
-// aggregate). Empty for series that are not times.
-func Bound(k baseline.Key) string {
-	if !strings.HasSuffix(k.Metric, "_ms") {
-		return ""
-	}
-	op, _, _ := strings.Cut(k.Op, ":")
-	switch op {
-	case "":
-		return "mixed"
-	case "signal", "async_signal":
-		return "llm"
-	case "auth", "setup":
-		return "cpu (bcrypt)"
-	}
-	return "cpu"
 }
 
 // Gate runs the profile's scenarios Runs times per backend and compares
@@ -243,7 +140,7 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 	}
 	s.prog.setLeg("gate")
 	gate := &report.Gate{Runs: g.Runs}
-	partial := append(dropPartialOps(candS, g.Runs), dropPartialOps(refS, g.Runs)...)
+	partial := append(readings.DropPartialOps(candS, g.Runs), readings.DropPartialOps(refS, g.Runs)...)
 	if ref != "" {
 		gate.Mode, gate.Against = "against", g.Against
 		if gate.Against == "" {
@@ -255,7 +152,7 @@ func Gate(ctx context.Context, g GateOptions) (*report.RunSummary, error) {
 		gate.Comparison = baseline.CompareFile(base, candS, g.Rules, g.Alpha)
 	}
 	for i := range gate.Comparison.Results {
-		gate.Comparison.Results[i].Bound = Bound(gate.Comparison.Results[i].Key)
+		gate.Comparison.Results[i].Bound = readings.Bound(gate.Comparison.Results[i].Key)
 	}
 	if len(partial) > 0 {
 		gate.Comparison.Warnings = append(gate.Comparison.Warnings, fmt.Sprintf("%d per-operation series left out: not every run had enough requests of the op (%s)", len(partial), keyNames(partial)))
@@ -286,7 +183,7 @@ func (s *session) addMeasured(ctx context.Context, leg report.Leg, into baseline
 	if leg.Error != "" && ctx.Err() == nil {
 		s.labError("%s run %d failed: %s", who, leg.Run, leg.Error)
 	}
-	collect(into, leg)
+	readings.AddLeg(into, leg)
 }
 
 // keyNames lists keys as leg/scenario/op/metric, at most 5 of them.
@@ -362,7 +259,7 @@ func UpdateBaseline(ctx context.Context, g GateOptions) (*report.RunSummary, str
 	if len(sum.LabErrors) > 0 {
 		return sum, "", fmt.Errorf("baseline not written: %d lab errors (see %s/report.md)", len(sum.LabErrors), g.OutDir)
 	}
-	dropPartialOps(samples, g.Runs)
+	readings.DropPartialOps(samples, g.Runs)
 	if len(samples) == 0 {
 		return sum, "", errors.New("baseline not written: no leg produced measurements")
 	}

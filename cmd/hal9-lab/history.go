@@ -16,6 +16,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab"
 	"github.com/hal9-lab/hal9-lab/lab/baseline"
 	"github.com/hal9-lab/hal9-lab/lab/history"
+	"github.com/hal9-lab/hal9-lab/lab/readings"
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
@@ -111,7 +112,7 @@ func historyAdd(ctx context.Context, args []string) error {
 			failed = append(failed, err.Error())
 			continue
 		}
-		run, err := history.FromSummary(sum, lab.LegSamples, path, resolveReference(ctx, sum))
+		run, err := history.FromSummary(sum, readings.LegSamples, path, resolveReference(ctx, sum))
 		if err != nil {
 			failed = append(failed, err.Error())
 			continue

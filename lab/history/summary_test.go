@@ -10,7 +10,7 @@ import (
 	"github.com/hal9-lab/hal9-lab/lab/report"
 )
 
-// legSamples stands in for the gate's lab.LegSamples (this package may
+// legSamples stands in for the gate's readings.LegSamples (this package may
 // not import lab): P95 and error rate per scenario.
 func legSamples(l report.Leg) map[baseline.Key]float64 {
 	out := map[baseline.Key]float64{}

@@ -126,7 +126,7 @@ type Metrics struct {
 	Status429        float64 `json:"status_429,omitempty"`
 	// Ops are the engine's per-operation numbers (and per layer where an
 	// operation's requests addressed several): every op, whatever its
-	// count; the gate keeps those with enough requests (lab.LegSamples).
+	// count; the gate keeps those with enough requests (readings.LegSamples).
 	Ops []OpMetrics `json:"ops,omitempty"`
 }
 
